@@ -1,0 +1,25 @@
+"""Command line entry point: `llava-video-mcp` and `python -m server`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from server.app import build_server
+from server.settings import parse_settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = parse_settings(argv)
+    # stdout carries the MCP protocol on stdio: every log line goes to stderr.
+    logging.basicConfig(
+        level=logging.DEBUG if settings.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if not settings.verbose:
+        for noisy in ("httpx", "httpcore", "urllib3", "filelock", "PIL", "transformers"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    build_server(settings).run("stdio")

@@ -1,0 +1,108 @@
+"""Builds llava-interleave-shaped models from scratch and saves them like a hub checkpoint.
+
+No hub is reachable here, so tests (tiny sizes) and benchmarks (full size, random weights) make their own model:
+a Qwen2 text model, a SigLIP vision tower, a byte-level tokenizer built with `tokenizers` carrying the special
+tokens llava-interleave uses, and the llava-interleave chat template (all images first, then the text). The
+server then loads the folder through the same `--model` code path users take.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    SiglipVisionConfig,
+)
+from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+# The chat template of llava-hf/llava-interleave-qwen-*-hf.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{# Render all text next #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{{'<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
+
+TINY = {
+    "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 4},
+    "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "image_size": 32, "patch_size": 8},
+}
+# llava-interleave-qwen-0.5b: Qwen1.5-0.5B language model, SigLIP so400m tower at 384 px (729 tokens a frame).
+FULL_0_5B = {
+    "text": {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 24, "num_attention_heads": 16,
+             "num_key_value_heads": 16},
+    "vision": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 26, "num_attention_heads": 16,
+               "image_size": 384, "patch_size": 14},
+}
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Byte-level BPE without merges (every byte is a token), plus the special tokens."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokenizer = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<image>"},
+        model_max_length=32768,
+    )
+
+
+def build_llava(path: Path, sizes: dict[str, dict[str, int]] = TINY, *, seed: int = 0,
+                vocab_size: int | None = None, init_std: float = 0.2) -> Path:
+    """Save a randomly initialised llava-interleave-shaped model with its processor to `path`."""
+    tokenizer = build_tokenizer()
+    vision = sizes["vision"]
+    image_processor = SiglipImageProcessorPil(
+        size={"height": vision["image_size"], "width": vision["image_size"]},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=vision["patch_size"],
+        vision_feature_select_strategy="full",
+        chat_template=CHAT_TEMPLATE,
+    )
+    text_config = Qwen2Config(
+        vocab_size=vocab_size or len(tokenizer),
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        initializer_range=init_std,
+        **sizes["text"],
+    )
+    vision_config = SiglipVisionConfig(vision_use_head=False, **vision)
+    config = LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        projector_hidden_act="gelu",
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path

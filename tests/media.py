@@ -1,0 +1,89 @@
+"""Small real videos, encoded by PyAV in the tests themselves, and a reference sequential decoder."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def moving_frame(i: int, width: int, height: int) -> np.ndarray:
+    """A frame whose content changes every frame: a sliding bar over a gradient that shifts colour."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[..., 0] = (x * 255 // max(width - 1, 1) + i * 7) % 256
+    image[..., 1] = (y * 255 // max(height - 1, 1) + i * 3) % 256
+    image[..., 2] = (i * 11) % 256
+    bar = (i * 5) % width
+    image[:, bar : bar + max(width // 16, 2)] = 255
+    return image
+
+
+def encode_video(
+    path: Path,
+    *,
+    codec: str = "libx264",
+    seconds: float = 3.0,
+    fps: int = 10,
+    width: int = 96,
+    height: int = 64,
+    gop: int = 12,
+    pixel_format: str = "yuv420p",
+    timestamps: list[float] | None = None,
+    bframes: bool = True,
+) -> Path:
+    """Encode moving content; `timestamps` (seconds) makes a variable-frame-rate video instead of a fixed rate."""
+    times = timestamps if timestamps is not None else [i / fps for i in range(round(seconds * fps))]
+    time_base = Fraction(1, 1000) if timestamps is not None else Fraction(1, fps)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = pixel_format
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        stream.codec_context.gop_size = gop
+        options = {"g": str(gop), "keyint_min": str(gop)}
+        if codec == "libx264":
+            options |= {"preset": "ultrafast", "bf": "2" if bframes else "0", "sc_threshold": "0"}
+        elif codec == "libvpx-vp9":
+            options |= {"deadline": "realtime", "cpu-used": "8"}
+        stream.options = options
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(moving_frame(i, width, height), format="rgb24")
+            frame.pts = round(t / time_base)
+            frame.time_base = time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def encode_audio_only(path: Path, seconds: float = 1.0) -> Path:
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = int(seconds * 16000)
+        for start in range(0, samples, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def reference_frames(path: Path) -> list[tuple[float, av.VideoFrame]]:
+    """Every frame of the first video stream by plain sequential decoding: (seconds from the first frame, frame)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [(float(frame.pts * stream.time_base), frame) for frame in container.decode(stream)]
+    first = frames[0][0]
+    return [(t - first, frame) for t, frame in frames]
+
+
+def nearest_reference(reference: list[tuple[float, av.VideoFrame]], target: float) -> tuple[float, av.VideoFrame]:
+    return min(reference, key=lambda item: (abs(item[0] - target), item[0]))

@@ -1,0 +1,139 @@
+"""The sampler against real files encoded by PyAV, checked against a plain sequential decode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.media import encode_audio_only, encode_video, nearest_reference, reference_frames
+from tools.errors import DecodeError, LimitError
+from tools.frames import probe, sample_frames, to_model_image, uniform_targets
+
+
+def assert_exact(path: Path, num_frames: int, min_side: int = 384, **range_kwargs: float) -> None:
+    sampled = sample_frames(path, num_frames, min_side=min_side, **range_kwargs)  # type: ignore[arg-type]
+    reference = reference_frames(path)
+    targets = uniform_targets(sampled.start_s, sampled.end_s, num_frames)
+    expected = []
+    for target in targets:
+        t, frame = nearest_reference(reference, target)
+        if not expected or expected[-1][0] != t:
+            expected.append((t, frame))
+    assert [round(f.timestamp_s, 6) for f in sampled.frames] == [round(t, 6) for t, _ in expected]
+    for got, (_, frame) in zip(sampled.frames, expected, strict=True):
+        want = to_model_image(frame, min_side)
+        assert got.image.size == want.size
+        assert np.array_equal(np.asarray(got.image), np.asarray(want))
+
+
+@pytest.mark.parametrize("fixture", ["h264_mp4", "vp9_webm"])
+@pytest.mark.parametrize("num_frames", [1, 4, 8])
+def test_frames_match_sequential_decode(fixture: str, num_frames: int, request: pytest.FixtureRequest) -> None:
+    assert_exact(request.getfixturevalue(fixture), num_frames)
+
+
+def test_variable_frame_rate_timestamps_come_from_pts(tmp_path: Path) -> None:
+    times = [0.0, 0.05, 0.1, 0.4, 0.45, 1.2, 1.25, 1.3, 2.0, 2.6, 2.65, 2.9]
+    path = encode_video(tmp_path / "vfr.mp4", timestamps=times, fps=20)
+    assert_exact(path, 5)
+    assert_exact(path, 3, start_s=1.0, end_s=2.5)
+
+
+def test_range_sampling_stays_inside_range(h264_mp4: Path) -> None:
+    sampled = sample_frames(h264_mp4, 4, start_s=1.0, end_s=2.0)
+    assert sampled.start_s == 1.0
+    assert sampled.end_s == 2.0
+    assert all(1.0 <= f.timestamp_s <= 2.0 for f in sampled.frames)
+    assert_exact(h264_mp4, 4, start_s=1.0, end_s=2.0)
+
+
+def test_one_frame_is_the_middle(h264_mp4: Path) -> None:
+    sampled = sample_frames(h264_mp4, 1)
+    assert sampled.frames[0].timestamp_s == pytest.approx(sampled.info.duration_s / 2, abs=0.05)
+
+
+def test_more_frames_than_the_range_holds_returns_each_once(h264_mp4: Path) -> None:
+    sampled = sample_frames(h264_mp4, 8, start_s=1.0, end_s=1.35)
+    stamps = [f.timestamp_s for f in sampled.frames]
+    assert stamps == sorted(set(stamps))
+    assert len(stamps) == 4  # 10 fps: 1.0, 1.1, 1.2, 1.3
+    assert sampled.frames_requested == 8
+
+
+def test_frames_are_scaled_down_keeping_aspect(tmp_path: Path) -> None:
+    path = encode_video(tmp_path / "wide.mp4", width=640, height=360, seconds=1.0, fps=5)
+    sampled = sample_frames(path, 2, min_side=90)
+    assert {f.image.size for f in sampled.frames} == {(160, 90)}
+    assert sampled.info.width == 640
+    assert sampled.info.height == 360
+
+
+def test_probe_reports_stream_facts(h264_mp4: Path, vp9_webm: Path) -> None:
+    info = probe(h264_mp4)
+    assert (info.codec, info.width, info.height, info.frame_count) == ("h264", 96, 64, 30)
+    assert info.duration_s == pytest.approx(3.0)
+    assert info.fps == pytest.approx(10)
+    webm = probe(vp9_webm)
+    assert (webm.codec, webm.frame_count) == ("vp9", 24)
+    assert webm.duration_s == pytest.approx(2.0, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"start_s": 5.0}, "start_s=5.0 is at or past the end of the video"),
+        ({"end_s": 9.0}, "end_s=9.0 is past the end of the video"),
+        ({"start_s": 2.0, "end_s": 1.0}, "must be greater than start_s"),
+    ],
+)
+def test_range_outside_the_video_is_refused(h264_mp4: Path, kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(LimitError, match=message):
+        sample_frames(h264_mp4, 4, **kwargs)  # type: ignore[arg-type]
+
+
+def test_frame_count_out_of_range_is_refused(h264_mp4: Path) -> None:
+    with pytest.raises(LimitError, match="between 1 and 32"):
+        sample_frames(h264_mp4, 33)
+
+
+def test_text_file_is_not_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are not the frames you are looking for\n" * 50)
+    with pytest.raises(DecodeError, match="not a readable video"):
+        sample_frames(path, 4)
+
+
+def test_image_is_not_a_video(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "still.png"
+    Image.new("RGB", (32, 32), "red").save(path)
+    with pytest.raises(DecodeError, match="still image"):
+        sample_frames(path, 4)
+
+
+def test_truncated_file_is_refused(tmp_path: Path, h264_mp4: Path) -> None:
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(h264_mp4.read_bytes()[:2000])
+    with pytest.raises(DecodeError):
+        sample_frames(path, 4)
+
+
+def test_audio_only_file_has_no_video(tmp_path: Path) -> None:
+    path = encode_audio_only(tmp_path / "sound.m4a")
+    with pytest.raises(DecodeError, match="no video stream"):
+        sample_frames(path, 4)
+
+
+def test_corrupt_video_data_gives_no_frames(tmp_path: Path, h264_mp4: Path) -> None:
+    data = bytearray(h264_mp4.read_bytes())
+    # Keep the container's header and index, scramble the coded pictures.
+    start, end = data.find(b"mdat") + 4, data.find(b"moov") - 4
+    assert 0 < start < end
+    data[start:end] = np.random.default_rng(0).integers(0, 256, end - start, dtype=np.uint8).tobytes()
+    path = tmp_path / "scrambled.mp4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DecodeError, match="could be decoded"):
+        sample_frames(path, 4)

@@ -1,0 +1,390 @@
+"""Frame sampling with PyAV: choose the frames first, then decode only what holds them.
+
+Choosing works on the packet index, built by demuxing the stream once without decoding: it gives every frame's
+presentation timestamp (pts) and which packets are keyframes. Header fields are not trusted for this: webm
+often states no frame count, mp4 edit lists make it wrong, and frame rates vary. The frame nearest each target
+time is picked from the real pts, so reported timestamps are exact.
+
+Decoding then seeks to the keyframe that opens each group of pictures (GOP) holding a chosen frame and decodes
+forward only until the group's last chosen frame, so a few frames of a long video cost a few GOPs, not the whole
+file. Where the index has no timestamps, or a seek lands somewhere useless (some MPEG-TS files), it falls back to
+one sequential decode.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.container
+import av.error
+import av.video.frame
+import av.video.stream
+from PIL import Image
+
+from tools.errors import DecodeError, LimitError
+
+log = logging.getLogger(__name__)
+
+MAX_FRAMES = 32
+_STILL_IMAGE_FORMATS = {"image2", "apng", "webp_pipe"}
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the container says about its video stream, corrected by the packet index."""
+
+    duration_s: float
+    fps: float | None
+    width: int
+    height: int
+    codec: str
+    frame_count: int
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    timestamp_s: float
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class SampledVideo:
+    info: StreamInfo
+    start_s: float
+    end_s: float
+    frames_requested: int
+    frames: list[SampledFrame]
+    frames_decoded: int
+
+
+@dataclass(frozen=True)
+class _PacketIndex:
+    """Presentation timestamps of a stream's frames, in decode order, with keyframe flags."""
+
+    pts: list[int]
+    keyframe: list[bool]
+    last_duration: int
+
+    def sorted_pts(self) -> list[int]:
+        return sorted(self.pts)
+
+
+def uniform_targets(start_s: float, end_s: float, count: int) -> list[float]:
+    """Centres of `count` equal slices of [start_s, end_s]: one frame means the middle, never an edge."""
+    step = (end_s - start_s) / count
+    return [start_s + (i + 0.5) * step for i in range(count)]
+
+
+def sample_frames(
+    path: Path,
+    num_frames: int,
+    *,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    min_side: int = 384,
+) -> SampledVideo:
+    """Sample `num_frames` frames uniformly over the video, or over [start_s, end_s].
+
+    Frames are scaled down (aspect kept) so that their shorter side is `min_side`, which is all the model needs.
+    """
+    if not 1 <= num_frames <= MAX_FRAMES:
+        raise LimitError(f"num_frames must be between 1 and {MAX_FRAMES}; got {num_frames}.")
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = _read_index(container, stream)
+        if index is None:
+            return _sample_sequentially(container, stream, path, num_frames, start_s, end_s, min_side)
+        info = _stream_info(stream, index)
+        time_base = _time_base(stream)
+        range_start, range_end = _validate_range(start_s, end_s, info.duration_s)
+        first_pts = min(index.pts)
+        targets = [first_pts + round(t / time_base) for t in uniform_targets(range_start, range_end, num_frames)]
+        chosen = _nearest_pts(index.sorted_pts(), targets)
+        images, decoded = _decode_chosen(container, stream, index, chosen, min_side)
+        missing = [pts for pts in chosen if pts not in images]
+        if missing:
+            log.info("%s: %d frames not reached by seeking; decoding sequentially", path.name, len(missing))
+            seq_images, seq_decoded = _decode_sequential_exact(container, stream, set(missing), min_side)
+            images.update(seq_images)
+            decoded += seq_decoded
+        frames = [
+            SampledFrame(timestamp_s=float((pts - first_pts) * time_base), image=images[pts])
+            for pts in chosen
+            if pts in images
+        ]
+    if not frames:
+        raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
+    return SampledVideo(
+        info=info,
+        start_s=range_start,
+        end_s=range_end,
+        frames_requested=num_frames,
+        frames=frames,
+        frames_decoded=decoded,
+    )
+
+
+def probe(path: Path) -> StreamInfo:
+    """Stream facts from the packet index, without decoding any frame."""
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        index = _read_index(container, stream)
+        if index is None:
+            return _header_info(container, stream)
+        return _stream_info(stream, index)
+
+
+def _open_video(path: Path) -> av.container.InputContainer:
+    if not path.is_file():
+        raise DecodeError(f"{path} is not a file.")
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise DecodeError(
+            f"{path.name} is not a readable video ({_ffmpeg_reason(exc)}). "
+            "Pass a complete video file (mp4, webm, mkv, mov, ...); a partly downloaded or damaged file cannot be read."
+        ) from exc
+    format_name = container.format.name
+    if format_name in _STILL_IMAGE_FORMATS or format_name.endswith("_pipe"):
+        container.close()
+        raise DecodeError(f"{path.name} is a still image ({format_name}), not a video. Pass a video file.")
+    if not container.streams.video:
+        container.close()
+        raise DecodeError(f"{path.name} has no video stream (it may be audio only). Pass a file with video.")
+    return container
+
+
+def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
+    return str(exc.strerror or exc).strip().rstrip(".")
+
+
+def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
+    if stream.time_base is None:
+        raise DecodeError("The video stream has no time base, so its frames cannot be placed in time.")
+    return Fraction(stream.time_base)
+
+
+def _read_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> _PacketIndex | None:
+    """Demux the whole stream (no decoding). None when packets carry no pts, so times must come from decoding."""
+    pts: list[int] = []
+    keyframe: list[bool] = []
+    last_duration = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                return None
+            pts.append(packet.pts)
+            keyframe.append(packet.is_keyframe)
+            last_duration = packet.duration or last_duration
+    except av.error.FFmpegError as exc:
+        log.info("demuxing stopped early: %s", _ffmpeg_reason(exc))
+    if not pts:
+        return None
+    return _PacketIndex(pts=pts, keyframe=keyframe, last_duration=last_duration)
+
+
+def _stream_info(stream: av.video.stream.VideoStream, index: _PacketIndex) -> StreamInfo:
+    time_base = _time_base(stream)
+    frame_step = index.last_duration
+    if not frame_step and len(index.pts) > 1:
+        ordered = index.sorted_pts()
+        frame_step = round((ordered[-1] - ordered[0]) / (len(ordered) - 1))
+    duration = float((max(index.pts) + frame_step - min(index.pts)) * time_base)
+    return StreamInfo(
+        duration_s=duration,
+        fps=_fps(stream),
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        codec=stream.codec_context.name,
+        frame_count=len(index.pts),
+    )
+
+
+def _header_info(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> StreamInfo:
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    else:
+        duration = 0.0
+    return StreamInfo(
+        duration_s=duration,
+        fps=_fps(stream),
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        codec=stream.codec_context.name,
+        frame_count=stream.frames,
+    )
+
+
+def _fps(stream: av.video.stream.VideoStream) -> float | None:
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
+
+
+def _validate_range(start_s: float | None, end_s: float | None, duration_s: float) -> tuple[float, float]:
+    start = 0.0 if start_s is None else start_s
+    end = duration_s if end_s is None else end_s
+    if start < 0:
+        raise LimitError(f"start_s must be 0 or more; got {start}.")
+    if start >= duration_s:
+        raise LimitError(
+            f"start_s={start} is at or past the end of the video, which lasts {duration_s:.3f} s. "
+            f"Choose start_s below {duration_s:.3f}."
+        )
+    if end <= start:
+        raise LimitError(f"end_s ({end}) must be greater than start_s ({start}).")
+    if end > duration_s + 1e-6:
+        raise LimitError(
+            f"end_s={end} is past the end of the video, which lasts {duration_s:.3f} s. "
+            f"Choose end_s up to {duration_s:.3f}, or leave it out to sample to the end."
+        )
+    return start, end
+
+
+def _nearest_pts(sorted_pts: Sequence[int], targets: Sequence[int]) -> list[int]:
+    """The pts nearest each target (the earlier one on a tie), each distinct frame once, in time order."""
+    chosen: list[int] = []
+    for target in targets:
+        i = bisect.bisect_left(sorted_pts, target)
+        candidates = sorted_pts[max(i - 1, 0) : i + 1]
+        best = min(candidates, key=lambda p: (abs(p - target), p))
+        if not chosen or chosen[-1] != best:
+            chosen.append(best)
+    return chosen
+
+
+def _decode_chosen(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    index: _PacketIndex,
+    chosen: Sequence[int],
+    min_side: int,
+) -> tuple[dict[int, Image.Image], int]:
+    """Decode the GOPs that hold the chosen frames, each once, seeking to its keyframe."""
+    decode_position = {pts: i for i, pts in enumerate(index.pts)}
+    keyframe_positions = [i for i, is_key in enumerate(index.keyframe) if is_key] or [0]
+    groups: dict[int, set[int]] = {}
+    for pts in chosen:
+        k = bisect.bisect_right(keyframe_positions, decode_position[pts]) - 1
+        groups.setdefault(keyframe_positions[max(k, 0)], set()).add(pts)
+
+    images: dict[int, Image.Image] = {}
+    decoded = 0
+    for key_position in sorted(groups):
+        wanted = groups[key_position]
+        last_wanted = max(wanted)
+        try:
+            container.seek(index.pts[key_position], stream=stream, backward=True, any_frame=False)
+            for frame in _decode(container, stream):
+                decoded += 1
+                if frame.pts is None:
+                    continue
+                if frame.pts in wanted:
+                    images[frame.pts] = to_model_image(frame, min_side)
+                    wanted.discard(frame.pts)
+                if not wanted or frame.pts >= last_wanted:
+                    break
+        except av.error.FFmpegError as exc:
+            log.info("seek-and-decode failed near pts %d: %s", index.pts[key_position], _ffmpeg_reason(exc))
+    return images, decoded
+
+
+def _decode(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    """Decoded frames, skipping packets the decoder rejects as corrupt instead of ending the whole decode."""
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.error.InvalidDataError as exc:
+            log.debug("skipping undecodable packet: %s", _ffmpeg_reason(exc))
+
+
+def _decode_sequential_exact(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    wanted: set[int],
+    min_side: int,
+) -> tuple[dict[int, Image.Image], int]:
+    container.seek(0)
+    images: dict[int, Image.Image] = {}
+    decoded = 0
+    last_wanted = max(wanted)
+    for frame in _decode(container, stream):
+        decoded += 1
+        if frame.pts in wanted:
+            images[frame.pts] = to_model_image(frame, min_side)
+        if frame.pts is not None and frame.pts >= last_wanted:
+            break
+    return images, decoded
+
+
+def _sample_sequentially(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    path: Path,
+    num_frames: int,
+    start_s: float | None,
+    end_s: float | None,
+    min_side: int,
+) -> SampledVideo:
+    """One pass over decoded frames, keeping the one nearest each target: for streams with no usable index."""
+    info = _header_info(container, stream)
+    if info.duration_s <= 0:
+        raise DecodeError(
+            f"{path.name} states no duration and its packets carry no timestamps, so it cannot be sampled."
+        )
+    range_start, range_end = _validate_range(start_s, end_s, info.duration_s)
+    targets = uniform_targets(range_start, range_end, num_frames)
+    best: list[tuple[float, av.VideoFrame] | None] = [None] * num_frames
+    container.seek(0)
+    first_time: float | None = None
+    decoded = 0
+    for frame in _decode(container, stream):
+        decoded += 1
+        if frame.time is None:
+            continue
+        if first_time is None:
+            first_time = frame.time
+        t = frame.time - first_time
+        for i, target in enumerate(targets):
+            current = best[i]
+            if current is None or abs(t - target) < abs(current[0] - target):
+                best[i] = (t, frame)
+        if t >= targets[-1]:
+            break
+    frames: list[SampledFrame] = []
+    for candidate in best:
+        if candidate is not None and (not frames or frames[-1].timestamp_s != candidate[0]):
+            frames.append(SampledFrame(timestamp_s=candidate[0], image=to_model_image(candidate[1], min_side)))
+    if not frames:
+        raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
+    return SampledVideo(
+        info=info,
+        start_s=range_start,
+        end_s=range_end,
+        frames_requested=num_frames,
+        frames=frames,
+        frames_decoded=decoded,
+    )
+
+
+def to_model_image(frame: av.VideoFrame, min_side: int) -> Image.Image:
+    """RGB image scaled inside the decoder's converter so that its shorter side is at most `min_side`."""
+    width, height = frame.width, frame.height
+    shorter = min(width, height)
+    if shorter > min_side:
+        scale = min_side / shorter
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    rgb: Any = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
+    image: Image.Image = rgb.to_image()  # PyAV leaves to_image untyped
+    return image

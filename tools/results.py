@@ -1,0 +1,64 @@
+"""The structured results the tools return: the answer and the evidence behind it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class FrameInfo(BaseModel):
+    """One frame the model saw."""
+
+    index: int = Field(description="Position of this frame in the model's input, from 0.")
+    timestamp_s: float = Field(description="Exact presentation time of the frame, seconds from the video's start.")
+
+
+class VideoInfo(BaseModel):
+    """What was read from one source, and which frames of it the model saw."""
+
+    source: str = Field(description="The source as given by the caller.")
+    title: str | None = Field(default=None, description="Title reported by the site, or the file name.")
+    duration_s: float = Field(description="Duration of the video stream in seconds.")
+    fps: float | None = Field(default=None, description="Average frame rate, when the container states one.")
+    width: int
+    height: int
+    codec: str = Field(description="Video codec name, e.g. h264, vp9.")
+    from_cache: bool = Field(description="True when the file was already in the download cache (or is a local file).")
+    start_s: float = Field(description="Start of the sampled time range, seconds.")
+    end_s: float = Field(description="End of the sampled time range, seconds.")
+    frames_requested: int = Field(description="Frames asked for from this video.")
+    frames: list[FrameInfo] = Field(
+        description="Frames the model saw, in order; fewer than requested when the range holds fewer distinct frames."
+    )
+
+
+class ModelInfo(BaseModel):
+    id: str = Field(description="Hub id or local folder the model was loaded from.")
+    device: str = Field(description="Device the model runs on: cuda, mps, xpu or cpu.")
+    dtype: str = Field(description="Weights' dtype, e.g. float32, bfloat16.")
+
+
+class Timings(BaseModel):
+    fetch_s: float = Field(description="Resolving and downloading the sources (0 for cached or local files).")
+    decode_s: float = Field(description="Decoding and scaling the sampled frames.")
+    model_load_s: float = Field(description="Loading the model, when this call was the one that loaded it; else 0.")
+    inference_s: float = Field(description="Image encoding, prefill and generation.")
+    total_s: float
+
+
+class TokenCounts(BaseModel):
+    prompt: int = Field(description="Tokens in the model's input, image tokens included.")
+    generated: int = Field(description="New tokens the model generated.")
+
+
+class VideoAnswer(BaseModel):
+    """The answer to a question about one or more videos, with the evidence it rests on."""
+
+    answer: str
+    question: str = Field(description="The question the model was asked (the default caption request if none).")
+    videos: list[VideoInfo] = Field(description="One entry per source, in input order.")
+    model: ModelInfo
+    timings: Timings
+    tokens: TokenCounts
+    stopped_by_token_limit: bool = Field(
+        description="True when generation hit max_new_tokens, so the answer may be cut short."
+    )

@@ -1,0 +1,191 @@
+"""The two capabilities, as plain functions over a fetcher and a model: no MCP here.
+
+Usable from a notebook:
+
+    qa = VideoQA(VideoFetcher(default_cache_dir()), LazyBackend(DEFAULT_MODEL))
+    print(qa.describe("clip.mp4", "What is the cat doing?").answer)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tools.backend import LazyBackend, Prompt
+from tools.errors import LimitError
+from tools.frames import MAX_FRAMES, SampledVideo, sample_frames
+from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, VideoAnswer, VideoInfo
+from tools.sources import LocalVideo, VideoFetcher
+
+DEFAULT_QUESTION = (
+    "Describe this video in detail: the setting, the people, animals or objects in it, "
+    "and what happens from beginning to end."
+)
+MIN_VIDEOS, MAX_VIDEOS = 2, 4
+DEFAULT_FRAME_SIDE = 384
+
+Progress = Callable[[float, float, str], None]
+"""Called with (progress, total, message) as a call moves through its stages."""
+
+
+def _no_progress(progress: float, total: float, message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    source: str
+    num_frames: int
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+class VideoQA:
+    def __init__(self, fetcher: VideoFetcher, model: LazyBackend) -> None:
+        self.fetcher = fetcher
+        self.model = model
+
+    def describe(
+        self,
+        source: str,
+        question: str | None = None,
+        *,
+        num_frames: int = 8,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        max_new_tokens: int = 256,
+        progress: Progress = _no_progress,
+    ) -> VideoAnswer:
+        """Answer a question about one video, or describe it when no question is given."""
+        return self._answer([VideoRequest(source, num_frames, start_s, end_s)], question, max_new_tokens, progress)
+
+    def compare(
+        self,
+        sources: Sequence[str],
+        question: str,
+        *,
+        frames_per_video: int = 6,
+        max_new_tokens: int = 256,
+        progress: Progress = _no_progress,
+    ) -> VideoAnswer:
+        """Answer one question across 2 to 4 videos, all their frames in one model context."""
+        if not MIN_VIDEOS <= len(sources) <= MAX_VIDEOS:
+            raise LimitError(f"compare_videos takes {MIN_VIDEOS} to {MAX_VIDEOS} sources; got {len(sources)}.")
+        if len(sources) * frames_per_video > MAX_FRAMES:
+            raise LimitError(
+                f"{len(sources)} videos x {frames_per_video} frames is {len(sources) * frames_per_video} frames; "
+                f"at most {MAX_FRAMES} fit in one call. Use frames_per_video={MAX_FRAMES // len(sources)} or fewer."
+            )
+        if not question.strip():
+            raise LimitError("compare_videos needs a question, e.g. 'What differs between these videos?'.")
+        return self._answer([VideoRequest(s, frames_per_video) for s in sources], question, max_new_tokens, progress)
+
+    def _answer(
+        self, requests: list[VideoRequest], question: str | None, max_new_tokens: int, progress: Progress
+    ) -> VideoAnswer:
+        started = time.perf_counter()
+        asked = question.strip() if question and question.strip() else DEFAULT_QUESTION
+        stages = 2 * len(requests) + 1
+        step = 0
+
+        local: list[LocalVideo] = []
+        for i, request in enumerate(requests, 1):
+            progress(step, stages, f"Fetching video {i}/{len(requests)}: {request.source}")
+            local.append(self.fetcher.fetch(request.source))
+            step += 1
+
+        decode_started = time.perf_counter()
+        loaded = self.model.loaded
+        side = loaded.image_side if loaded is not None else DEFAULT_FRAME_SIDE
+        sampled: list[SampledVideo] = []
+        for i, (request, video) in enumerate(zip(requests, local, strict=True), 1):
+            progress(step, stages, f"Sampling {request.num_frames} frames from video {i}/{len(requests)}")
+            sampled.append(
+                sample_frames(
+                    video.path, request.num_frames, start_s=request.start_s, end_s=request.end_s, min_side=side
+                )
+            )
+            step += 1
+        decode_s = time.perf_counter() - decode_started
+
+        total_frames = sum(len(s.frames) for s in sampled)
+        progress(step, stages, f"Running {self.model.model_id} on {total_frames} frames")
+        backend, load_s = self.model.get()
+        inference_started = time.perf_counter()
+        prompt = Prompt(
+            images=[frame.image for video in sampled for frame in video.frames],
+            text=frame_guide(local, sampled) + "\n\n" + asked,
+        )
+        generation = backend.generate(prompt, max_new_tokens)
+        inference_s = time.perf_counter() - inference_started
+        progress(stages, stages, "Done")
+
+        videos = []
+        index = 0
+        for video, sample in zip(local, sampled, strict=True):
+            frames = []
+            for frame in sample.frames:
+                frames.append(FrameInfo(index=index, timestamp_s=round(frame.timestamp_s, 6)))
+                index += 1
+            videos.append(
+                VideoInfo(
+                    source=video.source,
+                    title=video.title,
+                    duration_s=round(sample.info.duration_s, 6),
+                    fps=sample.info.fps,
+                    width=sample.info.width,
+                    height=sample.info.height,
+                    codec=sample.info.codec,
+                    from_cache=video.from_cache,
+                    start_s=sample.start_s,
+                    end_s=sample.end_s,
+                    frames_requested=sample.frames_requested,
+                    frames=frames,
+                )
+            )
+        return VideoAnswer(
+            answer=generation.text,
+            question=asked,
+            videos=videos,
+            model=ModelInfo(id=backend.model_id, device=backend.device, dtype=backend.dtype),
+            timings=Timings(
+                fetch_s=sum(v.fetch_s for v in local),
+                decode_s=decode_s,
+                model_load_s=load_s,
+                inference_s=inference_s,
+                total_s=time.perf_counter() - started,
+            ),
+            tokens=TokenCounts(prompt=generation.prompt_tokens, generated=len(generation.token_ids)),
+            stopped_by_token_limit=generation.hit_token_limit,
+        )
+
+
+def frame_guide(videos: Sequence[LocalVideo], sampled: Sequence[SampledVideo]) -> str:
+    """The text that tells the model which images belong to which video, and when each was taken.
+
+    The chat template renders every image before the text, so this is the only place the model learns it.
+    """
+    if len(sampled) == 1:
+        sample = sampled[0]
+        title = f' "{videos[0].title}"' if videos[0].title else ""
+        return (
+            f"The {len(sample.frames)} images are frames of one video{title} "
+            f"({sample.info.duration_s:.1f} s long), in time order, taken at {_times(sample)}."
+        )
+    total = sum(len(s.frames) for s in sampled)
+    lines = [f"The {total} images are frames from {len(sampled)} videos, in order."]
+    first = 1
+    for number, (video, sample) in enumerate(zip(videos, sampled, strict=True), 1):
+        last = first + len(sample.frames) - 1
+        title = f' "{video.title}"' if video.title else ""
+        images = f"Image {first}" if first == last else f"Images {first}-{last}"
+        lines.append(
+            f"{images}: Video {number}{title} ({sample.info.duration_s:.1f} s long), taken at {_times(sample)}."
+        )
+        first = last + 1
+    return "\n".join(lines)
+
+
+def _times(sample: SampledVideo) -> str:
+    return ", ".join(f"{frame.timestamp_s:.2f} s" for frame in sample.frames)
