@@ -10,9 +10,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-from tests.httpserver import LoopbackServer  # noqa: E402
-from tests.llava_builder import build_llava  # noqa: E402
-from tests.media import encode_video  # noqa: E402
+from tests.httpserver import LoopbackServer
+from tests.llava_builder import build_llava
+from tests.media import encode_video
 
 
 @pytest.fixture(scope="session")

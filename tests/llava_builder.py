@@ -35,17 +35,39 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
 
 TINY = {
-    "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 4},
-    "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-               "image_size": 32, "patch_size": 8},
+    "text": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+    },
+    "vision": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+    },
 }
 # llava-interleave-qwen-0.5b: Qwen1.5-0.5B language model, SigLIP so400m tower at 384 px (729 tokens a frame).
 FULL_0_5B = {
-    "text": {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 24, "num_attention_heads": 16,
-             "num_key_value_heads": 16},
-    "vision": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 26, "num_attention_heads": 16,
-               "image_size": 384, "patch_size": 14},
+    "text": {
+        "hidden_size": 1024,
+        "intermediate_size": 2816,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+    },
+    "vision": {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "num_hidden_layers": 26,
+        "num_attention_heads": 16,
+        "image_size": 384,
+        "patch_size": 14,
+    },
 }
 
 
@@ -65,8 +87,14 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_llava(path: Path, sizes: dict[str, dict[str, int]] = TINY, *, seed: int = 0,
-                vocab_size: int | None = None, init_std: float = 0.2) -> Path:
+def build_llava(
+    path: Path,
+    sizes: dict[str, dict[str, int]] = TINY,
+    *,
+    seed: int = 0,
+    vocab_size: int | None = None,
+    init_std: float = 0.2,
+) -> Path:
     """Save a randomly initialised llava-interleave-shaped model with its processor to `path`."""
     tokenizer = build_tokenizer()
     vision = sizes["vision"]

@@ -52,8 +52,6 @@ class VideoLanguageBackend(ABC):
     model_id: str
     device: str
     dtype: str
-    image_side: int
-    """Shorter side, in pixels, that frames need to have for this model; frames are decoded at this size."""
 
     @abstractmethod
     def generate(self, prompt: Prompt, max_new_tokens: int) -> Generation:
@@ -115,8 +113,6 @@ class TransformersBackend(VideoLanguageBackend):
         self.model_id = model_id
         self.device = device
         self.dtype = str(model.dtype).removeprefix("torch.")
-        size = getattr(processor.image_processor, "size", None) or {}
-        self.image_side = int(min(size.get("height", 384), size.get("width", 384)))
 
     @classmethod
     def load(cls, model_id: str, device: str = "auto", dtype: str = "auto") -> TransformersBackend:
@@ -208,10 +204,6 @@ class LazyBackend:
         self._dtype = dtype
         self._backend: VideoLanguageBackend | None = None
         self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> VideoLanguageBackend | None:
-        return self._backend
 
     def get(self) -> tuple[VideoLanguageBackend, float]:
         """The backend, and the seconds this call spent loading it (0 when it was already loaded)."""

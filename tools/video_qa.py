@@ -17,13 +17,16 @@ from tools.errors import LimitError
 from tools.frames import MAX_FRAMES, SampledVideo, sample_frames
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, VideoAnswer, VideoInfo
 from tools.sources import LocalVideo, VideoFetcher
+from tools.ytdlp import ProgressHook
 
 DEFAULT_QUESTION = (
     "Describe this video in detail: the setting, the people, animals or objects in it, "
     "and what happens from beginning to end."
 )
 MIN_VIDEOS, MAX_VIDEOS = 2, 4
-DEFAULT_FRAME_SIDE = 384
+FRAME_SIDE = 384
+"""Shorter side frames are decoded to: the SigLIP input of llava-interleave (0.5b and 7b). The same on every
+call, so an answer never depends on whether the model happened to be loaded yet."""
 
 Progress = Callable[[float, float, str], None]
 """Called with (progress, total, message) as a call moves through its stages."""
@@ -92,18 +95,16 @@ class VideoQA:
         local: list[LocalVideo] = []
         for i, request in enumerate(requests, 1):
             progress(step, stages, f"Fetching video {i}/{len(requests)}: {request.source}")
-            local.append(self.fetcher.fetch(request.source))
+            local.append(self.fetcher.fetch(request.source, _download_progress(progress, step, stages, i)))
             step += 1
 
         decode_started = time.perf_counter()
-        loaded = self.model.loaded
-        side = loaded.image_side if loaded is not None else DEFAULT_FRAME_SIDE
         sampled: list[SampledVideo] = []
         for i, (request, video) in enumerate(zip(requests, local, strict=True), 1):
             progress(step, stages, f"Sampling {request.num_frames} frames from video {i}/{len(requests)}")
             sampled.append(
                 sample_frames(
-                    video.path, request.num_frames, start_s=request.start_s, end_s=request.end_s, min_side=side
+                    video.path, request.num_frames, start_s=request.start_s, end_s=request.end_s, min_side=FRAME_SIDE
                 )
             )
             step += 1
@@ -159,6 +160,23 @@ class VideoQA:
             tokens=TokenCounts(prompt=generation.prompt_tokens, generated=len(generation.token_ids)),
             stopped_by_token_limit=generation.hit_token_limit,
         )
+
+
+def _download_progress(progress: Progress, step: int, stages: int, number: int) -> ProgressHook:
+    """Relays download bytes as progress inside the fetch stage, at most about once a second."""
+    last_report = 0.0
+
+    def report(done: int, total: int | None) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if now - last_report < 1.0:
+            return
+        last_report = now
+        fraction = min(done / total, 1.0) if total else 0.0
+        size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+        progress(step + fraction, stages, f"Downloading video {number}: {size}")
+
+    return report
 
 
 def frame_guide(videos: Sequence[LocalVideo], sampled: Sequence[SampledVideo]) -> str:

@@ -8,6 +8,7 @@ its messages go to Python logging (stderr) instead. Nothing else in the project 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yt_dlp
-from yt_dlp.networking.exceptions import HTTPError, TransportError
-from yt_dlp.utils import GeoRestrictedError, UnsupportedError
+from yt_dlp.networking.exceptions import HTTPError, IncompleteRead, TransportError
+from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError
 
 from tools.errors import DownloadError
 
@@ -112,12 +113,28 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError) -> DownloadError:
                 f"No video found at {url}: it is not a direct video file and yt-dlp has no extractor for that page. "
                 "Pass a direct link to a video file or the page of a single video on a site yt-dlp supports."
             )
+        if isinstance(cause, (ContentTooShortError, IncompleteRead)):
+            return _dropped(host, url)
         if isinstance(cause, GeoRestrictedError):
             return DownloadError(f"The video at {url} is not available from this server's country.")
         if isinstance(cause, TransportError):
             return DownloadError(f"Could not reach {host} ({cause.msg or cause}). Check the URL and the network.")
     message = str(exc).removeprefix("ERROR: ").strip()
+    # The downloader reports a short read as text only, with no exception attached.
+    short = _SHORT_READ.search(message)
+    if short:
+        return _dropped(host, url, f" (got {short[1]} of {short[2]} bytes)")
     return DownloadError(f"Downloading {url} failed: {message}")
+
+
+_SHORT_READ = re.compile(r"Downloaded (\d+) bytes, expected (\d+) bytes")
+
+
+def _dropped(host: str, url: str, detail: str = "") -> DownloadError:
+    return DownloadError(
+        f"The connection to {host} dropped before {url} was complete{detail}, even after retries; "
+        "nothing was kept. Try again, or check the server."
+    )
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -1,0 +1,84 @@
+"""The transformers backend on a tiny llava-interleave-shaped model loaded from disk by the real loading code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from transformers import Qwen2Config
+
+from tests.media import nearest_reference, reference_frames
+from tests.reference import reference_generate
+from tools.backend import DEFAULT_MODEL, LazyBackend, Prompt, TransformersBackend, pick_device, pick_dtype
+from tools.errors import ModelError
+from tools.frames import to_model_image, uniform_targets
+
+
+def test_lazy_backend_loads_once(tiny_model: Path) -> None:
+    lazy = LazyBackend(str(tiny_model), device="auto")
+    backend, load_s = lazy.get()
+    again, load_again_s = lazy.get()
+    assert again is backend
+    assert load_s > 0
+    assert load_again_s == 0
+    assert (backend.device, backend.dtype) == ("cpu", "float32")
+    assert backend.model_id == str(tiny_model)
+
+
+def test_generation_equals_a_direct_transformers_call(tiny_model: Path, h264_mp4: Path) -> None:
+    reference = reference_frames(h264_mp4)
+    duration = reference[-1][0] + 0.1
+    images = [to_model_image(nearest_reference(reference, t)[1], 384) for t in uniform_targets(0, duration, 6)]
+    text = "What moves in these frames?"
+    backend = TransformersBackend.load(str(tiny_model), device="cpu")
+    generation = backend.generate(Prompt(images=images, text=text), max_new_tokens=24)
+    assert generation.token_ids == reference_generate(tiny_model, images, text, max_new_tokens=24)
+    assert len(generation.token_ids) == 24
+    assert generation.hit_token_limit
+    # 6 frames of (32/8)^2 = 16 image tokens, plus the text around them.
+    assert generation.prompt_tokens > 6 * 16
+
+
+def test_missing_model_folder_names_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"No model folder at .*Set --model \(or LLAVA_VIDEO_MCP_MODEL\)"):
+        TransformersBackend.load(str(tmp_path / "no-such-model"))
+
+
+def test_folder_without_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"holds no model \(no config\.json\).*local folder"):
+        TransformersBackend.load(str(tmp_path))
+
+
+def test_folder_with_another_kind_of_model(tmp_path: Path) -> None:
+    Qwen2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="is a 'qwen2' model, not a llava model"):
+        TransformersBackend.load(str(tmp_path))
+
+
+def test_hub_id_without_network_says_how_to_use_a_local_folder() -> None:
+    # conftest sets HF_HUB_OFFLINE=1: the hub is never contacted.
+    with pytest.raises(ModelError, match=r"Could not load the model 'llava-hf/.*--model.*local folder"):
+        TransformersBackend.load(DEFAULT_MODEL)
+
+
+def test_failed_load_is_retried_on_the_next_call(tmp_path: Path, tiny_model: Path) -> None:
+    target = tmp_path / "model"
+    lazy = LazyBackend(str(target))
+    with pytest.raises(ModelError):
+        lazy.get()
+    target.symlink_to(tiny_model, target_is_directory=True)
+    backend, _ = lazy.get()
+    assert backend.device == "cpu"
+
+
+def test_device_and_dtype_choice() -> None:
+    import torch
+
+    assert pick_device("cpu") == "cpu"
+    assert pick_dtype("cpu") == torch.float32
+    assert pick_dtype("cuda", "float16") == torch.float16
+    with pytest.raises(ModelError, match="Unknown device 'tpu'"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="--device cuda was asked for but is not available"):
+            pick_device("cuda")

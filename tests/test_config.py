@@ -1,0 +1,28 @@
+"""The shipped host config and the command line agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from server.settings import ENV_PREFIX, parse_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_mcp_json_is_a_working_host_config() -> None:
+    [(name, entry)] = json.loads((ROOT / "mcp.json").read_text())["mcpServers"].items()
+    assert name == "llava-video"
+    assert Path(entry["command"]).name == "llava-video-mcp"
+    assert all(key.startswith(ENV_PREFIX) for key in entry["env"])
+    settings = parse_settings(entry["args"], entry["env"])
+    assert settings.model == entry["env"]["LLAVA_VIDEO_MCP_MODEL"]
+
+
+def test_flags_win_over_environment(tmp_path: Path) -> None:
+    env = {"LLAVA_VIDEO_MCP_MODEL": "from-env", "LLAVA_VIDEO_MCP_PRELOAD": "true", "LLAVA_VIDEO_MCP_CACHE_DIR": "/x"}
+    assert parse_settings([], env).model == "from-env"
+    assert parse_settings([], env).preload
+    assert parse_settings([], env).cache_dir == Path("/x")
+    assert parse_settings(["--model", str(tmp_path)], env).model == str(tmp_path)
+    assert not parse_settings([], {}).preload

@@ -1,0 +1,221 @@
+"""The tools through the real MCP client, talking to the real server in memory."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+
+from server.app import build_server
+from server.settings import Settings
+from tests.httpserver import LoopbackServer
+from tests.media import nearest_reference, reference_frames
+from tests.reference import reference_generate, reference_text
+from tools.frames import to_model_image, uniform_targets
+from tools.results import VideoAnswer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def client(tiny_model: Path, tmp_path: Path) -> AsyncIterator[Client]:
+    app = build_server(Settings(model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache"))
+    async with Client(app) as connected:
+        yield connected
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> VideoAnswer:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, error_text(result)
+    return VideoAnswer.model_validate(result.structured_content)
+
+
+def error_text(result: CallToolResult) -> str:
+    return " ".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+async def test_both_tools_are_listed_with_schemas(client: Client) -> None:
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == {"describe_video", "compare_videos"}
+    for tool in tools.values():
+        assert tool.output_schema is not None
+        assert {"answer", "videos", "model", "timings", "tokens"} <= set(tool.output_schema["properties"])
+        assert tool.annotations is not None
+        assert tool.annotations.read_only_hint
+        assert tool.annotations.open_world_hint
+    describe = tools["describe_video"].input_schema
+    assert describe["required"] == ["source"]
+    assert describe["properties"]["num_frames"]["maximum"] == 32
+    assert tools["compare_videos"].input_schema["properties"]["sources"]["maxItems"] == 4
+
+
+async def test_describe_video_matches_a_direct_reference(client: Client, h264_mp4: Path, tiny_model: Path) -> None:
+    question = "What is moving?"
+    answer = await call(client, "describe_video", source=str(h264_mp4), question=question, max_new_tokens=16)
+
+    [video] = answer.videos
+    assert (video.codec, video.width, video.height, video.fps) == ("h264", 96, 64, 10.0)
+    assert video.duration_s == pytest.approx(3.0)
+    assert (video.start_s, video.end_s, video.frames_requested) == (0.0, 3.0, 8)
+    reference = reference_frames(h264_mp4)
+    expected = [nearest_reference(reference, t) for t in uniform_targets(0.0, 3.0, 8)]
+    assert [f.timestamp_s for f in video.frames] == [round(t, 6) for t, _ in expected]
+    assert [f.index for f in video.frames] == list(range(8))
+
+    times = ", ".join(f"{t:.2f} s" for t, _ in expected)
+    text = (
+        f'The 8 images are frames of one video "clip.mp4" (3.0 s long), in time order, taken at {times}.\n\n{question}'
+    )
+    token_ids = reference_generate(tiny_model, [to_model_image(f, 384) for _, f in expected], text, 16)
+    assert answer.answer == reference_text(tiny_model, token_ids)
+    assert answer.tokens.generated == len(token_ids) == 16
+    assert answer.stopped_by_token_limit
+    assert answer.question == question
+    assert (answer.model.id, answer.model.device, answer.model.dtype) == (str(tiny_model), "cpu", "float32")
+    assert answer.timings.model_load_s > 0
+    assert answer.timings.total_s >= answer.timings.inference_s
+
+
+async def test_no_question_asks_for_a_description(client: Client, vp9_webm: Path) -> None:
+    answer = await call(client, "describe_video", source=str(vp9_webm), num_frames=3, max_new_tokens=4)
+    assert answer.question.startswith("Describe this video in detail")
+    assert len(answer.videos[0].frames) == 3
+
+
+async def test_time_range(client: Client, h264_mp4: Path) -> None:
+    answer = await call(
+        client, "describe_video", source=str(h264_mp4), num_frames=2, start_s=1, end_s=2, max_new_tokens=2
+    )
+    assert [f.timestamp_s for f in answer.videos[0].frames] == [1.2, 1.7]
+
+
+async def test_compare_videos_puts_all_frames_in_one_context(
+    client: Client, http_server: LoopbackServer, vp9_webm: Path
+) -> None:
+    sources = [http_server.url("clip.mp4"), str(vp9_webm)]
+    answer = await call(
+        client, "compare_videos", sources=sources, question="Which one is longer?", frames_per_video=4, max_new_tokens=4
+    )
+    assert [v.source for v in answer.videos] == sources
+    assert [v.codec for v in answer.videos] == ["h264", "vp9"]
+    assert [f.index for v in answer.videos for f in v.frames] == list(range(8))
+    assert answer.videos[0].title == "clip"
+    assert not answer.videos[0].from_cache
+    # 8 frames x 16 image tokens each are all in the prompt.
+    assert answer.tokens.prompt > 8 * 16
+
+    again = await call(
+        client, "compare_videos", sources=sources, question="Same?", frames_per_video=2, max_new_tokens=2
+    )
+    assert again.videos[0].from_cache
+    assert again.timings.model_load_s == 0
+
+
+async def test_progress_is_reported_at_each_stage(client: Client, h264_mp4: Path) -> None:
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    result = await client.call_tool(
+        "describe_video", {"source": str(h264_mp4), "num_frames": 2, "max_new_tokens": 2}, progress_callback=on_progress
+    )
+    assert not result.is_error
+    assert [m.split(" ")[0] for m in messages] == ["Fetching", "Sampling", "Running", "Done"]
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path, h264_mp4: Path) -> dict[str, str]:
+    from PIL import Image
+
+    (tmp_path / "notes.mp4").write_text("not a video\n" * 100)
+    Image.new("RGB", (16, 16)).save(tmp_path / "still.png")
+    (tmp_path / "truncated.mp4").write_bytes(h264_mp4.read_bytes()[:1500])
+    return {
+        "TEXT": str(tmp_path / "notes.mp4"),
+        "PNG": str(tmp_path / "still.png"),
+        "TRUNCATED": str(tmp_path / "truncated.mp4"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"source": "/no/such/video.mp4"}, "No file at /no/such/video.mp4"),
+        ({"source": "TEXT"}, "not a readable video"),
+        ({"source": "PNG"}, "still image"),
+        ({"source": "TRUNCATED"}, "not a readable video"),
+        ({"source": "VIDEO", "start_s": 10}, "start_s=10.0 is at or past the end of the video, which lasts 3.000 s"),
+        ({"source": "VIDEO", "start_s": 1, "end_s": 7}, "end_s=7.0 is past the end of the video"),
+        ({"source": "VIDEO", "num_frames": 0}, "num_frames"),
+        ({"source": "VIDEO", "num_frames": 33}, "num_frames"),
+        ({"source": "URL:missing.mp4"}, "answered HTTP 404"),
+        ({"source": "URL:page.html"}, "No video found at"),
+        ({"source": "ftp://host/video.mp4"}, "Unsupported URL scheme 'ftp'"),
+    ],
+)
+async def test_bad_input_is_a_tool_error_and_the_next_call_works(
+    client: Client,
+    http_server: LoopbackServer,
+    h264_mp4: Path,
+    bad_files: dict[str, str],
+    arguments: dict[str, Any],
+    message: str,
+) -> None:
+    shorthand = bad_files | {"VIDEO": str(h264_mp4)}
+    source = arguments["source"]
+    arguments = arguments | {
+        "source": http_server.url(source[4:]) if source.startswith("URL:") else shorthand.get(source, source)
+    }
+    result = await client.call_tool("describe_video", arguments)
+    assert result.is_error
+    assert message in error_text(result)
+
+    good = await call(client, "describe_video", source=str(h264_mp4), num_frames=2, max_new_tokens=2)
+    assert len(good.videos[0].frames) == 2
+
+
+@pytest.mark.parametrize(
+    ("count", "frames_per_video", "message"),
+    [(1, 2, "sources"), (5, 2, "sources"), (3, 12, "at most 32 fit in one call. Use frames_per_video=10 or fewer")],
+)
+async def test_compare_limits(client: Client, h264_mp4: Path, count: int, frames_per_video: int, message: str) -> None:
+    result = await client.call_tool(
+        "compare_videos",
+        {"sources": [str(h264_mp4)] * count, "question": "Same?", "frames_per_video": frames_per_video},
+    )
+    assert result.is_error
+    assert message in error_text(result)
+    good = await call(
+        client, "compare_videos", sources=[str(h264_mp4)] * 2, question="Same?", frames_per_video=1, max_new_tokens=1
+    )
+    assert len(good.videos) == 2
+
+
+async def test_unloadable_model_is_a_tool_error_and_the_server_keeps_serving(tmp_path: Path, h264_mp4: Path) -> None:
+    app = build_server(Settings(model=str(tmp_path / "missing-model"), device="cpu", cache_dir=tmp_path))
+    async with Client(app) as client:
+        for _ in range(2):
+            result = await client.call_tool("describe_video", {"source": str(h264_mp4), "num_frames": 1})
+            assert result.is_error
+            assert "No model folder at" in error_text(result)
+            assert "--model" in error_text(result)
+        assert len((await client.list_tools()).tools) == 2
+
+
+async def test_failed_download_leaves_no_cache_entry(
+    client: Client, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    result = await client.call_tool("describe_video", {"source": http_server.url("cut.mp4"), "num_frames": 1})
+    assert result.is_error
+    assert "dropped before" in error_text(result)
+    assert list((tmp_path / "cache" / "videos").iterdir()) == []
+    http_server.truncate.clear()
+    answer = await call(client, "describe_video", source=http_server.url("cut.mp4"), num_frames=1, max_new_tokens=1)
+    assert not answer.videos[0].from_cache
+    shutil.rmtree(tmp_path / "cache")

@@ -1,0 +1,73 @@
+"""The installed `llava-video-mcp` command as a subprocess, spoken to over stdio by the real MCP client.
+
+Anything the server, yt-dlp or transformers printed to stdout would corrupt the protocol stream and fail this test;
+the logs must arrive on stderr instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from tests.httpserver import LoopbackServer
+from tools.results import VideoAnswer
+
+pytestmark = pytest.mark.anyio
+
+
+def server_command() -> str:
+    command = shutil.which("llava-video-mcp", path=str(Path(sys.executable).parent))
+    assert command, "the llava-video-mcp console script is not installed in this environment"
+    return command
+
+
+async def test_stdio_server_lists_and_calls_both_tools(
+    tiny_model: Path, tmp_path: Path, h264_mp4: Path, http_server: LoopbackServer
+) -> None:
+    params = StdioServerParameters(
+        command=server_command(),
+        args=["--cache-dir", str(tmp_path / "cache"), "--preload"],
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "HF_HUB_OFFLINE": "1",
+            "LLAVA_VIDEO_MCP_MODEL": str(tiny_model),
+            "LLAVA_VIDEO_MCP_DEVICE": "cpu",
+        },
+    )
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("w") as stderr:
+        async with Client(stdio_client(params, errlog=stderr)) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            assert set(tools) == {"describe_video", "compare_videos"}
+            assert all(tool.output_schema for tool in tools.values())
+
+            described = await client.call_tool(
+                "describe_video", {"source": http_server.url("clip.mp4"), "num_frames": 3, "max_new_tokens": 4}
+            )
+            assert not described.is_error, described.content
+            answer = VideoAnswer.model_validate(described.structured_content)
+            assert len(answer.videos[0].frames) == 3
+            assert answer.model.id == str(tiny_model)
+            assert answer.timings.model_load_s == 0  # --preload loaded it at start
+
+            compared = await client.call_tool(
+                "compare_videos",
+                {"sources": [str(h264_mp4), http_server.url("clip.mp4")], "question": "Same?", "max_new_tokens": 2},
+            )
+            assert not compared.is_error, compared.content
+            both = VideoAnswer.model_validate(compared.structured_content)
+            assert [len(v.frames) for v in both.videos] == [6, 6]
+            assert both.videos[1].from_cache
+
+            missing = await client.call_tool("describe_video", {"source": str(tmp_path / "none.mp4")})
+            assert missing.is_error
+    log = stderr_path.read_text()
+    assert "loaded " in log
+    assert "No file at" in log
