@@ -26,3 +26,12 @@ def test_flags_win_over_environment(tmp_path: Path) -> None:
     assert parse_settings([], env).cache_dir == Path("/x")
     assert parse_settings(["--model", str(tmp_path)], env).model == str(tmp_path)
     assert not parse_settings([], {}).preload
+
+
+def test_python_dash_m_server_is_the_same_command() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "server", "--help"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("usage: llava-video-mcp")
+    assert "LLAVA_VIDEO_MCP_<FLAG>" in out.stdout

@@ -34,6 +34,27 @@ def test_frames_match_sequential_decode(fixture: str, num_frames: int, request: 
     assert_exact(request.getfixturevalue(fixture), num_frames)
 
 
+@pytest.mark.parametrize("name", ["clip.ts", "clip.mkv", "clip.mov"])
+def test_other_containers(tmp_path: Path, name: str) -> None:
+    assert_exact(encode_video(tmp_path / name), 5)
+
+
+@pytest.mark.parametrize("fixture", ["h264_mp4", "vp9_webm"])
+def test_seeking_and_sequential_decoding_agree(fixture: str, request: pytest.FixtureRequest) -> None:
+    path = request.getfixturevalue(fixture)
+    seeking = sample_frames(path, 5)
+    sequential = sample_frames(path, 5, strategy="sequential")
+    assert [f.timestamp_s for f in seeking.frames] == [f.timestamp_s for f in sequential.frames]
+    for a, b in zip(seeking.frames, sequential.frames, strict=True):
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert seeking.frames_decoded < sequential.frames_decoded
+
+
+def test_stream_without_timestamps_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(DecodeError, match=r"has no timestamps .* -c copy"):
+        sample_frames(encode_video(tmp_path / "raw.h264"), 3)
+
+
 def test_variable_frame_rate_timestamps_come_from_pts(tmp_path: Path) -> None:
     times = [0.0, 0.05, 0.1, 0.4, 0.45, 1.2, 1.25, 1.3, 2.0, 2.6, 2.65, 2.9]
     path = encode_video(tmp_path / "vfr.mp4", timestamps=times, fps=20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from mcp.types import CallToolResult, TextContent
 from server.app import build_server
 from server.settings import Settings
 from tests.httpserver import LoopbackServer
-from tests.media import nearest_reference, reference_frames
+from tests.media import encode_audio_only, nearest_reference, reference_frames
 from tests.reference import reference_generate, reference_text
+from tools.backend import DEFAULT_MODEL
 from tools.frames import to_model_image, uniform_targets
 from tools.results import VideoAnswer
 
@@ -136,10 +138,20 @@ def bad_files(tmp_path: Path, h264_mp4: Path) -> dict[str, str]:
     (tmp_path / "notes.mp4").write_text("not a video\n" * 100)
     Image.new("RGB", (16, 16)).save(tmp_path / "still.png")
     (tmp_path / "truncated.mp4").write_bytes(h264_mp4.read_bytes()[:1500])
+    data = bytearray(h264_mp4.read_bytes())
+    start, end = data.find(b"mdat") + 4, data.find(b"moov") - 4
+    data[start:end] = bytes(end - start)
+    (tmp_path / "blank.mp4").write_bytes(bytes(data))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
     return {
         "TEXT": str(tmp_path / "notes.mp4"),
         "PNG": str(tmp_path / "still.png"),
         "TRUNCATED": str(tmp_path / "truncated.mp4"),
+        "NO_FRAMES": str(tmp_path / "blank.mp4"),
+        "AUDIO": str(encode_audio_only(tmp_path / "sound.m4a")),
+        "UNREACHABLE": f"http://127.0.0.1:{closed_port}/clip.mp4",
     }
 
 
@@ -150,6 +162,9 @@ def bad_files(tmp_path: Path, h264_mp4: Path) -> dict[str, str]:
         ({"source": "TEXT"}, "not a readable video"),
         ({"source": "PNG"}, "still image"),
         ({"source": "TRUNCATED"}, "not a readable video"),
+        ({"source": "NO_FRAMES"}, "could be decoded"),
+        ({"source": "AUDIO"}, "has no video stream"),
+        ({"source": "UNREACHABLE"}, "Could not reach 127.0.0.1"),
         ({"source": "VIDEO", "start_s": 10}, "start_s=10.0 is at or past the end of the video, which lasts 3.000 s"),
         ({"source": "VIDEO", "start_s": 1, "end_s": 7}, "end_s=7.0 is past the end of the video"),
         ({"source": "VIDEO", "num_frames": 0}, "num_frames"),
@@ -206,6 +221,16 @@ async def test_unloadable_model_is_a_tool_error_and_the_server_keeps_serving(tmp
             assert "No model folder at" in error_text(result)
             assert "--model" in error_text(result)
         assert len((await client.list_tools()).tools) == 2
+
+
+async def test_hub_model_without_network_says_how_to_use_a_local_folder(tmp_path: Path, h264_mp4: Path) -> None:
+    app = build_server(Settings(model=DEFAULT_MODEL, device="cpu", cache_dir=tmp_path))  # HF_HUB_OFFLINE=1
+    async with Client(app) as client:
+        result = await client.call_tool("describe_video", {"source": str(h264_mp4), "num_frames": 1})
+    assert result.is_error
+    assert f"Could not load the model '{DEFAULT_MODEL}'" in error_text(result)
+    assert "--model" in error_text(result)
+    assert "local folder" in error_text(result)
 
 
 async def test_failed_download_leaves_no_cache_entry(

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 import av.container
@@ -89,10 +89,12 @@ def sample_frames(
     start_s: float | None = None,
     end_s: float | None = None,
     min_side: int = 384,
+    strategy: Literal["seek", "sequential"] = "seek",
 ) -> SampledVideo:
     """Sample `num_frames` frames uniformly over the video, or over [start_s, end_s].
 
     Frames are scaled down (aspect kept) so that their shorter side is `min_side`, which is all the model needs.
+    `strategy="sequential"` decodes from the start instead of seeking: the same frames, for comparison.
     """
     if not 1 <= num_frames <= MAX_FRAMES:
         raise LimitError(f"num_frames must be between 1 and {MAX_FRAMES}; got {num_frames}.")
@@ -108,10 +110,14 @@ def sample_frames(
         first_pts = min(index.pts)
         targets = [first_pts + round(t / time_base) for t in uniform_targets(range_start, range_end, num_frames)]
         chosen = _nearest_pts(index.sorted_pts(), targets)
-        images, decoded = _decode_chosen(container, stream, index, chosen, min_side)
+        if strategy == "seek":
+            images, decoded = _decode_chosen(container, stream, index, chosen, min_side)
+        else:
+            images, decoded = {}, 0
         missing = [pts for pts in chosen if pts not in images]
         if missing:
-            log.info("%s: %d frames not reached by seeking; decoding sequentially", path.name, len(missing))
+            if strategy == "seek":
+                log.info("%s: %d frames not reached by seeking; decoding sequentially", path.name, len(missing))
             seq_images, seq_decoded = _decode_sequential_exact(container, stream, set(missing), min_side)
             images.update(seq_images)
             decoded += seq_decoded
@@ -341,7 +347,8 @@ def _sample_sequentially(
     info = _header_info(container, stream)
     if info.duration_s <= 0:
         raise DecodeError(
-            f"{path.name} states no duration and its packets carry no timestamps, so it cannot be sampled."
+            f"{path.name} has no timestamps and states no duration (a raw elementary stream?), so its frames cannot "
+            "be placed in time. Put it in a container first, e.g. `ffmpeg -i INPUT -c copy OUTPUT.mp4`."
         )
     range_start, range_end = _validate_range(start_s, end_s, info.duration_s)
     targets = uniform_targets(range_start, range_end, num_frames)
