@@ -244,3 +244,20 @@ async def test_failed_download_leaves_no_cache_entry(
     answer = await call(client, "describe_video", source=http_server.url("cut.mp4"), num_frames=1, max_new_tokens=1)
     assert not answer.videos[0].from_cache
     shutil.rmtree(tmp_path / "cache")
+
+
+async def test_concurrent_calls_take_turns_and_load_the_model_once(client: Client, h264_mp4: Path) -> None:
+    import anyio
+
+    answers: list[VideoAnswer] = []
+
+    async def one(num_frames: int) -> None:
+        answers.append(
+            await call(client, "describe_video", source=str(h264_mp4), num_frames=num_frames, max_new_tokens=3)
+        )
+
+    async with anyio.create_task_group() as group:
+        for n in (1, 2, 3, 4):
+            group.start_soon(one, n)
+    assert sorted(len(a.videos[0].frames) for a in answers) == [1, 2, 3, 4]
+    assert sum(a.timings.model_load_s > 0 for a in answers) == 1
