@@ -33,12 +33,23 @@ def encode_video(
     pixel_format: str = "yuv420p",
     timestamps: list[float] | None = None,
     bframes: bool = True,
+    rotation: int = 0,
+    start_s: float = 0.0,
+    audio_first: bool = False,
 ) -> Path:
-    """Encode moving content; `timestamps` (seconds) makes a variable-frame-rate video instead of a fixed rate."""
+    """Encode moving content; `timestamps` (seconds) makes a variable-frame-rate video instead of a fixed rate.
+
+    `rotation` stores a display rotation (counter-clockwise degrees), `start_s` shifts every timestamp, and
+    `audio_first` puts a silent audio stream ahead of the video stream in the container.
+    """
     times = timestamps if timestamps is not None else [i / fps for i in range(round(seconds * fps))]
-    time_base = Fraction(1, 1000) if timestamps is not None else Fraction(1, fps)
+    times = [t + start_s for t in times]
+    time_base = Fraction(1, 1000) if timestamps is not None or start_s else Fraction(1, fps)
     with av.open(str(path), mode="w") as container:
+        audio = container.add_stream("aac", rate=16000) if audio_first else None
         stream = container.add_stream(codec, rate=fps)
+        if rotation:
+            stream.set_display_rotation(rotation)
         stream.width, stream.height = width, height
         stream.pix_fmt = pixel_format
         stream.time_base = time_base
@@ -50,6 +61,15 @@ def encode_video(
         elif codec == "libvpx-vp9":
             options |= {"deadline": "realtime", "cpu-used": "8"}
         stream.options = options
+        if audio is not None:
+            for start in range(0, 16000, 1024):
+                samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                samples.sample_rate = 16000
+                samples.pts = start
+                for packet in audio.encode(samples):
+                    container.mux(packet)
+            for packet in audio.encode():
+                container.mux(packet)
         for i, t in enumerate(times):
             frame = av.VideoFrame.from_ndarray(moving_frame(i, width, height), format="rgb24")
             frame.pts = round(t / time_base)

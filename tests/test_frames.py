@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,6 +49,72 @@ def test_seeking_and_sequential_decoding_agree(fixture: str, request: pytest.Fix
     for a, b in zip(seeking.frames, sequential.frames, strict=True):
         assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
     assert seeking.frames_decoded < sequential.frames_decoded
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("ten_bit.mp4", {"pixel_format": "yuv420p10le"}),
+        ("four_two_two.mp4", {"pixel_format": "yuv422p"}),
+        ("odd_size.mp4", {"pixel_format": "yuv444p", "width": 97, "height": 65}),
+        ("odd_size.webm", {"codec": "libvpx-vp9", "width": 97, "height": 65}),
+        ("hevc.mp4", {"codec": "libx265"}),
+        ("av1.mkv", {"codec": "libsvtav1", "width": 128, "height": 64}),
+        ("audio_first.mkv", {"audio_first": True}),
+        ("audio_first.mp4", {"audio_first": True}),
+    ],
+)
+def test_real_world_formats_are_exact(tmp_path: Path, name: str, options: dict[str, Any]) -> None:
+    path = encode_video(tmp_path / name, **options)
+    assert_exact(path, 4)
+    assert_exact(path, 7, start_s=0.5, end_s=2.5)
+    info = sample_frames(path, 1).info
+    assert (info.width, info.height) == (options.get("width", 96), options.get("height", 64))
+
+
+def test_rotated_video_comes_out_upright(tmp_path: Path) -> None:
+    path = encode_video(tmp_path / "portrait.mp4", width=96, height=64, rotation=90)
+    sampled = sample_frames(path, 2)
+    assert (sampled.info.width, sampled.info.height, sampled.info.rotation) == (64, 96, 90)
+    assert {f.image.size for f in sampled.frames} == {(64, 96)}
+    # Turning 90 degrees counter-clockwise takes the stored top row to the displayed left column.
+    reference = reference_frames(path)
+    stored = nearest_reference(reference, sampled.frames[0].timestamp_s)[1].to_ndarray(format="rgb24")
+    shown = np.asarray(sampled.frames[0].image)
+    assert np.abs(shown[::-1, 0].astype(int) - stored[0].astype(int)).mean() < 3
+    assert_exact(path, 3)
+
+
+def test_non_zero_start_time_is_the_origin(tmp_path: Path) -> None:
+    path = encode_video(tmp_path / "late.ts", start_s=5.0)
+    sampled = sample_frames(path, 3)
+    assert sampled.info.duration_s == pytest.approx(3.0)
+    assert [f.timestamp_s for f in sampled.frames] == pytest.approx([0.5, 1.5, 2.5])
+    assert_exact(path, 3)
+
+
+def test_fps_caps_the_frame_count(h264_mp4: Path) -> None:
+    sampled = sample_frames(h264_mp4, 8, fps=1)
+    assert [f.timestamp_s for f in sampled.frames] == [0.5, 1.5, 2.5]
+    assert sampled.note is not None
+    assert "fps=1 over 3.000 s allows 3 frames" in sampled.note
+    assert [f.timestamp_s for f in sample_frames(h264_mp4, 2, fps=5).frames] == [0.7, 2.2]
+    with pytest.raises(LimitError, match="fps must be greater than 0"):
+        sample_frames(h264_mp4, 2, fps=0)
+
+
+def test_keyframes_only_takes_true_keyframes(h264_mp4: Path) -> None:
+    sampled = sample_frames(h264_mp4, 3, keyframes_only=True)
+    # gop 12 at 10 fps: keyframes at 0.0, 1.2 and 2.4 s.
+    assert [f.timestamp_s for f in sampled.frames] == [0.0, 1.2, 2.4]
+    reference = {round(t, 6): frame for t, frame in reference_frames(h264_mp4)}
+    for got in sampled.frames:
+        frame = reference[round(got.timestamp_s, 6)]
+        assert frame.key_frame
+        assert np.array_equal(np.asarray(got.image), np.asarray(to_model_image(frame, 384)))
+    assert sample_frames(h264_mp4, 8, keyframes_only=True).note == (
+        "Asked for 8 frames; the range holds only 3 distinct keyframes near the targets, each returned once."
+    )
 
 
 def test_stream_without_timestamps_is_explained(tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,9 @@ from tools.errors import DecodeError, LimitError
 log = logging.getLogger(__name__)
 
 MAX_FRAMES = 32
+# Decoders that read skip_frame for each packet, so non-reference frames can be skipped around the wanted ones.
+# libdav1d, for one, applies it late and keeps it: there it would drop wanted frames.
+_PER_PACKET_SKIP_DECODERS = {"h264", "hevc"}
 _STILL_IMAGE_FORMATS = {"image2", "apng", "webp_pipe"}
 
 
@@ -46,6 +50,33 @@ class StreamInfo:
     height: int
     codec: str
     frame_count: int
+    rotation: int = 0
+    """Display rotation in degrees counter-clockwise; width and height are as displayed, after it."""
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """Which frames to take: `num_frames` centred in equal slices of the range, or fewer by `fps`."""
+
+    num_frames: int = 8
+    start_s: float | None = None
+    end_s: float | None = None
+    fps: float | None = None
+    """At most this many frames per second of the range; `num_frames` stays the cap."""
+    keyframes_only: bool = False
+    """Fast and approximate: the keyframe nearest each target, reported with its true timestamp."""
+    min_side: int = 384
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_frames <= MAX_FRAMES:
+            raise LimitError(f"num_frames must be between 1 and {MAX_FRAMES}; got {self.num_frames}.")
+        if self.fps is not None and self.fps <= 0:
+            raise LimitError(f"fps must be greater than 0; got {self.fps}.")
+
+    def frame_count(self, range_s: float) -> int:
+        if self.fps is None:
+            return self.num_frames
+        return max(1, min(self.num_frames, math.floor(range_s * self.fps + 1e-9)))
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,8 @@ class SampledVideo:
     frames_requested: int
     frames: list[SampledFrame]
     frames_decoded: int
+    note: str | None = None
+    """Why fewer frames than requested came back, when they did."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +108,9 @@ class _PacketIndex:
     def sorted_pts(self) -> list[int]:
         return sorted(self.pts)
 
+    def sorted_keyframe_pts(self) -> list[int]:
+        return sorted(pts for pts, key in zip(self.pts, self.keyframe, strict=True) if key)
+
 
 def uniform_targets(start_s: float, end_s: float, count: int) -> list[float]:
     """Centres of `count` equal slices of [start_s, end_s]: one frame means the middle, never an edge."""
@@ -84,58 +120,113 @@ def uniform_targets(start_s: float, end_s: float, count: int) -> list[float]:
 
 def sample_frames(
     path: Path,
-    num_frames: int,
+    num_frames: int = 8,
     *,
     start_s: float | None = None,
     end_s: float | None = None,
+    fps: float | None = None,
+    keyframes_only: bool = False,
     min_side: int = 384,
     strategy: Literal["seek", "sequential"] = "seek",
 ) -> SampledVideo:
-    """Sample `num_frames` frames uniformly over the video, or over [start_s, end_s].
+    """Sample frames uniformly over the video, or over [start_s, end_s]; see `SamplingPlan` for the options.
 
-    Frames are scaled down (aspect kept) so that their shorter side is `min_side`, which is all the model needs.
-    `strategy="sequential"` decodes from the start instead of seeking: the same frames, for comparison.
+    Frames are scaled down (aspect kept) so that their shorter side is `min_side`, which is all the model needs,
+    and turned upright when the video carries a display rotation. `strategy="sequential"` decodes from the start
+    instead of seeking: the same frames, for comparison.
     """
-    if not 1 <= num_frames <= MAX_FRAMES:
-        raise LimitError(f"num_frames must be between 1 and {MAX_FRAMES}; got {num_frames}.")
+    plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, min_side)
+    return sample_with_plan(path, plan, strategy=strategy)
+
+
+def sample_with_plan(
+    path: Path, plan: SamplingPlan, *, strategy: Literal["seek", "sequential"] = "seek"
+) -> SampledVideo:
     with _open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = _read_index(container, stream)
         if index is None:
-            return _sample_sequentially(container, stream, path, num_frames, start_s, end_s, min_side)
+            return _sample_sequentially(container, stream, path, plan)
         info = _stream_info(stream, index)
         time_base = _time_base(stream)
-        range_start, range_end = _validate_range(start_s, end_s, info.duration_s)
+        range_start, range_end = _validate_range(plan.start_s, plan.end_s, info.duration_s)
+        count = plan.frame_count(range_end - range_start)
         first_pts = min(index.pts)
-        targets = [first_pts + round(t / time_base) for t in uniform_targets(range_start, range_end, num_frames)]
-        chosen = _nearest_pts(index.sorted_pts(), targets)
-        if strategy == "seek":
-            images, decoded = _decode_chosen(container, stream, index, chosen, min_side)
+        targets = [first_pts + round(t / time_base) for t in uniform_targets(range_start, range_end, count)]
+        if plan.keyframes_only:
+            chosen = _nearest_pts(
+                _keyframes_in_range(
+                    index, first_pts + round(range_start / time_base), first_pts + round(range_end / time_base)
+                ),
+                targets,
+            )
         else:
-            images, decoded = {}, 0
-        missing = [pts for pts in chosen if pts not in images]
+            chosen = _nearest_pts(index.sorted_pts(), targets)
+        found = _FrameCollector(plan.min_side)
+        decoded = 0
+        if strategy == "seek":
+            decoded = _decode_chosen(container, stream, index, chosen, found)
+        missing = {pts for pts in chosen if pts not in found.images}
         if missing:
             if strategy == "seek":
                 log.info("%s: %d frames not reached by seeking; decoding sequentially", path.name, len(missing))
-            seq_images, seq_decoded = _decode_sequential_exact(container, stream, set(missing), min_side)
-            images.update(seq_images)
-            decoded += seq_decoded
+            decoded += _decode_sequential_exact(path, stream.index, missing, found)
         frames = [
-            SampledFrame(timestamp_s=float((pts - first_pts) * time_base), image=images[pts])
+            SampledFrame(timestamp_s=float((pts - first_pts) * time_base), image=found.images[pts])
             for pts in chosen
-            if pts in images
+            if pts in found.images
         ]
+        rotation = found.rotation
     if not frames:
         raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
     return SampledVideo(
-        info=info,
+        info=_rotated(info, rotation),
         start_s=range_start,
         end_s=range_end,
-        frames_requested=num_frames,
+        frames_requested=plan.num_frames,
         frames=frames,
         frames_decoded=decoded,
+        note=_shortfall_note(plan, count, len(frames), range_end - range_start),
     )
+
+
+class _FrameCollector:
+    """Converts each wanted frame as soon as it is decoded, so no full-size frame outlives its turn."""
+
+    def __init__(self, min_side: int) -> None:
+        self.min_side = min_side
+        self.images: dict[int, Image.Image] = {}
+        self.rotation = 0
+
+    def add(self, frame: av.VideoFrame) -> None:
+        if frame.pts is not None:
+            self.images[frame.pts] = to_model_image(frame, self.min_side)
+            self.rotation = frame.rotation
+
+
+def _keyframes_in_range(index: _PacketIndex, start_pts: int, end_pts: int) -> list[int]:
+    keyframes = index.sorted_keyframe_pts()
+    inside = [pts for pts in keyframes if start_pts <= pts <= end_pts]
+    return inside or keyframes
+
+
+def _shortfall_note(plan: SamplingPlan, planned: int, returned: int, range_s: float) -> str | None:
+    if returned == plan.num_frames:
+        return None
+    notes = []
+    if planned < plan.num_frames:
+        notes.append(f"fps={plan.fps} over {range_s:.3f} s allows {planned} frames")
+    if returned < planned:
+        kind = "keyframes" if plan.keyframes_only else "frames"
+        notes.append(f"the range holds only {returned} distinct {kind} near the targets, each returned once")
+    return f"Asked for {plan.num_frames} frames; " + "; ".join(notes) + "."
+
+
+def _rotated(info: StreamInfo, rotation: int) -> StreamInfo:
+    if rotation % 180 == 0:
+        return replace(info, rotation=rotation % 360)
+    return replace(info, width=info.height, height=info.width, rotation=rotation % 360)
 
 
 def probe(path: Path) -> StreamInfo:
@@ -275,9 +366,9 @@ def _decode_chosen(
     stream: av.video.stream.VideoStream,
     index: _PacketIndex,
     chosen: Sequence[int],
-    min_side: int,
-) -> tuple[dict[int, Image.Image], int]:
-    """Decode the GOPs that hold the chosen frames, each once, seeking to its keyframe."""
+    found: _FrameCollector,
+) -> int:
+    """Decode the GOPs that hold the chosen frames, each once, seeking to its keyframe; return frames decoded."""
     decode_position = {pts: i for i, pts in enumerate(index.pts)}
     keyframe_positions = [i for i, is_key in enumerate(index.keyframe) if is_key] or [0]
     groups: dict[int, set[int]] = {}
@@ -285,63 +376,72 @@ def _decode_chosen(
         k = bisect.bisect_right(keyframe_positions, decode_position[pts]) - 1
         groups.setdefault(keyframe_positions[max(k, 0)], set()).add(pts)
 
-    images: dict[int, Image.Image] = {}
     decoded = 0
+    codec = stream.codec_context
+    skips_per_packet = codec.name in _PER_PACKET_SKIP_DECODERS
     for key_position in sorted(groups):
         wanted = groups[key_position]
         last_wanted = max(wanted)
         try:
             container.seek(index.pts[key_position], stream=stream, backward=True, any_frame=False)
-            for frame in _decode(container, stream):
+            for frame in _decode(container, stream, skip_unless=set(wanted) if skips_per_packet else None):
                 decoded += 1
                 if frame.pts is None:
                     continue
                 if frame.pts in wanted:
-                    images[frame.pts] = to_model_image(frame, min_side)
+                    found.add(frame)
                     wanted.discard(frame.pts)
                 if not wanted or frame.pts >= last_wanted:
                     break
         except av.error.FFmpegError as exc:
             log.info("seek-and-decode failed near pts %d: %s", index.pts[key_position], _ffmpeg_reason(exc))
-    return images, decoded
+        finally:
+            codec.skip_frame = "DEFAULT"
+    return decoded
 
 
-def _decode(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
-    """Decoded frames, skipping packets the decoder rejects as corrupt instead of ending the whole decode."""
+def _decode(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    skip_unless: set[int] | None = None,
+) -> Iterator[av.VideoFrame]:
+    """Decoded frames, skipping packets the decoder rejects as corrupt instead of ending the whole decode.
+
+    With `skip_unless`, non-reference frames are not decoded unless their pts is in it: nothing else depends on
+    them, so the wanted frames come out identical while most B-frames cost nothing.
+    """
+    codec = stream.codec_context
     for packet in container.demux(stream):
+        if skip_unless is not None:
+            codec.skip_frame = "DEFAULT" if packet.pts in skip_unless or packet.size == 0 else "NONREF"
         try:
             yield from packet.decode()
         except av.error.InvalidDataError as exc:
             log.debug("skipping undecodable packet: %s", _ffmpeg_reason(exc))
 
 
-def _decode_sequential_exact(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    wanted: set[int],
-    min_side: int,
-) -> tuple[dict[int, Image.Image], int]:
-    container.seek(0)
-    images: dict[int, Image.Image] = {}
+def _decode_sequential_exact(path: Path, stream_index: int, wanted: set[int], found: _FrameCollector) -> int:
+    """Decode from the start up to the last wanted frame, in a fresh container: no state left by seeking."""
     decoded = 0
     last_wanted = max(wanted)
-    for frame in _decode(container, stream):
-        decoded += 1
-        if frame.pts in wanted:
-            images[frame.pts] = to_model_image(frame, min_side)
-        if frame.pts is not None and frame.pts >= last_wanted:
-            break
-    return images, decoded
+    with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+        stream = container.streams[stream_index]
+        assert isinstance(stream, av.video.stream.VideoStream)
+        stream.thread_type = "AUTO"
+        for frame in _decode(container, stream):
+            decoded += 1
+            if frame.pts in wanted:
+                found.add(frame)
+            if frame.pts is not None and frame.pts >= last_wanted:
+                break
+    return decoded
 
 
 def _sample_sequentially(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
     path: Path,
-    num_frames: int,
-    start_s: float | None,
-    end_s: float | None,
-    min_side: int,
+    plan: SamplingPlan,
 ) -> SampledVideo:
     """One pass over decoded frames, keeping the one nearest each target: for streams with no usable index."""
     info = _header_info(container, stream)
@@ -350,9 +450,10 @@ def _sample_sequentially(
             f"{path.name} has no timestamps and states no duration (a raw elementary stream?), so its frames cannot "
             "be placed in time. Put it in a container first, e.g. `ffmpeg -i INPUT -c copy OUTPUT.mp4`."
         )
-    range_start, range_end = _validate_range(start_s, end_s, info.duration_s)
-    targets = uniform_targets(range_start, range_end, num_frames)
-    best: list[tuple[float, av.VideoFrame] | None] = [None] * num_frames
+    range_start, range_end = _validate_range(plan.start_s, plan.end_s, info.duration_s)
+    count = plan.frame_count(range_end - range_start)
+    targets = uniform_targets(range_start, range_end, count)
+    best: list[tuple[float, av.VideoFrame] | None] = [None] * count
     container.seek(0)
     first_time: float | None = None
     decoded = 0
@@ -362,6 +463,8 @@ def _sample_sequentially(
             continue
         if first_time is None:
             first_time = frame.time
+        if plan.keyframes_only and not frame.key_frame:
+            continue
         t = frame.time - first_time
         for i, target in enumerate(targets):
             current = best[i]
@@ -370,23 +473,26 @@ def _sample_sequentially(
         if t >= targets[-1]:
             break
     frames: list[SampledFrame] = []
+    rotation = 0
     for candidate in best:
         if candidate is not None and (not frames or frames[-1].timestamp_s != candidate[0]):
-            frames.append(SampledFrame(timestamp_s=candidate[0], image=to_model_image(candidate[1], min_side)))
+            rotation = candidate[1].rotation
+            frames.append(SampledFrame(timestamp_s=candidate[0], image=to_model_image(candidate[1], plan.min_side)))
     if not frames:
         raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
     return SampledVideo(
-        info=info,
+        info=_rotated(info, rotation),
         start_s=range_start,
         end_s=range_end,
-        frames_requested=num_frames,
+        frames_requested=plan.num_frames,
         frames=frames,
         frames_decoded=decoded,
+        note=_shortfall_note(plan, count, len(frames), range_end - range_start),
     )
 
 
 def to_model_image(frame: av.VideoFrame, min_side: int) -> Image.Image:
-    """RGB image scaled inside the decoder's converter so that its shorter side is at most `min_side`."""
+    """Upright RGB image, scaled in the decoder's converter so that its shorter side is at most `min_side`."""
     width, height = frame.width, frame.height
     shorter = min(width, height)
     if shorter > min_side:
@@ -394,4 +500,13 @@ def to_model_image(frame: av.VideoFrame, min_side: int) -> Image.Image:
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
     rgb: Any = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
     image: Image.Image = rgb.to_image()  # PyAV leaves to_image untyped
+    rotation = frame.rotation % 360
+    if rotation in _QUARTER_TURNS:
+        return image.transpose(_QUARTER_TURNS[rotation])
+    if rotation:
+        return image.rotate(rotation, expand=True)
     return image
+
+
+# PIL turns counter-clockwise, as the display matrix does.
+_QUARTER_TURNS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
