@@ -195,7 +195,14 @@ def timed_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tupl
 
 def _peak_rss_child(path: str, num_frames: int, queue: Any) -> None:
     sampler.sample_frames(Path(path), num_frames)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child would report its parent's peak.
+    status = Path("/proc/self/status").read_text()
+    if "VmHWM:" in status:
+        queue.put(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+    else:
+        queue.put(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * (1024 if sys.platform == "darwin" else 1))
+        )
 
 
 def peak_rss_mb(path: Path, num_frames: int) -> float:
@@ -254,7 +261,7 @@ def main() -> None:
     for spec in specs:
         for n in args.frames:
             plan = gop_plan(spec.path, n)
-            seed_s, _ = timed(lambda p=spec.path, n=n: seed_method(p, n), 1)
+            seed_s, seed_kept = timed(lambda p=spec.path, n=n: seed_method(p, n), 1)
             seq_s, _ = timed(lambda p=spec.path, n=n: sampler.sample_frames(p, n, strategy="sequential"), 1)
             floor_s, ours_s, sampled = timed_pair(
                 lambda p=spec.path, plan=plan: floor_method(p, plan),
@@ -262,28 +269,45 @@ def main() -> None:
                 args.repeats,
             )
             rss = peak_rss_mb(spec.path, n)
+            # OpenCV's own FFmpeg may lack a decoder (AV1 here): the seed then returns nothing, and has no time.
+            seed_ok = seed_kept > 0
             row = {
                 "video": spec.name,
                 "frames": n,
-                "seed_s": round(seed_s, 3),
+                "seed_s": round(seed_s, 3) if seed_ok else None,
                 "sequential_s": round(seq_s, 3),
                 "floor_s": round(floor_s, 3),
                 "ours_s": round(ours_s, 3),
-                "seed_over_ours": round(seed_s / ours_s, 2),
+                "seed_over_ours": round(seed_s / ours_s, 2) if seed_ok else None,
                 "ours_over_floor": round(ours_s / floor_s, 3),
                 "frames_decoded": sampled.frames_decoded,
                 "peak_rss_mb": round(rss, 1),
             }
             rows.append(row)
+            seed_text = f"{seed_s:>9.2f}" if seed_ok else f"{'fails':>9}"
+            ratio_text = f"{row['seed_over_ours']:>10.1f}" if seed_ok else f"{'-':>10}"
             print(
-                f"{spec.name:<20}{n:>4}{seed_s:>9.2f}{seq_s:>8.2f}{floor_s:>9.3f}{ours_s:>8.3f}"
-                f"{row['seed_over_ours']:>10.1f}{row['ours_over_floor']:>11.2f}{sampled.frames_decoded:>9}{rss:>8.0f}",
+                f"{spec.name:<20}{n:>4}{seed_text}{seq_s:>8.2f}{floor_s:>9.3f}{ours_s:>8.3f}"
+                f"{ratio_text}{row['ours_over_floor']:>11.2f}{sampled.frames_decoded:>9}{rss:>8.0f}",
                 flush=True,
             )
-    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "repeats": args.repeats, "results": rows}
+    write_results(rows, args.repeats)
+    print(json.dumps({"frames_benchmark": rows}))
+
+
+def write_results(rows: list[dict[str, Any]], repeats: int) -> None:
+    """Record the rows with the machine; rows of videos not measured in this run are kept from the last one."""
+    measured = {row["video"] for row in rows}
+    kept: list[dict[str, Any]] = []
+    if RESULTS.exists():
+        previous = json.loads(RESULTS.read_text())
+        if previous.get("machine") == json.loads(json.dumps(machine())):
+            kept = [row for row in previous["results"] if row["video"] not in measured]
+    order = [v.name for v in VIDEOS]
+    merged = sorted(kept + rows, key=lambda row: (order.index(row["video"]), row["frames"]))
+    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "repeats": repeats, "results": merged}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({"frames_benchmark": rows}))
 
 
 if __name__ == "__main__":

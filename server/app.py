@@ -80,6 +80,16 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         ] = 8,
         start_s: Annotated[float | None, Field(ge=0, description="Start of the time range to sample, seconds.")] = None,
         end_s: Annotated[float | None, Field(gt=0, description="End of the time range to sample, seconds.")] = None,
+        fps: Annotated[
+            float | None,
+            Field(
+                gt=0, le=60, description="At most this many frames per second of the range; num_frames stays the cap."
+            ),
+        ] = None,
+        keyframes_only: Annotated[
+            bool,
+            Field(description="Faster, approximate: use the keyframe nearest each sample point (true times reported)."),
+        ] = False,
         max_new_tokens: MaxNewTokens = 256,
     ) -> VideoAnswer:
         """Watch one video and answer a question about it, or describe it when no question is given.
@@ -96,6 +106,8 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                 num_frames=num_frames,
                 start_s=start_s,
                 end_s=end_s,
+                fps=fps,
+                keyframes_only=keyframes_only,
                 max_new_tokens=max_new_tokens,
                 progress=progress,
             ),

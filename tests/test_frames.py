@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.media import encode_audio_only, encode_video, nearest_reference, reference_frames
 from tools.errors import DecodeError, LimitError
-from tools.frames import probe, sample_frames, to_model_image, uniform_targets
+from tools.frames import SampleCache, SamplingPlan, probe, sample_frames, to_model_image, uniform_targets
 
 
 def assert_exact(path: Path, num_frames: int, min_side: int = 384, **range_kwargs: float) -> None:
@@ -148,6 +149,9 @@ def test_more_frames_than_the_range_holds_returns_each_once(h264_mp4: Path) -> N
     assert stamps == sorted(set(stamps))
     assert len(stamps) == 4  # 10 fps: 1.0, 1.1, 1.2, 1.3
     assert sampled.frames_requested == 8
+    assert sampled.note == (
+        "Asked for 8 frames; the range holds only 4 distinct frames near the targets, each returned once."
+    )
 
 
 def test_frames_are_scaled_down_keeping_aspect(tmp_path: Path) -> None:
@@ -225,3 +229,31 @@ def test_corrupt_video_data_gives_no_frames(tmp_path: Path, h264_mp4: Path) -> N
     path.write_bytes(bytes(data))
     with pytest.raises(DecodeError, match="could be decoded"):
         sample_frames(path, 4)
+
+
+def test_sample_cache_reuses_frames_per_file_and_plan(tmp_path: Path, h264_mp4: Path) -> None:
+    cache = SampleCache()
+    plan = SamplingPlan(4)
+    first, hit = cache.sample(h264_mp4, plan)
+    assert not hit
+    again, hit = cache.sample(h264_mp4, SamplingPlan(4))
+    assert hit
+    assert again is first
+    _, hit = cache.sample(h264_mp4, SamplingPlan(4, start_s=1.0))
+    assert not hit
+
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(h264_mp4.read_bytes())
+    cache.sample(copy, plan)
+    os.utime(copy, ns=(0, 0))  # the file changed: its frames are decoded again
+    _, hit = cache.sample(copy, plan)
+    assert not hit
+
+
+def test_sample_cache_is_bounded(h264_mp4: Path) -> None:
+    one_sample = 4 * 96 * 64 * 3
+    cache = SampleCache(max_bytes=2 * one_sample)
+    for start in (0.0, 0.5, 1.0):
+        cache.sample(h264_mp4, SamplingPlan(4, start_s=start))
+    assert not cache.sample(h264_mp4, SamplingPlan(4, start_s=0.0))[1]  # evicted, least recently used
+    assert cache.sample(h264_mp4, SamplingPlan(4, start_s=1.0))[1]

@@ -261,3 +261,22 @@ async def test_concurrent_calls_take_turns_and_load_the_model_once(client: Clien
             group.start_soon(one, n)
     assert sorted(len(a.videos[0].frames) for a in answers) == [1, 2, 3, 4]
     assert sum(a.timings.model_load_s > 0 for a in answers) == 1
+
+
+async def test_second_question_reuses_decoded_frames(client: Client, h264_mp4: Path) -> None:
+    first = await call(client, "describe_video", source=str(h264_mp4), num_frames=4, max_new_tokens=2)
+    second = await call(client, "describe_video", source=str(h264_mp4), num_frames=4, question="And?", max_new_tokens=2)
+    assert not first.videos[0].frames_from_cache
+    assert second.videos[0].frames_from_cache
+    assert second.videos[0].frames == first.videos[0].frames
+
+
+async def test_sampling_options_reach_the_sampler(client: Client, h264_mp4: Path) -> None:
+    by_rate = await call(client, "describe_video", source=str(h264_mp4), num_frames=8, fps=1, max_new_tokens=1)
+    assert [f.timestamp_s for f in by_rate.videos[0].frames] == [0.5, 1.5, 2.5]
+    assert by_rate.videos[0].note is not None
+    keyframes = await call(
+        client, "describe_video", source=str(h264_mp4), num_frames=3, keyframes_only=True, max_new_tokens=1
+    )
+    assert [f.timestamp_s for f in keyframes.videos[0].frames] == [0.0, 1.2, 2.4]
+    assert keyframes.videos[0].frame_count == 30

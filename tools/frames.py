@@ -16,6 +16,8 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -203,6 +205,43 @@ class _FrameCollector:
         if frame.pts is not None:
             self.images[frame.pts] = to_model_image(frame, self.min_side)
             self.rotation = frame.rotation
+
+
+class SampleCache:
+    """Sampled frames per (file, plan) for the life of the process, least recently used out first.
+
+    A second question about the same video and plan skips decoding. Keyed on the file's identity (resolved path,
+    size, modification time), so a file replaced in place is decoded again.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[object, ...], tuple[SampledVideo, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def sample(self, path: Path, plan: SamplingPlan) -> tuple[SampledVideo, bool]:
+        """The sampled video, and whether it came from this cache."""
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise DecodeError(f"{path} cannot be read ({exc.strerror}).") from exc
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, plan)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry[0], True
+        sampled = sample_with_plan(path, plan)
+        size = sum(f.image.width * f.image.height * len(f.image.getbands()) for f in sampled.frames)
+        with self._lock:
+            if size <= self.max_bytes and key not in self._entries:
+                self._entries[key] = (sampled, size)
+                self._bytes += size
+                while self._bytes > self.max_bytes:
+                    _, (_, evicted) = self._entries.popitem(last=False)
+                    self._bytes -= evicted
+        return sampled, False
 
 
 def _keyframes_in_range(index: _PacketIndex, start_pts: int, end_pts: int) -> list[int]:

@@ -22,6 +22,7 @@ class VideoInfo(BaseModel):
     width: int
     height: int
     codec: str = Field(description="Video codec name, e.g. h264, vp9.")
+    frame_count: int = Field(description="Frames in the video stream, counted from its packets.")
     from_cache: bool = Field(description="True when the file was already in the download cache (or is a local file).")
     start_s: float = Field(description="Start of the sampled time range, seconds.")
     end_s: float = Field(description="End of the sampled time range, seconds.")
@@ -29,6 +30,8 @@ class VideoInfo(BaseModel):
     frames: list[FrameInfo] = Field(
         description="Frames the model saw, in order; fewer than requested when the range holds fewer distinct frames."
     )
+    frames_from_cache: bool = Field(description="True when these frames were decoded by an earlier call.")
+    note: str | None = Field(default=None, description="Why fewer frames than requested were used, when so.")
 
 
 class ModelInfo(BaseModel):

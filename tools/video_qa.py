@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tools.backend import LazyBackend, Prompt
 from tools.errors import LimitError
-from tools.frames import MAX_FRAMES, SampledVideo, sample_frames
+from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, VideoAnswer, VideoInfo
 from tools.sources import LocalVideo, VideoFetcher
 from tools.ytdlp import ProgressHook
@@ -39,15 +39,14 @@ def _no_progress(progress: float, total: float, message: str) -> None:
 @dataclass(frozen=True)
 class VideoRequest:
     source: str
-    num_frames: int
-    start_s: float | None = None
-    end_s: float | None = None
+    plan: SamplingPlan
 
 
 class VideoQA:
-    def __init__(self, fetcher: VideoFetcher, model: LazyBackend) -> None:
+    def __init__(self, fetcher: VideoFetcher, model: LazyBackend, samples: SampleCache | None = None) -> None:
         self.fetcher = fetcher
         self.model = model
+        self.samples = samples if samples is not None else SampleCache()
 
     def describe(
         self,
@@ -57,11 +56,14 @@ class VideoQA:
         num_frames: int = 8,
         start_s: float | None = None,
         end_s: float | None = None,
+        fps: float | None = None,
+        keyframes_only: bool = False,
         max_new_tokens: int = 256,
         progress: Progress = _no_progress,
     ) -> VideoAnswer:
         """Answer a question about one video, or describe it when no question is given."""
-        return self._answer([VideoRequest(source, num_frames, start_s, end_s)], question, max_new_tokens, progress)
+        plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, FRAME_SIDE)
+        return self._answer([VideoRequest(source, plan)], question, max_new_tokens, progress)
 
     def compare(
         self,
@@ -82,7 +84,8 @@ class VideoQA:
             )
         if not question.strip():
             raise LimitError("compare_videos needs a question, e.g. 'What differs between these videos?'.")
-        return self._answer([VideoRequest(s, frames_per_video) for s in sources], question, max_new_tokens, progress)
+        plan = SamplingPlan(frames_per_video, min_side=FRAME_SIDE)
+        return self._answer([VideoRequest(s, plan) for s in sources], question, max_new_tokens, progress)
 
     def _answer(
         self, requests: list[VideoRequest], question: str | None, max_new_tokens: int, progress: Progress
@@ -100,13 +103,12 @@ class VideoQA:
 
         decode_started = time.perf_counter()
         sampled: list[SampledVideo] = []
+        from_cache: list[bool] = []
         for i, (request, video) in enumerate(zip(requests, local, strict=True), 1):
-            progress(step, stages, f"Sampling {request.num_frames} frames from video {i}/{len(requests)}")
-            sampled.append(
-                sample_frames(
-                    video.path, request.num_frames, start_s=request.start_s, end_s=request.end_s, min_side=FRAME_SIDE
-                )
-            )
+            progress(step, stages, f"Sampling {request.plan.num_frames} frames from video {i}/{len(requests)}")
+            sample, hit = self.samples.sample(video.path, request.plan)
+            sampled.append(sample)
+            from_cache.append(hit)
             step += 1
         decode_s = time.perf_counter() - decode_started
 
@@ -124,7 +126,7 @@ class VideoQA:
 
         videos = []
         index = 0
-        for video, sample in zip(local, sampled, strict=True):
+        for video, sample, hit in zip(local, sampled, from_cache, strict=True):
             frames = []
             for frame in sample.frames:
                 frames.append(FrameInfo(index=index, timestamp_s=round(frame.timestamp_s, 6)))
@@ -138,11 +140,14 @@ class VideoQA:
                     width=sample.info.width,
                     height=sample.info.height,
                     codec=sample.info.codec,
+                    frame_count=sample.info.frame_count,
                     from_cache=video.from_cache,
                     start_s=sample.start_s,
                     end_s=sample.end_s,
                     frames_requested=sample.frames_requested,
                     frames=frames,
+                    frames_from_cache=hit,
+                    note=sample.note,
                 )
             )
         return VideoAnswer(
