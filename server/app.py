@@ -28,7 +28,7 @@ from tools.errors import VideoToolError
 from tools.frames import MAX_FRAMES
 from tools.results import VideoAnswer
 from tools.sources import VideoFetcher
-from tools.video_qa import MAX_VIDEOS, MIN_VIDEOS, VideoQA
+from tools.video_qa import MAX_VIDEOS, MIN_VIDEOS, TranscriptOptions, VideoQA
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,18 @@ Source = Annotated[
     ),
 ]
 MaxNewTokens = Annotated[int, Field(ge=1, le=4096, description="Upper bound on the answer's length in tokens.")]
+IncludeTranscript = Annotated[
+    bool, Field(description="Give the model the video's subtitles or captions for the sampled range, when it has any.")
+]
+Language = Annotated[
+    str,
+    Field(
+        min_length=2,
+        max_length=16,
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$",
+        description="Language of the subtitles to use, e.g. en, de, pt-BR.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,10 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         model = LazyBackend(settings.model, device=settings.device, dtype=settings.dtype)
         if settings.preload:
             await anyio.to_thread.run_sync(model.get)
-        yield AppState(qa=VideoQA(VideoFetcher(settings.cache_dir), model))
+        fetcher = VideoFetcher(
+            settings.cache_dir, settings.fetch_policy(), cache_max_bytes=int(settings.cache_max_gb * 2**30)
+        )
+        yield AppState(qa=VideoQA(fetcher, model))
 
     app: MCPServer[AppState] = MCPServer(
         "llava-video-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, version=_version()
@@ -90,6 +105,8 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
             bool,
             Field(description="Faster, approximate: use the keyframe nearest each sample point (true times reported)."),
         ] = False,
+        include_transcript: IncludeTranscript = True,
+        language: Language = "en",
         max_new_tokens: MaxNewTokens = 256,
     ) -> VideoAnswer:
         """Watch one video and answer a question about it, or describe it when no question is given.
@@ -108,6 +125,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                 end_s=end_s,
                 fps=fps,
                 keyframes_only=keyframes_only,
+                transcript=TranscriptOptions(include_transcript, language),
                 max_new_tokens=max_new_tokens,
                 progress=progress,
             ),
@@ -128,6 +146,8 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         frames_per_video: Annotated[
             int, Field(ge=1, le=MAX_FRAMES // MIN_VIDEOS, description="Frames sampled from each video.")
         ] = 6,
+        include_transcript: IncludeTranscript = True,
+        language: Language = "en",
         max_new_tokens: MaxNewTokens = 256,
     ) -> VideoAnswer:
         """Answer one question across 2-4 videos, whose frames the model sees together in one context.
@@ -138,7 +158,12 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         return await _run_in_thread(
             ctx,
             lambda progress: qa.compare(
-                sources, question, frames_per_video=frames_per_video, max_new_tokens=max_new_tokens, progress=progress
+                sources,
+                question,
+                frames_per_video=frames_per_video,
+                transcript=TranscriptOptions(include_transcript, language),
+                max_new_tokens=max_new_tokens,
+                progress=progress,
             ),
         )
 

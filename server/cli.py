@@ -22,4 +22,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not settings.verbose:
         for noisy in ("httpx", "httpcore", "urllib3", "filelock", "PIL", "transformers"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    build_server(settings).run("stdio")
+    app = build_server(settings)
+    if settings.transport == "http":
+        app.run("streamable-http", host=settings.host, port=settings.port)
+    else:
+        app.run("stdio")

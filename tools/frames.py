@@ -278,6 +278,12 @@ def probe(path: Path) -> StreamInfo:
         return _stream_info(stream, index)
 
 
+def header_duration(path: Path) -> float:
+    """The duration the container's header states, without reading the stream (0 when it states none)."""
+    with _open_video(path) as container:
+        return _header_info(container, container.streams.video[0]).duration_s
+
+
 def _open_video(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise DecodeError(f"{path} is not a file.")

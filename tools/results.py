@@ -12,6 +12,12 @@ class FrameInfo(BaseModel):
     timestamp_s: float = Field(description="Exact presentation time of the frame, seconds from the video's start.")
 
 
+class TranscriptCue(BaseModel):
+    start_s: float
+    end_s: float
+    text: str
+
+
 class VideoInfo(BaseModel):
     """What was read from one source, and which frames of it the model saw."""
 
@@ -32,6 +38,10 @@ class VideoInfo(BaseModel):
     )
     frames_from_cache: bool = Field(description="True when these frames were decoded by an earlier call.")
     note: str | None = Field(default=None, description="Why fewer frames than requested were used, when so.")
+    transcript: list[TranscriptCue] | None = Field(
+        default=None,
+        description="Subtitle cues inside the sampled range that the model was given, when the video has subtitles.",
+    )
 
 
 class ModelInfo(BaseModel):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from tools.backend import LazyBackend, Prompt
 from tools.errors import LimitError
 from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
-from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, VideoAnswer, VideoInfo
+from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
 from tools.sources import LocalVideo, VideoFetcher
+from tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, parse_subtitles, render
 from tools.ytdlp import ProgressHook
 
 DEFAULT_QUESTION = (
@@ -42,6 +44,12 @@ class VideoRequest:
     plan: SamplingPlan
 
 
+@dataclass(frozen=True)
+class TranscriptOptions:
+    include: bool = True
+    language: str = "en"
+
+
 class VideoQA:
     def __init__(self, fetcher: VideoFetcher, model: LazyBackend, samples: SampleCache | None = None) -> None:
         self.fetcher = fetcher
@@ -58,12 +66,13 @@ class VideoQA:
         end_s: float | None = None,
         fps: float | None = None,
         keyframes_only: bool = False,
+        transcript: TranscriptOptions = TranscriptOptions(),
         max_new_tokens: int = 256,
         progress: Progress = _no_progress,
     ) -> VideoAnswer:
         """Answer a question about one video, or describe it when no question is given."""
         plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, FRAME_SIDE)
-        return self._answer([VideoRequest(source, plan)], question, max_new_tokens, progress)
+        return self._answer([VideoRequest(source, plan)], question, transcript, max_new_tokens, progress)
 
     def compare(
         self,
@@ -71,6 +80,7 @@ class VideoQA:
         question: str,
         *,
         frames_per_video: int = 6,
+        transcript: TranscriptOptions = TranscriptOptions(),
         max_new_tokens: int = 256,
         progress: Progress = _no_progress,
     ) -> VideoAnswer:
@@ -85,32 +95,48 @@ class VideoQA:
         if not question.strip():
             raise LimitError("compare_videos needs a question, e.g. 'What differs between these videos?'.")
         plan = SamplingPlan(frames_per_video, min_side=FRAME_SIDE)
-        return self._answer([VideoRequest(s, plan) for s in sources], question, max_new_tokens, progress)
+        return self._answer([VideoRequest(s, plan) for s in sources], question, transcript, max_new_tokens, progress)
 
     def _answer(
-        self, requests: list[VideoRequest], question: str | None, max_new_tokens: int, progress: Progress
+        self,
+        requests: list[VideoRequest],
+        question: str | None,
+        transcript: TranscriptOptions,
+        max_new_tokens: int,
+        progress: Progress,
     ) -> VideoAnswer:
         started = time.perf_counter()
         asked = question.strip() if question and question.strip() else DEFAULT_QUESTION
         stages = 2 * len(requests) + 1
         step = 0
 
+        language = transcript.language if transcript.include else None
         local: list[LocalVideo] = []
-        for i, request in enumerate(requests, 1):
-            progress(step, stages, f"Fetching video {i}/{len(requests)}: {request.source}")
-            local.append(self.fetcher.fetch(request.source, _download_progress(progress, step, stages, i)))
-            step += 1
-
-        decode_started = time.perf_counter()
         sampled: list[SampledVideo] = []
         from_cache: list[bool] = []
-        for i, (request, video) in enumerate(zip(requests, local, strict=True), 1):
-            progress(step, stages, f"Sampling {request.plan.num_frames} frames from video {i}/{len(requests)}")
-            sample, hit = self.samples.sample(video.path, request.plan)
-            sampled.append(sample)
-            from_cache.append(hit)
-            step += 1
-        decode_s = time.perf_counter() - decode_started
+        with ExitStack() as in_use:
+            for i, request in enumerate(requests, 1):
+                progress(step, stages, f"Fetching video {i}/{len(requests)}: {request.source}")
+                hook = _download_progress(progress, step, stages, i)
+                local.append(
+                    in_use.enter_context(
+                        self.fetcher.fetched(request.source, subtitle_language=language, on_progress=hook)
+                    )
+                )
+                step += 1
+            decode_started = time.perf_counter()
+            for i, (request, video) in enumerate(zip(requests, local, strict=True), 1):
+                progress(step, stages, f"Sampling {request.plan.num_frames} frames from video {i}/{len(requests)}")
+                sample, hit = self.samples.sample(video.path, request.plan)
+                sampled.append(sample)
+                from_cache.append(hit)
+                step += 1
+            decode_s = time.perf_counter() - decode_started
+        budget = MAX_TRANSCRIPT_CHARS // len(requests)
+        transcripts = [
+            _transcript_cues(video, sample, budget) if transcript.include else []
+            for video, sample in zip(local, sampled, strict=True)
+        ]
 
         total_frames = sum(len(s.frames) for s in sampled)
         progress(step, stages, f"Running {self.model.model_id} on {total_frames} frames")
@@ -118,7 +144,7 @@ class VideoQA:
         inference_started = time.perf_counter()
         prompt = Prompt(
             images=[frame.image for video in sampled for frame in video.frames],
-            text=frame_guide(local, sampled) + "\n\n" + asked,
+            text=frame_guide(local, sampled) + transcript_text(transcripts) + "\n\n" + asked,
         )
         generation = backend.generate(prompt, max_new_tokens)
         inference_s = time.perf_counter() - inference_started
@@ -126,7 +152,7 @@ class VideoQA:
 
         videos = []
         index = 0
-        for video, sample, hit in zip(local, sampled, from_cache, strict=True):
+        for video, sample, hit, cues in zip(local, sampled, from_cache, transcripts, strict=True):
             frames = []
             for frame in sample.frames:
                 frames.append(FrameInfo(index=index, timestamp_s=round(frame.timestamp_s, 6)))
@@ -148,6 +174,9 @@ class VideoQA:
                     frames=frames,
                     frames_from_cache=hit,
                     note=sample.note,
+                    transcript=[TranscriptCue(start_s=c.start_s, end_s=c.end_s, text=c.text) for c in cues]
+                    if cues
+                    else None,
                 )
             )
         return VideoAnswer(
@@ -182,6 +211,26 @@ def _download_progress(progress: Progress, step: int, stages: int, number: int) 
         progress(step + fraction, stages, f"Downloading video {number}: {size}")
 
     return report
+
+
+def _transcript_cues(video: LocalVideo, sample: SampledVideo, budget: int) -> list[Cue]:
+    if video.subtitles is None:
+        return []
+    try:
+        text = video.subtitles.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return bounded(cues_in_range(parse_subtitles(text), sample.start_s, sample.end_s), budget)
+
+
+def transcript_text(transcripts: Sequence[Sequence[Cue]]) -> str:
+    """The subtitles, after the frame guide: timestamped lines, per video when there are several."""
+    if not any(transcripts):
+        return ""
+    if len(transcripts) == 1:
+        return "\n\nSubtitles spoken in that part of the video:\n" + render(transcripts[0])
+    parts = [f"Subtitles of Video {n}:\n{render(cues)}" for n, cues in enumerate(transcripts, 1) if cues]
+    return "\n\n" + "\n\n".join(parts)
 
 
 def frame_guide(videos: Sequence[LocalVideo], sampled: Sequence[SampledVideo]) -> str:

@@ -1,0 +1,84 @@
+"""Keeping downloads on public addresses, for servers whose callers are not fully trusted.
+
+A URL's host is checked before any request is made. That alone would not stop a redirect to 127.0.0.1, or a
+name that resolves differently a second time, so each connection is also checked where it is made: a Python
+audit hook sees every `socket.connect` with the address actually dialled, and refuses a non-public one while the
+calling thread is inside `public_only()`. This holds whichever HTTP library yt-dlp picks and however many
+redirects it follows. Other threads, and the same thread outside the block, are not affected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from tools.errors import SourceError
+
+
+class NonPublicAddressError(OSError):
+    """A connection to a loopback, private, link-local or otherwise non-public address was refused."""
+
+
+_guarded = threading.local()
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_public_url(url: str) -> None:
+    """Refuse a URL whose host resolves to any non-public address, before any request is made."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise SourceError(f"{url} has no host name.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"Could not resolve the host of {url} ({exc}). Check the URL.") from exc
+    blocked = sorted(a for a in addresses if not is_public(a))
+    if blocked:
+        raise SourceError(
+            f"Refused {url}: {host} resolves to {', '.join(blocked)}, which is not a public address, and this "
+            "server fetches only from public addresses (--block-private-urls). Use a public URL."
+        )
+
+
+@contextmanager
+def public_only() -> Iterator[None]:
+    """Within this block, this thread's sockets may connect to public addresses only."""
+    _install_hook()
+    previous = getattr(_guarded, "active", False)
+    _guarded.active = True
+    try:
+        yield
+    finally:
+        _guarded.active = previous
+
+
+def _install_hook() -> None:
+    global _hook_installed
+    with _hook_lock:
+        if not _hook_installed:
+            sys.addaudithook(_audit)
+            _hook_installed = True
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event != "socket.connect" or not getattr(_guarded, "active", False):
+        return
+    address = args[1] if len(args) > 1 else None
+    if isinstance(address, tuple) and address and isinstance(address[0], str) and not is_public(address[0]):
+        raise NonPublicAddressError(f"connection to non-public address {address[0]} refused")

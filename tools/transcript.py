@@ -1,0 +1,84 @@
+"""Subtitles as a compact, timestamped transcript for the model: WebVTT and SRT, cut to the sampled range."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_TRANSCRIPT_CHARS = 2000
+"""About 500 tokens: enough for the gist of a few minutes of speech, small beside the frames' image tokens."""
+
+_TIMING = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
+_TAG = re.compile(r"<[^>]*>")
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_s: float
+    end_s: float
+    text: str
+
+
+def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str) -> float:
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(fraction.ljust(3, "0")) / 1000
+
+
+def parse_subtitles(text: str) -> list[Cue]:
+    """Cues of a WebVTT or SRT file, tags and entities removed, rolling duplicates of auto-captions merged."""
+    cues: list[Cue] = []
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    i = 0
+    while i < len(lines):
+        match = _TIMING.search(lines[i])
+        i += 1
+        if not match:
+            continue
+        body: list[str] = []
+        while i < len(lines) and lines[i].strip():
+            body.append(lines[i].strip())
+            i += 1
+        words = html.unescape(_TAG.sub("", " ".join(body))).strip()
+        if not words:
+            continue
+        start = _seconds(*match.group(1, 2, 3, 4))
+        end = _seconds(*match.group(5, 6, 7, 8))
+        if cues and words.startswith(cues[-1].text) and start <= cues[-1].end_s + 0.5:
+            cues[-1] = Cue(cues[-1].start_s, end, words)
+        else:
+            cues.append(Cue(start, end, words))
+    return cues
+
+
+def cues_in_range(cues: Sequence[Cue], start_s: float, end_s: float) -> list[Cue]:
+    return [cue for cue in cues if cue.end_s > start_s and cue.start_s < end_s]
+
+
+def bounded(cues: Sequence[Cue], max_chars: int = MAX_TRANSCRIPT_CHARS) -> list[Cue]:
+    """The cues to show when they would not all fit: evenly spread over the range, so no part goes missing."""
+    if sum(len(c.text) + 12 for c in cues) <= max_chars:
+        return list(cues)
+    average = sum(len(c.text) + 12 for c in cues) / len(cues)
+    keep = max(1, int(max_chars / average))
+    step = len(cues) / keep
+    return [cues[int(i * step)] for i in range(keep)]
+
+
+def render(cues: Sequence[Cue]) -> str:
+    return "\n".join(f"[{cue.start_s:.1f} s] {cue.text}" for cue in cues)
+
+
+def find_sidecar(video: Path, language: str) -> Path | None:
+    """A subtitle file beside a local video with the same name: NAME.LANG.vtt, NAME.vtt, or the same in .srt."""
+    for name in (
+        f"{video.stem}.{language}.vtt",
+        f"{video.stem}.vtt",
+        f"{video.stem}.{language}.srt",
+        f"{video.stem}.srt",
+    ):
+        candidate = video.with_name(name)
+        if candidate.is_file():
+            return candidate
+    return None
