@@ -35,3 +35,33 @@ def test_python_dash_m_server_is_the_same_command() -> None:
     out = subprocess.run([sys.executable, "-m", "server", "--help"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("usage: llava-video-mcp")
     assert "LLAVA_VIDEO_MCP_<FLAG>" in out.stdout
+
+
+def test_http_transport_defaults_are_safer() -> None:
+    stdio = parse_settings([], {}).fetch_policy()
+    assert (stdio.block_private_urls, stdio.local_files) == (False, True)
+    http = parse_settings(["--transport", "http"], {}).fetch_policy()
+    assert (http.block_private_urls, http.local_files) == (True, False)
+    opened = parse_settings(["--transport", "http", "--allow-dir", "/srv/videos", "--no-block-private-urls"], {})
+    assert opened.fetch_policy().local_files
+    assert not opened.fetch_policy().block_private_urls
+    assert parse_settings(["--block-private-urls"], {}).fetch_policy().block_private_urls
+
+
+def test_limits_and_folders_from_the_environment() -> None:
+    import os
+
+    env = {
+        "LLAVA_VIDEO_MCP_MAX_DURATION_S": "60",
+        "LLAVA_VIDEO_MCP_MAX_DOWNLOAD_MB": "1.5",
+        "LLAVA_VIDEO_MCP_ALLOW_DIR": os.pathsep.join(["/a", "/b"]),
+        "LLAVA_VIDEO_MCP_BLOCK_PRIVATE_URLS": "yes",
+        "LLAVA_VIDEO_MCP_COOKIES": "~/cookies.txt",
+    }
+    settings = parse_settings([], env)
+    policy = settings.fetch_policy()
+    assert policy.max_duration_s == 60
+    assert policy.max_download_bytes == int(1.5 * 2**20)
+    assert policy.allowed_dirs == (Path("/a"), Path("/b"))
+    assert policy.block_private_urls
+    assert policy.cookies == Path("~/cookies.txt").expanduser()

@@ -280,3 +280,34 @@ async def test_sampling_options_reach_the_sampler(client: Client, h264_mp4: Path
     )
     assert [f.timestamp_s for f in keyframes.videos[0].frames] == [0.0, 1.2, 2.4]
     assert keyframes.videos[0].frame_count == 30
+
+
+@pytest.fixture
+def german_talk(h264_mp4: Path, tmp_path: Path) -> Path:
+    from tests.test_acquisition import VTT
+
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(h264_mp4.read_bytes())
+    (tmp_path / "talk.de.vtt").write_text(VTT)
+    return video
+
+
+async def test_transcript_arguments(client: Client, german_talk: Path) -> None:
+    video = german_talk
+    english = await call(client, "describe_video", source=str(video), num_frames=1, max_new_tokens=1)
+    assert english.videos[0].transcript is None
+    german = await call(client, "describe_video", source=str(video), num_frames=1, language="de", max_new_tokens=1)
+    assert [c.text for c in german.videos[0].transcript or []] == ["Hello there", "Goodbye & thanks"]
+    off = await call(
+        client,
+        "describe_video",
+        source=str(video),
+        num_frames=1,
+        language="de",
+        include_transcript=False,
+        max_new_tokens=1,
+    )
+    assert off.videos[0].transcript is None
+    bad = await client.call_tool("describe_video", {"source": str(video), "language": "../../etc"})
+    assert bad.is_error
+    assert "language" in error_text(bad)

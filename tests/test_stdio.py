@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,3 +75,67 @@ async def test_stdio_server_lists_and_calls_both_tools(
     log = stderr_path.read_text()
     assert "loaded " in log
     assert "No file at" in log
+
+
+@pytest.fixture
+def http_server_process(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> Iterator[tuple[str, Path]]:
+    """`llava-video-mcp --transport http`, with one allowed folder holding a video."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "clip.mp4").write_bytes(h264_mp4.read_bytes())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (tmp_path / "http-server.log").open("w")
+    process = subprocess.Popen(
+        [
+            server_command(),
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+            "--allow-dir",
+            str(allowed),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--model",
+            str(tiny_model),
+            "--device",
+            "cpu",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert process.poll() is None, "the HTTP server exited early"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/mcp", allowed
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+async def test_http_transport_is_locked_down_by_default(
+    http_server_process: tuple[str, Path], http_server: LoopbackServer, h264_mp4: Path
+) -> None:
+    url, allowed = http_server_process
+    async with Client(url) as client:
+        private = await client.call_tool("describe_video", {"source": http_server.url("clip.mp4")})
+        assert private.is_error
+        assert "not a public address" in str(private.content)
+        outside = await client.call_tool("describe_video", {"source": str(h264_mp4)})
+        assert outside.is_error
+        assert "outside the folders this server may read" in str(outside.content)
+        inside = await client.call_tool(
+            "describe_video", {"source": str(allowed / "clip.mp4"), "num_frames": 2, "max_new_tokens": 2}
+        )
+        assert not inside.is_error, inside.content
+        assert VideoAnswer.model_validate(inside.structured_content).videos[0].codec == "h264"
+    assert sum(http_server.requests.values()) == 0

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
@@ -193,6 +193,14 @@ class TransformersBackend(VideoLanguageBackend):
         if isinstance(eos, int):
             return {eos}
         return {int(e) for e in eos or []}
+
+
+class ModelProvider(Protocol):
+    """Hands out the backend, loading it on first use; reports the seconds a call spent loading it."""
+
+    model_id: str
+
+    def get(self) -> tuple[VideoLanguageBackend, float]: ...
 
 
 class LazyBackend:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from tools.backend import LazyBackend, Prompt
+from tools.backend import ModelProvider, Prompt
 from tools.errors import LimitError
 from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
@@ -51,7 +51,7 @@ class TranscriptOptions:
 
 
 class VideoQA:
-    def __init__(self, fetcher: VideoFetcher, model: LazyBackend, samples: SampleCache | None = None) -> None:
+    def __init__(self, fetcher: VideoFetcher, model: ModelProvider, samples: SampleCache | None = None) -> None:
         self.fetcher = fetcher
         self.model = model
         self.samples = samples if samples is not None else SampleCache()

@@ -190,33 +190,39 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
     """Turn yt-dlp's error into one that says what went wrong and what to try."""
     host = urlsplit(url).hostname or url
     message = str(exc).removeprefix("ERROR: ").strip()
-    for cause in _causes(exc):
-        if isinstance(cause, NonPublicAddressError):
-            return SourceError(
-                f"Refused {url}: it led to {cause.args[0].removeprefix('connection to ')}, and this server fetches "
-                "only from public addresses (--block-private-urls). Use a public URL."
-            )
-        if isinstance(cause, HTTPError):
-            if cause.status in (401, 403) and options.cookies is None:
-                return DownloadError(
-                    f"{host} answered HTTP {cause.status} for {url}: the video needs a login. Start the server "
-                    "with --cookies FILE (cookies exported from a browser signed in to the site, Netscape format)."
-                )
+    causes = _causes(exc)
+
+    def found(*kinds: type[BaseException]) -> BaseException | None:
+        return next((c for c in causes if isinstance(c, kinds)), None)
+
+    if (blocked := found(NonPublicAddressError)) is not None:
+        return SourceError(
+            f"Refused {url}: it led to {str(blocked).removeprefix('connection to ')}, and this server fetches "
+            "only from public addresses (--block-private-urls). Use a public URL."
+        )
+    if isinstance(http := found(HTTPError), HTTPError):
+        if http.status in (401, 403) and options.cookies is None:
             return DownloadError(
-                f"{host} answered HTTP {cause.status} {cause.reason or ''}".rstrip()
-                + f" for {url}. Check that the URL is right and the video is public."
+                f"{host} answered HTTP {http.status} for {url}: the video needs a login. Start the server "
+                "with --cookies FILE (cookies exported from a browser signed in to the site, Netscape format)."
             )
-        if isinstance(cause, UnsupportedError):
-            return DownloadError(
-                f"No video found at {url}: it is not a direct video file and yt-dlp has no extractor for that page. "
-                "Pass a direct link to a video file or the page of a single video on a site yt-dlp supports."
-            )
-        if isinstance(cause, GeoRestrictedError):
-            return DownloadError(f"The video at {url} is not available from this server's country.")
-        if isinstance(cause, (ContentTooShortError, IncompleteRead)):
-            return _dropped(host, url)
-        if isinstance(cause, TransportError):
-            return DownloadError(f"Could not reach {host} ({cause.msg or cause}). Check the URL and the network.")
+        return DownloadError(
+            f"{host} answered HTTP {http.status} {http.reason or ''}".rstrip()
+            + f" for {url}. Check that the URL is right and the video is public."
+        )
+    if found(UnsupportedError) is not None:
+        return DownloadError(
+            f"No video found at {url}: it is not a direct video file and yt-dlp has no extractor for that page. "
+            "Pass a direct link to a video file or the page of a single video on a site yt-dlp supports."
+        )
+    if found(GeoRestrictedError) is not None:
+        return DownloadError(f"The video at {url} is not available from this server's country.")
+    if found(ContentTooShortError, IncompleteRead) is not None:
+        return _dropped(host, url)
+    if found(TimeoutError) is not None:
+        return _timed_out(host, url, options)
+    if isinstance(transport := found(TransportError), TransportError):
+        return DownloadError(f"Could not reach {host} ({transport.msg or transport}). Check the URL and the network.")
     if _NEEDS_LOGIN.search(message):
         hint = (
             "The cookies given with --cookies were not enough: export them again from a browser signed in to the site."
@@ -230,11 +236,15 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
     if short:
         return _dropped(host, url, f" (got {short[1]} of {short[2]} bytes)")
     if "timed out" in message.lower():
-        return DownloadError(
-            f"{host} did not answer within {options.timeout_s:.0f} s for {url}, even after {options.retries} retries. "
-            "Try again later, or raise --download-timeout-s."
-        )
+        return _timed_out(host, url, options)
     return DownloadError(f"Downloading {url} failed: {message}")
+
+
+def _timed_out(host: str, url: str, options: DownloadOptions) -> DownloadError:
+    return DownloadError(
+        f"{host} did not answer within {options.timeout_s:g} s for {url}, even after {options.retries} retries. "
+        "Try again later, or raise --download-timeout-s."
+    )
 
 
 def _dropped(host: str, url: str, detail: str = "") -> DownloadError:

@@ -1,0 +1,313 @@
+"""Fetching that holds up: the cache, limits, cookies, HLS variants, subtitles and the safety rules, with the real
+yt-dlp against a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yt_dlp
+
+from tests.httpserver import LoopbackServer
+from tests.media import encode_video
+from tools import netguard
+from tools.errors import DownloadError, LimitError, SourceError
+from tools.frames import probe
+from tools.sources import FetchPolicy, VideoFetcher
+from tools.transcript import bounded, cues_in_range, find_sidecar, parse_subtitles
+from tools.ytdlp import DownloadOptions, _explain
+
+VTT = """WEBVTT
+
+00:00:00.500 --> 00:00:01.500
+Hello <b>there</b>
+
+00:00:02.000 --> 00:00:02.900 align:start
+Goodbye &amp; thanks
+"""
+
+
+@pytest.fixture(scope="session")
+def site_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("site")
+    encode_video(root / "clip.mp4")
+    encode_video(root / "other.mp4", seconds=2.0)
+    (root / "clip.en.vtt").write_text(VTT)
+    variants = {"v240": (426, 240, 200_000), "v480": (854, 480, 600_000), "v720": (1280, 720, 1_200_000)}
+    master = "#EXTM3U\n"
+    for name, (width, height, bandwidth) in variants.items():
+        for segment in range(2):
+            encode_video(
+                root / f"{name}_{segment}.ts", width=width, height=height, seconds=1.0, start_s=segment, gop=10
+            )
+        (root / f"{name}.m3u8").write_text(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
+            + "".join(f"#EXTINF:1.0,\n{name}_{i}.ts\n" for i in range(2))
+            + "#EXT-X-ENDLIST\n"
+        )
+        master += f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={width}x{height},CODECS="avc1.64001e"\n'
+        master += f"{name}.m3u8\n"
+    (root / "master.m3u8").write_text(master)
+    (root / "talk.html").write_text(
+        "<html><head><title>A talk</title></head><body><video controls>"
+        '<source src="clip.mp4" type="video/mp4">'
+        '<track kind="subtitles" src="clip.en.vtt" srclang="en" label="English"></video></body></html>'
+    )
+    return root
+
+
+@pytest.fixture
+def site(site_root: Path) -> Iterator[LoopbackServer]:
+    server = LoopbackServer(site_root)
+    with server.running():
+        (site_root / "long.html").write_text(
+            '<html><head><title>Long</title><script type="application/ld+json">'
+            + json.dumps(
+                {
+                    "@context": "https://schema.org",
+                    "@type": "VideoObject",
+                    "name": "Long talk",
+                    "contentUrl": server.url("clip.mp4"),
+                    "duration": "PT4H",
+                    "uploadDate": "2024-01-01",
+                    "thumbnailUrl": server.url("thumb.jpg"),
+                    "description": "A long talk",
+                }
+            )
+            + "</script></head><body>talk</body></html>"
+        )
+        yield server
+
+
+def entries(cache: Path) -> list[str]:
+    videos = cache / "videos"
+    return sorted(p.name for p in videos.iterdir()) if videos.exists() else []
+
+
+# Cache
+
+
+def test_a_cache_hit_needs_no_network(tmp_path: Path, site_root: Path) -> None:
+    server = LoopbackServer(site_root)
+    with server.running():
+        url = server.url("clip.mp4")
+        first = VideoFetcher(tmp_path).fetch(url)
+    # The server is gone: a second call must not need it, metadata included.
+    second = VideoFetcher(tmp_path).fetch(url)
+    assert second.from_cache
+    assert second.path == first.path
+
+
+def test_concurrent_calls_download_once(tmp_path: Path, site: LoopbackServer) -> None:
+    fetcher = VideoFetcher(tmp_path)
+    site.stall_s["/clip.mp4"] = 0.3
+    results = []
+
+    def fetch() -> None:
+        video = fetcher.fetch(site.url("clip.mp4"))
+        results.append(video.from_cache)
+        fetcher.cache.release(video.cache_key or "")
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, True, True]
+    single = LoopbackServer(site.root)
+    with single.running():
+        VideoFetcher(tmp_path / "alone").fetch(single.url("clip.mp4"))
+    assert site.count("clip.mp4") == single.count("clip.mp4")
+
+
+def test_eviction_keeps_the_cap_and_spares_files_in_use(tmp_path: Path, site: LoopbackServer) -> None:
+    size = (site.root / "clip.mp4").stat().st_size
+    fetcher = VideoFetcher(tmp_path, cache_max_bytes=int(size * 1.5))
+    with fetcher.fetched(site.url("clip.mp4")) as clip:
+        fetcher.fetch(site.url("other.mp4"))  # over the cap, but clip.mp4 is in use
+        assert clip.path.is_file()
+        assert len(entries(tmp_path)) == 2
+    fetcher.fetch(site.url("v240_0.ts"))
+    assert not clip.path.exists()  # least recently used, and no longer in use
+    assert len(entries(tmp_path)) == 2
+
+
+# Limits
+
+
+def test_duration_limit_is_checked_before_downloading(tmp_path: Path, site: LoopbackServer) -> None:
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_duration_s=3600))
+    with pytest.raises(LimitError, match=r"lasts 14400 s, over the limit of 3600 s\. Raise --max-duration-s"):
+        fetcher.fetch(site.url("long.html"))
+    # yt-dlp's extractor probes the linked file (headers and first bytes) to recognise it; a download would be a
+    # second request.
+    assert site.count("clip.mp4") == 1
+    assert entries(tmp_path) == []
+
+
+def test_duration_limit_from_the_container_when_the_site_says_nothing(tmp_path: Path, site: LoopbackServer) -> None:
+    with pytest.raises(LimitError, match="lasts 3 s, over the limit of 2 s"):
+        VideoFetcher(tmp_path, FetchPolicy(max_duration_s=2)).fetch(site.url("clip.mp4"))
+    assert entries(tmp_path) == []
+    with pytest.raises(LimitError, match="Raise --max-duration-s"):
+        VideoFetcher(tmp_path, FetchPolicy(max_duration_s=2)).fetch(str(site.root / "clip.mp4"))
+
+
+def test_download_size_limit(tmp_path: Path, site: LoopbackServer) -> None:
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_download_bytes=4096))
+    with pytest.raises(LimitError, match=r"larger than the download limit of 0 MB\. Raise --max-download-mb"):
+        fetcher.fetch(site.url("clip.mp4"))
+    assert entries(tmp_path) == []
+
+
+def test_slow_server_times_out_with_the_flag_named(tmp_path: Path, site: LoopbackServer) -> None:
+    site.stall_s["/clip.mp4"] = 3
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(download_timeout_s=0.5, download_retries=0))
+    with pytest.raises(DownloadError, match=r"did not answer within 0\.5 s.*--download-timeout-s"):
+        fetcher.fetch(site.url("clip.mp4"))
+    assert entries(tmp_path) == []
+
+
+# Site realities
+
+
+def test_hls_takes_the_smallest_variant_of_at_least_384_px(tmp_path: Path, site: LoopbackServer) -> None:
+    video = VideoFetcher(tmp_path).fetch(site.url("master.m3u8"))
+    info = probe(video.path)
+    assert (info.width, info.height) == (854, 480)
+    assert site.count("v480_0.ts") == 1
+    assert site.count("v240_0.ts") == site.count("v720_0.ts") == 0
+
+
+def test_cookies_are_sent(tmp_path: Path, site: LoopbackServer) -> None:
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tsecret-value\n")
+    VideoFetcher(tmp_path / "cache", FetchPolicy(cookies=cookies)).fetch(site.url("clip.mp4"))
+    assert any("session=secret-value" in h.get("Cookie", "") for h in site.headers["/clip.mp4"])
+
+
+def test_forbidden_asks_for_cookies(tmp_path: Path, site: LoopbackServer) -> None:
+    site.status["/private.mp4"] = 403
+    with pytest.raises(DownloadError, match=r"HTTP 403 .* needs a login\. Start the server with --cookies FILE"):
+        VideoFetcher(tmp_path).fetch(site.url("private.mp4"))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Sign in to confirm you're not a bot. Use --cookies-from-browser or --cookies for the authentication.",
+        "This video is age-restricted; some formats may be missing",
+        "Private video. Sign in if you've been granted access to this video",
+    ],
+)
+def test_login_walls_mention_cookies(message: str) -> None:
+    error = yt_dlp.utils.DownloadError(
+        f"ERROR: {message}", (yt_dlp.utils.ExtractorError, yt_dlp.utils.ExtractorError(message, expected=True), None)
+    )
+    explained = _explain("https://video.example/watch?v=1", error, DownloadOptions())
+    assert "--cookies FILE" in str(explained)
+
+
+def test_site_subtitles_are_fetched_with_the_video(tmp_path: Path, site: LoopbackServer) -> None:
+    video = VideoFetcher(tmp_path).fetch(site.url("talk.html"))
+    assert video.title == "A talk (1)" or video.title == "A talk"
+    assert video.subtitles is not None
+    assert [c.text for c in parse_subtitles(video.subtitles.read_text())] == ["Hello there", "Goodbye & thanks"]
+    again = VideoFetcher(tmp_path).fetch(site.url("talk.html"))
+    assert again.from_cache
+    assert again.subtitles == video.subtitles
+
+
+def test_no_subtitles_when_turned_off(tmp_path: Path, site: LoopbackServer) -> None:
+    video = VideoFetcher(tmp_path).fetch(site.url("talk.html"), subtitle_language=None)
+    assert video.subtitles is None
+    assert site.count("clip.en.vtt") == 0
+
+
+def test_subtitle_parsing_and_bounds() -> None:
+    srt = "1\n00:00:01,000 --> 00:00:02,000\nOne\n\n2\n00:00:03,000 --> 00:00:04,500\nTwo\n"
+    assert [(c.start_s, c.end_s, c.text) for c in parse_subtitles(srt)] == [(1.0, 2.0, "One"), (3.0, 4.5, "Two")]
+    rolling = "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nthe cat\n\n00:00:02.000 --> 00:00:03.000\nthe cat sat\n"
+    assert [c.text for c in parse_subtitles(rolling)] == ["the cat sat"]
+    cues = parse_subtitles(VTT)
+    assert [c.text for c in cues_in_range(cues, 1.6, 3.0)] == ["Goodbye & thanks"]
+    many = parse_subtitles(
+        "WEBVTT\n\n" + "".join(f"00:00:{i:02d}.000 --> 00:00:{i:02d}.900\nline {i}\n\n" for i in range(60))
+    )
+    kept = bounded(many, max_chars=200)
+    assert sum(len(c.text) + 12 for c in kept) <= 200
+    assert kept[0].text == "line 0"
+    assert kept[-1].start_s > 40  # spread over the whole range, not just its start
+
+
+def test_local_sidecar_subtitles(tmp_path: Path, site_root: Path) -> None:
+    video = tmp_path / "lecture.mp4"
+    video.write_bytes((site_root / "clip.mp4").read_bytes())
+    assert find_sidecar(video, "en") is None
+    (tmp_path / "lecture.en.vtt").write_text(VTT)
+    assert VideoFetcher(tmp_path / "cache").fetch(str(video)).subtitles == tmp_path / "lecture.en.vtt"
+
+
+# Safety
+
+
+def test_private_address_is_refused_before_any_request(tmp_path: Path, site: LoopbackServer) -> None:
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(block_private_urls=True))
+    with pytest.raises(SourceError, match=r"resolves to 127\.0\.0\.1, which is not a public address"):
+        fetcher.fetch(site.url("clip.mp4"))
+    assert sum(site.requests.values()) == 0
+
+
+def test_redirect_to_a_private_address_is_refused(
+    tmp_path: Path, site: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Named stand-in: no public host is reachable here, so 127.0.0.1 plays the public server and the redirect
+    # goes to 127.0.0.2, which stays non-public. The guard checks the address of every connection made.
+    monkeypatch.setattr(netguard, "is_public", lambda address: address == "127.0.0.1")
+    site.redirects["/hop.mp4"] = f"http://127.0.0.2:{site.port}/clip.mp4"
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(block_private_urls=True, download_retries=0))
+    with pytest.raises(SourceError, match=r"led to non-public address 127\.0\.0\.2"):
+        fetcher.fetch(site.url("hop.mp4"))
+    assert site.count("hop.mp4") == 1
+    assert site.count("clip.mp4") == 0
+    assert entries(tmp_path) == []
+
+
+def test_redirects_are_followed_when_allowed(tmp_path: Path, site: LoopbackServer) -> None:
+    site.redirects["/a.mp4"] = "/b.mp4"
+    site.redirects["/b.mp4"] = "/clip.mp4"
+    video = VideoFetcher(tmp_path).fetch(site.url("a.mp4"))
+    assert probe(video.path).frame_count == 30
+
+
+def test_allow_dir_refuses_escapes(tmp_path: Path, site_root: Path) -> None:
+    allowed = tmp_path / "videos"
+    allowed.mkdir()
+    (allowed / "ok.mp4").write_bytes((site_root / "clip.mp4").read_bytes())
+    (allowed / "link.mp4").symlink_to(site_root / "clip.mp4")
+    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(allowed_dirs=(allowed,)))
+    assert fetcher.fetch(str(allowed / "ok.mp4")).path == allowed / "ok.mp4"
+    for escape in (allowed / "link.mp4", allowed / ".." / ".." / site_root.name / "clip.mp4"):
+        with pytest.raises(SourceError, match=r"outside the folders this server may read .*--allow-dir"):
+            fetcher.fetch(str(escape))
+
+
+def test_local_files_off(tmp_path: Path, site_root: Path) -> None:
+    with pytest.raises(SourceError, match="Local files are off on this server"):
+        VideoFetcher(tmp_path, FetchPolicy(local_files=False)).fetch(str(site_root / "clip.mp4"))
+
+
+@pytest.mark.parametrize("source", ["-v", "--exec=touch /tmp/pwned", "-o/tmp/x"])
+def test_dash_arguments_are_only_paths(tmp_path: Path, source: str) -> None:
+    with pytest.raises(SourceError, match="No file at"):
+        VideoFetcher(tmp_path).fetch(source)
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_geo_restriction_is_named() -> None:
+    cause = yt_dlp.utils.GeoRestrictedError("The uploader has not made this video available in your country.")
+    error = yt_dlp.utils.DownloadError(f"ERROR: {cause}", (type(cause), cause, None))
+    assert "not available from this server's country" in str(_explain("https://v.example/1", error, DownloadOptions()))

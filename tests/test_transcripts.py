@@ -1,0 +1,109 @@
+"""Subtitles reach the model's prompt and the result, for local sidecar files and for site subtitles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.httpserver import LoopbackServer
+from tests.test_acquisition import VTT
+from tools.backend import Generation, LazyBackend, Prompt, VideoLanguageBackend
+from tools.sources import VideoFetcher
+from tools.video_qa import TranscriptOptions, VideoQA
+
+
+class RecordingBackend(VideoLanguageBackend):
+    """The real backend, with every prompt it is given kept for the test to read."""
+
+    def __init__(self, inner: VideoLanguageBackend) -> None:
+        self.inner = inner
+        self.model_id, self.device, self.dtype = inner.model_id, inner.device, inner.dtype
+        self.prompts: list[Prompt] = []
+
+    def generate(self, prompt: Prompt, max_new_tokens: int) -> Generation:
+        self.prompts.append(prompt)
+        return self.inner.generate(prompt, max_new_tokens)
+
+
+class RecordingProvider:
+    def __init__(self, model_dir: Path) -> None:
+        self.model_id = str(model_dir)
+        self.backend = RecordingBackend(LazyBackend(str(model_dir)).get()[0])
+
+    def get(self) -> tuple[VideoLanguageBackend, float]:
+        return self.backend, 0.0
+
+
+@pytest.fixture
+def qa(tiny_model: Path, tmp_path: Path) -> tuple[VideoQA, RecordingBackend]:
+    provider = RecordingProvider(tiny_model)
+    return VideoQA(VideoFetcher(tmp_path / "cache"), provider), provider.backend
+
+
+@pytest.fixture
+def lecture(tmp_path: Path, h264_mp4: Path) -> Path:
+    video = tmp_path / "lecture.mp4"
+    video.write_bytes(h264_mp4.read_bytes())
+    (tmp_path / "lecture.vtt").write_text(VTT)
+    return video
+
+
+@pytest.fixture
+def talk_page(tmp_path: Path, h264_mp4: Path) -> Iterator[LoopbackServer]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "clip.mp4").write_bytes(h264_mp4.read_bytes())
+    (root / "clip.en.vtt").write_text(VTT)
+    (root / "talk.html").write_text(
+        '<html><head><title>Talk</title></head><body><video><source src="clip.mp4" type="video/mp4">'
+        '<track kind="subtitles" src="clip.en.vtt" srclang="en"></video></body></html>'
+    )
+    server = LoopbackServer(root)
+    with server.running():
+        yield server
+
+
+def test_sidecar_subtitles_reach_the_prompt_and_the_result(qa: tuple[VideoQA, RecordingBackend], lecture: Path) -> None:
+    service, backend = qa
+    answer = service.describe(str(lecture), "What is said?", num_frames=2, max_new_tokens=2)
+    text = backend.prompts[-1].text
+    assert "Subtitles spoken in that part of the video:\n[0.5 s] Hello there\n[2.0 s] Goodbye & thanks" in text
+    assert text.index("taken at") < text.index("Subtitles") < text.index("What is said?")
+    transcript = answer.videos[0].transcript
+    assert transcript is not None
+    assert [c.text for c in transcript] == ["Hello there", "Goodbye & thanks"]
+
+
+def test_only_cues_inside_the_range(qa: tuple[VideoQA, RecordingBackend], lecture: Path) -> None:
+    service, backend = qa
+    answer = service.describe(str(lecture), "?", num_frames=2, start_s=1.8, end_s=3.0, max_new_tokens=1)
+    assert "Hello there" not in backend.prompts[-1].text
+    assert [c.text for c in answer.videos[0].transcript or []] == ["Goodbye & thanks"]
+
+
+def test_transcript_can_be_turned_off(qa: tuple[VideoQA, RecordingBackend], lecture: Path) -> None:
+    service, backend = qa
+    answer = service.describe(
+        str(lecture), "?", num_frames=2, transcript=TranscriptOptions(include=False), max_new_tokens=1
+    )
+    assert "Subtitles" not in backend.prompts[-1].text
+    assert answer.videos[0].transcript is None
+
+
+def test_site_subtitles_reach_the_prompt(qa: tuple[VideoQA, RecordingBackend], talk_page: LoopbackServer) -> None:
+    service, backend = qa
+    answer = service.describe(talk_page.url("talk.html"), "What is said?", num_frames=2, max_new_tokens=1)
+    assert "[0.5 s] Hello there" in backend.prompts[-1].text
+    assert answer.videos[0].transcript is not None
+
+
+def test_compare_labels_each_videos_subtitles(
+    qa: tuple[VideoQA, RecordingBackend], lecture: Path, h264_mp4: Path
+) -> None:
+    service, backend = qa
+    service.compare([str(h264_mp4), str(lecture)], "Which one talks?", frames_per_video=1, max_new_tokens=1)
+    text = backend.prompts[-1].text
+    assert "Subtitles of Video 2:\n[0.5 s] Hello there" in text
+    assert "Subtitles of Video 1" not in text
