@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ Language = Annotated[
 @dataclass(frozen=True)
 class AppState:
     qa: VideoQA
+    progress_interval_s: float = 5.0
 
 
 def build_server(settings: Settings) -> MCPServer[AppState]:
@@ -77,7 +80,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         fetcher = VideoFetcher(
             settings.cache_dir, settings.fetch_policy(), cache_max_bytes=int(settings.cache_max_gb * 2**30)
         )
-        yield AppState(qa=VideoQA(fetcher, model))
+        yield AppState(qa=VideoQA(fetcher, model), progress_interval_s=settings.progress_interval_s)
 
     app: MCPServer[AppState] = MCPServer(
         "llava-video-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, version=_version()
@@ -170,18 +173,64 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     return app
 
 
+class _ProgressRelay:
+    """Sends a call's progress to the client: each stage as the worker reports it, and the current stage again
+    whenever `interval_s` passes without news, so clients whose timeouts reset on progress keep waiting through
+    long model stages. Values only ever increase, as MCP requires."""
+
+    def __init__(self, ctx: Context[AppState, Any], interval_s: float) -> None:
+        self._ctx = ctx
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._progress = 0.0
+        self._total = 1.0
+        self._message = "Starting"
+        self._stage_started = self._last_sent = time.monotonic()
+
+    def _next(self, progress: float | None, total: float | None, message: str | None) -> tuple[float, float, str]:
+        with self._lock:
+            if message is not None and message != self._message:
+                self._message = message
+                self._stage_started = time.monotonic()
+            self._total = total if total is not None else self._total
+            self._progress = max(progress if progress is not None else self._progress, self._progress + 1e-6)
+            self._last_sent = time.monotonic()
+            return self._progress, self._total, self._message
+
+    def from_worker(self, progress: float, total: float, message: str) -> None:
+        log.info("%s", message)
+        value, limit, text = self._next(progress, total, message)
+        anyio.from_thread.run(functools.partial(self._ctx.report_progress, value, limit, text))
+
+    async def heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.interval_s / 4)
+            with self._lock:
+                quiet = time.monotonic() - self._last_sent >= self.interval_s
+                elapsed = time.monotonic() - self._stage_started
+            if quiet:
+                value, limit, text = self._next(None, None, None)
+                await self._ctx.report_progress(value, limit, f"{text} (still working, {elapsed:.0f} s)")
+
+
 async def _run_in_thread(ctx: Context[AppState, Any], work: Callable[[Callable[[float, float, str], None]], T]) -> T:
     """Run blocking work off the event loop, relaying its progress to the client; map anticipated errors."""
-
-    def progress(done: float, total: float, message: str) -> None:
-        log.info("%s", message)
-        anyio.from_thread.run(functools.partial(ctx.report_progress, done, total, message))
-
-    try:
-        return await anyio.to_thread.run_sync(lambda: work(progress))
-    except VideoToolError as exc:
-        log.info("tool error: %s", exc)
-        raise ToolError(str(exc)) from exc
+    relay = _ProgressRelay(ctx, ctx.request_context.lifespan_context.progress_interval_s)
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(relay.heartbeat)
+        try:
+            outcome.append(await anyio.to_thread.run_sync(lambda: work(relay.from_worker)))
+        except Exception as exc:  # re-raised below, outside the task group, so it is not wrapped in a group
+            failure.append(exc)
+        group.cancel_scope.cancel()
+    if failure:
+        if isinstance(failure[0], VideoToolError):
+            log.info("tool error: %s", failure[0])
+            raise ToolError(str(failure[0])) from failure[0]
+        raise failure[0]
+    return outcome[0]
 
 
 def _version() -> str:

@@ -37,6 +37,7 @@ class Settings:
     block_private_urls: bool | None = None
     """None: on for the HTTP transport, off for stdio (a local user fetching from their own network)."""
     allow_dirs: tuple[Path, ...] = ()
+    progress_interval_s: float = 5.0
 
     def fetch_policy(self) -> FetchPolicy:
         over_http = self.transport == "http"
@@ -177,6 +178,12 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         "--port", type=int, default=int(default("port", defaults.port)), help="HTTP port (default: 8000)"
     )
     server.add_argument(
+        "--progress-interval-s",
+        type=float,
+        default=float(default("progress-interval-s", defaults.progress_interval_s)),
+        help="longest gap between progress notifications during a call (default: 5)",
+    )
+    server.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -204,4 +211,5 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         cookies=Path(args.cookies).expanduser() if args.cookies else None,
         block_private_urls=args.block_private_urls,
         allow_dirs=tuple(Path(d).expanduser() for d in allow_dirs),
+        progress_interval_s=args.progress_interval_s,
     )

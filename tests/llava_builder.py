@@ -94,6 +94,7 @@ def build_llava(
     seed: int = 0,
     vocab_size: int | None = None,
     init_std: float = 0.2,
+    context: int = 32768,
 ) -> Path:
     """Save a randomly initialised llava-interleave-shaped model with its processor to `path`."""
     tokenizer = build_tokenizer()
@@ -112,7 +113,7 @@ def build_llava(
     )
     text_config = Qwen2Config(
         vocab_size=vocab_size or len(tokenizer),
-        max_position_embeddings=32768,
+        max_position_embeddings=context,
         tie_word_embeddings=True,
         initializer_range=init_std,
         **sizes["text"],

@@ -120,15 +120,41 @@ async def test_compare_videos_puts_all_frames_in_one_context(
 
 async def test_progress_is_reported_at_each_stage(client: Client, h264_mp4: Path) -> None:
     messages: list[str] = []
+    values: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         messages.append(message or "")
+        values.append(progress)
 
     result = await client.call_tool(
         "describe_video", {"source": str(h264_mp4), "num_frames": 2, "max_new_tokens": 2}, progress_callback=on_progress
     )
     assert not result.is_error
-    assert [m.split(" ")[0] for m in messages] == ["Fetching", "Sampling", "Running", "Done"]
+    stages = [m.split(" ")[0] for m in messages]
+    assert stages[:3] == ["Fetching", "Sampling", "Running"]
+    assert stages[-1] == "Done"
+    assert "Generating: 2 of at most 2 tokens" in messages
+    assert values == sorted(set(values))  # MCP: progress only ever increases
+
+
+async def test_long_stages_send_heartbeats(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
+    settings = Settings(model=str(tiny_model), device="cpu", cache_dir=tmp_path, progress_interval_s=0.02)
+    messages: list[str] = []
+    values: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+        values.append(progress)
+
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool(
+            "describe_video",
+            {"source": str(h264_mp4), "num_frames": 8, "max_new_tokens": 300},
+            progress_callback=on_progress,
+        )
+    assert not result.is_error
+    assert any("(still working," in m for m in messages)
+    assert values == sorted(set(values))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from tests.httpserver import LoopbackServer
 from tests.test_acquisition import VTT
-from tools.backend import Generation, LazyBackend, Prompt, VideoLanguageBackend
+from tools.backend import Generation, LazyBackend, Prompt, TokenProgress, VideoLanguageBackend
 from tools.sources import VideoFetcher
 from tools.video_qa import TranscriptOptions, VideoQA
 
@@ -22,9 +22,9 @@ class RecordingBackend(VideoLanguageBackend):
         self.model_id, self.device, self.dtype = inner.model_id, inner.device, inner.dtype
         self.prompts: list[Prompt] = []
 
-    def generate(self, prompt: Prompt, max_new_tokens: int) -> Generation:
+    def generate(self, prompt: Prompt, max_new_tokens: int, on_token: TokenProgress | None = None) -> Generation:
         self.prompts.append(prompt)
-        return self.inner.generate(prompt, max_new_tokens)
+        return self.inner.generate(prompt, max_new_tokens, on_token)
 
 
 class RecordingProvider:

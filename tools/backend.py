@@ -6,19 +6,21 @@ to transformers directly, so a remote backend (an OpenAI-compatible endpoint, sa
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
-from tools.errors import ModelError
+from tools.errors import LimitError, ModelError
 
 if TYPE_CHECKING:
     import torch
@@ -32,10 +34,15 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass(frozen=True)
 class Prompt:
-    """Frames in model order, and the text that follows them."""
+    """Frames in model order, and the text that follows them.
+
+    `text[:question_start]` describes the frames (and carries their transcript); the rest is the question. Everything
+    before the question is the same for every question about the same frames, so a backend may reuse its work.
+    """
 
     images: Sequence[Image.Image]
     text: str
+    question_start: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,12 @@ class Generation:
     token_ids: list[int]
     prompt_tokens: int
     hit_token_limit: bool
+    reused_tokens: int = 0
+    """Prompt tokens whose attention state came from an earlier call about the same frames."""
+
+
+TokenProgress = Callable[[int], None]
+"""Called with the number of tokens generated so far."""
 
 
 class VideoLanguageBackend(ABC):
@@ -54,8 +67,53 @@ class VideoLanguageBackend(ABC):
     dtype: str
 
     @abstractmethod
-    def generate(self, prompt: Prompt, max_new_tokens: int) -> Generation:
+    def generate(self, prompt: Prompt, max_new_tokens: int, on_token: TokenProgress | None = None) -> Generation:
         """Answer the prompt greedily; thread-safe (calls take turns)."""
+
+
+class _TokenCounter:
+    """A generate() streamer that only counts the new tokens (the first push is the prompt)."""
+
+    def __init__(self, on_token: TokenProgress) -> None:
+        self._on_token = on_token
+        self._seen_prompt = False
+        self.count = 0
+
+    def put(self, value: Any) -> None:
+        if not self._seen_prompt:
+            self._seen_prompt = True
+            return
+        self.count += int(value.numel())
+        self._on_token(self.count)
+
+    def end(self) -> None:
+        return None
+
+
+class PrefixCache:
+    """Attention state (KV cache) of prompt prefixes, least recently used out first, bounded in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+
+    def take(self, key: str) -> Any | None:
+        """The cache for this key, removed from the store while a generation extends it."""
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return None
+        self._bytes -= entry[1]
+        return entry[0]
+
+    def put(self, key: str, cache: Any, size: int) -> None:
+        if size > self.max_bytes:
+            return
+        self._entries[key] = (cache, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self._bytes -= evicted
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -94,6 +152,15 @@ def pick_dtype(device: str, requested: str = "auto") -> torch.dtype:
     return torch.float32
 
 
+def _cache_bytes(cache: Any) -> int:
+    return sum(
+        int(t.numel() * t.element_size())
+        for layer in cache.layers
+        for t in (layer.keys, layer.values)
+        if t is not None and hasattr(t, "numel")
+    )
+
+
 def _load_hint(model_id: str) -> str:
     return (
         f"Set --model (or LLAVA_VIDEO_MCP_MODEL) to a llava-interleave hub id such as {DEFAULT_MODEL} "
@@ -106,10 +173,13 @@ def _load_hint(model_id: str) -> str:
 class TransformersBackend(VideoLanguageBackend):
     """llava-interleave (or any llava model) through transformers, on the best local device."""
 
-    def __init__(self, model: Any, processor: Any, model_id: str, device: str) -> None:
+    def __init__(
+        self, model: Any, processor: Any, model_id: str, device: str, prefix_cache_bytes: int = 4 * 2**30
+    ) -> None:
         self._model = model
         self._processor = processor
         self._turn = threading.Lock()
+        self._prefixes = PrefixCache(prefix_cache_bytes)
         self.model_id = model_id
         self.device = device
         self.dtype = str(model.dtype).removeprefix("torch.")
@@ -149,32 +219,78 @@ class TransformersBackend(VideoLanguageBackend):
         log.info("loaded %s on %s (%s) in %.1f s", model_id, chosen_device, model.dtype, time.perf_counter() - started)
         return cls(model, processor, model_id, chosen_device)
 
-    def prompt_inputs(self, prompt: Prompt) -> Any:
-        """Model inputs for the prompt, built with the processor's own chat template, one image entry per frame."""
+    def _render(self, prompt: Prompt) -> str:
+        """The prompt as text, from the processor's own chat template, one image entry per frame."""
         content: list[dict[str, str]] = [{"type": "image"} for _ in prompt.images]
         content.append({"type": "text", "text": prompt.text})
         conversation = [{"role": "user", "content": content}]
-        text = self._processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-        inputs = self._processor(text=text, images=list(prompt.images), return_tensors="pt")
+        return str(self._processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False))
+
+    def prompt_inputs(self, prompt: Prompt) -> Any:
+        """Model inputs for the prompt: token ids with each frame's image tokens, and the frames' pixels."""
+        inputs = self._processor(text=self._render(prompt), images=list(prompt.images), return_tensors="pt")
         return inputs.to(self._model.device, dtype=self._model.dtype)
 
-    def generate(self, prompt: Prompt, max_new_tokens: int) -> Generation:
+    @property
+    def context_length(self) -> int:
+        config = self._model.config.get_text_config()
+        return int(config.max_position_embeddings)
+
+    @property
+    def tokens_per_image(self) -> int:
+        size = self._processor.image_processor.size
+        side = int(size.get("shortest_edge") or size["height"])
+        patches = (side // int(self._processor.patch_size)) ** 2
+        tokens = patches + int(getattr(self._processor, "num_additional_image_tokens", 0) or 0)
+        return tokens - 1 if self._processor.vision_feature_select_strategy == "default" else tokens
+
+    def check_context(self, prompt: Prompt, max_new_tokens: int) -> None:
+        """Refuse, before any image is encoded, a prompt and answer that would not fit in the model's context."""
+        text_tokens = len(self._processor.tokenizer(self._render(prompt), add_special_tokens=False)["input_ids"])
+        frames = len(prompt.images)
+        per_image = self.tokens_per_image
+        needed = text_tokens - frames + frames * per_image + max_new_tokens
+        if needed <= self.context_length:
+            return
+        room = self.context_length - (text_tokens - frames) - max_new_tokens
+        fitting = max(room // per_image, 0)
+        raise LimitError(
+            f"{frames} frames x {per_image} image tokens, the text and max_new_tokens={max_new_tokens} need "
+            f"{needed} tokens, over this model's context of {self.context_length}. At most {fitting} frames fit: "
+            "ask for fewer frames (num_frames or frames_per_video), or a smaller max_new_tokens."
+        )
+
+    def generate(self, prompt: Prompt, max_new_tokens: int, on_token: TokenProgress | None = None) -> Generation:
         import torch
 
         with self._turn:
+            self.check_context(prompt, max_new_tokens)
             inputs = self.prompt_inputs(prompt)
-            prompt_length = int(inputs["input_ids"].shape[1])
+            ids = inputs["input_ids"]
+            prompt_length = int(ids.shape[1])
+            prefix_length = self._prefix_length(prompt, ids)
+            key = self._prefix_key(ids[0, :prefix_length], inputs["pixel_values"])
             tokenizer = self._processor.tokenizer
+            streamer = _TokenCounter(on_token) if on_token is not None else None
             try:
                 with torch.inference_mode():
+                    cache = self._prefixes.take(key)
+                    reused = prefix_length if cache is not None else 0
+                    if cache is None:
+                        cache = self._prefill(inputs, prefix_length)
                     output = self._model.generate(
-                        **inputs,
+                        input_ids=ids,
+                        attention_mask=inputs["attention_mask"],
+                        cache=cache,
                         max_new_tokens=max_new_tokens,
                         do_sample=False,
+                        streamer=streamer,
                         pad_token_id=tokenizer.pad_token_id
                         if tokenizer.pad_token_id is not None
                         else tokenizer.eos_token_id,
                     )
+                    cache.crop(prefix_length - cache.get_seq_length())
+                    self._prefixes.put(key, cache, _cache_bytes(cache))
             except torch.OutOfMemoryError as exc:
                 raise ModelError(
                     f"The model ran out of memory on {self.device} with {len(prompt.images)} frames. "
@@ -184,7 +300,43 @@ class TransformersBackend(VideoLanguageBackend):
         eos_ids = self._eos_ids()
         hit_limit = len(new_ids) >= max_new_tokens and not (new_ids and new_ids[-1] in eos_ids)
         text = self._processor.decode(new_ids, skip_special_tokens=True).strip()
-        return Generation(text=text, token_ids=new_ids, prompt_tokens=prompt_length, hit_token_limit=hit_limit)
+        return Generation(
+            text=text, token_ids=new_ids, prompt_tokens=prompt_length, hit_token_limit=hit_limit, reused_tokens=reused
+        )
+
+    def _prefill(self, inputs: Any, prefix_length: int) -> Any:
+        """Run the frames and the text before the question through the model, keeping the attention state.
+
+        Cold calls and follow-ups alike prefill the prefix on its own and then the question, so both do the same
+        arithmetic after the prefix and a follow-up's answer equals a cold call's, token for token.
+        """
+        hf: Any = importlib.import_module("transformers")
+        cache = hf.DynamicCache(config=self._model.config)
+        self._model(
+            input_ids=inputs["input_ids"][:, :prefix_length],
+            attention_mask=inputs["attention_mask"][:, :prefix_length],
+            pixel_values=inputs["pixel_values"],
+            cache=cache,
+            use_cache=True,
+        )
+        return cache
+
+    def _prefix_length(self, prompt: Prompt, ids: Any) -> int:
+        """Tokens before the question; at least one token is always left for the generation step itself."""
+        question = prompt.text[prompt.question_start :]
+        rendered = self._render(prompt)
+        suffix = rendered[rendered.rindex(prompt.text) + prompt.question_start :]
+        suffix_ids = self._processor.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        total = int(ids.shape[1])
+        if question and 0 < len(suffix_ids) < total and ids[0, total - len(suffix_ids) :].tolist() == suffix_ids:
+            return total - len(suffix_ids)
+        return total - 1
+
+    def _prefix_key(self, prefix_ids: Any, pixel_values: Any) -> str:
+        digest = hashlib.sha256(self.model_id.encode())
+        digest.update(prefix_ids.cpu().numpy().tobytes())
+        digest.update(pixel_values.float().cpu().numpy().tobytes())
+        return digest.hexdigest()
 
     def _eos_ids(self) -> set[int]:
         eos = self._model.generation_config.eos_token_id

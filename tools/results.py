@@ -61,6 +61,11 @@ class Timings(BaseModel):
 class TokenCounts(BaseModel):
     prompt: int = Field(description="Tokens in the model's input, image tokens included.")
     generated: int = Field(description="New tokens the model generated.")
+    reused: int = Field(
+        default=0,
+        description="Prompt tokens (frames and their description) reused from an earlier question about the same "
+        "frames, so only the question itself was read anew.",
+    )
 
 
 class VideoAnswer(BaseModel):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from tools.backend import ModelProvider, Prompt
+from tools.backend import ModelProvider, Prompt, TokenProgress
 from tools.errors import LimitError
 from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
@@ -142,11 +142,13 @@ class VideoQA:
         progress(step, stages, f"Running {self.model.model_id} on {total_frames} frames")
         backend, load_s = self.model.get()
         inference_started = time.perf_counter()
+        context = frame_guide(local, sampled) + transcript_text(transcripts) + "\n\n"
         prompt = Prompt(
             images=[frame.image for video in sampled for frame in video.frames],
-            text=frame_guide(local, sampled) + transcript_text(transcripts) + "\n\n" + asked,
+            text=context + asked,
+            question_start=len(context),
         )
-        generation = backend.generate(prompt, max_new_tokens)
+        generation = backend.generate(prompt, max_new_tokens, _token_progress(progress, step, stages, max_new_tokens))
         inference_s = time.perf_counter() - inference_started
         progress(stages, stages, "Done")
 
@@ -191,9 +193,30 @@ class VideoQA:
                 inference_s=inference_s,
                 total_s=time.perf_counter() - started,
             ),
-            tokens=TokenCounts(prompt=generation.prompt_tokens, generated=len(generation.token_ids)),
+            tokens=TokenCounts(
+                prompt=generation.prompt_tokens,
+                generated=len(generation.token_ids),
+                reused=generation.reused_tokens,
+            ),
             stopped_by_token_limit=generation.hit_token_limit,
         )
+
+
+def _token_progress(progress: Progress, step: int, stages: int, max_new_tokens: int) -> TokenProgress:
+    """Relays generated token counts as progress inside the model stage, at most about once a second."""
+    last_report = 0.0
+
+    def report(count: int) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if now - last_report < 1.0 and count < max_new_tokens:
+            return
+        last_report = now
+        progress(
+            step + 0.99 * count / max_new_tokens, stages, f"Generating: {count} of at most {max_new_tokens} tokens"
+        )
+
+    return report
 
 
 def _download_progress(progress: Progress, step: int, stages: int, number: int) -> ProgressHook:

@@ -201,6 +201,7 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
             "only from public addresses (--block-private-urls). Use a public URL."
         )
     if isinstance(http := found(HTTPError), HTTPError):
+        http.response.close()  # the error holds the open response; ours outlives it in the cause chain
         if http.status in (401, 403) and options.cookies is None:
             return DownloadError(
                 f"{host} answered HTTP {http.status} for {url}: the video needs a login. Start the server "

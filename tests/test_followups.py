@@ -1,0 +1,80 @@
+"""Follow-up questions reuse the attention state of the frames, and answer exactly as a cold call would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.llava_builder import build_llava
+from tests.media import nearest_reference, reference_frames
+from tools.backend import LazyBackend, PrefixCache, Prompt, TransformersBackend
+from tools.errors import LimitError
+from tools.frames import to_model_image, uniform_targets
+from tools.sources import VideoFetcher
+from tools.video_qa import VideoQA
+
+GUIDE = "The 6 images are frames of one video, in time order.\n\n"
+
+
+def frames_of(path: Path, count: int, start: float = 0.0, end: float = 3.0) -> list:  # type: ignore[type-arg]
+    reference = reference_frames(path)
+    return [to_model_image(nearest_reference(reference, t)[1], 384) for t in uniform_targets(start, end, count)]
+
+
+def ask(backend: TransformersBackend, images: list, question: str) -> tuple[list[int], int]:  # type: ignore[type-arg]
+    generation = backend.generate(Prompt(images, GUIDE + question, question_start=len(GUIDE)), max_new_tokens=12)
+    return generation.token_ids, generation.reused_tokens
+
+
+def test_follow_up_equals_a_cold_call(tiny_model: Path, h264_mp4: Path) -> None:
+    images = frames_of(h264_mp4, 6)
+    warm = TransformersBackend.load(str(tiny_model), device="cpu")
+    _, reused_first = ask(warm, images, "What moves?")
+    follow_up, reused = ask(warm, images, "And what colour is it?")
+    cold, cold_reused = ask(TransformersBackend.load(str(tiny_model), device="cpu"), images, "And what colour is it?")
+    assert reused_first == cold_reused == 0
+    assert reused > 6 * 16  # every image token and the frame description
+    assert follow_up == cold
+    again, _ = ask(warm, images, "What moves?")
+    assert again == ask(TransformersBackend.load(str(tiny_model), device="cpu"), images, "What moves?")[0]
+
+
+def test_other_frames_or_models_never_hit(tiny_model: Path, h264_mp4: Path, vp9_webm: Path, tmp_path: Path) -> None:
+    backend = TransformersBackend.load(str(tiny_model), device="cpu")
+    ask(backend, frames_of(h264_mp4, 6), "Q?")
+    assert ask(backend, frames_of(vp9_webm, 6, end=2.0), "Q?")[1] == 0  # another video
+    assert ask(backend, frames_of(h264_mp4, 6, start=1.0), "Q?")[1] == 0  # another frame plan
+    other = TransformersBackend.load(str(build_llava(tmp_path / "other", seed=1)), device="cpu")
+    assert ask(other, frames_of(h264_mp4, 6), "Q?")[1] == 0  # another model
+    assert ask(backend, frames_of(h264_mp4, 6), "Q!")[1] > 0
+
+
+def test_prefix_cache_is_bounded() -> None:
+    cache = PrefixCache(max_bytes=100)
+    cache.put("a", "state-a", 60)
+    cache.put("b", "state-b", 60)  # over the bound: "a", least recently used, goes
+    assert cache.take("a") is None
+    assert cache.take("b") is not None
+    cache.put("huge", "state", 101)
+    assert cache.take("huge") is None
+
+
+def test_follow_up_through_the_tool_says_it_reused(tiny_model: Path, h264_mp4: Path, tmp_path: Path) -> None:
+    qa = VideoQA(VideoFetcher(tmp_path), LazyBackend(str(tiny_model), device="cpu"))
+    first = qa.describe(str(h264_mp4), "What moves?", num_frames=4, max_new_tokens=4)
+    second = qa.describe(str(h264_mp4), "Which way?", num_frames=4, max_new_tokens=4)
+    assert first.tokens.reused == 0
+    assert second.tokens.reused > 4 * 16
+    assert second.tokens.prompt > second.tokens.reused
+
+
+def test_context_budget_is_checked_before_encoding(tmp_path: Path, h264_mp4: Path) -> None:
+    small = build_llava(tmp_path / "small-context", context=400)
+    qa = VideoQA(VideoFetcher(tmp_path / "cache"), LazyBackend(str(small), device="cpu"))
+    with pytest.raises(LimitError, match=r"over this model's context of 400\. At most \d+ frames fit") as refused:
+        qa.describe(str(h264_mp4), "What happens?", num_frames=16, max_new_tokens=64)
+    fitting = int(str(refused.value).split("At most ")[1].split(" ")[0])
+    assert 0 < fitting < 16
+    answer = qa.describe(str(h264_mp4), "What happens?", num_frames=fitting, max_new_tokens=64)
+    assert len(answer.videos[0].frames) == fitting
