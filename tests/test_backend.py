@@ -30,13 +30,32 @@ def test_generation_equals_a_direct_transformers_call(tiny_model: Path, h264_mp4
     duration = reference[-1][0] + 0.1
     images = [to_model_image(nearest_reference(reference, t)[1], 384) for t in uniform_targets(0, duration, 6)]
     text = "What moves in these frames?"
-    backend = TransformersBackend.load(str(tiny_model), device="cpu")
+    backend = TransformersBackend.load(str(tiny_model), device="cpu", dtype="float32")
     generation = backend.generate(Prompt(images=images, text=text), max_new_tokens=24)
     assert generation.token_ids == reference_generate(tiny_model, images, text, max_new_tokens=24)
     assert len(generation.token_ids) == 24
     assert generation.hit_token_limit
     # 6 frames of (32/8)^2 = 16 image tokens, plus the text around them.
     assert generation.prompt_tokens > 6 * 16
+
+
+def test_cpu_plan_logits_stay_close_to_fp32(tiny_model: Path, h264_mp4: Path) -> None:
+    import torch
+
+    reference = reference_frames(h264_mp4)
+    images = [to_model_image(nearest_reference(reference, t)[1], 384) for t in uniform_targets(0, 3.0, 6)]
+    prompt = Prompt(images=images, text="Frames of a clip.\n\nWhat moves?", question_start=19)
+    planned = TransformersBackend.load(str(tiny_model), device="cpu")  # auto: bf16 prefill, fp32 decoding
+    exact = TransformersBackend.load(str(tiny_model), device="cpu", dtype="float32")
+    assert (planned.dtype, planned.prefill_dtype) == ("float32", "bfloat16")
+    assert exact.prefill_dtype == "float32"
+    mixed, full = planned.first_token_logits(prompt), exact.first_token_logits(prompt)
+    assert not torch.equal(mixed, full)  # the plan really ran in another precision
+    # bf16 keeps 8 significant bits (0.4% per rounding); through the vision tower, the projector and the text
+    # layers a dozen roundings compound, so a few percent of the logit scale is expected. 5% still catches a
+    # broken plan: a cache left in bf16, or fp16 overflow, moves logits by their whole scale.
+    assert (mixed - full).abs().max() <= 0.05 * full.abs().max()
+    assert (mixed - full).abs().mean() <= 0.02 * full.abs().max()
 
 
 def test_missing_model_folder_names_the_flag(tmp_path: Path) -> None:

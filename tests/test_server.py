@@ -26,7 +26,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def client(tiny_model: Path, tmp_path: Path) -> AsyncIterator[Client]:
-    app = build_server(Settings(model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache"))
+    # float32 throughout, so answers can be compared with a direct float32 transformers call.
+    app = build_server(Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache"))
     async with Client(app) as connected:
         yield connected
 
@@ -79,6 +80,7 @@ async def test_describe_video_matches_a_direct_reference(client: Client, h264_mp
     assert answer.stopped_by_token_limit
     assert answer.question == question
     assert (answer.model.id, answer.model.device, answer.model.dtype) == (str(tiny_model), "cpu", "float32")
+    assert answer.model.prefill_dtype == "float32"
     assert answer.timings.model_load_s > 0
     assert answer.timings.total_s >= answer.timings.inference_s
 

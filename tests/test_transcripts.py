@@ -9,7 +9,7 @@ import pytest
 
 from tests.httpserver import LoopbackServer
 from tests.test_acquisition import VTT
-from tools.backend import Generation, LazyBackend, Prompt, TokenProgress, VideoLanguageBackend
+from tools.backend import Generation, InferenceProgress, LazyBackend, Prompt, VideoLanguageBackend
 from tools.sources import VideoFetcher
 from tools.video_qa import TranscriptOptions, VideoQA
 
@@ -20,11 +20,12 @@ class RecordingBackend(VideoLanguageBackend):
     def __init__(self, inner: VideoLanguageBackend) -> None:
         self.inner = inner
         self.model_id, self.device, self.dtype = inner.model_id, inner.device, inner.dtype
+        self.prefill_dtype = inner.prefill_dtype
         self.prompts: list[Prompt] = []
 
-    def generate(self, prompt: Prompt, max_new_tokens: int, on_token: TokenProgress | None = None) -> Generation:
+    def generate(self, prompt: Prompt, max_new_tokens: int, on_progress: InferenceProgress | None = None) -> Generation:
         self.prompts.append(prompt)
-        return self.inner.generate(prompt, max_new_tokens, on_token)
+        return self.inner.generate(prompt, max_new_tokens, on_progress)
 
 
 class RecordingProvider:

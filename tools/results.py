@@ -47,7 +47,10 @@ class VideoInfo(BaseModel):
 class ModelInfo(BaseModel):
     id: str = Field(description="Hub id or local folder the model was loaded from.")
     device: str = Field(description="Device the model runs on: cuda, mps, xpu or cpu.")
-    dtype: str = Field(description="Weights' dtype, e.g. float32, bfloat16.")
+    dtype: str = Field(description="Weights' dtype, e.g. float32, bfloat16; generation runs in it.")
+    prefill_dtype: str = Field(
+        description="Precision of encoding frames and reading the prompt (bfloat16 on CPU by default, where faster)."
+    )
 
 
 class Timings(BaseModel):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from tools.backend import ModelProvider, Prompt, TokenProgress
+from tools.backend import InferenceProgress, ModelProvider, Prompt
 from tools.errors import LimitError
 from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
@@ -148,7 +148,7 @@ class VideoQA:
             text=context + asked,
             question_start=len(context),
         )
-        generation = backend.generate(prompt, max_new_tokens, _token_progress(progress, step, stages, max_new_tokens))
+        generation = backend.generate(prompt, max_new_tokens, _model_progress(progress, step, stages))
         inference_s = time.perf_counter() - inference_started
         progress(stages, stages, "Done")
 
@@ -185,7 +185,9 @@ class VideoQA:
             answer=generation.text,
             question=asked,
             videos=videos,
-            model=ModelInfo(id=backend.model_id, device=backend.device, dtype=backend.dtype),
+            model=ModelInfo(
+                id=backend.model_id, device=backend.device, dtype=backend.dtype, prefill_dtype=backend.prefill_dtype
+            ),
             timings=Timings(
                 fetch_s=sum(v.fetch_s for v in local),
                 decode_s=decode_s,
@@ -202,19 +204,19 @@ class VideoQA:
         )
 
 
-def _token_progress(progress: Progress, step: int, stages: int, max_new_tokens: int) -> TokenProgress:
-    """Relays generated token counts as progress inside the model stage, at most about once a second."""
+def _model_progress(progress: Progress, step: int, stages: int) -> InferenceProgress:
+    """Relays the model's progress inside its stage: every change of activity, and counts at most once a second."""
     last_report = 0.0
+    last_activity = ""
 
-    def report(count: int) -> None:
-        nonlocal last_report
+    def report(fraction: float, message: str) -> None:
+        nonlocal last_report, last_activity
+        activity = message.split(":", 1)[0]
         now = time.monotonic()
-        if now - last_report < 1.0 and count < max_new_tokens:
+        if activity == last_activity and now - last_report < 1.0 and fraction < 1.0:
             return
-        last_report = now
-        progress(
-            step + 0.99 * count / max_new_tokens, stages, f"Generating: {count} of at most {max_new_tokens} tokens"
-        )
+        last_report, last_activity = now, activity
+        progress(step + 0.99 * fraction, stages, message)
 
     return report
 
