@@ -9,7 +9,15 @@ from transformers import Qwen2Config
 
 from tests.media import nearest_reference, reference_frames
 from tests.reference import reference_generate
-from tools.backend import DEFAULT_MODEL, LazyBackend, Prompt, TransformersBackend, pick_device, pick_dtype
+from tools.backend import (
+    DEFAULT_MODEL,
+    LazyBackend,
+    Prompt,
+    TransformersBackend,
+    cpu_has_native_bf16,
+    pick_device,
+    pick_dtype,
+)
 from tools.errors import ModelError
 from tools.frames import to_model_image, uniform_targets
 
@@ -21,7 +29,7 @@ def test_lazy_backend_loads_once(tiny_model: Path) -> None:
     assert again is backend
     assert load_s > 0
     assert load_again_s == 0
-    assert (backend.device, backend.dtype) == ("cpu", "float32")
+    assert (backend.device, backend.dtype) == ("cpu", str(pick_dtype("cpu")).removeprefix("torch."))
     assert backend.model_id == str(tiny_model)
 
 
@@ -39,13 +47,13 @@ def test_generation_equals_a_direct_transformers_call(tiny_model: Path, h264_mp4
     assert generation.prompt_tokens > 6 * 16
 
 
-def test_cpu_plan_logits_stay_close_to_fp32(tiny_model: Path, h264_mp4: Path) -> None:
+def test_mixed_plan_logits_stay_close_to_fp32(tiny_model: Path, h264_mp4: Path) -> None:
     import torch
 
     reference = reference_frames(h264_mp4)
     images = [to_model_image(nearest_reference(reference, t)[1], 384) for t in uniform_targets(0, 3.0, 6)]
     prompt = Prompt(images=images, text="Frames of a clip.\n\nWhat moves?", question_start=19)
-    planned = TransformersBackend.load(str(tiny_model), device="cpu")  # auto: bf16 prefill, fp32 decoding
+    planned = TransformersBackend.load(str(tiny_model), device="cpu", dtype="mixed")  # bf16 prefill, fp32 decoding
     exact = TransformersBackend.load(str(tiny_model), device="cpu", dtype="float32")
     assert (planned.dtype, planned.prefill_dtype) == ("float32", "bfloat16")
     assert exact.prefill_dtype == "float32"
@@ -94,7 +102,8 @@ def test_device_and_dtype_choice() -> None:
     import torch
 
     assert pick_device("cpu") == "cpu"
-    assert pick_dtype("cpu") == torch.float32
+    assert pick_dtype("cpu") == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert pick_dtype("cpu", "mixed") == torch.float32
     assert pick_dtype("cuda", "float16") == torch.float16
     with pytest.raises(ModelError, match="Unknown device 'tpu'"):
         pick_device("tpu")

@@ -78,3 +78,15 @@ def test_context_budget_is_checked_before_encoding(tmp_path: Path, h264_mp4: Pat
     assert 0 < fitting < 16
     answer = qa.describe(str(h264_mp4), "What happens?", num_frames=fitting, max_new_tokens=64)
     assert len(answer.videos[0].frames) == fitting
+
+
+def test_a_longer_follow_up_grows_the_cache_and_still_matches(tiny_model: Path, h264_mp4: Path) -> None:
+    images = frames_of(h264_mp4, 6)
+    question = "Describe everything, at length."
+    prompt = Prompt(images, GUIDE + question, question_start=len(GUIDE))
+    warm = TransformersBackend.load(str(tiny_model), device="cpu")
+    warm.generate(Prompt(images, GUIDE + "Short?", question_start=len(GUIDE)), max_new_tokens=2)
+    long_answer = warm.generate(prompt, max_new_tokens=400)  # past the first call's cache and its headroom
+    cold = TransformersBackend.load(str(tiny_model), device="cpu").generate(prompt, max_new_tokens=400)
+    assert long_answer.reused_tokens > 0
+    assert long_answer.token_ids == cold.token_ids

@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import importlib.util
 import logging
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
 DEVICES = ("auto", "cuda", "mps", "xpu", "cpu")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "mixed")
+"""`mixed`: float32 weights for generating, with frames and prompt read under bfloat16 autocast."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class VideoLanguageBackend(ABC):
         """Answer the prompt greedily; thread-safe (calls take turns)."""
 
 
+_HEADROOM = 256
+"""Extra cache slots beyond this call's needs, so most follow-ups fit the prefix's cache as it is."""
 _VISION_SHARE, _PREFILL_SHARE = 0.5, 0.2
 """Rough shares of the model stage taken by encoding frames and reading the prompt, for progress fractions."""
 
@@ -146,11 +150,15 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def pick_dtype(device: str, requested: str = "auto") -> torch.dtype:
-    """bf16 (fp16 where bf16 is unsupported) on accelerators; fp32 on CPU, where bf16 decoding is 3x slower."""
+    """The weights' dtype. Auto: bf16 (fp16 where bf16 is unsupported) on accelerators; on CPU, bf16 where the
+    processor computes it natively (measured 1.8x faster than fp32 there, bench/model.py), else fp32, because
+    emulated bf16 is slower than fp32."""
     import torch
 
     if requested not in DTYPES:
         raise ModelError(f"Unknown dtype '{requested}'. Use --dtype with one of: {', '.join(DTYPES)}.")
+    if requested == "mixed":
+        return torch.float32
     if requested != "auto":
         return getattr(torch, requested)  # type: ignore[no-any-return]
     if device == "cuda":
@@ -159,7 +167,18 @@ def pick_dtype(device: str, requested: str = "auto") -> torch.dtype:
         return torch.float16
     if device == "xpu":
         return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16, AMX, or Arm's BF16)."""
+    import torch
+
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return re.search(r"\b(avx512_bf16|amx_bf16|bf16)\b", flags) is not None
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -173,14 +192,12 @@ def _attention(device: str) -> str:
     return "sdpa"
 
 
-def _prefill_dtype(device: str, requested: str) -> torch.dtype | None:
-    """The CPU plan: bf16 for encoding frames and reading the prompt, where it is faster here; fp32 for decoding,
-    where bf16 is about 3x slower (measured with bench/model.py). Only when the dtype is left to auto."""
+def _prefill_dtype(requested: str) -> torch.dtype | None:
+    """`--dtype mixed`: bf16 autocast for encoding frames and reading the prompt, fp32 weights for generating.
+    For machines where bf16 generation is much slower than fp32 but bf16 prefill is faster."""
     import torch
 
-    if device == "cpu" and requested == "auto":
-        return torch.bfloat16
-    return None
+    return torch.bfloat16 if requested == "mixed" else None
 
 
 def _cache_bytes(cache: Any) -> int:
@@ -261,7 +278,7 @@ class TransformersBackend(VideoLanguageBackend):
         model.to(chosen_device)
         model.eval()
         log.info("loaded %s on %s (%s) in %.1f s", model_id, chosen_device, model.dtype, time.perf_counter() - started)
-        return cls(model, processor, model_id, chosen_device, prefill_dtype=_prefill_dtype(chosen_device, dtype))
+        return cls(model, processor, model_id, chosen_device, prefill_dtype=_prefill_dtype(dtype))
 
     def _render(self, prompt: Prompt) -> str:
         """The prompt as text, from the processor's own chat template, one image entry per frame."""
@@ -319,22 +336,26 @@ class TransformersBackend(VideoLanguageBackend):
             streamer = _TokenCounter(report, max_new_tokens)
             try:
                 with torch.inference_mode():
+                    capacity = prompt_length + max_new_tokens
                     cache = self._prefixes.take(key)
                     reused = prefix_length if cache is not None else 0
                     if cache is None:
-                        cache = self._prefill(inputs, prefix_length, report)
+                        cache = self._prefill(inputs, prefix_length, report, capacity + _HEADROOM)
+                    elif int(cache.layers[0].get_max_length()) < capacity:
+                        cache = self._grown(cache, prefix_length, capacity + _HEADROOM)
                     output = self._model.generate(
                         input_ids=ids,
                         attention_mask=inputs["attention_mask"],
                         cache=cache,
                         max_new_tokens=max_new_tokens,
                         do_sample=False,
+                        disable_compile=True,
                         streamer=streamer,
                         pad_token_id=tokenizer.pad_token_id
                         if tokenizer.pad_token_id is not None
                         else tokenizer.eos_token_id,
                     )
-                    cache.crop(prefix_length - cache.get_seq_length())
+                    cache.crop(prefix_length - int(cache.get_seq_length()))
                     self._prefixes.put(key, cache, _cache_bytes(cache))
             except torch.OutOfMemoryError as exc:
                 raise ModelError(
@@ -349,12 +370,15 @@ class TransformersBackend(VideoLanguageBackend):
             text=text, token_ids=new_ids, prompt_tokens=prompt_length, hit_token_limit=hit_limit, reused_tokens=reused
         )
 
-    def _prefill(self, inputs: Any, prefix_length: int, report: InferenceProgress) -> Any:
+    def _prefill(self, inputs: Any, prefix_length: int, report: InferenceProgress, capacity: int) -> Any:
         """Run the frames and the text before the question through the model, keeping the attention state.
 
         Cold calls and follow-ups alike prefill the prefix on its own and then the question, so both do the same
         arithmetic after the prefix and a follow-up's answer equals a cold call's, token for token. Frames are
         encoded a chunk at a time, so 32 frames do not need 32 frames' worth of vision activations at once.
+
+        The cache is preallocated (static) for `capacity` tokens: a growing cache would copy all its thousands of
+        image tokens' keys and values at every generated token, which costs more than the token itself on CPU.
         """
         hf: Any = importlib.import_module("transformers")
         outputs: Any = importlib.import_module("transformers.modeling_outputs")
@@ -373,7 +397,7 @@ class TransformersBackend(VideoLanguageBackend):
                 done = len(features)
                 report(_VISION_SHARE * done / len(pixels), f"Encoding frames: {done} of {len(pixels)}")
             report(_VISION_SHARE, f"Reading the prompt: {prefix_length} tokens")
-            cache = hf.DynamicCache(config=config)
+            cache = hf.StaticCache(config=config, max_cache_len=capacity)
             self._model(
                 input_ids=inputs["input_ids"][:, :prefix_length],
                 attention_mask=inputs["attention_mask"][:, :prefix_length],
@@ -387,6 +411,14 @@ class TransformersBackend(VideoLanguageBackend):
                 layer.values = layer.values.to(self._model.dtype)
         report(_VISION_SHARE + _PREFILL_SHARE, "Generating")
         return cache
+
+    def _grown(self, cache: Any, prefix_length: int, capacity: int) -> Any:
+        """The same prefix in a larger preallocated cache, for a follow-up with a longer question or answer."""
+        hf: Any = importlib.import_module("transformers")
+        grown = hf.StaticCache(config=self._model.config, max_cache_len=capacity)
+        for old, new in zip(cache.layers, grown.layers, strict=True):
+            new.update(old.keys[:, :, :prefix_length], old.values[:, :, :prefix_length])
+        return grown
 
     def _prefill_precision(self) -> AbstractContextManager[Any]:
         """bf16 autocast for the prefill when the plan says so (CPU): fp32 weights stay for decoding."""
@@ -403,7 +435,7 @@ class TransformersBackend(VideoLanguageBackend):
         with self._turn, torch.inference_mode():
             inputs = self.prompt_inputs(prompt)
             prefix_length = self._prefix_length(prompt, inputs["input_ids"])
-            cache = self._prefill(inputs, prefix_length, _no_progress)
+            cache = self._prefill(inputs, prefix_length, _no_progress, int(inputs["input_ids"].shape[1]))
             output = self._model(
                 input_ids=inputs["input_ids"][:, prefix_length:],
                 attention_mask=inputs["attention_mask"],
