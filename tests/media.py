@@ -62,14 +62,7 @@ def encode_video(
             options |= {"deadline": "realtime", "cpu-used": "8"}
         stream.options = options
         if audio is not None:
-            for start in range(0, 16000, 1024):
-                samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-                samples.sample_rate = 16000
-                samples.pts = start
-                for packet in audio.encode(samples):
-                    container.mux(packet)
-            for packet in audio.encode():
-                container.mux(packet)
+            mux_silence(container, audio, 1.0)
         for i, t in enumerate(times):
             frame = av.VideoFrame.from_ndarray(moving_frame(i, width, height), format="rgb24")
             frame.pts = round(t / time_base)
@@ -81,19 +74,30 @@ def encode_video(
     return path
 
 
+def mux_silence(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float) -> None:
+    """Encode and mux `seconds` of mono silence at 16 kHz into the container's audio stream."""
+    for start in range(0, int(seconds * 16000), 1024):
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+        samples.sample_rate = 16000
+        samples.pts = start
+        for packet in stream.encode(samples):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def encode_audio_only(path: Path, seconds: float = 1.0) -> Path:
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        samples = int(seconds * 16000)
-        for start in range(0, samples, 1024):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            frame.pts = start
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        mux_silence(container, container.add_stream("aac", rate=16000), seconds)
     return path
+
+
+def with_subtitles(video: Path, folder: Path, name: str, subtitles: str, suffix: str = ".vtt") -> Path:
+    """A copy of `video` as folder/NAME.mp4 with a subtitle file beside it, NAME plus `suffix`."""
+    copy = folder / f"{name}.mp4"
+    copy.write_bytes(video.read_bytes())
+    (folder / f"{name}{suffix}").write_text(subtitles)
+    return copy
 
 
 def reference_frames(path: Path) -> list[tuple[float, av.VideoFrame]]:

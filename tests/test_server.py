@@ -312,12 +312,10 @@ async def test_sampling_options_reach_the_sampler(client: Client, h264_mp4: Path
 
 @pytest.fixture
 def german_talk(h264_mp4: Path, tmp_path: Path) -> Path:
+    from tests.media import with_subtitles
     from tests.test_acquisition import VTT
 
-    video = tmp_path / "talk.mp4"
-    video.write_bytes(h264_mp4.read_bytes())
-    (tmp_path / "talk.de.vtt").write_text(VTT)
-    return video
+    return with_subtitles(h264_mp4, tmp_path, "talk", VTT, ".de.vtt")
 
 
 async def test_transcript_arguments(client: Client, german_talk: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.httpserver import LoopbackServer
+from tests.media import with_subtitles
 from tests.test_acquisition import VTT
 from tools.backend import Generation, InferenceProgress, LazyBackend, Prompt, VideoLanguageBackend
 from tools.sources import VideoFetcher
@@ -45,10 +46,7 @@ def qa(tiny_model: Path, tmp_path: Path) -> tuple[VideoQA, RecordingBackend]:
 
 @pytest.fixture
 def lecture(tmp_path: Path, h264_mp4: Path) -> Path:
-    video = tmp_path / "lecture.mp4"
-    video.write_bytes(h264_mp4.read_bytes())
-    (tmp_path / "lecture.vtt").write_text(VTT)
-    return video
+    return with_subtitles(h264_mp4, tmp_path, "lecture", VTT)
 
 
 @pytest.fixture
