@@ -54,7 +54,6 @@ class VideoMetadata:
     title: str | None
     duration_s: float | None
     size_bytes: int | None
-    is_direct_file: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
@@ -146,7 +145,6 @@ class YtdlpSession:
             title=info.get("title"),
             duration_s=float(duration) if duration else None,
             size_bytes=int(size) if size else None,
-            is_direct_file=extractor.lower() == "generic" and info.get("direct") is True,
             raw=info,
         )
 
