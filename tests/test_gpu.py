@@ -1,0 +1,42 @@
+"""The CUDA path, for machines with a GPU: `python -m pytest -m gpu`. Deselected by default (CI has no GPU);
+asked for on a machine without CUDA, these fail rather than skip, so a broken GPU setup cannot pass unseen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.media import nearest_reference, reference_frames
+from tools.backend import Prompt, TransformersBackend
+from tools.frames import to_model_image, uniform_targets
+
+pytestmark = pytest.mark.gpu
+
+GUIDE = "The images are frames of one video, in time order.\n\n"
+
+
+@pytest.fixture
+def cuda_backend(tiny_model: Path) -> TransformersBackend:
+    if not torch.cuda.is_available():
+        pytest.fail("these tests need a CUDA device (torch.cuda.is_available() is False)")
+    return TransformersBackend.load(str(tiny_model))
+
+
+def test_auto_picks_cuda_in_bf16(cuda_backend: TransformersBackend) -> None:
+    assert cuda_backend.device == "cuda"
+    assert cuda_backend.dtype == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+
+
+def test_thirty_two_frames_and_a_follow_up(cuda_backend: TransformersBackend, h264_mp4: Path) -> None:
+    reference = reference_frames(h264_mp4)
+    images = [to_model_image(nearest_reference(reference, t)[1], 384) for t in uniform_targets(0, 3.0, 32)]
+    first = cuda_backend.generate(Prompt(images, GUIDE + "What moves?", len(GUIDE)), max_new_tokens=8)
+    follow_up = cuda_backend.generate(Prompt(images, GUIDE + "Which way?", len(GUIDE)), max_new_tokens=8)
+    cold = TransformersBackend.load(cuda_backend.model_id).generate(
+        Prompt(images, GUIDE + "Which way?", len(GUIDE)), max_new_tokens=8
+    )
+    assert first.reused_tokens == 0
+    assert follow_up.reused_tokens > 32 * 16
+    assert follow_up.token_ids == cold.token_ids
