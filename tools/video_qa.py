@@ -132,11 +132,12 @@ class VideoQA:
                 from_cache.append(hit)
                 step += 1
             decode_s = time.perf_counter() - decode_started
-        budget = MAX_TRANSCRIPT_CHARS // len(requests)
-        transcripts = [
-            _transcript_cues(video, sample, budget) if transcript.include else []
-            for video, sample in zip(local, sampled, strict=True)
-        ]
+            # Read while the cache entries are still held: an evicted entry takes its subtitles with it.
+            budget = MAX_TRANSCRIPT_CHARS // len(requests)
+            transcripts = [
+                _transcript_cues(video, sample, budget) if transcript.include else []
+                for video, sample in zip(local, sampled, strict=True)
+            ]
 
         total_frames = sum(len(s.frames) for s in sampled)
         progress(step, stages, f"Running {self.model.model_id} on {total_frames} frames")
