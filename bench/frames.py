@@ -162,13 +162,8 @@ def gop_plan(path: Path, num_frames: int) -> list[tuple[int, set[int]]]:
     first = min(index.pts)
     targets = [first + round(t / time_base) for t in sampler.uniform_targets(0.0, info.duration_s, num_frames)]
     chosen = sampler._nearest_pts(index.sorted_pts(), targets)
-    position = {pts: i for i, pts in enumerate(index.pts)}
-    keys = [i for i, k in enumerate(index.keyframe) if k]
-    groups: dict[int, set[int]] = {}
-    for pts in chosen:
-        k = max(i for i in keys if i <= position[pts])
-        groups.setdefault(index.pts[k], set()).add(pts)
-    return sorted(groups.items(), key=lambda item: position[item[0]])
+    groups = sampler.gop_groups(index, chosen)
+    return [(index.pts[position], groups[position]) for position in sorted(groups)]
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:

@@ -406,6 +406,17 @@ def _nearest_pts(sorted_pts: Sequence[int], targets: Sequence[int]) -> list[int]
     return chosen
 
 
+def gop_groups(index: _PacketIndex, chosen: Sequence[int]) -> dict[int, set[int]]:
+    """The chosen frames' pts grouped by the decode position of the keyframe that opens their GOP."""
+    decode_position = {pts: i for i, pts in enumerate(index.pts)}
+    keyframe_positions = [i for i, is_key in enumerate(index.keyframe) if is_key] or [0]
+    groups: dict[int, set[int]] = {}
+    for pts in chosen:
+        k = bisect.bisect_right(keyframe_positions, decode_position[pts]) - 1
+        groups.setdefault(keyframe_positions[max(k, 0)], set()).add(pts)
+    return groups
+
+
 def _decode_chosen(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
@@ -414,13 +425,7 @@ def _decode_chosen(
     found: _FrameCollector,
 ) -> int:
     """Decode the GOPs that hold the chosen frames, each once, seeking to its keyframe; return frames decoded."""
-    decode_position = {pts: i for i, pts in enumerate(index.pts)}
-    keyframe_positions = [i for i, is_key in enumerate(index.keyframe) if is_key] or [0]
-    groups: dict[int, set[int]] = {}
-    for pts in chosen:
-        k = bisect.bisect_right(keyframe_positions, decode_position[pts]) - 1
-        groups.setdefault(keyframe_positions[max(k, 0)], set()).add(pts)
-
+    groups = gop_groups(index, chosen)
     decoded = 0
     codec = stream.codec_context
     skips_per_packet = codec.name in _PER_PACKET_SKIP_DECODERS
