@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -144,11 +144,11 @@ class VideoCache:
         with self._guard:
             self._in_use[key] -= 1
 
-    def staging_dir(self, key: str) -> Path:
+    def staging_dir(self) -> Path:
         self.videos.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".partial-{key}-", dir=self.videos))
+        return Path(tempfile.mkdtemp(prefix=".partial-", dir=self.videos))
 
-    def evict(self) -> list[str]:
+    def evict(self) -> None:
         """Remove least recently used entries until the cache fits its cap; entries in use stay."""
         entries = []
         for entry in self.videos.glob("[!.]*"):
@@ -159,7 +159,6 @@ class VideoCache:
             size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
             entries.append((used, size, entry.name))
         total = sum(size for _, size, _ in entries)
-        removed = []
         for _, size, key in sorted(entries):
             if total <= self.max_bytes:
                 break
@@ -169,9 +168,7 @@ class VideoCache:
                 continue
             shutil.rmtree(self.videos / key, ignore_errors=True)
             total -= size
-            removed.append(key)
             log.info("evicted %s from the cache (least recently used)", key)
-        return removed
 
 
 class VideoFetcher:
@@ -183,7 +180,6 @@ class VideoFetcher:
         policy: FetchPolicy | None = None,
         cache_max_bytes: int = 5 * 2**30,
     ) -> None:
-        self.cache_dir = cache_dir
         self.policy = policy if policy is not None else FetchPolicy()
         self.cache = VideoCache(cache_dir, cache_max_bytes)
 
@@ -232,19 +228,19 @@ class VideoFetcher:
                 cookies=policy.cookies,
                 subtitle_language=language,
             )
-            with ExitStack() as stack:
-                if policy.block_private_urls:
-                    stack.enter_context(netguard.public_only())
+            with netguard.public_only() if policy.block_private_urls else nullcontext():
                 return self._download(url, options, on_progress, started)
 
     def _download(
         self, url: str, options: ytdlp.DownloadOptions, on_progress: ytdlp.ProgressHook | None, started: float
     ) -> LocalVideo:
-        staging = self.cache.staging_dir("download")
+        staging = self.cache.staging_dir()
         try:
             with ytdlp.YtdlpSession(staging, options, on_progress) as session:
                 metadata = session.extract(url)
-                self._check_metadata(url, metadata)
+                self._check_size(url, metadata.size_bytes)
+                if metadata.duration_s is not None:
+                    self._check_duration(url, metadata.duration_s)
                 key = _hash(
                     f"url:{url}"
                     if metadata.extractor.lower() == "generic"
@@ -255,7 +251,8 @@ class VideoFetcher:
                         self.cache.alias(url, key)
                         return self._cached(url, key, started)
                     downloaded = session.download(metadata)
-                    self._check_duration(url, downloaded.path, known=metadata.duration_s is not None)
+                    if metadata.duration_s is None:
+                        self._check_duration(url, header_duration(downloaded.path))
                     meta: dict[str, object] = {
                         "url": url,
                         "file": downloaded.path.name,
@@ -269,46 +266,38 @@ class VideoFetcher:
                     self.cache.alias(url, key)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.cache.acquire(key)
+        video = self._claim(url, key, from_cache=False, started=started)
         self.cache.evict()
-        video = self._entry(url, key, from_cache=False, started=started)
-        if video is None:
-            self.cache.release(key)
-            raise SourceError(f"The cache entry for {url} vanished before it could be read. Try again.")
         return video
 
-    def _check_metadata(self, url: str, metadata: ytdlp.VideoMetadata) -> None:
-        policy = self.policy
-        if metadata.duration_s is not None and metadata.duration_s > policy.max_duration_s:
+    def _check_size(self, url: str, size_bytes: int | None) -> None:
+        limit = self.policy.max_download_bytes
+        if limit is not None and size_bytes is not None and size_bytes > limit:
             raise LimitError(
-                f"The video at {url} lasts {metadata.duration_s:.0f} s, over the limit of "
-                f"{policy.max_duration_s:.0f} s. Raise --max-duration-s to allow it."
-            )
-        limit = policy.max_download_bytes
-        if limit is not None and metadata.size_bytes is not None and metadata.size_bytes > limit:
-            raise LimitError(
-                f"The video at {url} is {metadata.size_bytes / 2**20:.0f} MB, over the download limit of "
+                f"The video at {url} is {size_bytes / 2**20:.0f} MB, over the download limit of "
                 f"{limit / 2**20:.0f} MB. Raise --max-download-mb to fetch it."
             )
 
-    def _check_duration(self, source: str, path: Path, *, known: bool) -> None:
-        """The duration from the container, where the site gave none (and for local files)."""
-        if known:
-            return
-        duration = header_duration(path)
-        if duration > self.policy.max_duration_s:
+    def _check_duration(self, source: str, duration_s: float) -> None:
+        """The one duration limit, whether the length came from the site, the downloaded file or a local file."""
+        if duration_s > self.policy.max_duration_s:
             raise LimitError(
-                f"The video at {source} lasts {duration:.0f} s, over the limit of "
+                f"The video at {source} lasts {duration_s:.0f} s, over the limit of "
                 f"{self.policy.max_duration_s:.0f} s. Raise --max-duration-s to allow it."
             )
 
     def _cached(self, url: str, key: str, started: float) -> LocalVideo:
+        video = self._claim(url, key, from_cache=True, started=started)
+        self.cache.touch(key)
+        return video
+
+    def _claim(self, url: str, key: str, *, from_cache: bool, started: float) -> LocalVideo:
+        """The cache entry as a local video, marked in use (before any eviction can reach it)."""
         self.cache.acquire(key)
-        video = self._entry(url, key, from_cache=True, started=started)
+        video = self._entry(url, key, from_cache=from_cache, started=started)
         if video is None:
             self.cache.release(key)
             raise SourceError(f"The cache entry for {url} vanished before it could be read. Try again.")
-        self.cache.touch(key)
         return video
 
     def _entry(self, url: str, key: str, *, from_cache: bool, started: float) -> LocalVideo | None:
@@ -349,6 +338,6 @@ class VideoFetcher:
             raise SourceError(f"{resolved} is outside the folders this server may read ({allowed}; see --allow-dir).")
         if not real.is_file():
             raise SourceError(f"{resolved} is not a file (it is a folder or a device). Pass a video file.")
-        self._check_duration(source, real, known=False)
+        self._check_duration(source, header_duration(real))
         subtitles = find_sidecar(real, language) if language else None
         return LocalVideo(source, real, resolved.name, from_cache=True, fetch_s=0.0, subtitles=subtitles)
