@@ -287,9 +287,9 @@ class TransformersBackend(VideoLanguageBackend):
         conversation = [{"role": "user", "content": content}]
         return str(self._processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False))
 
-    def prompt_inputs(self, prompt: Prompt) -> Any:
+    def _inputs(self, prompt: Prompt, rendered: str) -> Any:
         """Model inputs for the prompt: token ids with each frame's image tokens, and the frames' pixels."""
-        inputs = self._processor(text=self._render(prompt), images=list(prompt.images), return_tensors="pt")
+        inputs = self._processor(text=rendered, images=list(prompt.images), return_tensors="pt")
         return inputs.to(self._model.device, dtype=self._model.dtype)
 
     @property
@@ -305,9 +305,9 @@ class TransformersBackend(VideoLanguageBackend):
         tokens = patches + int(getattr(self._processor, "num_additional_image_tokens", 0) or 0)
         return tokens - 1 if self._processor.vision_feature_select_strategy == "default" else tokens
 
-    def check_context(self, prompt: Prompt, max_new_tokens: int) -> None:
+    def _check_context(self, prompt: Prompt, rendered: str, max_new_tokens: int) -> None:
         """Refuse, before any image is encoded, a prompt and answer that would not fit in the model's context."""
-        text_tokens = len(self._processor.tokenizer(self._render(prompt), add_special_tokens=False)["input_ids"])
+        text_tokens = len(self._processor.tokenizer(rendered, add_special_tokens=False)["input_ids"])
         frames = len(prompt.images)
         per_image = self.tokens_per_image
         needed = text_tokens - frames + frames * per_image + max_new_tokens
@@ -326,11 +326,12 @@ class TransformersBackend(VideoLanguageBackend):
 
         report = on_progress or _no_progress
         with self._turn:
-            self.check_context(prompt, max_new_tokens)
-            inputs = self.prompt_inputs(prompt)
+            rendered = self._render(prompt)
+            self._check_context(prompt, rendered, max_new_tokens)
+            inputs = self._inputs(prompt, rendered)
             ids = inputs["input_ids"]
             prompt_length = int(ids.shape[1])
-            prefix_length = self._prefix_length(prompt, ids)
+            prefix_length = self._prefix_length(prompt, rendered, ids)
             key = self._prefix_key(ids[0, :prefix_length], inputs["pixel_values"])
             tokenizer = self._processor.tokenizer
             streamer = _TokenCounter(report, max_new_tokens)
@@ -405,7 +406,7 @@ class TransformersBackend(VideoLanguageBackend):
                 cache=cache,
                 use_cache=True,
             )
-        if self._prefill_dtype is not None and self._prefill_dtype != self._model.dtype:
+        if self._mixed_precision:
             for layer in cache.layers:
                 layer.keys = layer.keys.to(self._model.dtype)
                 layer.values = layer.values.to(self._model.dtype)
@@ -420,11 +421,16 @@ class TransformersBackend(VideoLanguageBackend):
             new.update(old.keys[:, :, :prefix_length], old.values[:, :, :prefix_length])
         return grown
 
+    @property
+    def _mixed_precision(self) -> bool:
+        """Whether frames and prompt are read in another precision than the weights generate in."""
+        return self._prefill_dtype is not None and self._prefill_dtype != self._model.dtype
+
     def _prefill_precision(self) -> AbstractContextManager[Any]:
         """bf16 autocast for the prefill when the plan says so (CPU): fp32 weights stay for decoding."""
         import torch
 
-        if self._prefill_dtype is None or self._prefill_dtype == self._model.dtype:
+        if not self._mixed_precision:
             return nullcontext()
         return torch.autocast(device_type=self._model.device.type, dtype=self._prefill_dtype)
 
@@ -433,8 +439,9 @@ class TransformersBackend(VideoLanguageBackend):
         import torch
 
         with self._turn, torch.inference_mode():
-            inputs = self.prompt_inputs(prompt)
-            prefix_length = self._prefix_length(prompt, inputs["input_ids"])
+            rendered = self._render(prompt)
+            inputs = self._inputs(prompt, rendered)
+            prefix_length = self._prefix_length(prompt, rendered, inputs["input_ids"])
             cache = self._prefill(inputs, prefix_length, _no_progress, int(inputs["input_ids"].shape[1]))
             output = self._model(
                 input_ids=inputs["input_ids"][:, prefix_length:],
@@ -444,10 +451,9 @@ class TransformersBackend(VideoLanguageBackend):
             )
         return output.logits[0, -1].float()
 
-    def _prefix_length(self, prompt: Prompt, ids: Any) -> int:
+    def _prefix_length(self, prompt: Prompt, rendered: str, ids: Any) -> int:
         """Tokens before the question; at least one token is always left for the generation step itself."""
         question = prompt.text[prompt.question_start :]
-        rendered = self._render(prompt)
         suffix = rendered[rendered.rindex(prompt.text) + prompt.question_start :]
         suffix_ids = self._processor.tokenizer(suffix, add_special_tokens=False)["input_ids"]
         total = int(ids.shape[1])
