@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
+from tools import attention
 from tools.errors import LimitError, ModelError
 
 if TYPE_CHECKING:
@@ -240,6 +241,8 @@ class TransformersBackend(VideoLanguageBackend):
         self._vision_chunk = vision_chunk
         self.model_id = model_id
         self.device = device
+        if device == "cpu" and model.config.get_text_config()._attn_implementation == "sdpa":
+            model.set_attn_implementation(attention.register())
         self.dtype = str(model.dtype).removeprefix("torch.")
         self.prefill_dtype = str(prefill_dtype or model.dtype).removeprefix("torch.")
 
@@ -399,7 +402,8 @@ class TransformersBackend(VideoLanguageBackend):
                 report(_VISION_SHARE * done / len(pixels), f"Encoding frames: {done} of {len(pixels)}")
             report(_VISION_SHARE, f"Reading the prompt: {prefix_length} tokens")
             cache = hf.StaticCache(config=config, max_cache_len=capacity)
-            self._model(
+            # The inner model: the prefix needs no logits (the full model would compute 152,000 per prompt token).
+            self._model.model(
                 input_ids=inputs["input_ids"][:, :prefix_length],
                 attention_mask=inputs["attention_mask"][:, :prefix_length],
                 mm_encoder_outputs={"image": outputs.BaseModelOutputWithPooling(pooler_output=features)},
