@@ -326,7 +326,7 @@ def main() -> None:
                 flush=True,
             )
     summary = summarize({row["config"]: row for row in rows})
-    for line in summary.get("lines", []):
+    for line in summary.pop("lines", []):
         print(line)
     result = {
         "machine": machine(device),

@@ -152,7 +152,7 @@ def pick_device(requested: str = "auto") -> str:
 
 def pick_dtype(device: str, requested: str = "auto") -> torch.dtype:
     """The weights' dtype. Auto: bf16 (fp16 where bf16 is unsupported) on accelerators; on CPU, bf16 where the
-    processor computes it natively (measured 1.8x faster than fp32 there, bench/model.py), else fp32, because
+    processor computes it natively (measured 1.75x faster than fp32 there, bench/model.py), else fp32, because
     emulated bf16 is slower than fp32."""
     import torch
 
