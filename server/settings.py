@@ -98,7 +98,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         "--dtype",
         choices=DTYPES,
         default=default("dtype", defaults.dtype),
-        help="weights' dtype; auto is bfloat16 (float16 where unsupported) on accelerators, float32 on cpu",
+        help="weights' dtype; auto is bfloat16 (float16 where unsupported) on accelerators and on CPUs with bf16 "
+        "instructions, else float32; mixed: float32 weights, frames and prompt read in bfloat16 (default: auto)",
     )
     model.add_argument(
         "--preload",

@@ -381,8 +381,8 @@ class TransformersBackend(VideoLanguageBackend):
         arithmetic after the prefix and a follow-up's answer equals a cold call's, token for token. Frames are
         encoded a chunk at a time, so 32 frames do not need 32 frames' worth of vision activations at once.
 
-        The cache is preallocated (static) for `capacity` tokens: a growing cache would copy all its thousands of
-        image tokens' keys and values at every generated token, which costs more than the token itself on CPU.
+        The cache is preallocated (static) for `capacity` tokens, so generating writes into it in place instead of
+        copying the thousands of image tokens' keys and values at every token.
         """
         hf: Any = importlib.import_module("transformers")
         outputs: Any = importlib.import_module("transformers.modeling_outputs")
