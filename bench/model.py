@@ -108,11 +108,32 @@ def frames(count: int) -> list[Any]:
     return [Image.fromarray(rng.integers(0, 256, (384, 683, 3), dtype=np.uint8)) for _ in range(count)]
 
 
+def guide(count: int) -> str:
+    """What the tools say about the frames before the question."""
+    return f"The {count} images are frames of one video, in time order.\n\n"
+
+
+def figures(
+    vision_s: float, frame_count: int, tokens: list[float], total_s: float, prompt_tokens: int, reused_tokens: int
+) -> dict[str, float]:
+    """One call's figures, from the seconds its vision tower took and the times its new tokens arrived."""
+    decode_span = tokens[-1] - tokens[0]
+    return {
+        "vision_s_per_frame": round(vision_s / frame_count, 3),
+        "ttft_s": round(tokens[0], 3),
+        "decode_tokens_per_s": round((len(tokens) - 1) / decode_span, 3) if decode_span else 0.0,
+        "total_s": round(total_s, 3),
+        "prompt_tokens": prompt_tokens,
+        "reused_tokens": reused_tokens,
+        "generated": len(tokens),
+    }
+
+
 def run_call(backend: Any, images: list[Any], question: str, new_tokens: int) -> dict[str, float]:
     from tools.backend import Prompt
 
-    guide = f"The {len(images)} images are frames of one video, in time order.\n\n"
     marks: dict[str, float] = {}
+    tokens: list[float] = []
     started = time.perf_counter()
 
     def on_progress(fraction: float, message: str) -> None:
@@ -120,71 +141,36 @@ def run_call(backend: Any, images: list[Any], question: str, new_tokens: int) ->
         activity = message.split(":", 1)[0]
         marks.setdefault(activity, now)
         if activity == "Generating" and ":" in message:
-            marks.setdefault("first_token", now)
-            marks["last_token"] = now
+            tokens.append(now)
 
-    generation = backend.generate(Prompt(images, guide + question, len(guide)), new_tokens, on_progress)
+    text = guide(len(images))
+    generation = backend.generate(Prompt(images, text + question, len(text)), new_tokens, on_progress)
     total = time.perf_counter() - started
     vision = marks.get("Reading the prompt", 0.0) if generation.reused_tokens == 0 else 0.0
-    decode_span = marks["last_token"] - marks["first_token"]
-    return {
-        "vision_s_per_frame": round(vision / len(images), 3),
-        "ttft_s": round(marks["first_token"], 3),
-        "decode_tokens_per_s": round((len(generation.token_ids) - 1) / decode_span, 3) if decode_span else 0.0,
-        "total_s": round(total, 3),
-        "prompt_tokens": generation.prompt_tokens,
-        "reused_tokens": generation.reused_tokens,
-        "generated": len(generation.token_ids),
-    }
-
-
-class _Clock:
-    """A generate() streamer noting when each new token arrives (the first push is the prompt)."""
-
-    def __init__(self, started: float) -> None:
-        self.started = started
-        self.arrivals: list[float] = []
-        self._seen_prompt = False
-
-    def put(self, value: Any) -> None:
-        if self._seen_prompt:
-            self.arrivals.append(time.perf_counter() - self.started)
-        self._seen_prompt = True
-
-    def end(self) -> None:
-        return None
+    return figures(vision, len(images), tokens, total, generation.prompt_tokens, generation.reused_tokens)
 
 
 def run_naive(model: Any, processor: Any, images: list[Any], question: str, new_tokens: int) -> dict[str, float]:
     """The baseline: the model card's way, stock transformers generate (its own cache, SDPA) in one precision."""
     import torch
 
-    guide = f"The {len(images)} images are frames of one video, in time order.\n\n"
-    content: list[dict[str, str]] = [{"type": "image"} for _ in images]
-    conversation = [{"role": "user", "content": [*content, {"type": "text", "text": guide + question}]}]
+    from tests.reference import model_card_inputs
+    from tools.backend import TokenCounter
+
     started = time.perf_counter()
-    rendered = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=rendered, images=images, return_tensors="pt").to(model.device, dtype=model.dtype)
+    inputs = model_card_inputs(processor, images, guide(len(images)) + question).to(model.device, dtype=model.dtype)
     vision: list[float] = []
     tower = model.model.vision_tower
     before = tower.register_forward_pre_hook(lambda *_: vision.append(time.perf_counter()))
     after = tower.register_forward_hook(lambda *_: vision.append(time.perf_counter() - vision.pop()))
-    clock = _Clock(started)
+    tokens: list[float] = []
+    clock = TokenCounter(lambda *_: tokens.append(time.perf_counter() - started), new_tokens)
     with torch.inference_mode():
-        output = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False, streamer=clock)
+        model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False, streamer=clock)
     total = time.perf_counter() - started
     before.remove()
     after.remove()
-    decode_span = clock.arrivals[-1] - clock.arrivals[0]
-    return {
-        "vision_s_per_frame": round(sum(vision) / len(images), 3),
-        "ttft_s": round(clock.arrivals[0], 3),
-        "decode_tokens_per_s": round((len(clock.arrivals) - 1) / decode_span, 3) if decode_span else 0.0,
-        "total_s": round(total, 3),
-        "prompt_tokens": int(inputs["input_ids"].shape[1]),
-        "reused_tokens": 0,
-        "generated": int(output.shape[1] - inputs["input_ids"].shape[1]),
-    }
+    return figures(sum(vision), len(images), tokens, total, int(inputs["input_ids"].shape[1]), 0)
 
 
 def _child(config_name: str, device: str, count: int, new_tokens: int, queue: Any) -> None:

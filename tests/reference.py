@@ -4,18 +4,24 @@ server's generations are compared with, token for token."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 
+def model_card_inputs(processor: Any, images: list[Image.Image], text: str) -> Any:
+    """The model card's way: one image entry per frame, then the text, through the processor's chat template."""
+    conversation = [{"role": "user", "content": [*({"type": "image"} for _ in images), {"type": "text", "text": text}]}]
+    prompt = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    return processor(text=prompt, images=images, return_tensors="pt")
+
+
 def reference_generate(model_dir: Path, images: list[Image.Image], text: str, max_new_tokens: int) -> list[int]:
     processor = AutoProcessor.from_pretrained(model_dir)
     model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-    conversation = [{"role": "user", "content": [*({"type": "image"} for _ in images), {"type": "text", "text": text}]}]
-    prompt = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=prompt, images=images, return_tensors="pt")
+    inputs = model_card_inputs(processor, images, text)
     with torch.inference_mode():
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return [int(t) for t in output[0, inputs["input_ids"].shape[1] :]]

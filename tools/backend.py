@@ -84,8 +84,8 @@ _VISION_SHARE, _PREFILL_SHARE = 0.5, 0.2
 """Rough shares of the model stage taken by encoding frames and reading the prompt, for progress fractions."""
 
 
-class _TokenCounter:
-    """A generate() streamer that only counts the new tokens (the first push is the prompt)."""
+class TokenCounter:
+    """A generate() streamer that counts the new tokens (the first push is the prompt) and reports each one."""
 
     def __init__(self, on_progress: InferenceProgress, max_new_tokens: int) -> None:
         self._on_progress = on_progress
@@ -337,7 +337,7 @@ class TransformersBackend(VideoLanguageBackend):
             prefix_length = self._prefix_length(prompt, rendered, ids)
             key = self._prefix_key(ids[0, :prefix_length], inputs["pixel_values"])
             tokenizer = self._processor.tokenizer
-            streamer = _TokenCounter(report, max_new_tokens)
+            streamer = TokenCounter(report, max_new_tokens)
             try:
                 with torch.inference_mode():
                     capacity = prompt_length + max_new_tokens
