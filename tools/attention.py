@@ -19,9 +19,9 @@ NAME = "llava_video_cpu"
 
 def register() -> str:
     """Make `NAME` known to transformers (idempotent); returns it, for `attn_implementation`."""
-    integrations: Any = importlib.import_module("transformers")
+    hf: Any = importlib.import_module("transformers")
     masking: Any = importlib.import_module("transformers.masking_utils")
-    integrations.AttentionInterface.register(NAME, attention)
+    hf.AttentionInterface.register(NAME, attention)
     masking.AttentionMaskInterface.register(NAME, masking.sdpa_mask)
     return NAME
 
