@@ -6,8 +6,8 @@ configuration runs in its own process (for a clean peak RSS), forced to generate
 
 - naive-fp32, naive-bf16: the baselines, "pure fp32" and "pure bf16" as the issue measured them: the model card's
   stock `model.generate(**processor(...))` in one precision. One call (a follow-up would cost the same).
-- fp32, bf16, mixed: this project's runtime (`tools.backend.TransformersBackend`, the code the server runs) with
-  its precision forced, to show what the precision choice alone is worth. A first call, then a follow-up
+- fp32, bf16, mixed: this project's runtime (`tools.backends.transformers.TransformersBackend`, the code the server
+  runs) with its precision forced, to show what the precision choice alone is worth. A first call, then a follow-up
   question on the same frames.
 - auto: the chosen plan, what `--dtype auto` picks on this device.
 
@@ -36,7 +36,7 @@ RESULTS = ROOT / "bench" / "results"
 
 def build_backend(config_name: str, device: str) -> Any:
     """The project's runtime (`TransformersBackend`) on the model, in the precision the configuration names."""
-    from tools.backend import TransformersBackend
+    from tools.backends.transformers import TransformersBackend
 
     model, processor, prefill = build_model(config_name, device)
     return TransformersBackend(model, processor, "random-llava-interleave-0.5b", device, prefill_dtype=prefill)
@@ -88,7 +88,7 @@ def build_model(config_name: str, device: str) -> tuple[Any, Any, Any]:
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.02, generator=generator)
-    from tools.backend import pick_dtype
+    from tools.backends.devices import pick_dtype
 
     precision = config_name.removeprefix("naive-")
     weights = {"fp32": torch.float32, "bf16": torch.bfloat16, "mixed": torch.float32}.get(precision)
@@ -130,7 +130,7 @@ def figures(
 
 
 def run_call(backend: Any, images: list[Any], question: str, new_tokens: int) -> dict[str, float]:
-    from tools.backend import Prompt
+    from tools.backends.base import Prompt
 
     marks: dict[str, float] = {}
     tokens: list[float] = []
@@ -155,7 +155,7 @@ def run_naive(model: Any, processor: Any, images: list[Any], question: str, new_
     import torch
 
     from tests.reference import model_card_inputs
-    from tools.backend import TokenCounter
+    from tools.backends.transformers import TokenCounter
 
     started = time.perf_counter()
     inputs = model_card_inputs(processor, images, guide(len(images)) + question).to(model.device, dtype=model.dtype)
@@ -279,7 +279,7 @@ def summarize(by_name: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     import torch
 
-    from tools.backend import pick_device
+    from tools.backends.devices import pick_device
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")

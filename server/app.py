@@ -25,7 +25,8 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from server.settings import Settings
-from tools.backend import LazyBackend
+from tools.backends.loader import LazyBackend
+from tools.cancel import Cancelled, CancelToken
 from tools.errors import VideoToolError
 from tools.frames import MAX_FRAMES
 from tools.results import VideoAnswer
@@ -71,11 +72,13 @@ class AppState:
     progress_interval_s: float = 5.0
 
 
-def build_server(settings: Settings) -> MCPServer[AppState]:
+def build_server(settings: Settings, provider: LazyBackend | None = None) -> MCPServer[AppState]:
+    """The MCP app; `provider` is the model already brought up at start, if it was."""
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        model = LazyBackend(settings.model, device=settings.device, dtype=settings.dtype)
-        if settings.preload:
+        model = provider if provider is not None else LazyBackend(settings.backend_config())
+        if settings.preload or settings.endpoint:
             await anyio.to_thread.run_sync(model.get)
         fetcher = VideoFetcher(
             settings.cache_dir, settings.fetch_policy(), cache_max_bytes=int(settings.cache_max_gb * 2**30)
@@ -120,7 +123,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         qa = ctx.request_context.lifespan_context.qa
         return await _run_in_thread(
             ctx,
-            lambda progress: qa.describe(
+            lambda progress, cancel: qa.describe(
                 source,
                 question,
                 num_frames=num_frames,
@@ -131,6 +134,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
                 transcript=TranscriptOptions(include_transcript, language),
                 max_new_tokens=max_new_tokens,
                 progress=progress,
+                cancel=cancel,
             ),
         )
 
@@ -160,13 +164,14 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         qa = ctx.request_context.lifespan_context.qa
         return await _run_in_thread(
             ctx,
-            lambda progress: qa.compare(
+            lambda progress, cancel: qa.compare(
                 sources,
                 question,
                 frames_per_video=frames_per_video,
                 transcript=TranscriptOptions(include_transcript, language),
                 max_new_tokens=max_new_tokens,
                 progress=progress,
+                cancel=cancel,
             ),
         )
 
@@ -176,10 +181,11 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
 class _ProgressRelay:
     """Sends a call's progress to the client: each stage as the worker reports it, and the current stage again
     whenever `interval_s` passes without news, so clients whose timeouts reset on progress keep waiting through
-    long model stages. Values only ever increase, as MCP requires."""
+    long model stages and long waits in the queue. Values only ever increase, as MCP requires."""
 
-    def __init__(self, ctx: Context[AppState, Any], interval_s: float) -> None:
+    def __init__(self, ctx: Context[AppState, Any], interval_s: float, cancel: CancelToken) -> None:
         self._ctx = ctx
+        self._cancel = cancel
         self.interval_s = interval_s
         self._lock = threading.Lock()
         self._progress = 0.0
@@ -198,6 +204,8 @@ class _ProgressRelay:
             return self._progress, self._total, self._message
 
     def from_worker(self, progress: float, total: float, message: str) -> None:
+        if self._cancel.cancelled:
+            return
         log.info("%s", message)
         value, limit, text = self._next(progress, total, message)
         anyio.from_thread.run(functools.partial(self._ctx.report_progress, value, limit, text))
@@ -210,25 +218,57 @@ class _ProgressRelay:
                 elapsed = time.monotonic() - self._stage_started
             if quiet:
                 value, limit, text = self._next(None, None, None)
-                await self._ctx.report_progress(value, limit, f"{text} (still working, {elapsed:.0f} s)")
+                await self._ctx.report_progress(value, limit, f"{text} ({elapsed:.0f} s so far)")
 
 
-async def _run_in_thread(ctx: Context[AppState, Any], work: Callable[[Callable[[float, float, str], None]], T]) -> T:
-    """Run blocking work off the event loop, relaying its progress to the client; map anticipated errors."""
-    relay = _ProgressRelay(ctx, ctx.request_context.lifespan_context.progress_interval_s)
+_STOP_WAIT_S = 30.0
+"""Longest wait, after a cancellation, for the worker to reach its next checkpoint (it checks at least every
+token, chunk of frames and download chunk, so this bound is only a guard against a stuck library call)."""
+
+
+async def _run_in_thread(
+    ctx: Context[AppState, Any], work: Callable[[Callable[[float, float, str], None], CancelToken], T]
+) -> T:
+    """Run blocking work off the event loop, relaying its progress to the client; map anticipated errors.
+
+    When the client cancels the call, the worker is told through its cancel token and stops at its next
+    checkpoint; this waits for that (shielded), so the model is free again before the cancellation completes.
+    """
+    cancel = CancelToken()
+    relay = _ProgressRelay(ctx, ctx.request_context.lifespan_context.progress_interval_s, cancel)
+    finished = threading.Event()
     outcome: list[T] = []
     failure: list[BaseException] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(relay.heartbeat)
+
+    def run() -> None:
         try:
-            outcome.append(await anyio.to_thread.run_sync(lambda: work(relay.from_worker)))
-        except Exception as exc:  # re-raised below, outside the task group, so it is not wrapped in a group
+            outcome.append(work(relay.from_worker, cancel))
+        except BaseException as exc:  # handed to the event loop below
             failure.append(exc)
-        group.cancel_scope.cancel()
+        finally:
+            finished.set()
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(relay.heartbeat)
+            await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+            group.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        cancel.cancel()
+        log.info("call cancelled by the client; stopping its work")
+        with anyio.CancelScope(shield=True):
+            started = time.monotonic()
+            stopped = await anyio.to_thread.run_sync(finished.wait, _STOP_WAIT_S)
+            log.info(
+                "cancelled call %s after %.2f s", "stopped" if stopped else "still running", time.monotonic() - started
+            )
+        raise
     if failure:
         if isinstance(failure[0], VideoToolError):
             log.info("tool error: %s", failure[0])
             raise ToolError(str(failure[0])) from failure[0]
+        if isinstance(failure[0], Cancelled):
+            raise ToolError("The call was cancelled.") from failure[0]
         raise failure[0]
     return outcome[0]
 

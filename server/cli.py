@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from server.app import build_server
 from server.settings import parse_settings
+from tools.backends.loader import LazyBackend
+from tools.errors import VideoToolError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -22,7 +24,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not settings.verbose:
         for noisy in ("httpx", "httpcore", "urllib3", "filelock", "PIL", "transformers"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    app = build_server(settings)
+    provider = LazyBackend(settings.backend_config())
+    if settings.endpoint:
+        # A remote engine is checked before serving: a wrong URL, key or model name stops the server here.
+        try:
+            provider.get()
+        except VideoToolError as exc:
+            print(f"llava-video-mcp: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    app = build_server(settings, provider)
     if settings.transport == "http":
         app.run("streamable-http", host=settings.host, port=settings.port)
     else:

@@ -8,7 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.backend import DEFAULT_MODEL, DEVICES, DTYPES
+from tools.backends.base import DEFAULT_MODEL
+from tools.backends.devices import DEVICES, DTYPES
+from tools.backends.loader import API_KEY_VARIABLE, BackendConfig
 from tools.sources import FetchPolicy, default_cache_dir
 
 ENV_PREFIX = "LLAVA_VIDEO_MCP_"
@@ -19,9 +21,16 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclass(frozen=True)
 class Settings:
-    model: str = DEFAULT_MODEL
+    model: str | None = None
+    """None: DEFAULT_MODEL in process, or the first model an endpoint serves."""
     device: str = "auto"
     dtype: str = "auto"
+    endpoint: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    """Only ever from the environment (LLAVA_VIDEO_MCP_API_KEY), never a flag: flags show in process lists."""
+    request_timeout_s: float = 120.0
+    request_retries: int = 2
+    max_concurrent_requests: int = 8
     cache_dir: Path = field(default_factory=default_cache_dir)
     cache_max_gb: float = 5.0
     preload: bool = False
@@ -38,6 +47,18 @@ class Settings:
     """None: on for the HTTP transport, off for stdio (a local user fetching from their own network)."""
     allow_dirs: tuple[Path, ...] = ()
     progress_interval_s: float = 5.0
+
+    def backend_config(self) -> BackendConfig:
+        return BackendConfig(
+            model=self.model,
+            device=self.device,
+            dtype=self.dtype,
+            endpoint=self.endpoint,
+            api_key=self.api_key,
+            request_timeout_s=self.request_timeout_s,
+            request_retries=self.request_retries,
+            max_concurrent_requests=self.max_concurrent_requests,
+        )
 
     def fetch_policy(self) -> FetchPolicy:
         over_http = self.transport == "http"
@@ -85,8 +106,9 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
-        default=default("model", defaults.model),
-        help=f"hub id or local folder of a llava model (default: {DEFAULT_MODEL}; the first run downloads ~1.7 GB)",
+        default=_env(env, "model"),
+        help=f"hub id or local folder of a llava model (default: {DEFAULT_MODEL}; the first run downloads ~1.7 GB); "
+        "with --endpoint, the served model's id (default: the first one the endpoint lists)",
     )
     model.add_argument(
         "--device",
@@ -106,6 +128,34 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         action="store_true",
         default=_flag_value(_env(env, "preload")) or False,
         help="load the model at start instead of on the first call",
+    )
+    remote = parser.add_argument_group(
+        "serving engine",
+        f"run the model on an OpenAI-compatible server (vLLM, SGLang, transformers serve); the API "
+        f"key comes from the environment variable {API_KEY_VARIABLE} only",
+    )
+    remote.add_argument(
+        "--endpoint",
+        default=_env(env, "endpoint"),
+        help="base URL of the server, e.g. http://gpu-box:8000/v1; when set, the model runs there",
+    )
+    remote.add_argument(
+        "--request-timeout-s",
+        type=float,
+        default=float(default("request-timeout-s", defaults.request_timeout_s)),
+        help="longest wait for the engine's next bytes, the first token included (default: 120)",
+    )
+    remote.add_argument(
+        "--request-retries",
+        type=int,
+        default=int(default("request-retries", defaults.request_retries)),
+        help="retries, with backoff, of a request that failed to connect, timed out, or got 429/5xx (default: 2)",
+    )
+    remote.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=int(default("max-concurrent-requests", defaults.max_concurrent_requests)),
+        help="calls in flight to the engine at once, so it can batch them; more wait their turn (default: 8)",
     )
     fetching = parser.add_argument_group("downloads and cache")
     fetching.add_argument(
@@ -195,9 +245,14 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     allow_env = _env(env, "allow-dir")
     allow_dirs = args.allow_dirs or [Path(p) for p in (allow_env or "").split(os.pathsep) if p]
     return Settings(
-        model=args.model,
+        model=args.model or None,
         device=args.device,
         dtype=args.dtype,
+        endpoint=args.endpoint or None,
+        api_key=env.get(API_KEY_VARIABLE) or None,
+        request_timeout_s=args.request_timeout_s,
+        request_retries=args.request_retries,
+        max_concurrent_requests=args.max_concurrent_requests,
         cache_dir=args.cache_dir.expanduser(),
         cache_max_gb=args.cache_max_gb,
         preload=args.preload,

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 
 from tests.media import nearest_reference, reference_frames
-from tools import attention
-from tools.backend import Prompt, TransformersBackend
+from tools.backends import attention
+from tools.backends.base import Prompt
+from tools.backends.transformers import TransformersBackend
 from tools.frames import to_model_image, uniform_targets
 
 

@@ -9,21 +9,16 @@ from transformers import Qwen2Config
 
 from tests.media import nearest_reference, reference_frames
 from tests.reference import reference_generate
-from tools.backend import (
-    DEFAULT_MODEL,
-    LazyBackend,
-    Prompt,
-    TransformersBackend,
-    cpu_has_native_bf16,
-    pick_device,
-    pick_dtype,
-)
+from tools.backends.base import DEFAULT_MODEL, Prompt
+from tools.backends.devices import cpu_has_native_bf16, pick_device, pick_dtype
+from tools.backends.loader import BackendConfig, LazyBackend
+from tools.backends.transformers import TransformersBackend
 from tools.errors import ModelError
 from tools.frames import to_model_image, uniform_targets
 
 
 def test_lazy_backend_loads_once(tiny_model: Path) -> None:
-    lazy = LazyBackend(str(tiny_model), device="auto")
+    lazy = LazyBackend(BackendConfig(model=str(tiny_model), device="auto"))
     backend, load_s = lazy.get()
     again, load_again_s = lazy.get()
     assert again is backend
@@ -40,7 +35,7 @@ def test_generation_equals_a_direct_transformers_call(tiny_model: Path, h264_mp4
     text = "What moves in these frames?"
     backend = TransformersBackend.load(str(tiny_model), device="cpu", dtype="float32")
     generation = backend.generate(Prompt(images=images, text=text), max_new_tokens=24)
-    assert generation.token_ids == reference_generate(tiny_model, images, text, max_new_tokens=24)
+    assert list(generation.token_ids) == reference_generate(tiny_model, images, text, max_new_tokens=24)
     assert len(generation.token_ids) == 24
     assert generation.hit_token_limit
     # 6 frames of (32/8)^2 = 16 image tokens, plus the text around them.
@@ -90,7 +85,7 @@ def test_hub_id_without_network_says_how_to_use_a_local_folder() -> None:
 
 def test_failed_load_is_retried_on_the_next_call(tmp_path: Path, tiny_model: Path) -> None:
     target = tmp_path / "model"
-    lazy = LazyBackend(str(target))
+    lazy = LazyBackend(BackendConfig(model=str(target)))
     with pytest.raises(ModelError):
         lazy.get()
     target.symlink_to(tiny_model, target_is_directory=True)

@@ -8,7 +8,10 @@ import pytest
 
 from tests.llava_builder import build_llava
 from tests.media import nearest_reference, reference_frames
-from tools.backend import LazyBackend, PrefixCache, Prompt, TransformersBackend
+from tools.backends.base import Prompt
+from tools.backends.loader import BackendConfig, LazyBackend
+from tools.backends.prefix_cache import PrefixCache
+from tools.backends.transformers import TransformersBackend
 from tools.errors import LimitError
 from tools.frames import to_model_image, uniform_targets
 from tools.sources import VideoFetcher
@@ -61,7 +64,7 @@ def test_prefix_cache_is_bounded() -> None:
 
 
 def test_follow_up_through_the_tool_says_it_reused(tiny_model: Path, h264_mp4: Path, tmp_path: Path) -> None:
-    qa = VideoQA(VideoFetcher(tmp_path), LazyBackend(str(tiny_model), device="cpu"))
+    qa = VideoQA(VideoFetcher(tmp_path), LazyBackend(BackendConfig(model=str(tiny_model), device="cpu")))
     first = qa.describe(str(h264_mp4), "What moves?", num_frames=4, max_new_tokens=4)
     second = qa.describe(str(h264_mp4), "Which way?", num_frames=4, max_new_tokens=4)
     assert first.tokens.reused == 0
@@ -71,7 +74,7 @@ def test_follow_up_through_the_tool_says_it_reused(tiny_model: Path, h264_mp4: P
 
 def test_context_budget_is_checked_before_encoding(tmp_path: Path, h264_mp4: Path) -> None:
     small = build_llava(tmp_path / "small-context", context=400)
-    qa = VideoQA(VideoFetcher(tmp_path / "cache"), LazyBackend(str(small), device="cpu"))
+    qa = VideoQA(VideoFetcher(tmp_path / "cache"), LazyBackend(BackendConfig(model=str(small), device="cpu")))
     with pytest.raises(LimitError, match=r"over this model's context of 400\. At most \d+ frames fit") as refused:
         qa.describe(str(h264_mp4), "What happens?", num_frames=16, max_new_tokens=64)
     fitting = int(str(refused.value).split("At most ")[1].split(" ")[0])

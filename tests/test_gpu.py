@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tests.media import nearest_reference, reference_frames
-from tools.backend import Prompt, TransformersBackend
+from tools.backends.base import Prompt
+from tools.backends.transformers import TransformersBackend
 from tools.frames import to_model_image, uniform_targets
 
 pytestmark = pytest.mark.gpu

@@ -10,7 +10,9 @@ import pytest
 from tests.httpserver import LoopbackServer
 from tests.media import with_subtitles
 from tests.test_acquisition import VTT
-from tools.backend import Generation, InferenceProgress, LazyBackend, Prompt, VideoLanguageBackend
+from tools.backends.base import Generation, InferenceProgress, Prompt, VideoLanguageBackend, no_progress
+from tools.backends.loader import BackendConfig, LazyBackend
+from tools.cancel import CancelToken
 from tools.sources import VideoFetcher
 from tools.video_qa import TranscriptOptions, VideoQA
 
@@ -19,20 +21,27 @@ class RecordingBackend(VideoLanguageBackend):
     """The real backend, with every prompt it is given kept for the test to read."""
 
     def __init__(self, inner: VideoLanguageBackend) -> None:
+        super().__init__()
         self.inner = inner
         self.model_id, self.device, self.dtype = inner.model_id, inner.device, inner.dtype
         self.prefill_dtype = inner.prefill_dtype
         self.prompts: list[Prompt] = []
 
-    def generate(self, prompt: Prompt, max_new_tokens: int, on_progress: InferenceProgress | None = None) -> Generation:
+    def generate(
+        self,
+        prompt: Prompt,
+        max_new_tokens: int,
+        on_progress: InferenceProgress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
         self.prompts.append(prompt)
-        return self.inner.generate(prompt, max_new_tokens, on_progress)
+        return self.inner.generate(prompt, max_new_tokens, on_progress, cancel)
 
 
 class RecordingProvider:
     def __init__(self, model_dir: Path) -> None:
-        self.model_id = str(model_dir)
-        self.backend = RecordingBackend(LazyBackend(str(model_dir)).get()[0])
+        self.label = str(model_dir)
+        self.backend = RecordingBackend(LazyBackend(BackendConfig(model=str(model_dir))).get()[0])
 
     def get(self) -> tuple[VideoLanguageBackend, float]:
         return self.backend, 0.0

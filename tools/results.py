@@ -45,11 +45,15 @@ class VideoInfo(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    id: str = Field(description="Hub id or local folder the model was loaded from.")
-    device: str = Field(description="Device the model runs on: cuda, mps, xpu or cpu.")
-    dtype: str = Field(description="Weights' dtype, e.g. float32, bfloat16; generation runs in it.")
-    prefill_dtype: str = Field(
-        description="Precision of encoding frames and reading the prompt (bfloat16 on CPU by default, where faster)."
+    id: str = Field(description="Hub id or local folder the model was loaded from, or the served model's id.")
+    device: str = Field(description="Where the model ran: cuda, mps, xpu, cpu, or remote (a serving engine).")
+    endpoint: str | None = Field(default=None, description="host:port of the serving engine, when remote.")
+    dtype: str | None = Field(
+        default=None, description="Weights' dtype, e.g. float32, bfloat16; unknown (null) for a remote engine."
+    )
+    prefill_dtype: str | None = Field(
+        default=None,
+        description="Precision of encoding frames and reading the prompt (bfloat16 on CPU by default, where faster).",
     )
 
 
@@ -57,12 +61,15 @@ class Timings(BaseModel):
     fetch_s: float = Field(description="Resolving and downloading the sources (0 for cached or local files).")
     decode_s: float = Field(description="Decoding and scaling the sampled frames.")
     model_load_s: float = Field(description="Loading the model, when this call was the one that loaded it; else 0.")
+    queue_s: float = Field(default=0.0, description="Waiting for a turn at the model behind other calls.")
     inference_s: float = Field(description="Image encoding, prefill and generation.")
     total_s: float
 
 
 class TokenCounts(BaseModel):
-    prompt: int = Field(description="Tokens in the model's input, image tokens included.")
+    prompt: int | None = Field(
+        description="Tokens in the model's input, image tokens included; null when a remote engine does not say."
+    )
     generated: int = Field(description="New tokens the model generated.")
     reused: int = Field(
         default=0,

@@ -2,7 +2,7 @@
 
 Usable from a notebook:
 
-    qa = VideoQA(VideoFetcher(default_cache_dir()), LazyBackend(DEFAULT_MODEL))
+    qa = VideoQA(VideoFetcher(default_cache_dir()), LazyBackend(BackendConfig()))
     print(qa.describe("clip.mp4", "What is the cat doing?").answer)
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from tools.backend import InferenceProgress, ModelProvider, Prompt
+from tools.backends.base import InferenceProgress, ModelProvider, Prompt
+from tools.cancel import CancelToken
 from tools.errors import LimitError
 from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
@@ -69,10 +70,11 @@ class VideoQA:
         transcript: TranscriptOptions = TranscriptOptions(),
         max_new_tokens: int = 256,
         progress: Progress = _no_progress,
+        cancel: CancelToken | None = None,
     ) -> VideoAnswer:
         """Answer a question about one video, or describe it when no question is given."""
         plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, FRAME_SIDE)
-        return self._answer([VideoRequest(source, plan)], question, transcript, max_new_tokens, progress)
+        return self._answer([VideoRequest(source, plan)], question, transcript, max_new_tokens, progress, cancel)
 
     def compare(
         self,
@@ -83,6 +85,7 @@ class VideoQA:
         transcript: TranscriptOptions = TranscriptOptions(),
         max_new_tokens: int = 256,
         progress: Progress = _no_progress,
+        cancel: CancelToken | None = None,
     ) -> VideoAnswer:
         """Answer one question across 2 to 4 videos, all their frames in one model context."""
         if not MIN_VIDEOS <= len(sources) <= MAX_VIDEOS:
@@ -95,7 +98,8 @@ class VideoQA:
         if not question.strip():
             raise LimitError("compare_videos needs a question, e.g. 'What differs between these videos?'.")
         plan = SamplingPlan(frames_per_video, min_side=FRAME_SIDE)
-        return self._answer([VideoRequest(s, plan) for s in sources], question, transcript, max_new_tokens, progress)
+        requests = [VideoRequest(s, plan) for s in sources]
+        return self._answer(requests, question, transcript, max_new_tokens, progress, cancel)
 
     def _answer(
         self,
@@ -104,6 +108,7 @@ class VideoQA:
         transcript: TranscriptOptions,
         max_new_tokens: int,
         progress: Progress,
+        cancel: CancelToken | None,
     ) -> VideoAnswer:
         started = time.perf_counter()
         asked = question.strip() if question and question.strip() else DEFAULT_QUESTION
@@ -140,7 +145,7 @@ class VideoQA:
             ]
 
         total_frames = sum(len(s.frames) for s in sampled)
-        progress(step, stages, f"Running {self.model.model_id} on {total_frames} frames")
+        progress(step, stages, f"Running {self.model.label} on {total_frames} frames")
         backend, load_s = self.model.get()
         inference_started = time.perf_counter()
         context = frame_guide(local, sampled) + transcript_text(transcripts) + "\n\n"
@@ -149,7 +154,7 @@ class VideoQA:
             text=context + asked,
             question_start=len(context),
         )
-        generation = backend.generate(prompt, max_new_tokens, _model_progress(progress, step, stages))
+        generation = backend.answer(prompt, max_new_tokens, _model_progress(progress, step, stages), cancel)
         inference_s = time.perf_counter() - inference_started
         progress(stages, stages, "Done")
 
@@ -187,18 +192,23 @@ class VideoQA:
             question=asked,
             videos=videos,
             model=ModelInfo(
-                id=backend.model_id, device=backend.device, dtype=backend.dtype, prefill_dtype=backend.prefill_dtype
+                id=backend.model_id,
+                device=backend.device,
+                endpoint=backend.endpoint,
+                dtype=backend.dtype,
+                prefill_dtype=backend.prefill_dtype,
             ),
             timings=Timings(
                 fetch_s=sum(v.fetch_s for v in local),
                 decode_s=decode_s,
                 model_load_s=load_s,
-                inference_s=inference_s,
+                queue_s=generation.queue_s,
+                inference_s=inference_s - generation.queue_s,
                 total_s=time.perf_counter() - started,
             ),
             tokens=TokenCounts(
                 prompt=generation.prompt_tokens,
-                generated=len(generation.token_ids),
+                generated=generation.generated_tokens,
                 reused=generation.reused_tokens,
             ),
             stopped_by_token_limit=generation.hit_token_limit,

@@ -1,7 +1,8 @@
-"""Model backends: one small protocol, and the local transformers implementation of it.
+"""The in-process backend: llava-interleave (or any llava model) through transformers, on the best local device.
 
-A backend takes frames and a question and returns generated text with its token counts. The tools never talk
-to transformers directly, so a remote backend (an OpenAI-compatible endpoint, say) can meet the same protocol.
+Follow-up questions about the same frames reuse the attention state of everything before the question (a static KV
+cache kept in `PrefixCache`); frames are encoded a chunk at a time; on CPU, generated tokens use the float32 matmul
+attention of `attention.py`.
 """
 
 from __future__ import annotations
@@ -10,73 +11,32 @@ import hashlib
 import importlib
 import importlib.util
 import logging
-import re
 import threading
 import time
-from abc import ABC, abstractmethod
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
-from tools import attention
+from tools.backends import attention
+from tools.backends.base import (
+    DEFAULT_MODEL,
+    Generation,
+    InferenceProgress,
+    Prompt,
+    VideoLanguageBackend,
+    generating,
+    no_progress,
+)
+from tools.backends.devices import mixed_prefill_dtype, pick_device, pick_dtype
+from tools.backends.prefix_cache import PrefixCache, cache_bytes
+from tools.cancel import CancelToken
 from tools.errors import LimitError, ModelError
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
-DEVICES = ("auto", "cuda", "mps", "xpu", "cpu")
-DTYPES = ("auto", "float32", "bfloat16", "float16", "mixed")
-"""`mixed`: float32 weights for generating, with frames and prompt read under bfloat16 autocast."""
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """Frames in model order, and the text that follows them.
-
-    `text[:question_start]` describes the frames (and carries their transcript); the rest is the question. Everything
-    before the question is the same for every question about the same frames, so a backend may reuse its work.
-    """
-
-    images: Sequence[Image.Image]
-    text: str
-    question_start: int = 0
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    token_ids: list[int]
-    prompt_tokens: int
-    hit_token_limit: bool
-    reused_tokens: int = 0
-    """Prompt tokens whose attention state came from an earlier call about the same frames."""
-
-
-InferenceProgress = Callable[[float, str], None]
-"""Called with (fraction of the model stage done, what it is doing): encoding frames, reading the prompt,
-generating tokens."""
-
-
-class VideoLanguageBackend(ABC):
-    """What every model backend offers the tools."""
-
-    model_id: str
-    device: str
-    dtype: str
-    prefill_dtype: str
-
-    @abstractmethod
-    def generate(self, prompt: Prompt, max_new_tokens: int, on_progress: InferenceProgress | None = None) -> Generation:
-        """Answer the prompt greedily; thread-safe (calls take turns)."""
-
 
 _HEADROOM = 256
 """Extra cache slots beyond this call's needs, so most follow-ups fit the prefix's cache as it is."""
@@ -85,11 +45,13 @@ _VISION_SHARE, _PREFILL_SHARE = 0.5, 0.2
 
 
 class TokenCounter:
-    """A generate() streamer that counts the new tokens (the first push is the prompt) and reports each one."""
+    """A generate() streamer that counts the new tokens (the first push is the prompt), reports each one, and stops
+    generation at the next token once the call is cancelled."""
 
-    def __init__(self, on_progress: InferenceProgress, max_new_tokens: int) -> None:
+    def __init__(self, on_progress: InferenceProgress, max_new_tokens: int, cancel: CancelToken | None = None) -> None:
         self._on_progress = on_progress
         self._max_new_tokens = max_new_tokens
+        self._cancel = cancel
         self._seen_prompt = False
         self.count = 0
 
@@ -97,93 +59,14 @@ class TokenCounter:
         if not self._seen_prompt:
             self._seen_prompt = True
             return
+        if self._cancel is not None:
+            self._cancel.check()
         self.count += int(value.numel())
         done = _VISION_SHARE + _PREFILL_SHARE + (1 - _VISION_SHARE - _PREFILL_SHARE) * self.count / self._max_new_tokens
-        self._on_progress(done, f"Generating: {self.count} of at most {self._max_new_tokens} tokens")
+        self._on_progress(done, generating(self.count, self._max_new_tokens))
 
     def end(self) -> None:
         return None
-
-
-class PrefixCache:
-    """Attention state (KV cache) of prompt prefixes, least recently used out first, bounded in bytes."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
-
-    def take(self, key: str) -> Any | None:
-        """The cache for this key, removed from the store while a generation extends it."""
-        entry = self._entries.pop(key, None)
-        if entry is None:
-            return None
-        self._bytes -= entry[1]
-        return entry[0]
-
-    def put(self, key: str, cache: Any, size: int) -> None:
-        if size > self.max_bytes:
-            return
-        self._entries[key] = (cache, size)
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, (_, evicted) = self._entries.popitem(last=False)
-            self._bytes -= evicted
-
-
-def pick_device(requested: str = "auto") -> str:
-    """The best local accelerator: cuda, then mps, then xpu, else cpu."""
-    import torch
-
-    if requested not in DEVICES:
-        raise ModelError(f"Unknown device '{requested}'. Use --device with one of: {', '.join(DEVICES)}.")
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-        "xpu": hasattr(torch, "xpu") and torch.xpu.is_available(),
-        "cpu": True,
-    }
-    if requested != "auto":
-        if not available[requested]:
-            raise ModelError(f"--device {requested} was asked for but is not available here. Use --device auto.")
-        return requested
-    return next(name for name, ok in available.items() if ok)
-
-
-def pick_dtype(device: str, requested: str = "auto") -> torch.dtype:
-    """The weights' dtype. Auto: bf16 (fp16 where bf16 is unsupported) on accelerators; on CPU, bf16 where the
-    processor computes it natively (measured 1.75x faster than fp32 there, bench/model.py), else fp32, because
-    emulated bf16 is slower than fp32."""
-    import torch
-
-    if requested not in DTYPES:
-        raise ModelError(f"Unknown dtype '{requested}'. Use --dtype with one of: {', '.join(DTYPES)}.")
-    if requested == "mixed":
-        return torch.float32
-    if requested != "auto":
-        return getattr(torch, requested)  # type: ignore[no-any-return]
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "mps":
-        return torch.float16
-    if device == "xpu":
-        return torch.bfloat16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16, AMX, or Arm's BF16)."""
-    import torch
-
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return re.search(r"\b(avx512_bf16|amx_bf16|bf16)\b", flags) is not None
-
-
-def _no_progress(fraction: float, message: str) -> None:
-    return None
 
 
 def _attention(device: str) -> str:
@@ -193,23 +76,6 @@ def _attention(device: str) -> str:
     return "sdpa"
 
 
-def _prefill_dtype(requested: str) -> torch.dtype | None:
-    """`--dtype mixed`: bf16 autocast for encoding frames and reading the prompt, fp32 weights for generating.
-    For machines where bf16 generation is much slower than fp32 but bf16 prefill is faster."""
-    import torch
-
-    return torch.bfloat16 if requested == "mixed" else None
-
-
-def _cache_bytes(cache: Any) -> int:
-    return sum(
-        int(t.numel() * t.element_size())
-        for layer in cache.layers
-        for t in (layer.keys, layer.values)
-        if t is not None and hasattr(t, "numel")
-    )
-
-
 def _load_hint(model_id: str) -> str:
     return (
         f"Set --model (or LLAVA_VIDEO_MCP_MODEL) to a llava-interleave hub id such as {DEFAULT_MODEL} "
@@ -217,6 +83,13 @@ def _load_hint(model_id: str) -> str:
         f"holding one (config.json, the weights and the processor files), e.g. after `hf download {DEFAULT_MODEL} "
         "--local-dir ./llava-interleave`."
     )
+
+
+@dataclass(frozen=True)
+class _Output:
+    sequences: Any
+    reused: bool
+    """Whether the prefix's attention state came from an earlier call."""
 
 
 class TransformersBackend(VideoLanguageBackend):
@@ -233,6 +106,7 @@ class TransformersBackend(VideoLanguageBackend):
         vision_chunk: int = 8,
         prefix_cache_bytes: int = 4 * 2**30,
     ) -> None:
+        super().__init__(max_concurrency=1)
         self._model = model
         self._processor = processor
         self._turn = threading.Lock()
@@ -281,7 +155,7 @@ class TransformersBackend(VideoLanguageBackend):
         model.to(chosen_device)
         model.eval()
         log.info("loaded %s on %s (%s) in %.1f s", model_id, chosen_device, model.dtype, time.perf_counter() - started)
-        return cls(model, processor, model_id, chosen_device, prefill_dtype=_prefill_dtype(dtype))
+        return cls(model, processor, model_id, chosen_device, prefill_dtype=mixed_prefill_dtype(dtype))
 
     def _render(self, prompt: Prompt) -> str:
         """The prompt as text, from the processor's own chat template, one image entry per frame."""
@@ -324,10 +198,15 @@ class TransformersBackend(VideoLanguageBackend):
             "ask for fewer frames (num_frames or frames_per_video), or a smaller max_new_tokens."
         )
 
-    def generate(self, prompt: Prompt, max_new_tokens: int, on_progress: InferenceProgress | None = None) -> Generation:
+    def generate(
+        self,
+        prompt: Prompt,
+        max_new_tokens: int,
+        on_progress: InferenceProgress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
         import torch
 
-        report = on_progress or _no_progress
         with self._turn:
             rendered = self._render(prompt)
             self._check_context(prompt, rendered, max_new_tokens)
@@ -336,45 +215,76 @@ class TransformersBackend(VideoLanguageBackend):
             prompt_length = int(ids.shape[1])
             prefix_length = self._prefix_length(prompt, rendered, ids)
             key = self._prefix_key(ids[0, :prefix_length], inputs["pixel_values"])
-            tokenizer = self._processor.tokenizer
-            streamer = TokenCounter(report, max_new_tokens)
+            streamer = TokenCounter(on_progress, max_new_tokens, cancel)
             try:
                 with torch.inference_mode():
-                    capacity = prompt_length + max_new_tokens
-                    cache = self._prefixes.take(key)
-                    reused = prefix_length if cache is not None else 0
-                    if cache is None:
-                        cache = self._prefill(inputs, prefix_length, report, capacity + _HEADROOM)
-                    elif int(cache.layers[0].get_max_length()) < capacity:
-                        cache = self._grown(cache, prefix_length, capacity + _HEADROOM)
-                    output = self._model.generate(
-                        input_ids=ids,
-                        attention_mask=inputs["attention_mask"],
-                        cache=cache,
-                        max_new_tokens=max_new_tokens,
-                        do_sample=False,
-                        disable_compile=True,
-                        streamer=streamer,
-                        pad_token_id=tokenizer.pad_token_id
-                        if tokenizer.pad_token_id is not None
-                        else tokenizer.eos_token_id,
-                    )
-                    cache.crop(prefix_length - int(cache.get_seq_length()))
-                    self._prefixes.put(key, cache, _cache_bytes(cache))
+                    output = self._generate(inputs, key, prefix_length, max_new_tokens, streamer, on_progress, cancel)
             except torch.OutOfMemoryError as exc:
                 raise ModelError(
                     f"The model ran out of memory on {self.device} with {len(prompt.images)} frames. "
                     "Ask for fewer frames (num_frames / frames_per_video)."
                 ) from exc
-        new_ids = [int(t) for t in output[0, prompt_length:].tolist()]
+        new_ids = tuple(int(t) for t in output.sequences[0, prompt_length:].tolist())
         eos_ids = self._eos_ids()
         hit_limit = len(new_ids) >= max_new_tokens and not (new_ids and new_ids[-1] in eos_ids)
-        text = self._processor.decode(new_ids, skip_special_tokens=True).strip()
+        text = self._processor.decode(list(new_ids), skip_special_tokens=True).strip()
         return Generation(
-            text=text, token_ids=new_ids, prompt_tokens=prompt_length, hit_token_limit=hit_limit, reused_tokens=reused
+            text=text,
+            generated_tokens=len(new_ids),
+            hit_token_limit=hit_limit,
+            prompt_tokens=prompt_length,
+            reused_tokens=prefix_length if output.reused else 0,
+            token_ids=new_ids,
         )
 
-    def _prefill(self, inputs: Any, prefix_length: int, report: InferenceProgress, capacity: int) -> Any:
+    def _generate(
+        self,
+        inputs: Any,
+        key: str,
+        prefix_length: int,
+        max_new_tokens: int,
+        streamer: TokenCounter,
+        on_progress: InferenceProgress,
+        cancel: CancelToken | None,
+    ) -> _Output:
+        """Generate on the prefix's cache, taken from the store (or prefilled) and put back, cropped to the prefix.
+
+        A complete prefix is kept also when the answer was cancelled part way: the generated tokens only ever extend
+        it and are cropped off. A prefill cut short is never stored.
+        """
+        ids = inputs["input_ids"]
+        capacity = int(ids.shape[1]) + max_new_tokens
+        cache = self._prefixes.take(key)
+        reused = cache is not None
+        if cache is None:
+            cache = self._prefill(inputs, prefix_length, on_progress, capacity + _HEADROOM, cancel)
+        elif int(cache.layers[0].get_max_length()) < capacity:
+            cache = self._grown(cache, prefix_length, capacity + _HEADROOM)
+        tokenizer = self._processor.tokenizer
+        try:
+            sequences = self._model.generate(
+                input_ids=ids,
+                attention_mask=inputs["attention_mask"],
+                cache=cache,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                disable_compile=True,
+                streamer=streamer,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            )
+        finally:
+            cache.crop(prefix_length - int(cache.get_seq_length()))
+            self._prefixes.put(key, cache, cache_bytes(cache))
+        return _Output(sequences, reused)
+
+    def _prefill(
+        self,
+        inputs: Any,
+        prefix_length: int,
+        report: InferenceProgress,
+        capacity: int,
+        cancel: CancelToken | None = None,
+    ) -> Any:
         """Run the frames and the text before the question through the model, keeping the attention state.
 
         Cold calls and follow-ups alike prefill the prefix on its own and then the question, so both do the same
@@ -391,6 +301,8 @@ class TransformersBackend(VideoLanguageBackend):
         features: list[Any] = []
         with self._prefill_precision():
             for start in range(0, len(pixels), self._vision_chunk):
+                if cancel is not None:
+                    cancel.check()
                 encoded = self._model.get_image_features(
                     pixel_values=pixels[start : start + self._vision_chunk],
                     vision_feature_layer=config.vision_feature_layer,
@@ -400,6 +312,8 @@ class TransformersBackend(VideoLanguageBackend):
                 features.extend(encoded.pooler_output)
                 done = len(features)
                 report(_VISION_SHARE * done / len(pixels), f"Encoding frames: {done} of {len(pixels)}")
+            if cancel is not None:
+                cancel.check()
             report(_VISION_SHARE, f"Reading the prompt: {prefix_length} tokens")
             cache = hf.StaticCache(config=config, max_cache_len=capacity)
             # The inner model: the prefix needs no logits (the full model would compute 152,000 per prompt token).
@@ -446,7 +360,7 @@ class TransformersBackend(VideoLanguageBackend):
             rendered = self._render(prompt)
             inputs = self._inputs(prompt, rendered)
             prefix_length = self._prefix_length(prompt, rendered, inputs["input_ids"])
-            cache = self._prefill(inputs, prefix_length, _no_progress, int(inputs["input_ids"].shape[1]))
+            cache = self._prefill(inputs, prefix_length, no_progress, int(inputs["input_ids"].shape[1]))
             output = self._model(
                 input_ids=inputs["input_ids"][:, prefix_length:],
                 attention_mask=inputs["attention_mask"],
@@ -478,31 +392,3 @@ class TransformersBackend(VideoLanguageBackend):
         if isinstance(eos, int):
             return {eos}
         return {int(e) for e in eos or []}
-
-
-class ModelProvider(Protocol):
-    """Hands out the backend, loading it on first use; reports the seconds a call spent loading it."""
-
-    model_id: str
-
-    def get(self) -> tuple[VideoLanguageBackend, float]: ...
-
-
-class LazyBackend:
-    """Loads the backend on first use (or at start with preload), once, however many calls arrive together."""
-
-    def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto") -> None:
-        self.model_id = model_id
-        self._device = device
-        self._dtype = dtype
-        self._backend: VideoLanguageBackend | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> tuple[VideoLanguageBackend, float]:
-        """The backend, and the seconds this call spent loading it (0 when it was already loaded)."""
-        with self._lock:
-            if self._backend is not None:
-                return self._backend, 0.0
-            started = time.perf_counter()
-            self._backend = TransformersBackend.load(self.model_id, self._device, self._dtype)
-            return self._backend, time.perf_counter() - started

@@ -1,0 +1,122 @@
+"""The protocol every model backend meets, and the records it takes and returns.
+
+A backend takes frames and a text and returns generated text with its token counts. The tools never know which
+backend runs: the in-process transformers one (`transformers.py`) and the OpenAI-compatible remote one
+(`remote.py`) are called the same way, through `VideoLanguageBackend.answer`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from PIL import Image
+
+from tools.backends.turns import Turns
+from tools.cancel import CancelToken, never
+
+DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Frames in model order, and the text that follows them.
+
+    `text[:question_start]` describes the frames (and carries their transcript); the rest is the question. Everything
+    before the question is the same for every question about the same frames, so a backend may reuse its work.
+    """
+
+    images: Sequence[Image.Image]
+    text: str
+    question_start: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    generated_tokens: int
+    hit_token_limit: bool
+    prompt_tokens: int | None
+    """Tokens in the model's input, image tokens included; None when a remote engine does not report usage."""
+    reused_tokens: int = 0
+    """Prompt tokens whose attention state came from an earlier call about the same frames."""
+    token_ids: tuple[int, ...] = ()
+    """The generated token ids, where the backend sees them (in process); a remote engine sends text only."""
+    queue_s: float = 0.0
+    """Seconds this call waited for a turn at the model."""
+
+
+InferenceProgress = Callable[[float, str], None]
+"""Called with (fraction of the model stage done, what it is doing): waiting, encoding frames, reading the prompt,
+generating tokens."""
+
+
+def no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+def generating(count: int, max_new_tokens: int) -> str:
+    """The progress message for generated tokens, the same from every backend."""
+    return f"Generating: {count} of at most {max_new_tokens} tokens"
+
+
+class VideoLanguageBackend(ABC):
+    """What every model backend offers the tools.
+
+    `max_concurrency` calls are served at once (1 in process; the engine's share for a remote backend); further
+    calls queue in `answer` and say how many calls are ahead of them.
+    """
+
+    model_id: str
+    device: str
+    """Where the model runs: cuda, mps, xpu, cpu, or remote."""
+    dtype: str | None
+    prefill_dtype: str | None
+    endpoint: str | None = None
+    """host:port of a remote engine."""
+
+    def __init__(self, max_concurrency: int = 1) -> None:
+        self._turns = Turns(max_concurrency)
+
+    @property
+    def max_concurrency(self) -> int:
+        return self._turns.capacity
+
+    def answer(
+        self,
+        prompt: Prompt,
+        max_new_tokens: int,
+        on_progress: InferenceProgress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
+        """Wait for a turn (reporting the queue), then generate."""
+        token = cancel if cancel is not None else never()
+
+        def waiting(ahead: int) -> None:
+            on_progress(0.0, f"Waiting for the model: {ahead} call{'' if ahead == 1 else 's'} ahead")
+
+        with self._turns.turn(token, waiting) as queue_s:
+            generation = self.generate(prompt, max_new_tokens, on_progress, token)
+        return replace(generation, queue_s=queue_s)
+
+    @abstractmethod
+    def generate(
+        self,
+        prompt: Prompt,
+        max_new_tokens: int,
+        on_progress: InferenceProgress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
+        """Answer the prompt greedily; raises `Cancelled` soon after `cancel` is set."""
+
+
+class ModelProvider(Protocol):
+    """Hands out the backend, loading or connecting it on first use; reports the seconds a call spent on that."""
+
+    @property
+    def label(self) -> str:
+        """The model (or the endpoint) in words, before it is loaded."""
+
+    def get(self) -> tuple[VideoLanguageBackend, float]: ...
