@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from tools.backends.base import finished_text
+
 
 def model_card_inputs(processor: Any, images: list[Image.Image], text: str) -> Any:
     """The model card's way: one image entry per frame, then the text, through the processor's chat template."""
@@ -29,4 +31,4 @@ def reference_generate(model_dir: Path, images: list[Image.Image], text: str, ma
 
 def reference_text(model_dir: Path, token_ids: list[int]) -> str:
     processor = AutoProcessor.from_pretrained(model_dir)
-    return str(processor.decode(token_ids, skip_special_tokens=True)).strip()
+    return finished_text(str(processor.decode(token_ids, skip_special_tokens=True)))

@@ -57,6 +57,14 @@ def no_progress(fraction: float, message: str) -> None:
     return None
 
 
+def finished_text(text: str) -> str:
+    """The answer as the agent gets it, from any backend: no surrounding white space, and no broken character at
+    the end. An answer cut by the token limit can end inside a multi-byte character, which decodes to U+FFFD;
+    streaming engines hold such a tail back and never send it, and the in-process backend drops it too, so both
+    give the same text."""
+    return text.strip().rstrip("\ufffd").strip()
+
+
 def generating(count: int, max_new_tokens: int) -> str:
     """The progress message for generated tokens, the same from every backend."""
     return f"Generating: {count} of at most {max_new_tokens} tokens"

@@ -25,7 +25,15 @@ import openai
 from openai.types.chat import ChatCompletionContentPartParam
 from PIL import Image
 
-from tools.backends.base import Generation, InferenceProgress, Prompt, VideoLanguageBackend, generating, no_progress
+from tools.backends.base import (
+    Generation,
+    InferenceProgress,
+    Prompt,
+    VideoLanguageBackend,
+    finished_text,
+    generating,
+    no_progress,
+)
 from tools.backends.loader import API_KEY_VARIABLE
 from tools.cancel import CancelToken
 from tools.errors import LimitError, ModelError
@@ -142,7 +150,7 @@ class RemoteBackend(VideoLanguageBackend):
         details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
         cached = getattr(details, "cached_tokens", None) if details is not None else None
         return Generation(
-            text="".join(pieces).strip(),
+            text=finished_text("".join(pieces)),
             generated_tokens=generated,
             hit_token_limit=finish_reason == "length",
             prompt_tokens=int(usage.prompt_tokens) if usage is not None else None,
@@ -162,8 +170,8 @@ class RemoteBackend(VideoLanguageBackend):
             ) from exc
         except openai.APIConnectionError as exc:
             raise ModelError(
-                f"{where} could not be reached while {doing} ({_reason(exc)}). Check that the engine is running; "
-                "the call can be retried."
+                f"{where} could not be reached, or dropped the connection, while {doing} ({_reason(exc)}). Check "
+                "that the engine is running; the call can be retried."
             ) from exc
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ModelError(

@@ -25,6 +25,7 @@ from tools.backends.base import (
     InferenceProgress,
     Prompt,
     VideoLanguageBackend,
+    finished_text,
     generating,
     no_progress,
 )
@@ -227,7 +228,7 @@ class TransformersBackend(VideoLanguageBackend):
         new_ids = tuple(int(t) for t in output.sequences[0, prompt_length:].tolist())
         eos_ids = self._eos_ids()
         hit_limit = len(new_ids) >= max_new_tokens and not (new_ids and new_ids[-1] in eos_ids)
-        text = self._processor.decode(list(new_ids), skip_special_tokens=True).strip()
+        text = finished_text(self._processor.decode(list(new_ids), skip_special_tokens=True))
         return Generation(
             text=text,
             generated_tokens=len(new_ids),
