@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
+VOCAB_SIZE = 152000
+"""Qwen1.5's vocabulary (151,646 tokens, padded): the language model head's size, so its cost, is the real one."""
 
 
 def build_backend(config_name: str, device: str) -> Any:
@@ -58,7 +60,7 @@ def build_model(config_name: str, device: str) -> tuple[Any, Any, Any]:
 
     from tests.llava_builder import CHAT_TEMPLATE, FULL_0_5B, build_tokenizer
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(VOCAB_SIZE)
     vision = FULL_0_5B["vision"]
     processor = LlavaProcessor(
         image_processor=SiglipImageProcessorPil(
@@ -74,7 +76,7 @@ def build_model(config_name: str, device: str) -> tuple[Any, Any, Any]:
     config = LlavaConfig(
         vision_config=SiglipVisionConfig(vision_use_head=False, **vision),
         text_config=Qwen2Config(
-            vocab_size=152000, max_position_embeddings=32768, tie_word_embeddings=True, **FULL_0_5B["text"]
+            vocab_size=VOCAB_SIZE, max_position_embeddings=32768, tie_word_embeddings=True, **FULL_0_5B["text"]
         ),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="full",

@@ -71,10 +71,18 @@ FULL_0_5B = {
 }
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE without merges (every byte is a token), plus the special tokens."""
+def build_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+    """Byte-level BPE without merges (every byte is a token), plus the special tokens.
+
+    With `vocab_size`, filler tokens (`t1234`, never produced by encoding, but decodable) fill the vocabulary up to
+    that size with the special tokens last, as in Qwen's: a full-size random model's every output then decodes to
+    text, which a streaming engine needs in order to stream it.
+    """
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tokenizer = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    if vocab_size is not None:
+        vocab |= {f"t{i}": i for i in range(len(alphabet), vocab_size - len(SPECIAL_TOKENS))}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens(SPECIAL_TOKENS)
