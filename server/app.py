@@ -24,6 +24,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from server.contract import StrictTool
 from server.settings import Settings
 from tools.backends.loader import LazyBackend
 from tools.cancel import Cancelled, CancelToken
@@ -31,6 +32,7 @@ from tools.errors import VideoToolError
 from tools.frames import MAX_FRAMES
 from tools.results import VideoAnswer
 from tools.sources import VideoFetcher
+from tools.untrusted import MAX_QUESTION_CHARS
 from tools.video_qa import MAX_VIDEOS, MIN_VIDEOS, TranscriptOptions, VideoQA
 
 log = logging.getLogger(__name__)
@@ -85,97 +87,102 @@ def build_server(settings: Settings, provider: LazyBackend | None = None) -> MCP
         )
         yield AppState(qa=VideoQA(fetcher, model), progress_interval_s=settings.progress_interval_s)
 
-    app: MCPServer[AppState] = MCPServer(
-        "llava-video-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, version=_version()
+    tools = [
+        StrictTool.from_function(tool, annotations=_ANNOTATIONS, structured_output=True)
+        for tool in (describe_video, compare_videos)
+    ]
+    return MCPServer("llava-video-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, version=_version(), tools=tools)
+
+
+async def describe_video(
+    ctx: Context[AppState, Any],
+    source: Source,
+    question: Annotated[
+        str | None,
+        Field(
+            max_length=MAX_QUESTION_CHARS,
+            description="What to answer about the video; leave empty for a detailed description.",
+        ),
+    ] = None,
+    num_frames: Annotated[
+        int, Field(ge=1, le=MAX_FRAMES, description="Frames sampled uniformly over the video or the range.")
+    ] = 8,
+    start_s: Annotated[float | None, Field(ge=0, description="Start of the time range to sample, seconds.")] = None,
+    end_s: Annotated[float | None, Field(gt=0, description="End of the time range to sample, seconds.")] = None,
+    fps: Annotated[
+        float | None,
+        Field(gt=0, le=60, description="At most this many frames per second of the range; num_frames stays the cap."),
+    ] = None,
+    keyframes_only: Annotated[
+        bool,
+        Field(description="Faster, approximate: use the keyframe nearest each sample point (true times reported)."),
+    ] = False,
+    include_transcript: IncludeTranscript = True,
+    language: Language = "en",
+    max_new_tokens: MaxNewTokens = 256,
+) -> VideoAnswer:
+    """Watch one video and answer a question about it, or describe it when no question is given.
+
+    Frames are sampled uniformly (optionally within start_s..end_s) and shown to a vision-language model.
+    The result holds the answer and the evidence: video metadata and the exact timestamp of every frame seen.
+    """
+    qa = ctx.request_context.lifespan_context.qa
+    return await _run_in_thread(
+        ctx,
+        lambda progress, cancel: qa.describe(
+            source,
+            question,
+            num_frames=num_frames,
+            start_s=start_s,
+            end_s=end_s,
+            fps=fps,
+            keyframes_only=keyframes_only,
+            transcript=TranscriptOptions(include_transcript, language),
+            max_new_tokens=max_new_tokens,
+            progress=progress,
+            cancel=cancel,
+        ),
     )
 
-    @app.tool(annotations=_ANNOTATIONS, structured_output=True)
-    async def describe_video(
-        ctx: Context[AppState, Any],
-        source: Source,
-        question: Annotated[
-            str | None, Field(description="What to answer about the video; leave empty for a detailed description.")
-        ] = None,
-        num_frames: Annotated[
-            int, Field(ge=1, le=MAX_FRAMES, description="Frames sampled uniformly over the video or the range.")
-        ] = 8,
-        start_s: Annotated[float | None, Field(ge=0, description="Start of the time range to sample, seconds.")] = None,
-        end_s: Annotated[float | None, Field(gt=0, description="End of the time range to sample, seconds.")] = None,
-        fps: Annotated[
-            float | None,
-            Field(
-                gt=0, le=60, description="At most this many frames per second of the range; num_frames stays the cap."
-            ),
-        ] = None,
-        keyframes_only: Annotated[
-            bool,
-            Field(description="Faster, approximate: use the keyframe nearest each sample point (true times reported)."),
-        ] = False,
-        include_transcript: IncludeTranscript = True,
-        language: Language = "en",
-        max_new_tokens: MaxNewTokens = 256,
-    ) -> VideoAnswer:
-        """Watch one video and answer a question about it, or describe it when no question is given.
 
-        Frames are sampled uniformly (optionally within start_s..end_s) and shown to a vision-language model.
-        The result holds the answer and the evidence: video metadata and the exact timestamp of every frame seen.
-        """
-        qa = ctx.request_context.lifespan_context.qa
-        return await _run_in_thread(
-            ctx,
-            lambda progress, cancel: qa.describe(
-                source,
-                question,
-                num_frames=num_frames,
-                start_s=start_s,
-                end_s=end_s,
-                fps=fps,
-                keyframes_only=keyframes_only,
-                transcript=TranscriptOptions(include_transcript, language),
-                max_new_tokens=max_new_tokens,
-                progress=progress,
-                cancel=cancel,
-            ),
-        )
+async def compare_videos(
+    ctx: Context[AppState, Any],
+    sources: Annotated[
+        list[str],
+        Field(
+            min_length=MIN_VIDEOS,
+            max_length=MAX_VIDEOS,
+            description="2 to 4 sources (file paths or URLs), compared in this order as Video 1, Video 2, ...",
+        ),
+    ],
+    question: Annotated[
+        str,
+        Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="The question to answer across all the videos."),
+    ],
+    frames_per_video: Annotated[
+        int, Field(ge=1, le=MAX_FRAMES // MIN_VIDEOS, description="Frames sampled from each video.")
+    ] = 6,
+    include_transcript: IncludeTranscript = True,
+    language: Language = "en",
+    max_new_tokens: MaxNewTokens = 256,
+) -> VideoAnswer:
+    """Answer one question across 2-4 videos, whose frames the model sees together in one context.
 
-    @app.tool(annotations=_ANNOTATIONS, structured_output=True)
-    async def compare_videos(
-        ctx: Context[AppState, Any],
-        sources: Annotated[
-            list[str],
-            Field(
-                min_length=MIN_VIDEOS,
-                max_length=MAX_VIDEOS,
-                description="2 to 4 sources (file paths or URLs), compared in this order as Video 1, Video 2, ...",
-            ),
-        ],
-        question: Annotated[str, Field(min_length=1, description="The question to answer across all the videos.")],
-        frames_per_video: Annotated[
-            int, Field(ge=1, le=MAX_FRAMES // MIN_VIDEOS, description="Frames sampled from each video.")
-        ] = 6,
-        include_transcript: IncludeTranscript = True,
-        language: Language = "en",
-        max_new_tokens: MaxNewTokens = 256,
-    ) -> VideoAnswer:
-        """Answer one question across 2-4 videos, whose frames the model sees together in one context.
-
-        The model is told which frames belong to which video and when each was taken.
-        """
-        qa = ctx.request_context.lifespan_context.qa
-        return await _run_in_thread(
-            ctx,
-            lambda progress, cancel: qa.compare(
-                sources,
-                question,
-                frames_per_video=frames_per_video,
-                transcript=TranscriptOptions(include_transcript, language),
-                max_new_tokens=max_new_tokens,
-                progress=progress,
-                cancel=cancel,
-            ),
-        )
-
-    return app
+    The model is told which frames belong to which video and when each was taken.
+    """
+    qa = ctx.request_context.lifespan_context.qa
+    return await _run_in_thread(
+        ctx,
+        lambda progress, cancel: qa.compare(
+            sources,
+            question,
+            frames_per_video=frames_per_video,
+            transcript=TranscriptOptions(include_transcript, language),
+            max_new_tokens=max_new_tokens,
+            progress=progress,
+            cancel=cancel,
+        ),
+    )
 
 
 class _ProgressRelay:

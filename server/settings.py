@@ -31,6 +31,8 @@ class Settings:
     request_timeout_s: float = 120.0
     request_retries: int = 2
     max_concurrent_requests: int = 8
+    prefix_cache_gb: float | None = None
+    """None: sized from the device (a share of free accelerator memory, or of available RAM)."""
     cache_dir: Path = field(default_factory=default_cache_dir)
     cache_max_gb: float = 5.0
     preload: bool = False
@@ -40,6 +42,7 @@ class Settings:
     port: int = 8000
     max_duration_s: float = 3 * 3600
     max_download_mb: float = 2048
+    download_deadline_s: float = 3600
     download_timeout_s: float = 30
     download_retries: int = 3
     cookies: Path | None = None
@@ -58,6 +61,7 @@ class Settings:
             request_timeout_s=self.request_timeout_s,
             request_retries=self.request_retries,
             max_concurrent_requests=self.max_concurrent_requests,
+            prefix_cache_gb=self.prefix_cache_gb,
         )
 
     def fetch_policy(self) -> FetchPolicy:
@@ -65,6 +69,7 @@ class Settings:
         return FetchPolicy(
             max_duration_s=self.max_duration_s,
             max_download_bytes=int(self.max_download_mb * 2**20),
+            download_deadline_s=self.download_deadline_s,
             download_timeout_s=self.download_timeout_s,
             download_retries=self.download_retries,
             cookies=self.cookies,
@@ -124,6 +129,13 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         "instructions, else float32; mixed: float32 weights, frames and prompt read in bfloat16 (default: auto)",
     )
     model.add_argument(
+        "--prefix-cache-gb",
+        type=float,
+        default=float(env_value) if (env_value := _env(env, "prefix-cache-gb")) else None,
+        help="memory kept for follow-up questions' reuse of the frames' attention state (default: half the free "
+        "accelerator memory after loading, or a quarter of the available RAM on CPU)",
+    )
+    model.add_argument(
         "--preload",
         action="store_true",
         default=_flag_value(_env(env, "preload")) or False,
@@ -181,6 +193,12 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         type=float,
         default=float(default("max-download-mb", defaults.max_download_mb)),
         help="largest download accepted (default: 2048)",
+    )
+    fetching.add_argument(
+        "--download-deadline-s",
+        type=float,
+        default=float(default("download-deadline-s", defaults.download_deadline_s)),
+        help="longest a whole download may take, a server that drips data slowly included (default: 3600)",
     )
     fetching.add_argument(
         "--download-timeout-s",
@@ -253,6 +271,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         request_timeout_s=args.request_timeout_s,
         request_retries=args.request_retries,
         max_concurrent_requests=args.max_concurrent_requests,
+        prefix_cache_gb=args.prefix_cache_gb,
         cache_dir=args.cache_dir.expanduser(),
         cache_max_gb=args.cache_max_gb,
         preload=args.preload,
@@ -262,6 +281,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         port=args.port,
         max_duration_s=args.max_duration_s,
         max_download_mb=args.max_download_mb,
+        download_deadline_s=args.download_deadline_s,
         download_timeout_s=args.download_timeout_s,
         download_retries=args.download_retries,
         cookies=Path(args.cookies).expanduser() if args.cookies else None,

@@ -1,5 +1,7 @@
 """An HTTP server on 127.0.0.1 for real yt-dlp downloads in tests: serves files, counts requests, records
-headers, and can redirect, stall, answer with an error status, or cut a response short."""
+headers, and can misbehave as hostile or broken servers do: redirect (in loops too), stall, answer with an error
+status, cut a response short, send a file chunked with no length, send an endless body, or drip bytes slowly.
+Every misbehaviour is bounded in bytes and time, and stops when the client hangs up."""
 
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ class LoopbackServer:
         self.redirects: dict[str, str] = {}
         self.stall_s: dict[str, float] = {}
         self.status: dict[str, int] = {}
+        self.chunked: set[str] = set()
+        self.endless: dict[str, str] = {}
+        """path -> Content-Type of a body that never ends (bounded at 512 MB or 120 s)."""
+        self.drip: dict[str, float] = {}
+        """path -> seconds between single bytes of a (nominally large) video body."""
         self._lock = threading.Lock()
         server = self
 
@@ -48,6 +55,15 @@ class LoopbackServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return True
+                if self.command == "GET" and path in server.chunked:
+                    self._send_chunked((server.root / path.lstrip("/")).read_bytes())
+                    return True
+                if self.command == "GET" and path in server.endless:
+                    self._send_endless(server.endless[path])
+                    return True
+                if self.command == "GET" and path in server.drip:
+                    self._send_drip(server.drip[path])
+                    return True
                 if path in server.truncate and self.command == "GET":
                     body = (server.root / path.lstrip("/")).read_bytes()
                     self.send_response(200)
@@ -59,6 +75,40 @@ class LoopbackServer:
                     self.connection.shutdown(2)
                     return True
                 return False
+
+            def _send_chunked(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for start in range(0, len(body), 16384):
+                    piece = body[start : start + 16384]
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+
+            def _send_endless(self, content_type: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                filler = (b"<p>more</p>" if "html" in content_type else b"\0") * 6000
+                chunk = f"{len(filler):x}\r\n".encode() + filler + b"\r\n"
+                deadline = time.monotonic() + 120
+                for _ in range(512 * 2**20 // len(filler)):
+                    if time.monotonic() > deadline:
+                        break
+                    self.wfile.write(chunk)
+
+            def _send_drip(self, interval_s: float) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(200_000))
+                self.end_headers()
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(interval_s)
 
             def do_GET(self) -> None:
                 if not self._special():

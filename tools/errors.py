@@ -10,6 +10,9 @@ has to decide its next call from it alone.
     ├── DecodeError                the file is not a video, or no frames could be decoded
     └── ModelError                 the model could not be loaded or failed while generating
 
+Each error also says whether the same call may succeed if simply tried again (`retryable`): a network hiccup
+or a busy engine may pass; a missing file or an argument out of range will not.
+
 Anything else that escapes a tool is a bug: the server logs it with its traceback and the client sees
 only that the tool failed.
 """
@@ -19,6 +22,11 @@ from __future__ import annotations
 
 class VideoToolError(Exception):
     """A failure the caller can act on; its message is shown to the agent as is."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        """Whether the same call may succeed when tried again later (a transient failure)."""
 
 
 class SourceError(VideoToolError):

@@ -31,6 +31,7 @@ import av.video.frame
 import av.video.stream
 from PIL import Image
 
+from tools.cancel import CancelToken
 from tools.errors import DecodeError, LimitError
 
 log = logging.getLogger(__name__)
@@ -142,14 +143,19 @@ def sample_frames(
 
 
 def sample_with_plan(
-    path: Path, plan: SamplingPlan, *, strategy: Literal["seek", "sequential"] = "seek"
+    path: Path,
+    plan: SamplingPlan,
+    *,
+    strategy: Literal["seek", "sequential"] = "seek",
+    cancel: CancelToken | None = None,
 ) -> SampledVideo:
+    """Sample by `plan`; decoding stops between packets once `cancel` is set."""
     with _open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = _read_index(container, stream)
         if index is None:
-            return _sample_sequentially(container, stream, path, plan)
+            return _sample_sequentially(container, stream, path, plan, cancel)
         info = _stream_info(stream, index)
         time_base = _time_base(stream)
         range_start, range_end = _validate_range(plan.start_s, plan.end_s, info.duration_s)
@@ -168,17 +174,18 @@ def sample_with_plan(
         found = _FrameCollector(plan.min_side)
         decoded = 0
         if strategy == "seek":
-            decoded = _decode_chosen(container, stream, index, chosen, found)
+            decoded = _decode_chosen(container, stream, index, chosen, found, cancel)
         missing = {pts for pts in chosen if pts not in found.images}
         if missing:
             if strategy == "seek":
                 log.info("%s: %d frames not reached by seeking; decoding sequentially", path.name, len(missing))
-            decoded += _decode_sequential_exact(path, stream.index, missing, found)
+            decoded += _decode_sequential_exact(path, stream.index, missing, found, cancel)
         frames = [
             SampledFrame(timestamp_s=float((pts - first_pts) * time_base), image=found.images[pts])
             for pts in chosen
             if pts in found.images
         ]
+        damaged = [float((pts - first_pts) * time_base) for pts in chosen if pts not in found.images]
         rotation = found.rotation
     if not frames:
         raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
@@ -189,7 +196,7 @@ def sample_with_plan(
         frames_requested=plan.num_frames,
         frames=frames,
         frames_decoded=decoded,
-        note=_shortfall_note(plan, count, len(frames), range_end - range_start),
+        note=_shortfall_note(plan, count, len(chosen), damaged, range_end - range_start),
     )
 
 
@@ -220,7 +227,7 @@ class SampleCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def sample(self, path: Path, plan: SamplingPlan) -> tuple[SampledVideo, bool]:
+    def sample(self, path: Path, plan: SamplingPlan, cancel: CancelToken | None = None) -> tuple[SampledVideo, bool]:
         """The sampled video, and whether it came from this cache."""
         try:
             stat = path.stat()
@@ -232,7 +239,7 @@ class SampleCache:
             if entry is not None:
                 self._entries.move_to_end(key)
                 return entry[0], True
-        sampled = sample_with_plan(path, plan)
+        sampled = sample_with_plan(path, plan, cancel=cancel)
         size = sum(f.image.width * f.image.height * len(f.image.getbands()) for f in sampled.frames)
         with self._lock:
             if size <= self.max_bytes and key not in self._entries:
@@ -250,15 +257,25 @@ def _keyframes_in_range(index: _PacketIndex, start_pts: int, end_pts: int) -> li
     return inside or keyframes
 
 
-def _shortfall_note(plan: SamplingPlan, planned: int, returned: int, range_s: float) -> str | None:
-    if returned == plan.num_frames:
+def _shortfall_note(
+    plan: SamplingPlan, planned: int, distinct: int, damaged: Sequence[float], range_s: float
+) -> str | None:
+    """Why fewer frames than asked for came back: the fps cap, too few distinct frames, or frames that could not
+    be decoded (and where the video is damaged)."""
+    if distinct - len(damaged) == plan.num_frames:
         return None
     notes = []
     if planned < plan.num_frames:
         notes.append(f"fps={plan.fps} over {range_s:.3f} s allows {planned} frames")
-    if returned < planned:
+    if distinct < planned:
         kind = "keyframes" if plan.keyframes_only else "frames"
-        notes.append(f"the range holds only {returned} distinct {kind} near the targets, each returned once")
+        notes.append(f"the range holds only {distinct} distinct {kind} near the targets, each returned once")
+    if damaged:
+        places = ", ".join(f"{t:.2f} s" for t in damaged[:8]) + (", ..." if len(damaged) > 8 else "")
+        notes.append(
+            f"{len(damaged)} of the chosen frames could not be decoded, so the video is damaged near {places}: "
+            "those moments are missing"
+        )
     return f"Asked for {plan.num_frames} frames; " + "; ".join(notes) + "."
 
 
@@ -301,6 +318,12 @@ def _open_video(path: Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise DecodeError(f"{path.name} has no video stream (it may be audio only). Pass a file with video.")
+    if container.streams.video[0].codec_context is None:
+        container.close()
+        raise DecodeError(
+            f"{path.name} has a video stream in a format this server has no decoder for (an unknown or proprietary "
+            "codec). Convert it first, e.g. `ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4`."
+        )
     return container
 
 
@@ -423,6 +446,7 @@ def _decode_chosen(
     index: _PacketIndex,
     chosen: Sequence[int],
     found: _FrameCollector,
+    cancel: CancelToken | None = None,
 ) -> int:
     """Decode the GOPs that hold the chosen frames, each once, seeking to its keyframe; return frames decoded."""
     groups = gop_groups(index, chosen)
@@ -434,7 +458,8 @@ def _decode_chosen(
         last_wanted = max(wanted)
         try:
             container.seek(index.pts[key_position], stream=stream, backward=True, any_frame=False)
-            for frame in _decode(container, stream, skip_unless=set(wanted) if skips_per_packet else None):
+            skip_unless = set(wanted) if skips_per_packet else None
+            for frame in _decode(container, stream, skip_unless=skip_unless, cancel=cancel):
                 decoded += 1
                 if frame.pts is None:
                     continue
@@ -454,6 +479,7 @@ def _decode(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
     skip_unless: set[int] | None = None,
+    cancel: CancelToken | None = None,
 ) -> Iterator[av.VideoFrame]:
     """Decoded frames, skipping packets the decoder rejects as corrupt instead of ending the whole decode.
 
@@ -462,6 +488,8 @@ def _decode(
     """
     codec = stream.codec_context
     for packet in container.demux(stream):
+        if cancel is not None:
+            cancel.check()
         if skip_unless is not None:
             codec.skip_frame = "DEFAULT" if packet.pts in skip_unless or packet.size == 0 else "NONREF"
         try:
@@ -470,7 +498,9 @@ def _decode(
             log.debug("skipping undecodable packet: %s", _ffmpeg_reason(exc))
 
 
-def _decode_sequential_exact(path: Path, stream_index: int, wanted: set[int], found: _FrameCollector) -> int:
+def _decode_sequential_exact(
+    path: Path, stream_index: int, wanted: set[int], found: _FrameCollector, cancel: CancelToken | None = None
+) -> int:
     """Decode from the start up to the last wanted frame, in a fresh container: no state left by seeking."""
     decoded = 0
     last_wanted = max(wanted)
@@ -478,7 +508,7 @@ def _decode_sequential_exact(path: Path, stream_index: int, wanted: set[int], fo
         stream = container.streams[stream_index]
         assert isinstance(stream, av.video.stream.VideoStream)
         stream.thread_type = "AUTO"
-        for frame in _decode(container, stream):
+        for frame in _decode(container, stream, cancel=cancel):
             decoded += 1
             if frame.pts in wanted:
                 found.add(frame)
@@ -492,6 +522,7 @@ def _sample_sequentially(
     stream: av.video.stream.VideoStream,
     path: Path,
     plan: SamplingPlan,
+    cancel: CancelToken | None = None,
 ) -> SampledVideo:
     """One pass over decoded frames, keeping the one nearest each target: for streams with no usable index."""
     info = _header_info(container, stream)
@@ -507,7 +538,7 @@ def _sample_sequentially(
     container.seek(0)
     first_time: float | None = None
     decoded = 0
-    for frame in _decode(container, stream):
+    for frame in _decode(container, stream, cancel=cancel):
         decoded += 1
         if frame.time is None:
             continue
@@ -537,7 +568,7 @@ def _sample_sequentially(
         frames_requested=plan.num_frames,
         frames=frames,
         frames_decoded=decoded,
-        note=_shortfall_note(plan, count, len(frames), range_end - range_start),
+        note=_shortfall_note(plan, count, len(frames), [], range_end - range_start),
     )
 
 

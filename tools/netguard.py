@@ -1,10 +1,17 @@
-"""Keeping downloads on public addresses, for servers whose callers are not fully trusted.
+"""Guards on the connections a download makes, whichever HTTP library yt-dlp picks.
 
-A URL's host is checked before any request is made. That alone would not stop a redirect to 127.0.0.1, or a
-name that resolves differently a second time, so each connection is also checked where it is made: a Python
-audit hook sees every `socket.connect` with the address actually dialled, and refuses a non-public one while the
-calling thread is inside `public_only()`. This holds whichever HTTP library yt-dlp picks and however many
-redirects it follows. Other threads, and the same thread outside the block, are not affected.
+A Python audit hook sees every `socket.connect` with the socket and the address actually dialled, in the
+connecting thread. Two guards use it:
+
+- `public_only()`: for servers whose callers are not fully trusted. A URL's host is checked before any request
+  is made, but that alone would not stop a redirect to 127.0.0.1, or a name that resolves differently a second
+  time, so each connection is also refused while the calling thread is inside the block if its address is not
+  public. This holds however many redirects are followed.
+- `ConnectionWatch`: keeps the sockets a thread opens, so that another thread can cut them. A download blocked
+  in `recv` on a silent or dripping server cannot be stopped from outside any other way: cancelling a call, or a
+  fetch that outlives its deadline, shuts its sockets down, and every later connection of the thread is refused.
+
+Other threads, and the same thread outside the blocks, are not affected.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ import ipaddress
 import socket
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +31,46 @@ from tools.errors import SourceError
 
 class NonPublicAddressError(OSError):
     """A connection to a loopback, private, link-local or otherwise non-public address was refused."""
+
+
+class ConnectionsCutError(OSError):
+    """A connection was refused because its watch was cut (the call was cancelled, or its deadline passed)."""
+
+
+class ConnectionWatch:
+    """The sockets one thread connects while `watching()`; `cut()` shuts them all down, from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self.reason: str | None = None
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.reason is not None:
+                raise ConnectionsCutError(f"connection refused: {self.reason}")
+            self._sockets.add(sock)
+
+    def cut(self, reason: str) -> None:
+        """Shut every socket down (a blocked read returns at once) and refuse new ones; the first reason stays."""
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    @contextmanager
+    def watching(self) -> Iterator[ConnectionWatch]:
+        """Within this block, this thread's connections are kept by this watch."""
+        _install_hook()
+        previous = getattr(_guarded, "watch", None)
+        _guarded.watch = self
+        try:
+            yield self
+        finally:
+            _guarded.watch = previous
 
 
 _guarded = threading.local()
@@ -77,7 +125,12 @@ def _install_hook() -> None:
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event != "socket.connect" or not getattr(_guarded, "active", False):
+    if event != "socket.connect":
+        return
+    watch = getattr(_guarded, "watch", None)
+    if watch is not None and args and isinstance(args[0], socket.socket):
+        watch.add(args[0])
+    if not getattr(_guarded, "active", False):
         return
     address = args[1] if len(args) > 1 else None
     if isinstance(address, tuple) and address and isinstance(address[0], str) and not is_public(address[0]):

@@ -5,10 +5,17 @@ video id for site URLs, the URL itself for direct files) and holds `video.<ext>`
 `meta.json`. Each URL seen is also recorded as an alias of its entry, so asking again for the same URL touches
 no network at all, and another URL of the same video reuses the file after metadata extraction alone.
 
-An entry is written under a temporary name in the cache folder and renamed into place only when complete, so an
-interrupted or failed download never leaves anything a later call would trust. Calls for the same URL take
-turns, so it is downloaded once. Past the size cap, the least recently used entries go first; an entry that a
-call is using is never removed.
+An entry is written under a temporary name in the cache folder (a staging folder) and renamed into place only
+when complete, so an interrupted or failed download never leaves anything a later call would trust. The process
+that writes a staging folder holds a lock on it; a staging folder whose lock nobody holds was left by a process
+that died (kill -9, a crash, a power cut) and is removed when a server starts and before each eviction pass.
+Calls for the same URL take turns, so it is downloaded once. Past the size cap, the least recently used entries
+go first; an entry that a call is using is never removed.
+
+Sources come from strangers: a source is checked as text before anything is done with it (length, control
+characters, URL syntax), a local path must lie in the allowed folders before the server even looks whether it
+exists (so refusals tell nothing about files outside them), and a subtitle file beside a video passes the same
+check as the video.
 """
 
 from __future__ import annotations
@@ -22,21 +29,33 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import IO
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from tools import netguard, ytdlp
+from tools.cancel import CancelToken
 from tools.errors import LimitError, SourceError
 from tools.frames import header_duration
 from tools.transcript import find_sidecar
 
+try:
+    import fcntl
+except ImportError:  # Windows: staging folders are then cleaned only by the process that made them
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 _META = "meta.json"
+_STAGING_PREFIX = ".partial-"
+_STAGING_LOCK = ".owner"
+MAX_SOURCE_CHARS = 4096
+"""Longer than any path (PATH_MAX) or sensible URL: anything longer is not a source."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +64,7 @@ class FetchPolicy:
 
     max_duration_s: float = 3 * 3600
     max_download_bytes: int | None = 2 * 2**30
+    download_deadline_s: float | None = 3600.0
     download_timeout_s: float = 30.0
     download_retries: int = 3
     cookies: Path | None = None
@@ -121,6 +141,8 @@ class VideoCache:
     def add(self, staging: Path, key: str, meta: dict[str, object]) -> None:
         """Move a complete download into place (atomically) and record its metadata."""
         (staging / _META).write_text(json.dumps(meta))
+        with suppress(OSError):  # the folder stops being a staging folder; its lock stays held until closed
+            (staging / _STAGING_LOCK).unlink()
         entry = self.videos / key
         if entry.exists():
             shutil.rmtree(entry)
@@ -144,12 +166,31 @@ class VideoCache:
         with self._guard:
             self._in_use[key] -= 1
 
-    def staging_dir(self) -> Path:
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh staging folder, locked by this process while the block runs, and removed after it."""
         self.videos.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".partial-", dir=self.videos))
+        folder = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=self.videos))
+        lock = (folder / _STAGING_LOCK).open("w")
+        try:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield folder
+        finally:
+            lock.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_abandoned_staging(self) -> None:
+        """Remove staging folders that no live process holds: downloads killed part way."""
+        for folder in self.videos.glob(_STAGING_PREFIX + "*"):
+            if _held(folder / _STAGING_LOCK):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("removed %s, left by a download that was killed part way", folder.name)
 
     def evict(self) -> None:
         """Remove least recently used entries until the cache fits its cap; entries in use stay."""
+        self.remove_abandoned_staging()
         entries = []
         for entry in self.videos.glob("[!.]*"):
             try:
@@ -171,6 +212,27 @@ class VideoCache:
             log.info("evicted %s from the cache (least recently used)", key)
 
 
+def _held(lock_path: Path) -> bool:
+    """Whether a live process holds the lock of a staging folder."""
+    if fcntl is None:
+        return True
+    try:
+        with lock_path.open("a") as lock:
+            return not _try_lock(lock)
+    except OSError:
+        return False  # no lock file: the folder was never finished being made
+
+
+def _try_lock(lock: IO[str]) -> bool:
+    assert fcntl is not None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    return True
+
+
 class VideoFetcher:
     """Turns sources into local files: local paths as they are, URLs through yt-dlp into the cache."""
 
@@ -182,13 +244,20 @@ class VideoFetcher:
     ) -> None:
         self.policy = policy if policy is not None else FetchPolicy()
         self.cache = VideoCache(cache_dir, cache_max_bytes)
+        if self.cache.videos.is_dir():
+            self.cache.remove_abandoned_staging()
 
     @contextmanager
     def fetched(
-        self, source: str, *, subtitle_language: str | None = "en", on_progress: ytdlp.ProgressHook | None = None
+        self,
+        source: str,
+        *,
+        subtitle_language: str | None = "en",
+        on_progress: ytdlp.ProgressHook | None = None,
+        cancel: CancelToken | None = None,
     ) -> Iterator[LocalVideo]:
         """The source as a local file, protected from cache eviction while the block runs."""
-        video = self.fetch(source, subtitle_language=subtitle_language, on_progress=on_progress)
+        video = self.fetch(source, subtitle_language=subtitle_language, on_progress=on_progress, cancel=cancel)
         try:
             yield video
         finally:
@@ -196,22 +265,31 @@ class VideoFetcher:
                 self.cache.release(video.cache_key)
 
     def fetch(
-        self, source: str, *, subtitle_language: str | None = "en", on_progress: ytdlp.ProgressHook | None = None
+        self,
+        source: str,
+        *,
+        subtitle_language: str | None = "en",
+        on_progress: ytdlp.ProgressHook | None = None,
+        cancel: CancelToken | None = None,
     ) -> LocalVideo:
         """The source as a local file; a cached one is marked in use until `cache.release(video.cache_key)`."""
-        text = source.strip()
-        if not text:
-            raise SourceError("The source is empty. Pass a local video file path or an http(s) URL.")
-        scheme = urlsplit(text).scheme.lower()
+        text = checked_source(source)
+        parts = _split_url(text)
+        scheme = parts.scheme.lower()
         if scheme in {"http", "https"}:
-            return self._fetch_url(text, subtitle_language, on_progress)
+            return self._fetch_url(text, subtitle_language, on_progress, cancel)
         if scheme == "file":
-            return self._local_file(source, Path(unquote(urlsplit(text).path)), subtitle_language)
+            return self._local_file(source, Path(unquote(parts.path)), subtitle_language)
         if "://" in text:
-            raise SourceError(f"Unsupported URL scheme '{scheme}' in {text}. Pass an http(s) URL or a local file path.")
+            raise SourceError(
+                f"Unsupported URL scheme '{_shown(scheme)}' in {_shown(text)}. Pass an http(s) URL or a local file "
+                "path."
+            )
         return self._local_file(source, Path(text), subtitle_language)
 
-    def _fetch_url(self, url: str, language: str | None, on_progress: ytdlp.ProgressHook | None) -> LocalVideo:
+    def _fetch_url(
+        self, url: str, language: str | None, on_progress: ytdlp.ProgressHook | None, cancel: CancelToken | None
+    ) -> LocalVideo:
         started = time.perf_counter()
         policy = self.policy
         if policy.block_private_urls:
@@ -225,47 +303,47 @@ class VideoFetcher:
                 timeout_s=policy.download_timeout_s,
                 retries=policy.download_retries,
                 max_bytes=policy.max_download_bytes,
+                deadline_s=policy.download_deadline_s,
                 cookies=policy.cookies,
                 subtitle_language=language,
             )
             with netguard.public_only() if policy.block_private_urls else nullcontext():
-                return self._download(url, options, on_progress, started)
+                return self._download(url, options, on_progress, started, cancel)
 
     def _download(
-        self, url: str, options: ytdlp.DownloadOptions, on_progress: ytdlp.ProgressHook | None, started: float
+        self,
+        url: str,
+        options: ytdlp.DownloadOptions,
+        on_progress: ytdlp.ProgressHook | None,
+        started: float,
+        cancel: CancelToken | None,
     ) -> LocalVideo:
-        staging = self.cache.staging_dir()
-        try:
-            with ytdlp.YtdlpSession(staging, options, on_progress) as session:
-                metadata = session.extract(url)
-                self._check_size(url, metadata.size_bytes)
-                if metadata.duration_s is not None:
-                    self._check_duration(url, metadata.duration_s)
-                key = _hash(
-                    f"url:{url}"
-                    if metadata.extractor.lower() == "generic"
-                    else f"{metadata.extractor}:{metadata.video_id}"
-                )
-                with self.cache.locked("key:" + key):
-                    if self.cache.load(key) is not None:
-                        self.cache.alias(url, key)
-                        return self._cached(url, key, started)
-                    downloaded = session.download(metadata)
-                    if metadata.duration_s is None:
-                        self._check_duration(url, header_duration(downloaded.path))
-                    meta: dict[str, object] = {
-                        "url": url,
-                        "file": downloaded.path.name,
-                        "subtitles": downloaded.subtitles.name if downloaded.subtitles else None,
-                        "title": metadata.title,
-                        "extractor": metadata.extractor,
-                        "video_id": metadata.video_id,
-                        "duration_s": metadata.duration_s,
-                    }
-                    self.cache.add(staging, key, meta)
+        with self.cache.staging() as staging, ytdlp.YtdlpSession(staging, options, on_progress, cancel) as session:
+            metadata = session.extract(url)
+            self._check_size(url, metadata.size_bytes)
+            if metadata.duration_s is not None:
+                self._check_duration(url, metadata.duration_s)
+            key = _hash(
+                f"url:{url}" if metadata.extractor.lower() == "generic" else f"{metadata.extractor}:{metadata.video_id}"
+            )
+            with self.cache.locked("key:" + key):
+                if self.cache.load(key) is not None:
                     self.cache.alias(url, key)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                    return self._cached(url, key, started)
+                downloaded = session.download(metadata)
+                if metadata.duration_s is None:
+                    self._check_duration(url, header_duration(downloaded.path))
+                meta: dict[str, object] = {
+                    "url": url,
+                    "file": downloaded.path.name,
+                    "subtitles": downloaded.subtitles.name if downloaded.subtitles else None,
+                    "title": metadata.title,
+                    "extractor": metadata.extractor,
+                    "video_id": metadata.video_id,
+                    "duration_s": metadata.duration_s,
+                }
+                self.cache.add(staging, key, meta)
+                self.cache.alias(url, key)
         video = self._claim(url, key, from_cache=False, started=started)
         self.cache.evict()
         return video
@@ -274,8 +352,8 @@ class VideoFetcher:
         limit = self.policy.max_download_bytes
         if limit is not None and size_bytes is not None and size_bytes > limit:
             raise LimitError(
-                f"The video at {url} is {size_bytes / 2**20:.0f} MB, over the download limit of "
-                f"{limit / 2**20:.0f} MB. Raise --max-download-mb to fetch it."
+                f"The video at {url} is {size_bytes / 2**20:.1f} MB, over the download limit of "
+                f"{limit / 2**20:g} MB. Raise --max-download-mb to fetch it."
             )
 
     def _check_duration(self, source: str, duration_s: float) -> None:
@@ -283,7 +361,7 @@ class VideoFetcher:
         if duration_s > self.policy.max_duration_s:
             raise LimitError(
                 f"The video at {source} lasts {duration_s:.0f} s, over the limit of "
-                f"{self.policy.max_duration_s:.0f} s. Raise --max-duration-s to allow it."
+                f"{self.policy.max_duration_s:g} s. Raise --max-duration-s to allow it."
             )
 
     def _cached(self, url: str, key: str, started: float) -> LocalVideo:
@@ -297,7 +375,7 @@ class VideoFetcher:
         video = self._entry(url, key, from_cache=from_cache, started=started)
         if video is None:
             self.cache.release(key)
-            raise SourceError(f"The cache entry for {url} vanished before it could be read. Try again.")
+            raise SourceError(f"The cache entry for {url} vanished before it could be read. Try again.", retryable=True)
         return video
 
     def _entry(self, url: str, key: str, *, from_cache: bool, started: float) -> LocalVideo | None:
@@ -323,21 +401,75 @@ class VideoFetcher:
             raise SourceError(
                 "Local files are off on this server (it serves over HTTP with no --allow-dir). Pass an http(s) URL."
             )
-        resolved = path.expanduser()
+        try:
+            resolved = path.expanduser()
+        except RuntimeError as exc:  # ~user of a user that does not exist
+            raise SourceError(f"{_shown(str(path))} names a home folder that does not exist here.") from exc
         if not resolved.is_absolute():
             resolved = Path.cwd() / resolved
-        if not resolved.exists():
+        try:
+            real = resolved.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+            raise SourceError(f"{_shown(str(resolved))} cannot be read as a path ({exc}).") from exc
+        # Outside the allowed folders is refused before anything else is looked at, so that the answer is the same
+        # whether or not a file exists there.
+        if not self._allowed(real):
+            allowed = ", ".join(str(d) for d in policy.allowed_dirs)
             raise SourceError(
-                f"No file at {resolved}. Pass the absolute path of an existing video file, or an http(s) URL"
+                f"{_shown(str(resolved))} is outside the folders this server may read ({allowed}; see --allow-dir)."
+            )
+        try:
+            exists, is_file = real.exists(), real.is_file()
+        except OSError as exc:
+            raise SourceError(f"{_shown(str(resolved))} cannot be read ({exc.strerror or exc}).") from exc
+        if not exists:
+            raise SourceError(
+                f"No file at {_shown(str(resolved))}. Pass the absolute path of an existing video file, or an http(s) "
+                "URL"
                 + ("" if path.is_absolute() else f" (relative paths are taken from the server's folder, {Path.cwd()})")
                 + "."
             )
-        real = resolved.resolve()
-        if policy.allowed_dirs and not any(real.is_relative_to(d.resolve()) for d in policy.allowed_dirs):
-            allowed = ", ".join(str(d) for d in policy.allowed_dirs)
-            raise SourceError(f"{resolved} is outside the folders this server may read ({allowed}; see --allow-dir).")
-        if not real.is_file():
-            raise SourceError(f"{resolved} is not a file (it is a folder or a device). Pass a video file.")
+        if not is_file:
+            raise SourceError(f"{_shown(str(resolved))} is not a file (it is a folder or a device). Pass a video file.")
         self._check_duration(source, header_duration(real))
         subtitles = find_sidecar(real, language) if language else None
+        if subtitles is not None and not self._allowed(subtitles.resolve()):
+            log.info("ignored subtitles %s: they lead outside the allowed folders", subtitles)
+            subtitles = None
         return LocalVideo(source, real, resolved.name, from_cache=True, fetch_s=0.0, subtitles=subtitles)
+
+    def _allowed(self, real: Path) -> bool:
+        """Whether a resolved path lies inside the allowed folders (any path, when none are set)."""
+        folders = self.policy.allowed_dirs
+        return not folders or any(real.is_relative_to(folder.resolve()) for folder in folders)
+
+
+def checked_source(source: str) -> str:
+    """The source as text the server will work with, or a SourceError that says what is wrong with it."""
+    text = source.strip()
+    if not text:
+        raise SourceError("The source is empty. Pass a local video file path or an http(s) URL.")
+    if len(text) > MAX_SOURCE_CHARS:
+        raise SourceError(
+            f"The source is {len(text):,} characters long; a path or URL has at most {MAX_SOURCE_CHARS:,}. Pass the "
+            "path of a video file or its URL, not its contents."
+        )
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise SourceError(
+            f"The source {_shown(text)} contains control characters (line breaks, NUL, escapes), which no path or URL "
+            "needs. Pass the path or URL alone."
+        )
+    return text
+
+
+def _split_url(text: str) -> SplitResult:
+    try:
+        return urlsplit(text)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket: http://[::1/x.mp4
+        raise SourceError(f"{_shown(text)} is not a valid URL ({exc}). Check the host part.") from exc
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """Caller text as it may appear in a message: shortened, and with control characters escaped."""
+    short = text if len(text) <= limit else text[: limit - 1] + "…"
+    return "".join(ch if unicodedata.category(ch) != "Cc" else repr(ch)[1:-1] for ch in short)

@@ -20,6 +20,7 @@ from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
 from tools.sources import LocalVideo, VideoFetcher
 from tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, parse_subtitles, render
+from tools.untrusted import clean_question, neutralise
 from tools.ytdlp import ProgressHook
 
 DEFAULT_QUESTION = (
@@ -27,6 +28,10 @@ DEFAULT_QUESTION = (
     "and what happens from beginning to end."
 )
 MIN_VIDEOS, MAX_VIDEOS = 2, 4
+MAX_TITLE_CHARS = 200
+"""Site titles can be any length; the prompt needs only enough to name the video."""
+MAX_SUBTITLE_BYTES = 4 * 2**20
+"""Most read of a subtitle file: hours of speech; a larger file is read only this far."""
 FRAME_SIDE = 384
 """Shorter side frames are decoded to: the SigLIP input of llava-interleave (0.5b and 7b). The same on every
 call, so an answer never depends on whether the model happened to be loaded yet."""
@@ -95,7 +100,7 @@ class VideoQA:
                 f"{len(sources)} videos x {frames_per_video} frames is {len(sources) * frames_per_video} frames; "
                 f"at most {MAX_FRAMES} fit in one call. Use frames_per_video={MAX_FRAMES // len(sources)} or fewer."
             )
-        if not question.strip():
+        if clean_question(question) is None:
             raise LimitError("compare_videos needs a question, e.g. 'What differs between these videos?'.")
         plan = SamplingPlan(frames_per_video, min_side=FRAME_SIDE)
         requests = [VideoRequest(s, plan) for s in sources]
@@ -111,7 +116,7 @@ class VideoQA:
         cancel: CancelToken | None,
     ) -> VideoAnswer:
         started = time.perf_counter()
-        asked = question.strip() if question and question.strip() else DEFAULT_QUESTION
+        asked = clean_question(question) or DEFAULT_QUESTION
         stages = 2 * len(requests) + 1
         step = 0
 
@@ -125,14 +130,16 @@ class VideoQA:
                 hook = _download_progress(progress, step, stages, i)
                 local.append(
                     in_use.enter_context(
-                        self.fetcher.fetched(request.source, subtitle_language=language, on_progress=hook)
+                        self.fetcher.fetched(
+                            request.source, subtitle_language=language, on_progress=hook, cancel=cancel
+                        )
                     )
                 )
                 step += 1
             decode_started = time.perf_counter()
             for i, (request, video) in enumerate(zip(requests, local, strict=True), 1):
                 progress(step, stages, f"Sampling {request.plan.num_frames} frames from video {i}/{len(requests)}")
-                sample, hit = self.samples.sample(video.path, request.plan)
+                sample, hit = self.samples.sample(video.path, request.plan, cancel)
                 sampled.append(sample)
                 from_cache.append(hit)
                 step += 1
@@ -148,10 +155,14 @@ class VideoQA:
         progress(step, stages, f"Running {self.model.label} on {total_frames} frames")
         backend, load_s = self.model.get()
         inference_started = time.perf_counter()
-        context = frame_guide(local, sampled) + transcript_text(transcripts) + "\n\n"
+
+        def safe(text: str) -> str:
+            return neutralise(text, backend.special_tokens)
+
+        context = frame_guide(local, sampled, safe) + transcript_text(transcripts, safe) + "\n\n"
         prompt = Prompt(
             images=[frame.image for video in sampled for frame in video.frames],
-            text=context + asked,
+            text=context + safe(asked),
             question_start=len(context),
         )
         generation = backend.answer(prompt, max_new_tokens, _model_progress(progress, step, stages), cancel)
@@ -253,30 +264,45 @@ def _transcript_cues(video: LocalVideo, sample: SampledVideo, budget: int) -> li
     if video.subtitles is None:
         return []
     try:
-        text = video.subtitles.read_text(encoding="utf-8", errors="replace")
+        with video.subtitles.open("rb") as subtitles:
+            text = subtitles.read(MAX_SUBTITLE_BYTES).decode("utf-8", errors="replace")
     except OSError:
         return []
     return bounded(cues_in_range(parse_subtitles(text), sample.start_s, sample.end_s), budget)
 
 
-def transcript_text(transcripts: Sequence[Sequence[Cue]]) -> str:
-    """The subtitles, after the frame guide: timestamped lines, per video when there are several."""
+def _as_is(text: str) -> str:
+    return text
+
+
+def transcript_text(transcripts: Sequence[Sequence[Cue]], safe: Callable[[str], str] = _as_is) -> str:
+    """The subtitles, after the frame guide: timestamped lines, per video when there are several; `safe` makes
+    their text harmless in a prompt."""
     if not any(transcripts):
         return ""
     if len(transcripts) == 1:
-        return "\n\nSubtitles spoken in that part of the video:\n" + render(transcripts[0])
-    parts = [f"Subtitles of Video {n}:\n{render(cues)}" for n, cues in enumerate(transcripts, 1) if cues]
+        return "\n\nSubtitles spoken in that part of the video:\n" + safe(render(transcripts[0]))
+    parts = [f"Subtitles of Video {n}:\n{safe(render(cues))}" for n, cues in enumerate(transcripts, 1) if cues]
     return "\n\n" + "\n\n".join(parts)
 
 
-def frame_guide(videos: Sequence[LocalVideo], sampled: Sequence[SampledVideo]) -> str:
+def frame_guide(
+    videos: Sequence[LocalVideo], sampled: Sequence[SampledVideo], safe: Callable[[str], str] = _as_is
+) -> str:
     """The text that tells the model which images belong to which video, and when each was taken.
 
     The chat template renders every image before the text, so this is the only place the model learns it.
     """
+
+    def titled(video: LocalVideo) -> str:
+        if not video.title:
+            return ""
+        title = video.title if len(video.title) <= MAX_TITLE_CHARS else video.title[: MAX_TITLE_CHARS - 1] + "…"
+        return f' "{safe(title)}"'
+
     if len(sampled) == 1:
         sample = sampled[0]
-        title = f' "{videos[0].title}"' if videos[0].title else ""
+        title = titled(videos[0])
         return (
             f"The {len(sample.frames)} images are frames of one video{title} "
             f"({sample.info.duration_s:.1f} s long), in time order, taken at {_times(sample)}."
@@ -286,7 +312,7 @@ def frame_guide(videos: Sequence[LocalVideo], sampled: Sequence[SampledVideo]) -
     first = 1
     for number, (video, sample) in enumerate(zip(videos, sampled, strict=True), 1):
         last = first + len(sample.frames) - 1
-        title = f' "{video.title}"' if video.title else ""
+        title = titled(video)
         images = f"Image {first}" if first == last else f"Images {first}-{last}"
         lines.append(
             f"{images}: Video {number}{title} ({sample.info.duration_s:.1f} s long), taken at {_times(sample)}."

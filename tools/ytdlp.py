@@ -6,14 +6,24 @@ its messages go to Python logging (stderr) instead. Nothing else in the project 
 
 A fetch is two steps on one `YoutubeDL`: extract the metadata (so that limits are checked and the cache is
 consulted before any video byte moves), then download from that same metadata.
+
+Nothing a server sends may make this process read, write or wait without bound:
+
+- a page, manifest or API answer that yt-dlp reads whole (to look for a video in it) is cut at `MAX_PAGE_BYTES`;
+- the bytes actually written are counted as they arrive (direct files, HLS and DASH fragments alike), so
+  `max_bytes` holds without a Content-Length, for chunked and endless bodies too;
+- the whole fetch has a deadline, and cancelling the call stops it: both shut the fetch's sockets down
+  (`netguard.ConnectionWatch`), which also ends a read blocked on a server that drips a byte at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +33,13 @@ import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, IncompleteRead, TransportError
 from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError
 
-from tools.errors import DownloadError, LimitError, SourceError
-from tools.netguard import NonPublicAddressError
+from tools.cancel import Cancelled, CancelToken
+from tools.errors import DownloadError, LimitError, SourceError, VideoToolError
+from tools.netguard import ConnectionWatch, NonPublicAddressError
+
+MAX_PAGE_BYTES = 8 * 2**20
+"""Most read from a page, manifest or API answer: real ones are far smaller; an endless one stops here."""
+_CANCELLED, _DEADLINE = "the call was cancelled", "the download deadline passed"
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +56,8 @@ class DownloadOptions:
     timeout_s: float = 30.0
     retries: int = 3
     max_bytes: int | None = None
+    deadline_s: float | None = None
+    """Longest the whole fetch (metadata and download) may take."""
     cookies: Path | None = None
     subtitle_language: str | None = "en"
     """Fetch subtitles or automatic captions in this language; None fetches none."""
@@ -79,16 +96,68 @@ class _LogToStderr:
         log.info("%s", msg)
 
 
-class YtdlpSession:
-    """One yt-dlp instance writing into `dest_dir`: extract, then (if still wanted) download."""
+class _BoundedYoutubeDL(yt_dlp.YoutubeDL):  # type: ignore[misc]  # yt-dlp is untyped
+    """yt-dlp with every whole-body read (a page, a manifest: `read()` with no size) cut at MAX_PAGE_BYTES.
+    Media downloads read in blocks, so they are not affected; their bytes are counted by the progress hook."""
 
-    def __init__(self, dest_dir: Path, options: DownloadOptions, on_progress: ProgressHook | None = None) -> None:
+    def urlopen(self, req: Any) -> Any:
+        response = super().urlopen(req)
+        # The class's own read, and a weak reference: the response must not hold itself alive through its reader.
+        read_some, reference, url = type(response).read, weakref.ref(response), response.url
+
+        def read_bounded(amt: int | None = None) -> bytes:
+            this = reference()
+            assert this is not None
+            if amt is not None and amt >= 0:
+                return bytes(read_some(this, amt))
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := read_some(this, 64 * 1024):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_PAGE_BYTES:
+                    this.close()
+                    raise LimitError(
+                        f"{url} sent more than {MAX_PAGE_BYTES // 2**20} MB of page data (it is not a video file, and "
+                        "no video page is that large), so it was not read further. Pass a direct link to a video file "
+                        "or the page of a single video."
+                    )
+            return b"".join(chunks)
+
+        response.read = read_bounded
+        return response
+
+
+class YtdlpSession:
+    """One yt-dlp instance writing into `dest_dir`: extract, then (if still wanted) download.
+
+    Used as a context manager, in the thread that fetches: the fetch's connections are watched from `__enter__`
+    to `__exit__`, and cut when `cancel` is set or `options.deadline_s` passes.
+    """
+
+    def __init__(
+        self,
+        dest_dir: Path,
+        options: DownloadOptions,
+        on_progress: ProgressHook | None = None,
+        cancel: CancelToken | None = None,
+    ) -> None:
         self._options = options
+        self._cancel = cancel
+        self._watch = ConnectionWatch()
+        self._open = ExitStack()
 
         def hook(status: dict[str, Any]) -> None:
-            if on_progress is not None and status.get("status") == "downloading":
+            if cancel is not None:
+                cancel.check()
+            if status.get("status") != "downloading":
+                return
+            done = int(status.get("downloaded_bytes") or 0)
+            if options.max_bytes is not None and done > options.max_bytes:
+                raise _over_size_limit(status.get("filename") or "the video", options.max_bytes, "counted as it arrived")
+            if on_progress is not None:
                 total = status.get("total_bytes") or status.get("total_bytes_estimate")
-                on_progress(int(status.get("downloaded_bytes") or 0), int(total) if total else None)
+                on_progress(done, int(total) if total else None)
 
         params: dict[str, Any] = {
             "format": VIDEO_FORMAT,
@@ -118,16 +187,25 @@ class YtdlpSession:
                 "subtitleslangs": [options.subtitle_language, f"{re.escape(options.subtitle_language)}-.*"],
                 "subtitlesformat": "vtt/srt/best",
             }
-        self._ydl = yt_dlp.YoutubeDL(params)
+        self._ydl = _BoundedYoutubeDL(params)
 
     def __enter__(self) -> YtdlpSession:
+        self._open.enter_context(self._watch.watching())
+        if self._cancel is not None:
+            self._open.enter_context(self._cancel.on_cancel(lambda: self._watch.cut(_CANCELLED)))
+        if self._options.deadline_s is not None:
+            timer = threading.Timer(self._options.deadline_s, self._watch.cut, args=(_DEADLINE,))
+            timer.daemon = True
+            timer.start()
+            self._open.callback(timer.cancel)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._ydl.close()
+        self._open.close()
 
     def extract(self, url: str) -> VideoMetadata:
-        with _explained(url, self._options):
+        with self._explained(url):
             info = self._ydl.extract_info(url, download=False)
         if info is None:
             raise DownloadError(f"yt-dlp found nothing to download at {url}. Check that the URL points to a video.")
@@ -149,17 +227,14 @@ class YtdlpSession:
         )
 
     def download(self, metadata: VideoMetadata) -> DownloadedVideo:
-        with _explained(metadata.url, self._options):
+        with self._explained(metadata.url):
             info = self._ydl.process_ie_result(dict(metadata.raw), download=True)
         requested = info.get("requested_downloads") or []
         filepath = requested[0].get("filepath") if requested else None
         if not filepath or not Path(filepath).is_file():
             if self._options.max_bytes is not None:
                 # yt-dlp skips a file over max_filesize without an error: the path just never appears.
-                raise LimitError(
-                    f"The video at {metadata.url} is larger than the download limit of "
-                    f"{self._options.max_bytes / 2**20:.0f} MB. Raise --max-download-mb to fetch it."
-                )
+                raise _over_size_limit(metadata.url, self._options.max_bytes, "by the size the server announced")
             raise DownloadError(f"yt-dlp reported no downloaded file for {metadata.url}.")
         subtitles = None
         for track in (info.get("requested_subtitles") or {}).values():
@@ -169,13 +244,33 @@ class YtdlpSession:
                 break
         return DownloadedVideo(path=Path(filepath), subtitles=subtitles)
 
+    @contextmanager
+    def _explained(self, url: str) -> Iterator[None]:
+        """yt-dlp's failures as errors that say what to change; a cut watch says why the connections went."""
+        try:
+            yield
+        except Exception as exc:
+            reason = self._watch.reason
+            if reason == _CANCELLED or any(isinstance(cause, Cancelled) for cause in _causes(exc)):
+                raise Cancelled(_CANCELLED) from exc
+            if reason == _DEADLINE:
+                raise LimitError(
+                    f"Fetching {url} took longer than {self._options.deadline_s:g} s, so it was stopped and nothing "
+                    "was kept. The server may be very slow, or send data a trickle at a time; raise "
+                    "--download-deadline-s to wait longer."
+                ) from exc
+            if isinstance(exc, VideoToolError):
+                raise
+            if isinstance(exc, yt_dlp.utils.DownloadError):
+                raise _explain(url, exc, self._options) from exc
+            raise
 
-@contextmanager
-def _explained(url: str, options: DownloadOptions) -> Iterator[None]:
-    try:
-        yield
-    except yt_dlp.utils.DownloadError as exc:
-        raise _explain(url, exc, options) from exc
+
+def _over_size_limit(what: str, limit: int, how: str) -> LimitError:
+    return LimitError(
+        f"{what} is larger than the download limit of {limit / 2**20:g} MB ({how}), so the download was stopped and "
+        "nothing was kept. Raise --max-download-mb to fetch it."
+    )
 
 
 _SHORT_READ = re.compile(r"Downloaded (\d+) bytes, expected (\d+) bytes")
@@ -193,6 +288,8 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
     def found(*kinds: type[BaseException]) -> BaseException | None:
         return next((c for c in causes if isinstance(c, kinds)), None)
 
+    if isinstance(limit := found(VideoToolError), VideoToolError):
+        return limit
     if (blocked := found(NonPublicAddressError)) is not None:
         return SourceError(
             f"Refused {url}: it led to {str(blocked).removeprefix('connection to ')}, and this server fetches "
@@ -200,6 +297,11 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
         )
     if isinstance(http := found(HTTPError), HTTPError):
         http.response.close()  # the error holds the open response; ours outlives it in the cause chain
+        if 300 <= http.status < 400:
+            return DownloadError(
+                f"{host} kept redirecting {url} (HTTP {http.status}): a redirect loop, or more redirects than a "
+                "client follows. Open the URL in a browser to find where the video really is, and pass that URL."
+            )
         if http.status in (401, 403) and options.cookies is None:
             return DownloadError(
                 f"{host} answered HTTP {http.status} for {url}: the video needs a login. Start the server "
@@ -207,7 +309,8 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
             )
         return DownloadError(
             f"{host} answered HTTP {http.status} {http.reason or ''}".rstrip()
-            + f" for {url}. Check that the URL is right and the video is public."
+            + f" for {url}. Check that the URL is right and the video is public.",
+            retryable=http.status in (408, 429) or http.status >= 500,
         )
     if found(UnsupportedError) is not None:
         return DownloadError(
@@ -221,7 +324,9 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
     if found(TimeoutError) is not None:
         return _timed_out(host, url, options)
     if isinstance(transport := found(TransportError), TransportError):
-        return DownloadError(f"Could not reach {host} ({transport.msg or transport}). Check the URL and the network.")
+        return DownloadError(
+            f"Could not reach {host} ({transport.msg or transport}). Check the URL and the network.", retryable=True
+        )
     if _NEEDS_LOGIN.search(message):
         hint = (
             "The cookies given with --cookies were not enough: export them again from a browser signed in to the site."
@@ -242,14 +347,16 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
 def _timed_out(host: str, url: str, options: DownloadOptions) -> DownloadError:
     return DownloadError(
         f"{host} did not answer within {options.timeout_s:g} s for {url}, even after {options.retries} retries. "
-        "Try again later, or raise --download-timeout-s."
+        "Try again later, or raise --download-timeout-s.",
+        retryable=True,
     )
 
 
 def _dropped(host: str, url: str, detail: str = "") -> DownloadError:
     return DownloadError(
         f"The connection to {host} dropped before {url} was complete{detail}, even after retries; "
-        "nothing was kept. Try again, or check the server."
+        "nothing was kept. Try again, or check the server.",
+        retryable=True,
     )
 
 

@@ -84,6 +84,9 @@ class VideoLanguageBackend(ABC):
     prefill_dtype: str | None
     endpoint: str | None = None
     """host:port of a remote engine."""
+    special_tokens: frozenset[str] = frozenset()
+    """Spellings the model's tokenizer reads as control tokens, beyond `untrusted.GENERIC_MARKERS`: untrusted text
+    has them broken before it reaches the prompt."""
 
     def __init__(self, max_concurrency: int = 1) -> None:
         self._turns = Turns(max_concurrency)

@@ -26,6 +26,8 @@ class BackendConfig:
     request_timeout_s: float = 120.0
     request_retries: int = 2
     max_concurrent_requests: int = 8
+    prefix_cache_gb: float | None = None
+    """Memory for follow-ups' prefix reuse (in process); None sizes it from the device."""
 
 
 class LazyBackend:
@@ -70,4 +72,6 @@ class LazyBackend:
             return remote
         from tools.backends.transformers import TransformersBackend
 
-        return TransformersBackend.load(config.model or DEFAULT_MODEL, config.device, config.dtype)
+        return TransformersBackend.load(
+            config.model or DEFAULT_MODEL, config.device, config.dtype, prefix_cache_gb=config.prefix_cache_gb
+        )

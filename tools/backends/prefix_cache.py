@@ -22,14 +22,16 @@ class PrefixCache:
         self._bytes -= entry[1]
         return entry[0]
 
-    def put(self, key: str, cache: Any, size: int) -> None:
+    def put(self, key: str, cache: Any, size: int) -> bool:
+        """Keep the cache (evicting older ones); False when it alone is larger than the whole budget."""
         if size > self.max_bytes:
-            return
+            return False
         self._entries[key] = (cache, size)
         self._bytes += size
         while self._bytes > self.max_bytes:
             _, (_, evicted) = self._entries.popitem(last=False)
             self._bytes -= evicted
+        return True
 
 
 def cache_bytes(cache: Any) -> int:

@@ -144,7 +144,8 @@ class RemoteBackend(VideoLanguageBackend):
         if finish_reason is None:
             raise ModelError(
                 f"The endpoint {self.endpoint} ended its answer without saying why it stopped (an empty or malformed "
-                "response). Check the serving engine's log; the call can be retried."
+                "response). Check the serving engine's log; the call can be retried.",
+                retryable=True,
             )
         generated = int(usage.completion_tokens) if usage is not None else len(pieces)
         details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
@@ -166,12 +167,14 @@ class RemoteBackend(VideoLanguageBackend):
         except openai.APITimeoutError as exc:
             raise ModelError(
                 f"{where} did not answer within {self._timeout_s:g} s while {doing}, even after retries. Try again "
-                "later, or raise --request-timeout-s."
+                "later, or raise --request-timeout-s.",
+                retryable=True,
             ) from exc
         except openai.APIConnectionError as exc:
             raise ModelError(
                 f"{where} could not be reached, or dropped the connection, while {doing} ({_reason(exc)}). Check "
-                "that the engine is running; the call can be retried."
+                "that the engine is running; the call can be retried.",
+                retryable=True,
             ) from exc
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ModelError(
@@ -194,17 +197,20 @@ class RemoteBackend(VideoLanguageBackend):
         except openai.RateLimitError as exc:
             raise ModelError(
                 f"{where} is overloaded (HTTP 429) even after retries. Try again later, or lower "
-                "--max-concurrent-requests."
+                "--max-concurrent-requests.",
+                retryable=True,
             ) from exc
         except openai.APIStatusError as exc:
             raise ModelError(
                 f"{where} failed with HTTP {exc.status_code} while {doing} ({_body(exc)}), even after retries. "
-                "Check the serving engine's log; the call can be retried."
+                "Check the serving engine's log; the call can be retried.",
+                retryable=exc.status_code >= 500,
             ) from exc
         except (openai.APIError, ValueError) as exc:
             raise ModelError(
                 f"{where} sent a malformed response while {doing} ({_reason(exc)}). Check that it is an "
-                "OpenAI-compatible server; the call can be retried."
+                "OpenAI-compatible server; the call can be retried.",
+                retryable=True,
             ) from exc
 
 

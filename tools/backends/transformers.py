@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import logging
+import os
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -77,6 +78,64 @@ def _attention(device: str) -> str:
     return "sdpa"
 
 
+def prefix_cache_budget(device: str) -> int:
+    """Bytes for follow-ups' prefixes: half the accelerator memory still free once the model is loaded (the rest is
+    for activations), or a quarter of the available RAM on CPU. The 7b model's cache takes 512 KiB a token in bf16,
+    so a fixed few GB would hold only a handful of frames there."""
+    import torch
+
+    if device == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return int(free * 0.5)
+    if device == "xpu":
+        free, _ = torch.xpu.mem_get_info()
+        return int(free * 0.5)
+    if device == "mps":
+        return int(torch.mps.recommended_max_memory() * 0.25)
+    return int(available_ram() * 0.25)
+
+
+def available_ram() -> int:
+    """RAM available to new allocations (Linux's MemAvailable), else the physical total."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _match_processor_to_model(processor: Any, config: Any, model_id: str) -> None:
+    """Make the processor expand each image into as many tokens as the model's vision tower gives features.
+
+    Older revisions of the llava-interleave checkpoints ship a processor config that lacks the patch size or the
+    feature strategy, or says "default" where the model uses "full"; the model's own config is what decides how
+    many features a frame yields, so its values win. A processor that still cannot be matched is refused with the
+    fix, instead of failing on the first call with a count mismatch.
+    """
+    vision = config.vision_config
+    strategy = config.vision_feature_select_strategy
+    if getattr(processor, "patch_size", None) is None:
+        processor.patch_size = vision.patch_size
+    if getattr(processor, "vision_feature_select_strategy", None) != strategy:
+        processor.vision_feature_select_strategy = strategy
+    if getattr(processor, "num_additional_image_tokens", None) is None:
+        processor.num_additional_image_tokens = 0
+    size = getattr(getattr(processor, "image_processor", None), "size", None) or {}
+    side = size.get("shortest_edge") or size.get("height")
+    if side != vision.image_size or processor.patch_size != vision.patch_size:
+        raise ModelError(
+            f"The processor files in {model_id} do not match its model (images of {side} px in {processor.patch_size} "
+            f"px patches, but the vision tower takes {vision.image_size} px in {vision.patch_size} px patches). "
+            "The model folder is from an older or mixed revision: download it again, e.g. `hf download "
+            f"{DEFAULT_MODEL} --local-dir FOLDER`, and pass --model FOLDER."
+        )
+
+
 def _load_hint(model_id: str) -> str:
     return (
         f"Set --model (or LLAVA_VIDEO_MCP_MODEL) to a llava-interleave hub id such as {DEFAULT_MODEL} "
@@ -120,9 +179,15 @@ class TransformersBackend(VideoLanguageBackend):
             model.set_attn_implementation(attention.register())
         self.dtype = str(model.dtype).removeprefix("torch.")
         self.prefill_dtype = str(prefill_dtype or model.dtype).removeprefix("torch.")
+        tokenizer = processor.tokenizer
+        self.special_tokens = frozenset(tokenizer.all_special_tokens) | frozenset(
+            str(token) for token in tokenizer.get_added_vocab()
+        )
 
     @classmethod
-    def load(cls, model_id: str, device: str = "auto", dtype: str = "auto") -> TransformersBackend:
+    def load(
+        cls, model_id: str, device: str = "auto", dtype: str = "auto", *, prefix_cache_gb: float | None = None
+    ) -> TransformersBackend:
         """Load from a hub id or a local folder; raise ModelError with a fix when that fails."""
         # transformers is only partly typed: everything from it is handled as Any here.
         hf: Any = importlib.import_module("transformers")
@@ -153,10 +218,20 @@ class TransformersBackend(VideoLanguageBackend):
         except (OSError, ValueError, KeyError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"Could not load the model '{model_id}': {reason}. {_load_hint(model_id)}") from exc
+        _match_processor_to_model(processor, model.config, model_id)
         model.to(chosen_device)
         model.eval()
         log.info("loaded %s on %s (%s) in %.1f s", model_id, chosen_device, model.dtype, time.perf_counter() - started)
-        return cls(model, processor, model_id, chosen_device, prefill_dtype=mixed_prefill_dtype(dtype))
+        budget = int(prefix_cache_gb * 2**30) if prefix_cache_gb is not None else prefix_cache_budget(chosen_device)
+        log.info("prefix cache for follow-up questions: %.1f GB (--prefix-cache-gb)", budget / 2**30)
+        return cls(
+            model,
+            processor,
+            model_id,
+            chosen_device,
+            prefill_dtype=mixed_prefill_dtype(dtype),
+            prefix_cache_bytes=budget,
+        )
 
     def _render(self, prompt: Prompt) -> str:
         """The prompt as text, from the processor's own chat template, one image entry per frame."""
@@ -275,7 +350,15 @@ class TransformersBackend(VideoLanguageBackend):
             )
         finally:
             cache.crop(prefix_length - int(cache.get_seq_length()))
-            self._prefixes.put(key, cache, cache_bytes(cache))
+            size = cache_bytes(cache)
+            if not self._prefixes.put(key, cache, size):
+                log.warning(
+                    "the frames' attention state (%d tokens, %.1f GB) is larger than the prefix cache (%.1f GB): "
+                    "follow-up questions about these frames will read them again. Raise --prefix-cache-gb to keep it.",
+                    prefix_length,
+                    size / 2**30,
+                    self._prefixes.max_bytes / 2**30,
+                )
         return _Output(sequences, reused)
 
     def _prefill(
