@@ -163,6 +163,14 @@ def test_download_size_limit(tmp_path: Path, site: LoopbackServer) -> None:
     assert entries(tmp_path) == []
 
 
+def test_download_size_limit_counts_hls_fragments(tmp_path: Path, site: LoopbackServer) -> None:
+    # A playlist states no size: only the bytes of the fragments as they arrive can stop it.
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_download_bytes=20_000))
+    with pytest.raises(LimitError, match=r"larger than the download limit of 0.0190735 MB \(counted as it arrived\)"):
+        fetcher.fetch(site.url("master.m3u8"))
+    assert entries(tmp_path) == []
+
+
 def test_slow_server_times_out_with_the_flag_named(tmp_path: Path, site: LoopbackServer) -> None:
     site.stall_s["/clip.mp4"] = 3
     fetcher = VideoFetcher(tmp_path, FetchPolicy(download_timeout_s=0.5, download_retries=0))

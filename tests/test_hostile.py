@@ -297,6 +297,13 @@ def old_model_dirs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -
             config.pop("vision_feature_select_strategy", None)
         config_path.write_text(json.dumps(config))
         folders[name] = folder
+    # The oldest layout: no processor_config.json at all, the image processor's settings in preprocessor_config.json.
+    bare = root / "no-processor-config"
+    shutil.copytree(tiny_model, bare)
+    image_processor = json.loads((bare / "processor_config.json").read_text())["image_processor"]
+    (bare / "preprocessor_config.json").write_text(json.dumps(image_processor))
+    (bare / "processor_config.json").unlink()
+    folders["no-processor-config"] = bare
     mismatched = root / "mismatched"
     build_llava(mismatched)
     config_path = mismatched / "processor_config.json"
@@ -307,7 +314,7 @@ def old_model_dirs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     return folders
 
 
-@pytest.mark.parametrize("name", ["default-strategy", "no-patch-size"])
+@pytest.mark.parametrize("name", ["default-strategy", "no-patch-size", "no-processor-config"])
 def test_older_processor_configs_are_read_from_the_model(
     name: str, old_model_dirs: dict[str, Path], tiny_model: Path, h264_mp4: Path
 ) -> None:

@@ -133,6 +133,9 @@ async def test_http_transport_is_locked_down_by_default(
         outside = await client.call_tool("describe_video", {"source": str(h264_mp4)})
         assert outside.is_error
         assert "outside the folders this server may read" in str(outside.content)
+        missing = await client.call_tool("describe_video", {"source": str(h264_mp4.with_name("nothing-here.mp4"))})
+        # A refusal outside the folders reads the same whether or not the file exists there.
+        assert str(missing.content).replace("nothing-here", "clip") == str(outside.content)
         inside = await client.call_tool(
             "describe_video", {"source": str(allowed / "clip.mp4"), "num_frames": 2, "max_new_tokens": 2}
         )

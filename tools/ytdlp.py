@@ -12,8 +12,11 @@ Nothing a server sends may make this process read, write or wait without bound:
 - a page, manifest or API answer that yt-dlp reads whole (to look for a video in it) is cut at `MAX_PAGE_BYTES`;
 - the bytes actually written are counted as they arrive (direct files, HLS and DASH fragments alike), so
   `max_bytes` holds without a Content-Length, for chunked and endless bodies too;
-- the whole fetch has a deadline, and cancelling the call stops it: both shut the fetch's sockets down
-  (`netguard.ConnectionWatch`), which also ends a read blocked on a server that drips a byte at a time.
+- the whole fetch has a deadline, and cancelling the call stops it.
+
+Each of these stops a fetch by shutting its sockets down (`netguard.ConnectionWatch`): that also ends a read
+blocked on a server that drips a byte at a time, and yt-dlp then fails as on a network error, cleaning up after
+itself; the reason the watch was cut decides the error the caller gets.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from tools.netguard import ConnectionWatch, NonPublicAddressError
 
 MAX_PAGE_BYTES = 8 * 2**20
 """Most read from a page, manifest or API answer: real ones are far smaller; an endless one stops here."""
-_CANCELLED, _DEADLINE = "the call was cancelled", "the download deadline passed"
+_CANCELLED, _DEADLINE, _TOO_LARGE = "the call was cancelled", "the download deadline passed", "over the size limit"
 
 log = logging.getLogger(__name__)
 
@@ -146,16 +149,21 @@ class YtdlpSession:
         self._cancel = cancel
         self._watch = ConnectionWatch()
         self._open = ExitStack()
+        self._too_large: LimitError | None = None
+        self._url = "the video"
 
         def hook(status: dict[str, Any]) -> None:
-            if cancel is not None:
-                cancel.check()
             if status.get("status") != "downloading":
                 return
             done = int(status.get("downloaded_bytes") or 0)
             if options.max_bytes is not None and done > options.max_bytes:
-                raise _over_size_limit(status.get("filename") or "the video", options.max_bytes, "counted as it arrived")
-            if on_progress is not None:
+                # Stopped by cutting the connections rather than by raising here: yt-dlp's downloaders then fail
+                # the way they fail on a network error, closing their files (the HLS and DASH ones would catch an
+                # exception from a hook per fragment, and leave the fragment's file open).
+                if self._too_large is None:
+                    self._too_large = _over_size_limit(self._url, options.max_bytes, "counted as it arrived")
+                self._watch.cut(_TOO_LARGE)
+            elif on_progress is not None:
                 total = status.get("total_bytes") or status.get("total_bytes_estimate")
                 on_progress(done, int(total) if total else None)
 
@@ -205,6 +213,7 @@ class YtdlpSession:
         self._open.close()
 
     def extract(self, url: str) -> VideoMetadata:
+        self._url = url
         with self._explained(url):
             info = self._ydl.extract_info(url, download=False)
         if info is None:
@@ -227,6 +236,10 @@ class YtdlpSession:
         )
 
     def download(self, metadata: VideoMetadata) -> DownloadedVideo:
+        if str(metadata.raw.get("protocol") or "http") not in ("http", "https"):
+            # yt-dlp would check max_filesize against each fragment of an HLS or DASH stream, and skip the large
+            # ones in silence; the byte count of the progress hook holds the limit for the stream as a whole.
+            self._ydl.params["max_filesize"] = None
         with self._explained(metadata.url):
             info = self._ydl.process_ie_result(dict(metadata.raw), download=True)
         requested = info.get("requested_downloads") or []
@@ -246,24 +259,35 @@ class YtdlpSession:
 
     @contextmanager
     def _explained(self, url: str) -> Iterator[None]:
-        """yt-dlp's failures as errors that say what to change; a cut watch says why the connections went."""
+        """yt-dlp's failures as errors that say what to change. A cut watch says why the connections went, also
+        when yt-dlp carried on without them (it skips fragments it cannot fetch) and reported success."""
         try:
             yield
         except Exception as exc:
-            reason = self._watch.reason
-            if reason == _CANCELLED or any(isinstance(cause, Cancelled) for cause in _causes(exc)):
-                raise Cancelled(_CANCELLED) from exc
-            if reason == _DEADLINE:
-                raise LimitError(
-                    f"Fetching {url} took longer than {self._options.deadline_s:g} s, so it was stopped and nothing "
-                    "was kept. The server may be very slow, or send data a trickle at a time; raise "
-                    "--download-deadline-s to wait longer."
-                ) from exc
+            if (stopped := self._stopped(url, exc)) is not None:
+                raise stopped from exc
             if isinstance(exc, VideoToolError):
                 raise
             if isinstance(exc, yt_dlp.utils.DownloadError):
                 raise _explain(url, exc, self._options) from exc
             raise
+        if (stopped := self._stopped(url, None)) is not None:
+            raise stopped
+
+    def _stopped(self, url: str, exc: Exception | None) -> Exception | None:
+        """The error for a fetch this process stopped: cancelled, over the size limit, or past its deadline."""
+        reason = self._watch.reason
+        if reason == _CANCELLED or (exc is not None and any(isinstance(c, Cancelled) for c in _causes(exc))):
+            return Cancelled(_CANCELLED)
+        if reason == _TOO_LARGE and self._too_large is not None:
+            return self._too_large
+        if reason == _DEADLINE:
+            return LimitError(
+                f"Fetching {url} took longer than {self._options.deadline_s:g} s, so it was stopped and nothing was "
+                "kept. The server may be very slow, or send data a trickle at a time; raise --download-deadline-s to "
+                "wait longer."
+            )
+        return None
 
 
 def _over_size_limit(what: str, limit: int, how: str) -> LimitError:
