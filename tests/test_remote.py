@@ -248,6 +248,10 @@ ERROR_STATUS = {
         (Script(chat_status=401, chat_body=ERROR_STATUS[401]), "Set the environment variable LLAVA_VIDEO_MCP_API_KEY"),
         (Script(chat_status=403, chat_body=ERROR_STATUS[403]), "LLAVA_VIDEO_MCP_API_KEY"),
         (Script(chat_status=429, chat_body=ERROR_STATUS[429]), "overloaded (HTTP 429) even after retries"),
+        (
+            Script(chat_status=404, chat_body={"error": {"message": "model not found"}}, models=["another-model"]),
+            "may no longer be served (it serves: another-model)",
+        ),
         (Script(chat_status=503, chat_body=ERROR_STATUS[503]), "failed with HTTP 503"),
         (
             Script(

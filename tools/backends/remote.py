@@ -158,6 +158,9 @@ class RemoteBackend(VideoLanguageBackend):
             reused_tokens=int(cached or 0),
         )
 
+    def _served_now(self) -> str:
+        return _served_now_of(self._client)
+
     @contextmanager
     def _explained(self, doing: str) -> Iterator[None]:
         """Turn the SDK's typed errors (raised after its own retries) into errors that say what to change."""
@@ -184,7 +187,7 @@ class RemoteBackend(VideoLanguageBackend):
         except openai.NotFoundError as exc:
             raise ModelError(
                 f"{where} answered 404 while {doing} ({_body(exc)}): the model '{self.model_id}' may no longer be "
-                "served, or the URL lacks its /v1 suffix. Check --endpoint and --model."
+                f"served ({self._served_now()}), or the URL lacks its /v1 suffix. Check --endpoint and --model."
             ) from exc
         except openai.BadRequestError as exc:
             detail = _body(exc)
@@ -212,6 +215,14 @@ class RemoteBackend(VideoLanguageBackend):
                 "OpenAI-compatible server; the call can be retried.",
                 retryable=True,
             ) from exc
+
+
+def _served_now_of(client: openai.OpenAI) -> str:
+    try:
+        served = [entry.id for entry in client.models.list()]
+    except openai.OpenAIError:
+        return "the list of served models is not available either"
+    return "it serves: " + ", ".join(served) if served else "it serves no model"
 
 
 def _reason(exc: BaseException) -> str:
