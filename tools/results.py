@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 
 class FrameInfo(BaseModel):
@@ -68,7 +68,8 @@ class Timings(BaseModel):
 
 class TokenCounts(BaseModel):
     prompt: int | None = Field(
-        description="Tokens in the model's input, image tokens included; null when a remote engine does not say."
+        default=None,
+        description="Tokens in the model's input, image tokens included; absent when a remote engine does not say.",
     )
     generated: int = Field(description="New tokens the model generated.")
     reused: int = Field(
@@ -90,3 +91,13 @@ class VideoAnswer(BaseModel):
     stopped_by_token_limit: bool = Field(
         description="True when generation hit max_new_tokens, so the answer may be cut short."
     )
+    _images: list[bytes] = PrivateAttr(default_factory=list)
+
+    @property
+    def images(self) -> list[bytes]:
+        """JPEGs of the frames the model saw, when asked for (`evidence`): sent as images, not in the JSON."""
+        return self._images
+
+    def with_images(self, images: list[bytes]) -> VideoAnswer:
+        self._images = images
+        return self

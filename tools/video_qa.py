@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Literal
 
 from tools.backends.base import InferenceProgress, ModelProvider, Prompt
 from tools.cancel import CancelToken
 from tools.errors import LimitError
+from tools.evidence import LabelledFrame, contact_sheet, frame_images, label
 from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
 from tools.sources import LocalVideo, VideoFetcher
@@ -51,6 +53,19 @@ class VideoRequest:
 
 
 @dataclass(frozen=True)
+class Clip:
+    """A source for compare_videos, optionally restricted to a time range of its own."""
+
+    source: str
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+Evidence = Literal["none", "sheet", "frames"]
+"""Images of the frames the model saw, returned with the answer: none, one contact sheet, or one per frame."""
+
+
+@dataclass(frozen=True)
 class TranscriptOptions:
     include: bool = True
     language: str = "en"
@@ -74,25 +89,31 @@ class VideoQA:
         keyframes_only: bool = False,
         transcript: TranscriptOptions = TranscriptOptions(),
         max_new_tokens: int = 256,
+        evidence: Evidence = "none",
         progress: Progress = _no_progress,
         cancel: CancelToken | None = None,
     ) -> VideoAnswer:
-        """Answer a question about one video, or describe it when no question is given."""
+        """Answer a question about one video, or describe it when no question is given.
+
+        With `evidence`, the result's `images` hold JPEGs of the frames the model saw (see `tools.evidence`)."""
         plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, FRAME_SIDE)
-        return self._answer([VideoRequest(source, plan)], question, transcript, max_new_tokens, progress, cancel)
+        requests = [VideoRequest(source, plan)]
+        return self._answer(requests, question, transcript, max_new_tokens, evidence, progress, cancel)
 
     def compare(
         self,
-        sources: Sequence[str],
+        sources: Sequence[str | Clip],
         question: str,
         *,
         frames_per_video: int = 6,
         transcript: TranscriptOptions = TranscriptOptions(),
         max_new_tokens: int = 256,
+        evidence: Evidence = "none",
         progress: Progress = _no_progress,
         cancel: CancelToken | None = None,
     ) -> VideoAnswer:
-        """Answer one question across 2 to 4 videos, all their frames in one model context."""
+        """Answer one question across 2 to 4 videos, all their frames in one model context; each source may be a
+        `Clip` with a time range of its own."""
         if not MIN_VIDEOS <= len(sources) <= MAX_VIDEOS:
             raise LimitError(f"compare_videos takes {MIN_VIDEOS} to {MAX_VIDEOS} sources; got {len(sources)}.")
         if len(sources) * frames_per_video > MAX_FRAMES:
@@ -102,9 +123,12 @@ class VideoQA:
             )
         if clean_question(question) is None:
             raise LimitError("compare_videos needs a question, e.g. 'What differs between these videos?'.")
-        plan = SamplingPlan(frames_per_video, min_side=FRAME_SIDE)
-        requests = [VideoRequest(s, plan) for s in sources]
-        return self._answer(requests, question, transcript, max_new_tokens, progress, cancel)
+        clips = [source if isinstance(source, Clip) else Clip(source) for source in sources]
+        requests = [
+            VideoRequest(clip.source, SamplingPlan(frames_per_video, clip.start_s, clip.end_s, min_side=FRAME_SIDE))
+            for clip in clips
+        ]
+        return self._answer(requests, question, transcript, max_new_tokens, evidence, progress, cancel)
 
     def _answer(
         self,
@@ -112,6 +136,7 @@ class VideoQA:
         question: str | None,
         transcript: TranscriptOptions,
         max_new_tokens: int,
+        evidence: Evidence,
         progress: Progress,
         cancel: CancelToken | None,
     ) -> VideoAnswer:
@@ -174,21 +199,21 @@ class VideoQA:
         for video, sample, hit, cues in zip(local, sampled, from_cache, transcripts, strict=True):
             frames = []
             for frame in sample.frames:
-                frames.append(FrameInfo(index=index, timestamp_s=round(frame.timestamp_s, 6)))
+                frames.append(FrameInfo(index=index, timestamp_s=round(frame.timestamp_s, 3)))
                 index += 1
             videos.append(
                 VideoInfo(
                     source=video.source,
                     title=video.title,
-                    duration_s=round(sample.info.duration_s, 6),
-                    fps=sample.info.fps,
+                    duration_s=round(sample.info.duration_s, 3),
+                    fps=round(sample.info.fps, 3) if sample.info.fps else None,
                     width=sample.info.width,
                     height=sample.info.height,
                     codec=sample.info.codec,
                     frame_count=sample.info.frame_count,
                     from_cache=video.from_cache,
-                    start_s=sample.start_s,
-                    end_s=sample.end_s,
+                    start_s=round(sample.start_s, 3),
+                    end_s=round(sample.end_s, 3),
                     frames_requested=sample.frames_requested,
                     frames=frames,
                     frames_from_cache=hit,
@@ -198,7 +223,7 @@ class VideoQA:
                     else None,
                 )
             )
-        return VideoAnswer(
+        answer = VideoAnswer(
             answer=generation.text,
             question=asked,
             videos=videos,
@@ -210,12 +235,12 @@ class VideoQA:
                 prefill_dtype=backend.prefill_dtype,
             ),
             timings=Timings(
-                fetch_s=sum(v.fetch_s for v in local),
-                decode_s=decode_s,
-                model_load_s=load_s,
-                queue_s=generation.queue_s,
-                inference_s=inference_s - generation.queue_s,
-                total_s=time.perf_counter() - started,
+                fetch_s=round(sum(v.fetch_s for v in local), 3),
+                decode_s=round(decode_s, 3),
+                model_load_s=round(load_s, 3),
+                queue_s=round(generation.queue_s, 3),
+                inference_s=round(inference_s - generation.queue_s, 3),
+                total_s=round(time.perf_counter() - started, 3),
             ),
             tokens=TokenCounts(
                 prompt=generation.prompt_tokens,
@@ -224,6 +249,22 @@ class VideoQA:
             ),
             stopped_by_token_limit=generation.hit_token_limit,
         )
+        return answer.with_images(_evidence(sampled, evidence))
+
+
+def _evidence(sampled: Sequence[SampledVideo], evidence: Evidence) -> list[bytes]:
+    """JPEGs of the frames the model saw (the same decoded images), each labelled with its reported timestamp."""
+    if evidence == "none":
+        return []
+    several = len(sampled) > 1
+    frames = [
+        LabelledFrame(frame.image, label(round(frame.timestamp_s, 3), number if several else None))
+        for number, sample in enumerate(sampled, 1)
+        for frame in sample.frames
+    ]
+    if evidence == "sheet":
+        return [contact_sheet(frames)[0]]
+    return frame_images(frames)
 
 
 def _model_progress(progress: Progress, step: int, stages: int) -> InferenceProgress:
@@ -254,10 +295,16 @@ def _download_progress(progress: Progress, step: int, stages: int, number: int) 
             return
         last_report = now
         fraction = min(done / total, 1.0) if total else 0.0
-        size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+        size = f"{_size(done)} of {_size(total)}" if total else _size(done)
         progress(step + fraction, stages, f"Downloading video {number}: {size}")
 
     return report
+
+
+def _size(count: int) -> str:
+    if count < 1_000_000:
+        return f"{count / 1000:.0f} KB"
+    return f"{count / 1e6:.1f} MB"
 
 
 def _transcript_cues(video: LocalVideo, sample: SampledVideo, budget: int) -> list[Cue]:

@@ -112,6 +112,10 @@ class VideoLanguageBackend(ABC):
             generation = self.generate(prompt, max_new_tokens, on_progress, token)
         return replace(generation, queue_s=queue_s)
 
+    def close(self) -> None:
+        """Release what the backend holds open (a remote engine's connections); the in-process model has nothing."""
+        return None
+
     @abstractmethod
     def generate(
         self,
@@ -131,3 +135,5 @@ class ModelProvider(Protocol):
         """The model (or the endpoint) in words, before it is loaded."""
 
     def get(self) -> tuple[VideoLanguageBackend, float]: ...
+
+    def close(self) -> None: ...

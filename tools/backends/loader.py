@@ -55,6 +55,13 @@ class LazyBackend:
             self._backend = self._bring_up()
             return self._backend, time.perf_counter() - started
 
+    def close(self) -> None:
+        """Release the backend's open connections (at shutdown); a later call brings it up again."""
+        with self._lock:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
+
     def _bring_up(self) -> VideoLanguageBackend:
         config = self.config
         if config.endpoint:

@@ -89,6 +89,9 @@ class RemoteBackend(VideoLanguageBackend):
         )
         self.model_id = model or ""
 
+    def close(self) -> None:
+        self._client.close()
+
     def connect(self) -> None:
         """Check that the endpoint answers and serves the model (the first one it lists when none was named)."""
         with self._explained("listing the served models"):

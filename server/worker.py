@@ -1,0 +1,128 @@
+"""A tool call's blocking work in a worker thread: its progress relayed to the client, its cancellation passed in,
+and its outcome turned into the call's result.
+
+- Progress: each stage as the worker reports it, and the current stage again whenever `interval_s` passes without
+  news (a long generation, a wait in the queue), so clients whose timeouts reset on progress keep waiting. Values
+  only ever increase, as MCP requires, and are rounded to what a client can show.
+- Cancellation: when the client cancels (MCP `notifications/cancelled`, or the HTTP stream closes), the handler's
+  scope is cancelled, but a thread cannot be stopped from outside. The worker's cancel token is set instead, and
+  the work stops at its next checkpoint (a download chunk, a packet, a chunk of frames, a token); the handler waits
+  for that, so the model is free before the cancellation completes.
+- Outcome: an answer becomes a result with structured content, its compact JSON as text, and the evidence images;
+  a failure the caller can act on becomes an error result whose text says what to change and whose `_meta` says
+  whether trying again may help.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+
+from server.contract import answer_result, error_result
+from tools.cancel import Cancelled, CancelToken
+from tools.errors import VideoToolError
+from tools.results import VideoAnswer
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[Callable[[float, float, str], None], CancelToken], VideoAnswer]
+"""The blocking work: called with a progress callback (progress, total, message) and a cancel token."""
+
+_STOP_WAIT_S = 30.0
+"""Longest wait, after a cancellation, for the worker to reach its next checkpoint (it checks at least every
+token, chunk of frames, packet and download chunk, so this bound only guards against a stuck library call)."""
+
+
+class _ProgressRelay:
+    def __init__(self, ctx: Context[Any, Any], interval_s: float, cancel: CancelToken) -> None:
+        self._ctx = ctx
+        self._cancel = cancel
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._progress = 0.0
+        self._total = 1.0
+        self._message = "Starting"
+        self._stage_started = self._last_sent = time.monotonic()
+
+    def _next(self, progress: float | None, total: float | None, message: str | None) -> tuple[float, float, str]:
+        with self._lock:
+            if message is not None and message != self._message:
+                self._message = message
+                self._stage_started = time.monotonic()
+            self._total = total if total is not None else self._total
+            wanted = round(progress, 3) if progress is not None else self._progress
+            self._progress = round(max(wanted, self._progress + 0.001), 3)
+            self._last_sent = time.monotonic()
+            return self._progress, self._total, self._message
+
+    def from_worker(self, progress: float, total: float, message: str) -> None:
+        if self._cancel.cancelled:
+            return
+        log.info("%s", message)
+        value, limit, text = self._next(progress, total, message)
+        anyio.from_thread.run(functools.partial(self._ctx.report_progress, value, limit, text))
+
+    async def heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.interval_s / 4)
+            with self._lock:
+                quiet = time.monotonic() - self._last_sent >= self.interval_s
+                elapsed = time.monotonic() - self._stage_started
+            if quiet:
+                value, limit, text = self._next(None, None, None)
+                await self._ctx.report_progress(value, limit, f"{text} ({elapsed:.0f} s so far)")
+
+
+async def run_call(ctx: Context[Any, Any], tool: str, interval_s: float, work: Work) -> CallToolResult:
+    """Run `work` in a worker thread and turn its outcome into the tool's result."""
+    cancel = CancelToken()
+    relay = _ProgressRelay(ctx, interval_s, cancel)
+    finished = threading.Event()
+    outcome: list[VideoAnswer] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work(relay.from_worker, cancel))
+        except BaseException as exc:  # handed to the event loop below
+            failure.append(exc)
+        finally:
+            finished.set()
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(relay.heartbeat)
+            await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+            group.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        cancel.cancel()
+        log.info("%s cancelled by the client; stopping its work", tool)
+        with anyio.CancelScope(shield=True):
+            started = time.monotonic()
+            stopped = await anyio.to_thread.run_sync(finished.wait, _STOP_WAIT_S)
+            log.info(
+                "%s %s %.2f s after the cancellation",
+                tool,
+                "stopped" if stopped else "is still running",
+                time.monotonic() - started,
+            )
+        raise
+    if failure:
+        error = failure[0]
+        if isinstance(error, VideoToolError):
+            log.info("%s refused: %s", tool, error)
+            return error_result(str(error), retryable=error.retryable)
+        if isinstance(error, Cancelled):
+            return error_result("The call was cancelled.", retryable=True)
+        raise error
+    return answer_result(outcome[0])
