@@ -19,8 +19,9 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.auth import auth_options
 from server.contract import StrictTool
-from server.settings import Settings
+from server.settings import Settings, version
 from server.worker import run_call
 from tools.backends.loader import LazyBackend
 from tools.frames import MAX_FRAMES
@@ -111,7 +112,14 @@ def build_server(settings: Settings, provider: LazyBackend | None = None) -> MCP
             open_objects=DIAGNOSTICS,
         ),
     ]
-    return MCPServer("llava-video-mcp", instructions=INSTRUCTIONS, lifespan=lifespan, version=_version(), tools=tools)
+    return MCPServer(
+        "llava-video-mcp",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        version=version(),
+        tools=tools,
+        **auth_options(settings),
+    )
 
 
 async def describe_video(
@@ -182,12 +190,3 @@ async def compare_videos(
             cancel=cancel,
         ),
     )
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("llava-video-mcp")
-    except PackageNotFoundError:
-        return "0.0.0"

@@ -1,39 +1,68 @@
-"""Command line entry point: `llava-video-mcp` and `python -m server`."""
+"""Command line entry point: `llava-video-mcp` (and `python -m server`).
+
+With no command it runs the MCP server, as host configs expect; `describe` and `compare` answer one question from
+a shell. The heavy parts (the MCP stack, torch) are imported only when they are used, so `--help` and
+`--version` answer at once.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from server.app import build_server
-from server.settings import parse_settings
-from tools.backends.loader import LazyBackend
-from tools.errors import VideoToolError
+from server.checks import ConfigError
+from server.settings import COMMANDS, Settings, parse_command, parse_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(verbose: bool) -> None:
+    """One format for everything the process logs (the server, uvicorn, transformers, yt-dlp), on stderr: on stdio,
+    stdout carries the MCP protocol and nothing else."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True
+    )
+    if not verbose:
+        for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "filelock", "PIL", "openai", "mcp"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        for chatty in ("transformers", "huggingface_hub", "uvicorn.access"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    settings = parse_settings(argv)
-    # stdout carries the MCP protocol on stdio: every log line goes to stderr.
-    logging.basicConfig(
-        level=logging.DEBUG if settings.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    if not settings.verbose:
-        for noisy in ("httpx", "httpcore", "urllib3", "filelock", "PIL", "transformers"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-    provider = LazyBackend(settings.backend_config())
-    if settings.endpoint:
-        # A remote engine is checked before serving: a wrong URL, key or model name stops the server here.
-        try:
-            provider.get()
-        except VideoToolError as exc:
-            print(f"llava-video-mcp: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-    app = build_server(settings, provider)
-    if settings.transport == "http":
-        app.run("streamable-http", host=settings.host, port=settings.port)
-    else:
-        app.run("stdio")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in COMMANDS:
+        settings, args = parse_command(arguments)
+        configure_logging(settings.verbose)
+        if not settings.verbose:
+            logging.getLogger().setLevel(logging.WARNING)  # the progress bar says what happens
+        raise SystemExit(_exit_status(lambda: _command(settings, args, arguments[0])))
+    settings = parse_settings(arguments)
+    configure_logging(settings.verbose)
+    raise SystemExit(_exit_status(lambda: _serve(settings)))
+
+
+def _serve(settings: Settings) -> int:
+    from server.serve import serve
+
+    serve(settings)
+    return 0
+
+
+def _command(settings: Settings, args: argparse.Namespace, command: str) -> int:
+    from server.terminal import run
+
+    return run(settings, args, command)
+
+
+def _exit_status(work: Callable[[], int]) -> int:
+    """Run, turning a configuration error into one line and exit status 2, and Ctrl-C into a quiet exit."""
+    try:
+        return work()
+    except ConfigError as exc:
+        print(f"llava-video-mcp: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,4 +1,6 @@
-"""Server settings: every flag also reads an environment variable LLAVA_VIDEO_MCP_<FLAG>."""
+"""Settings of the server and of the terminal commands: every flag also reads an environment variable
+LLAVA_VIDEO_MCP_<FLAG>, and the flags that choose the model, the downloads and the safety rules are the same for
+`llava-video-mcp` (the MCP server) and `llava-video-mcp describe|compare` (one question from a shell)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from tools.backends.loader import API_KEY_VARIABLE, BackendConfig
 from tools.sources import FetchPolicy, default_cache_dir
 
 ENV_PREFIX = "LLAVA_VIDEO_MCP_"
+AUTH_TOKEN_VARIABLE = ENV_PREFIX + "AUTH_TOKEN"
 TRANSPORTS = ("stdio", "http")
+COMMANDS = ("describe", "compare")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -50,6 +54,13 @@ class Settings:
     """None: on for the HTTP transport, off for stdio (a local user fetching from their own network)."""
     allow_dirs: tuple[Path, ...] = ()
     progress_interval_s: float = 5.0
+    auth_token: str | None = field(default=None, repr=False)
+    """Bearer token HTTP clients must send: LLAVA_VIDEO_MCP_AUTH_TOKEN, or the file --auth-token-file names."""
+    auth_token_file: Path | None = None
+    trust_network: bool = False
+    """Serve HTTP on a non-loopback address without a token: only on a network where every client is trusted."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (host or host:port) clients may use beside the bound address, e.g. behind a reverse proxy."""
 
     def backend_config(self) -> BackendConfig:
         return BackendConfig(
@@ -94,20 +105,30 @@ def _flag_value(text: str | None) -> bool | None:
     raise SystemExit(f"llava-video-mcp: expected a yes/no value, got {text!r}")
 
 
-def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
+def _parser(env: Mapping[str, str], command: str | None) -> argparse.ArgumentParser:
+    """The server's parser (`command` None) or a terminal command's: the shared options, and each one's own."""
     defaults = Settings()
 
     def default(flag: str, fallback: object) -> str:
         return _env(env, flag) or str(fallback)
 
-    parser = argparse.ArgumentParser(
-        prog="llava-video-mcp",
-        description="MCP server that answers questions about videos with llava-interleave.",
-        epilog=f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG>, "
-        f"e.g. {ENV_PREFIX}MODEL or {ENV_PREFIX}CACHE_DIR; a flag on the command line wins. "
-        f"{ENV_PREFIX}ALLOW_DIR takes several folders separated by '{os.pathsep}'.",
+    epilog = (
+        f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG>, e.g. {ENV_PREFIX}MODEL or "
+        f"{ENV_PREFIX}CACHE_DIR; a flag on the command line wins. {ENV_PREFIX}ALLOW_DIR takes several folders "
+        f"separated by '{os.pathsep}'."
     )
+    if command is None:
+        parser = argparse.ArgumentParser(
+            prog="llava-video-mcp",
+            description="MCP server that answers questions about videos with llava-interleave. Also: "
+            "`llava-video-mcp describe SOURCE -q QUESTION` and `llava-video-mcp compare SOURCE SOURCE ... -q "
+            "QUESTION` answer one question from a shell (see their --help).",
+            epilog=epilog,
+        )
+    else:
+        parser = argparse.ArgumentParser(prog=f"llava-video-mcp {command}", description=_COMMAND_HELP[command])
+        _add_command_arguments(parser, command)
+    parser.add_argument("--version", action="version", version=f"llava-video-mcp {version()}")
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
@@ -235,6 +256,15 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         help="folder that local paths may come from (repeatable); without it, any local file on stdio and none "
         "over HTTP",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=_flag_value(_env(env, "verbose")) or False,
+        help="debug logs on stderr",
+    )
+    if command is not None:
+        return parser
     server = parser.add_argument_group("server")
     server.add_argument(
         "--transport",
@@ -253,13 +283,43 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         help="longest gap between progress notifications during a call (default: 5)",
     )
     server.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=_flag_value(_env(env, "verbose")) or False,
-        help="debug logs on stderr",
+        "--auth-token-file",
+        type=Path,
+        default=_env(env, "auth-token-file"),
+        help=f"file holding the bearer token HTTP clients must send (or set {AUTH_TOKEN_VARIABLE})",
     )
-    args = parser.parse_args(argv)
+    server.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        default=None,
+        help="host name clients may reach the server by, beside the bound address (repeatable), e.g. behind a "
+        "reverse proxy; Host and Origin headers are checked against them",
+    )
+    server.add_argument(
+        "--trust-network",
+        action="store_true",
+        default=_flag_value(_env(env, "trust-network")) or False,
+        help="allow serving HTTP on a non-loopback address without a token: only on a network whose every client "
+        "is trusted",
+    )
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The server's settings from its command line and environment."""
+    env = os.environ if environ is None else environ
+    return _settings(_parser(env, None).parse_args(argv), env)
+
+
+def parse_command(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    """A terminal command's settings and arguments; `argv[0]` is the command (describe or compare)."""
+    env = os.environ if environ is None else environ
+    args = _parser(env, argv[0]).parse_args(argv[1:])
+    return _settings(args, env), args
+
+
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     allow_env = _env(env, "allow-dir")
     allow_dirs = args.allow_dirs or [Path(p) for p in (allow_env or "").split(os.pathsep) if p]
     return Settings(
@@ -274,11 +334,11 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         prefix_cache_gb=args.prefix_cache_gb,
         cache_dir=args.cache_dir.expanduser(),
         cache_max_gb=args.cache_max_gb,
-        preload=args.preload,
+        preload=getattr(args, "preload", False),
         verbose=args.verbose,
-        transport=args.transport,
-        host=args.host,
-        port=args.port,
+        transport=getattr(args, "transport", "stdio"),
+        host=getattr(args, "host", "127.0.0.1"),
+        port=getattr(args, "port", 8000),
         max_duration_s=args.max_duration_s,
         max_download_mb=args.max_download_mb,
         download_deadline_s=args.download_deadline_s,
@@ -287,5 +347,44 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         cookies=Path(args.cookies).expanduser() if args.cookies else None,
         block_private_urls=args.block_private_urls,
         allow_dirs=tuple(Path(d).expanduser() for d in allow_dirs),
-        progress_interval_s=args.progress_interval_s,
+        progress_interval_s=getattr(args, "progress_interval_s", 5.0),
+        auth_token=env.get(AUTH_TOKEN_VARIABLE) or None,
+        auth_token_file=Path(args.auth_token_file).expanduser() if getattr(args, "auth_token_file", None) else None,
+        trust_network=getattr(args, "trust_network", False),
+        allowed_hosts=tuple(getattr(args, "allowed_hosts", None) or ()),
     )
+
+
+_COMMAND_HELP = {
+    "describe": "Answer a question about one video (or describe it) from a shell: the answer on stdout, progress on "
+    "stderr. The same code, limits and errors as the describe_video tool; exit status 1 when the video or the "
+    "model fails, 2 for a wrong command line.",
+    "compare": "Answer one question across 2 to 4 videos from a shell, like the compare_videos tool.",
+}
+
+
+def _add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    if command == "describe":
+        parser.add_argument("source", help="local file path, http(s) URL of a video, or a video page URL")
+        parser.add_argument("-q", "--question", help="what to answer (default: describe the video in detail)")
+        parser.add_argument("--frames", type=int, default=8, help="frames to sample, 1 to 32 (default: 8)")
+        parser.add_argument("--start", type=float, help="sample from this second on")
+        parser.add_argument("--end", type=float, help="sample up to this second")
+    else:
+        parser.add_argument("sources", nargs="+", help="2 to 4 sources, compared as Video 1, Video 2, ...")
+        parser.add_argument("-q", "--question", required=True, help="the question to answer across the videos")
+        parser.add_argument("--frames", type=int, default=6, help="frames to sample from each video (default: 6)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens (default: 256)")
+    parser.add_argument("--language", default="en", help="language of the subtitles to use (default: en)")
+    parser.add_argument("--no-transcript", action="store_true", help="do not give the model the subtitles")
+    parser.add_argument("--json", action="store_true", help="print the whole structured result as JSON")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("llava-video-mcp")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
@@ -43,6 +44,41 @@ _STOP_WAIT_S = 30.0
 token, chunk of frames, packet and download chunk, so this bound only guards against a stuck library call)."""
 
 
+class Calls:
+    """The calls in flight in this process, so that stopping the server can cancel them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._tokens: set[CancelToken] = set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._tokens)
+
+    def add(self, token: CancelToken) -> None:
+        with self._lock:
+            self._tokens.add(token)
+
+    def discard(self, token: CancelToken) -> None:
+        with self._lock:
+            self._tokens.discard(token)
+            self._lock.notify_all()
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            tokens = list(self._tokens)
+        for token in tokens:
+            token.cancel()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no call is in flight; whether that happened within `timeout_s`."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._tokens, timeout_s)
+
+
+ACTIVE_CALLS = Calls()
+
+
 class _ProgressRelay:
     def __init__(self, ctx: Context[Any, Any], interval_s: float, cancel: CancelToken) -> None:
         self._ctx = ctx
@@ -53,6 +89,8 @@ class _ProgressRelay:
         self._total = 1.0
         self._message = "Starting"
         self._stage_started = self._last_sent = time.monotonic()
+        # Progress may come from threads anyio did not start (the hub downloads a model in a pool of its own).
+        self._loop = anyio.lowlevel.current_token()
 
     def _next(self, progress: float | None, total: float | None, message: str | None) -> tuple[float, float, str]:
         with self._lock:
@@ -70,7 +108,7 @@ class _ProgressRelay:
             return
         log.info("%s", message)
         value, limit, text = self._next(progress, total, message)
-        anyio.from_thread.run(functools.partial(self._ctx.report_progress, value, limit, text))
+        anyio.from_thread.run(functools.partial(self._ctx.report_progress, value, limit, text), token=self._loop)
 
     async def heartbeat(self) -> None:
         while True:
@@ -92,11 +130,13 @@ async def run_call(ctx: Context[Any, Any], tool: str, interval_s: float, work: W
     failure: list[BaseException] = []
 
     def run() -> None:
+        ACTIVE_CALLS.add(cancel)
         try:
             outcome.append(work(relay.from_worker, cancel))
         except BaseException as exc:  # handed to the event loop below
             failure.append(exc)
         finally:
+            ACTIVE_CALLS.discard(cancel)
             finished.set()
 
     try:

@@ -207,7 +207,7 @@ class Recorder:
     def label(self) -> str:
         return self.backend.model_id
 
-    def get(self) -> tuple[Any, float]:
+    def get(self, on_download: Any = None) -> tuple[Any, float]:
         return self.backend, 0.0
 
     def token_ids(self, prompt: Any) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ class RecordingProvider:
         self.label = str(model_dir)
         self.backend = RecordingBackend(LazyBackend(BackendConfig(model=str(model_dir))).get()[0])
 
-    def get(self) -> tuple[VideoLanguageBackend, float]:
+    def get(self, on_download: Any = None) -> tuple[VideoLanguageBackend, float]:
         return self.backend, 0.0
 
 

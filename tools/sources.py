@@ -172,6 +172,8 @@ class VideoCache:
         self.videos.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=self.videos))
         lock = (folder / _STAGING_LOCK).open("w")
+        with _staging_guard:
+            _staging_folders.add(folder)
         try:
             if fcntl is not None:
                 fcntl.flock(lock, fcntl.LOCK_EX)
@@ -179,6 +181,8 @@ class VideoCache:
         finally:
             lock.close()
             shutil.rmtree(folder, ignore_errors=True)
+            with _staging_guard:
+                _staging_folders.discard(folder)
 
     def remove_abandoned_staging(self) -> None:
         """Remove staging folders that no live process holds: downloads killed part way."""
@@ -210,6 +214,19 @@ class VideoCache:
             shutil.rmtree(self.videos / key, ignore_errors=True)
             total -= size
             log.info("evicted %s from the cache (least recently used)", key)
+
+
+_staging_folders: set[Path] = set()
+"""This process's staging folders, for a stop that cannot wait for every download to unwind."""
+_staging_guard = threading.Lock()
+
+
+def remove_own_staging() -> None:
+    """Remove this process's staging folders (when it stops): no partial download outlives the server."""
+    with _staging_guard:
+        folders = list(_staging_folders)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _held(lock_path: Path) -> bool:

@@ -178,7 +178,7 @@ class VideoQA:
 
         total_frames = sum(len(s.frames) for s in sampled)
         progress(step, stages, f"Running {self.model.label} on {total_frames} frames")
-        backend, load_s = self.model.get()
+        backend, load_s = self.model.get(_model_download_progress(progress, step, stages))
         inference_started = time.perf_counter()
 
         def safe(text: str) -> str:
@@ -297,6 +297,22 @@ def _download_progress(progress: Progress, step: int, stages: int, number: int) 
         fraction = min(done / total, 1.0) if total else 0.0
         size = f"{_size(done)} of {_size(total)}" if total else _size(done)
         progress(step + fraction, stages, f"Downloading video {number}: {size}")
+
+    return report
+
+
+def _model_download_progress(progress: Progress, step: int, stages: int) -> ProgressHook:
+    """Relays the model's first download (about 1.7 GB for the 0.5b model), at most about once a second."""
+    last_report = 0.0
+
+    def report(done: int, total: int | None) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if now - last_report < 1.0 and (total is None or done < total):
+            return
+        last_report = now
+        size = f"{_size(done)} of {_size(total)}" if total else _size(done)
+        progress(step + 0.5 * (min(done / total, 1.0) if total else 0.0), stages, f"Downloading the model: {size}")
 
     return report
 

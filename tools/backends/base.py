@@ -134,6 +134,7 @@ class ModelProvider(Protocol):
     def label(self) -> str:
         """The model (or the endpoint) in words, before it is loaded."""
 
-    def get(self) -> tuple[VideoLanguageBackend, float]: ...
+    def get(self, on_download: Callable[[int, int | None], None] | None = None) -> tuple[VideoLanguageBackend, float]:
+        """The backend and the seconds spent bringing it up; a model download is reported as (bytes, total)."""
 
     def close(self) -> None: ...

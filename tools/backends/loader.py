@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 
 from tools.backends.base import DEFAULT_MODEL, VideoLanguageBackend
+from tools.backends.hub import DownloadProgress
+from tools.errors import ModelError
 
 API_KEY_VARIABLE = "LLAVA_VIDEO_MCP_API_KEY"
 """The one place a remote engine's API key comes from: never a flag (flags show in process lists)."""
@@ -30,6 +32,11 @@ class BackendConfig:
     """Memory for follow-ups' prefix reuse (in process); None sizes it from the device."""
 
 
+REMEMBER_FAILURE_S = 60.0
+"""How long a failure to reach the hub or the engine is answered from memory instead of being tried again: every
+try would otherwise cost the caller its timeouts and retries."""
+
+
 class LazyBackend:
     """Brings up the backend on first use (or at start), once, however many calls arrive together."""
 
@@ -37,6 +44,12 @@ class LazyBackend:
         self.config = config
         self._backend: VideoLanguageBackend | None = None
         self._lock = threading.Lock()
+        self._failed: tuple[ModelError, float] | None = None
+
+    @property
+    def loaded(self) -> VideoLanguageBackend | None:
+        """The backend, if it is already up."""
+        return self._backend
 
     @property
     def label(self) -> str:
@@ -46,13 +59,29 @@ class LazyBackend:
             return self.config.model or self.config.endpoint
         return self.config.model or DEFAULT_MODEL
 
-    def get(self) -> tuple[VideoLanguageBackend, float]:
-        """The backend, and the seconds this call spent bringing it up (0 when it already was)."""
+    def get(self, on_download: DownloadProgress | None = None) -> tuple[VideoLanguageBackend, float]:
+        """The backend, and the seconds this call spent bringing it up (0 when it already was); a model download
+        on the way is reported through `on_download`."""
         with self._lock:
             if self._backend is not None:
                 return self._backend, 0.0
+            if self._failed is not None:
+                error, when = self._failed
+                waited = time.monotonic() - when
+                if waited < REMEMBER_FAILURE_S:
+                    raise ModelError(
+                        f"{error} (This failed {waited:.0f} s ago; the server tries again "
+                        f"{REMEMBER_FAILURE_S - waited:.0f} s from now.)",
+                        retryable=True,
+                    )
             started = time.perf_counter()
-            self._backend = self._bring_up()
+            try:
+                self._backend = self._bring_up(on_download)
+            except ModelError as exc:
+                # Only a failure that may pass (no network) is remembered: a wrong folder is fixed and retried at once.
+                self._failed = (exc, time.monotonic()) if exc.retryable else None
+                raise
+            self._failed = None
             return self._backend, time.perf_counter() - started
 
     def close(self) -> None:
@@ -62,7 +91,7 @@ class LazyBackend:
                 self._backend.close()
                 self._backend = None
 
-    def _bring_up(self) -> VideoLanguageBackend:
+    def _bring_up(self, on_download: DownloadProgress | None) -> VideoLanguageBackend:
         config = self.config
         if config.endpoint:
             from tools.backends.remote import RemoteBackend
@@ -80,5 +109,9 @@ class LazyBackend:
         from tools.backends.transformers import TransformersBackend
 
         return TransformersBackend.load(
-            config.model or DEFAULT_MODEL, config.device, config.dtype, prefix_cache_gb=config.prefix_cache_gb
+            config.model or DEFAULT_MODEL,
+            config.device,
+            config.dtype,
+            prefix_cache_gb=config.prefix_cache_gb,
+            on_download=on_download,
         )

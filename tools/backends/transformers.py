@@ -31,6 +31,7 @@ from tools.backends.base import (
     no_progress,
 )
 from tools.backends.devices import mixed_prefill_dtype, pick_device, pick_dtype
+from tools.backends.hub import DownloadProgress, local_snapshot
 from tools.backends.prefix_cache import PrefixCache, cache_bytes
 from tools.cancel import CancelToken
 from tools.errors import LimitError, ModelError
@@ -186,13 +187,23 @@ class TransformersBackend(VideoLanguageBackend):
 
     @classmethod
     def load(
-        cls, model_id: str, device: str = "auto", dtype: str = "auto", *, prefix_cache_gb: float | None = None
+        cls,
+        model_id: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        *,
+        prefix_cache_gb: float | None = None,
+        on_download: DownloadProgress | None = None,
     ) -> TransformersBackend:
-        """Load from a hub id or a local folder; raise ModelError with a fix when that fails."""
+        """Load from a hub id (the cache, or a download reported through `on_download`) or a local folder; raise
+        ModelError with a fix when that fails."""
         # transformers is only partly typed: everything from it is handled as Any here.
         hf: Any = importlib.import_module("transformers")
 
         hf.utils.logging.disable_progress_bar()
+        # One log format for the whole process: transformers' messages go through the root logger, once.
+        hf.utils.logging.disable_default_handler()
+        hf.utils.logging.enable_propagation()
         chosen_device = pick_device(device)
         chosen_dtype = pick_dtype(chosen_device, dtype)
         local = Path(model_id).expanduser()
@@ -201,17 +212,19 @@ class TransformersBackend(VideoLanguageBackend):
                 raise ModelError(f"No model folder at {local}. {_load_hint(model_id)}")
             if not (local / "config.json").is_file():
                 raise ModelError(f"{local} holds no model (no config.json). {_load_hint(model_id)}")
-            model_id = str(local)
+            model_id = source = str(local)
+        else:
+            source = local_snapshot(model_id, on_download)
         started = time.perf_counter()
         try:
-            config = hf.AutoConfig.from_pretrained(model_id)
+            config = hf.AutoConfig.from_pretrained(source)
             if config.model_type != "llava":
                 raise ModelError(
                     f"{model_id} is a '{config.model_type}' model, not a llava model. {_load_hint(model_id)}"
                 )
-            processor = hf.AutoProcessor.from_pretrained(model_id)
+            processor = hf.AutoProcessor.from_pretrained(source)
             model = hf.LlavaForConditionalGeneration.from_pretrained(
-                model_id, dtype=chosen_dtype, attn_implementation=_attention(chosen_device)
+                source, dtype=chosen_dtype, attn_implementation=_attention(chosen_device)
             )
         except ModelError:
             raise

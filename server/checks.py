@@ -1,0 +1,135 @@
+"""Configuration checked at start, so that a wrong flag stops the server (or a terminal command) at once with one
+line naming the flag, instead of failing on the first call: the model folder, the device, the engine, the cookies
+file, the allowed folders, the cache folder, and for HTTP the port, the token and a safe bind."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from pathlib import Path
+
+from server.settings import AUTH_TOKEN_VARIABLE, Settings
+from tools.backends.base import DEFAULT_MODEL
+
+
+class ConfigError(Exception):
+    """A flag (or environment variable) that cannot work; the message names it and says what to change."""
+
+
+def check(settings: Settings, *, serving_http: bool = False) -> Settings:
+    """Check the configuration; return the settings with the HTTP token read from its file."""
+    if settings.endpoint is None:
+        _check_model(settings.model or DEFAULT_MODEL)
+        _check_device(settings.device)
+    if settings.cookies is not None and not _readable(settings.cookies):
+        raise ConfigError(
+            f"--cookies {settings.cookies}: cannot read that file. Export cookies (Netscape format) there."
+        )
+    for folder in settings.allow_dirs:
+        if not folder.is_dir():
+            raise ConfigError(f"--allow-dir {folder}: no such folder.")
+    _check_cache(settings.cache_dir)
+    if serving_http:
+        settings = _check_http(settings)
+    return settings
+
+
+def _check_model(model: str) -> None:
+    local = Path(model).expanduser()
+    if model.startswith((".", "/", "~")) or local.exists():
+        if not local.is_dir():
+            raise ConfigError(f"--model {model}: no such folder. Pass a folder holding a llava model, or a hub id.")
+        try:
+            config = json.loads((local / "config.json").read_text())
+        except (OSError, ValueError):
+            raise ConfigError(f"--model {model}: the folder holds no model (no readable config.json).") from None
+        if config.get("model_type") != "llava":
+            raise ConfigError(
+                f"--model {model}: the folder holds a '{config.get('model_type')}' model, not a llava model."
+            )
+        return
+    if _hub_offline() and not _cached(model):
+        raise ConfigError(
+            f"--model {model}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set. Download it once "
+            f"(`hf download {model} --local-dir FOLDER`) and pass --model FOLDER."
+        )
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _cached(model: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model, "config.json"), str)
+
+
+def _check_device(device: str) -> None:
+    if device in ("auto", "cpu"):
+        return
+    from tools.backends.devices import pick_device
+    from tools.errors import ModelError
+
+    try:
+        pick_device(device)
+    except ModelError:
+        raise ConfigError(f"--device {device}: not available on this machine. Use --device auto.") from None
+
+
+def _check_cache(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--cache-dir {folder}: cannot create it ({exc.strerror}).") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--cache-dir {folder}: not writable by this user.")
+
+
+def _check_http(settings: Settings) -> Settings:
+    token = settings.auth_token
+    if settings.auth_token_file is not None:
+        try:
+            token = settings.auth_token_file.read_text().strip()
+        except OSError:
+            raise ConfigError(f"--auth-token-file {settings.auth_token_file}: cannot read that file.") from None
+        if not token:
+            raise ConfigError(f"--auth-token-file {settings.auth_token_file}: the file is empty.")
+    if token is not None and len(token) < 16:
+        raise ConfigError(f"The HTTP token ({AUTH_TOKEN_VARIABLE} or --auth-token-file) must be 16 characters or more.")
+    if token is None and not is_loopback(settings.host) and not settings.trust_network:
+        raise ConfigError(
+            f"--host {settings.host}: serving HTTP beyond this machine needs a token ({AUTH_TOKEN_VARIABLE} or "
+            "--auth-token-file), or --trust-network on a network whose every client is trusted."
+        )
+    try:
+        with socket.create_server((settings.host, settings.port)):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--port {settings.port}: cannot listen on {settings.host} ({exc.strerror}).") from None
+    return _with_token(settings, token)
+
+
+def _with_token(settings: Settings, token: str | None) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, auth_token=token)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with path.open("rb"):
+            return path.is_file()
+    except OSError:
+        return False

@@ -1,0 +1,376 @@
+"""Running it, as a new user would: the installed command's startup line, configuration refused at start with one
+line, --version and a fast --help, a clean stop on SIGINT and SIGTERM, HTTP with a bearer token and Host checks, the
+terminal commands, one log format, and a model download that is reported (or refused at once when offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.engines import free_port
+from tests.fakehub import REPO, FakeHub
+from tests.httpserver import LoopbackServer
+from tests.test_stdio import server_command
+from tools.results import VideoAnswer
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
+TOKEN = "test-token-0123456789abcdef"
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [server_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"} | (env or {}),
+    )
+
+
+def test_version_and_a_fast_help() -> None:
+    out = run("--version")
+    assert out.returncode == 0
+    assert re.fullmatch(r"llava-video-mcp \d+\.\d+\.\d+\n", out.stdout)
+    started = time.perf_counter()
+    helped = run("--help")
+    assert time.perf_counter() - started < 3.0  # about 0.4 s here: --help imports neither MCP nor torch
+    assert "--auth-token-file" in helped.stdout
+    assert "describe" in helped.stdout
+
+
+def unavailable_device() -> str:
+    import torch
+
+    for device, available in (("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available())):
+        if not available:
+            return device
+    pytest.skip("every accelerator is available here")
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield int(sock.getsockname()[1])
+
+
+def test_configuration_errors_stop_the_server_with_one_line(tmp_path: Path, tiny_model: Path, busy_port: int) -> None:
+    base = ["--model", str(tiny_model), "--cache-dir", str(tmp_path / "cache")]
+    cases = [
+        (["--model", str(tmp_path / "nowhere")], "--model"),
+        (["--model", str(tmp_path)], "no readable config.json"),
+        ([*base, "--device", unavailable_device()], "--device"),
+        ([*base, "--cookies", str(tmp_path / "none.txt")], "--cookies"),
+        ([*base, "--allow-dir", str(tmp_path / "missing")], "--allow-dir"),
+        ([*base, "--transport", "http", "--port", str(busy_port)], f"--port {busy_port}"),
+        ([*base, "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())], "LLAVA_VIDEO_MCP_AUTH_TOKEN"),
+        (["--model", "org/not-cached", "--cache-dir", str(tmp_path / "cache")], "HF_HUB_OFFLINE"),
+    ]
+    for args, expected in cases:
+        out = run(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1, out.stderr  # one line, no traceback
+        assert lines[0].startswith("llava-video-mcp: ")
+        assert expected in lines[0]
+
+
+def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [server_command(), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"} | (env or {}),
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], needle: str, timeout_s: float = 60) -> list[str]:
+    lines: list[str] = []
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"no {needle!r} in: {''.join(lines)}")
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
+def test_a_stdio_server_says_what_it_serves_and_stops_cleanly(tmp_path: Path, tiny_model: Path, sent: int) -> None:
+    process = start(["--model", str(tiny_model), "--cache-dir", str(tmp_path / "cache"), "--allow-dir", str(tmp_path)])
+    try:
+        [line] = [line for line in wait_for_line(process, "llava-video-mcp ") if "| model" in line]
+        assert LOG_LINE.match(line)
+        for part in (
+            f"model {tiny_model}",
+            f"cache {tmp_path / 'cache'}",
+            "| stdio |",
+            f"only in {tmp_path}",
+            "private URLs: allowed",
+        ):
+            assert part in line, line
+        stopped = time.monotonic()
+        process.send_signal(sent)
+        process.wait(timeout=10)
+        assert time.monotonic() - stopped < 2.5
+    finally:
+        process.kill()
+        rest = process.stderr.read() if process.stderr else ""
+        process.communicate()
+    assert process.returncode == 0
+    assert "Traceback" not in rest
+    assert "stopped in" in rest
+
+
+def test_sigint_mid_download_removes_its_staging(tmp_path: Path, tiny_model: Path, h264_mp4: Path) -> None:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "clip.mp4").write_bytes(h264_mp4.read_bytes())
+    site = LoopbackServer(root)
+    site.drip["/slow.mp4"] = 0.002
+    cache = tmp_path / "cache"
+    with site.running():
+        process = start(["--model", str(tiny_model), "--cache-dir", str(cache)])
+        try:
+            wait_for_line(process, "| model")
+            assert process.stdin is not None
+            for message in (
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "0"},
+                    },
+                },
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "describe_video", "arguments": {"source": site.url("slow.mp4")}},
+                },
+            ):
+                process.stdin.write(json.dumps(message) + "\n")
+            process.stdin.flush()
+            deadline = time.monotonic() + 30
+            while not list((cache / "videos").glob(".partial-*/*.part")):
+                assert time.monotonic() < deadline, "the download never started"
+                time.sleep(0.05)
+            stopped = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=10)
+            assert time.monotonic() - stopped < 2.5
+        finally:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert not list((cache / "videos").glob(".partial-*"))
+
+
+@pytest.fixture
+def http_server(tmp_path: Path, tiny_model: Path, h264_mp4: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "clip.mp4").write_bytes(h264_mp4.read_bytes())
+    port = free_port()
+    process = start(
+        [
+            "--transport",
+            "http",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--allow-dir",
+            str(allowed),
+            "--model",
+            str(tiny_model),
+            "--device",
+            "cpu",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        env={"LLAVA_VIDEO_MCP_AUTH_TOKEN": TOKEN},
+    )
+    try:
+        lines = wait_for_line(process, "Uvicorn running")
+        assert any("bearer token required" in line for line in lines)
+        yield f"http://127.0.0.1:{port}/mcp", process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        finally:
+            process.kill()
+            process.communicate()
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.mark.anyio
+async def test_http_needs_the_token_and_a_known_host(http_server: tuple[str, subprocess.Popen[str]]) -> None:
+    url, _ = http_server
+    async with httpx2.AsyncClient(timeout=10, trust_env=False) as plain:
+        refused = await plain.post(url, json=INITIALIZE, headers=HEADERS)
+        assert refused.status_code == 401
+        assert "Bearer" in refused.headers.get("www-authenticate", "")
+        wrong = await plain.post(url, json=INITIALIZE, headers=HEADERS | {"Authorization": "Bearer not-the-token"})
+        assert wrong.status_code == 401
+        foreign = await plain.post(
+            url, json=INITIALIZE, headers=HEADERS | {"Authorization": f"Bearer {TOKEN}", "Host": "evil.example:80"}
+        )
+        assert foreign.status_code == 421
+    authorised = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, trust_env=False)
+    async with authorised, Client(streamable_http_client(url, http_client=authorised)) as client:
+        tools = await client.list_tools()
+        assert {tool.name for tool in tools.tools} == {"describe_video", "compare_videos"}
+
+
+def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_model: Path, h264_mp4: Path) -> None:
+    common = ["--model", str(tiny_model), "--device", "cpu", "--dtype", "float32", "--cache-dir", str(tmp_path / "c")]
+    plain = run("describe", str(h264_mp4), "-q", "What moves?", "--frames", "3", "--max-new-tokens", "6", *common)
+    assert plain.returncode == 0, plain.stderr
+    as_json = run(
+        "describe", str(h264_mp4), "-q", "What moves?", "--frames", "3", "--max-new-tokens", "6", "--json", *common
+    )
+    answer = VideoAnswer.model_validate_json(as_json.stdout)
+    assert plain.stdout == answer.answer + "\n"
+    assert len(answer.videos[0].frames) == 3
+    compared = run(
+        "compare",
+        str(h264_mp4),
+        str(h264_mp4),
+        "-q",
+        "Same?",
+        "--frames",
+        "2",
+        "--max-new-tokens",
+        "2",
+        "--json",
+        *common,
+    )
+    assert len(VideoAnswer.model_validate_json(compared.stdout).videos) == 2
+    bad = run("describe", str(tmp_path / "none.mp4"), *common)
+    assert bad.returncode == 1
+    assert bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [
+        f"llava-video-mcp: No file at {tmp_path / 'none.mp4'}. Pass the "
+        "absolute path of an existing video file, or an http(s) URL."
+    ]
+
+
+def test_one_log_format_and_each_error_logged_once(tmp_path: Path, tiny_model: Path) -> None:
+    process = start(["--model", str(tiny_model), "--cache-dir", str(tmp_path / "cache"), "--preload"])
+    try:
+        wait_for_line(process, "| model")
+        assert process.stdin is not None
+        for message in (
+            INITIALIZE,
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "describe_video", "arguments": {"source": "/no/such/file.mp4"}},
+            },
+        ):
+            process.stdin.write(json.dumps(message) + "\n")
+        process.stdin.flush()
+        assert process.stdout is not None
+        process.stdout.readline()
+        process.stdout.readline()
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+        rest = process.communicate()[1]
+    log = rest.splitlines()
+    assert all(LOG_LINE.match(line) for line in log if line.strip()), rest
+    assert sum("No file at /no/such/file.mp4" in line for line in log) == 1
+
+
+@pytest.mark.anyio
+async def test_the_first_model_download_is_reported(tmp_path: Path, tiny_model: Path, h264_mp4: Path) -> None:
+    with FakeHub(tiny_model).running() as hub:
+        env = os.environ | {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+        params = StdioServerParameters(
+            command=server_command(), args=["--model", REPO, "--cache-dir", str(tmp_path / "cache")], env=env
+        )
+        messages: list[str] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            messages.append(message or "")
+
+        with (tmp_path / "log").open("w") as errors:
+            async with Client(stdio_client(params, errlog=errors)) as client:
+                result = await client.call_tool(
+                    "describe_video",
+                    {"source": str(h264_mp4), "num_frames": 2, "max_new_tokens": 2},
+                    progress_callback=on_progress,
+                )
+                assert not result.is_error, result.content
+                again = await client.call_tool(
+                    "describe_video", {"source": str(h264_mp4), "num_frames": 2, "max_new_tokens": 2}
+                )
+                assert not again.is_error
+    downloads = [m for m in messages if m.startswith("Downloading the model: ")]
+    assert downloads, messages
+    size = sum(len(data) for data in hub.files.values()) / 1000
+    assert downloads[-1] == f"Downloading the model: {size:.0f} KB of {size:.0f} KB"
+    assert VideoAnswer.model_validate(result.structured_content).model.id == REPO
+
+
+@pytest.mark.anyio
+async def test_no_network_fails_at_once_and_is_remembered(
+    tmp_path: Path, h264_mp4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.app import build_server
+    from server.settings import Settings
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens: like no network
+    app = build_server(Settings(model="org/unreachable", cache_dir=tmp_path / "cache"))
+    async with Client(app) as client:
+        timings = []
+        texts = []
+        for _ in range(2):
+            started = time.monotonic()
+            result = await client.call_tool("describe_video", {"source": str(h264_mp4), "num_frames": 1})
+            timings.append(time.monotonic() - started)
+            assert result.is_error
+            assert (result.meta or {}).get("retryable") is True
+            texts.append(result.content[0].text)  # type: ignore[union-attr]
+    assert "Cannot reach 127.0.0.1" in texts[0]
+    assert "hf download org/unreachable" in texts[0]
+    assert "failed" in texts[1]
+    assert "tries again" in texts[1]
+    assert max(timings) < 8
