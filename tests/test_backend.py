@@ -79,7 +79,9 @@ def test_folder_with_another_kind_of_model(tmp_path: Path) -> None:
 
 def test_hub_id_without_network_says_how_to_use_a_local_folder() -> None:
     # conftest sets HF_HUB_OFFLINE=1: the hub is never contacted.
-    with pytest.raises(ModelError, match=r"Could not load the model 'llava-hf/.*--model.*local folder"):
+    with pytest.raises(
+        ModelError, match=r"'llava-hf/.*' is not in the local Hugging Face cache.*hf download.*--model FOLDER"
+    ):
         TransformersBackend.load(DEFAULT_MODEL)
 
 

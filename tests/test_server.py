@@ -256,9 +256,9 @@ async def test_hub_model_without_network_says_how_to_use_a_local_folder(tmp_path
     async with Client(app) as client:
         result = await client.call_tool("describe_video", {"source": str(h264_mp4), "num_frames": 1})
     assert result.is_error
-    assert f"Could not load the model '{DEFAULT_MODEL}'" in error_text(result)
-    assert "--model" in error_text(result)
-    assert "local folder" in error_text(result)
+    assert f"The model '{DEFAULT_MODEL}' is not in the local Hugging Face cache" in error_text(result)
+    assert f"hf download {DEFAULT_MODEL} --local-dir FOLDER" in error_text(result)
+    assert "--model FOLDER" in error_text(result)
 
 
 async def test_failed_download_leaves_no_cache_entry(
