@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 
@@ -257,3 +259,31 @@ def test_sample_cache_is_bounded(h264_mp4: Path) -> None:
         cache.sample(h264_mp4, SamplingPlan(4, start_s=start))
     assert not cache.sample(h264_mp4, SamplingPlan(4, start_s=0.0))[1]  # evicted, least recently used
     assert cache.sample(h264_mp4, SamplingPlan(4, start_s=1.0))[1]
+
+
+def test_variable_frame_rate_decodes_only_the_wanted_groups(tmp_path: Path) -> None:
+    # Frame gaps alternating between 0.5 and 1.5 frame intervals: the keyframes' pts-dts then differ (the first
+    # GOP's from the others'), and a seek to a keyframe's pts lands a whole GOP early.
+    times, t = [], 0.0
+    for i in range(300):
+        times.append(t)
+        t += (1 / 30) * (0.5 if (i // 15) % 2 else 1.5)
+    path = encode_video(tmp_path / "vfr-gops.mp4", timestamps=times, fps=30, width=96, height=64, gop=60)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        time_base = Fraction(stream.time_base or 1)
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+    sampled = sample_frames(path, 4)
+    # What decoding just the wanted groups costs: from each chosen frame's keyframe to it, in decode order.
+    first = min(pts for pts, _ in packets)
+    chosen = {
+        min((pts for pts, _ in packets), key=lambda pts: abs((pts - first) * time_base - Fraction(f.timestamp_s)))
+        for f in sampled.frames
+    }
+    needed = 0
+    for target in chosen:
+        position = next(i for i, (pts, _) in enumerate(packets) if pts == target)
+        keyframe = max(i for i in range(position + 1) if packets[i][1])
+        needed += position - keyframe + 1
+    assert sampled.frames_decoded <= needed
+    assert_exact(path, 4)

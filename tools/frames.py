@@ -459,7 +459,8 @@ def _decode_chosen(
         try:
             container.seek(index.pts[key_position], stream=stream, backward=True, any_frame=False)
             skip_unless = set(wanted) if skips_per_packet else None
-            for frame in _decode(container, stream, skip_unless=skip_unless, cancel=cancel):
+            frames = _decode(container, stream, skip_unless, cancel, from_keyframe=index.pts[key_position])
+            for frame in frames:
                 decoded += 1
                 if frame.pts is None:
                     continue
@@ -480,16 +481,27 @@ def _decode(
     stream: av.video.stream.VideoStream,
     skip_unless: set[int] | None = None,
     cancel: CancelToken | None = None,
+    from_keyframe: int | None = None,
 ) -> Iterator[av.VideoFrame]:
     """Decoded frames, skipping packets the decoder rejects as corrupt instead of ending the whole decode.
 
     With `skip_unless`, non-reference frames are not decoded unless their pts is in it: nothing else depends on
     them, so the wanted frames come out identical while most B-frames cost nothing.
+
+    With `from_keyframe`, packets before the keyframe of that pts are dropped undecoded. A seek to a keyframe's pts
+    can land on an earlier keyframe: mp4's index holds decode times, and where one keyframe's pts-dts differs from
+    the others' (variable frame rate, the first GOP) the seek falls a whole GOP short. Nothing before a keyframe is
+    needed to decode from it.
     """
     codec = stream.codec_context
+    waiting = from_keyframe is not None
     for packet in container.demux(stream):
         if cancel is not None:
             cancel.check()
+        if waiting:
+            if not (packet.is_keyframe and packet.pts == from_keyframe):
+                continue
+            waiting = False
         if skip_unless is not None:
             codec.skip_frame = "DEFAULT" if packet.pts in skip_unless or packet.size == 0 else "NONREF"
         try:
