@@ -27,8 +27,9 @@ from tools.backends.loader import LazyBackend
 from tools.frames import MAX_FRAMES
 from tools.results import VideoAnswer
 from tools.sources import VideoFetcher
+from tools.stages import TranscriptOptions
 from tools.untrusted import MAX_QUESTION_CHARS
-from tools.video_qa import MAX_VIDEOS, MIN_VIDEOS, Clip, TranscriptOptions, VideoQA
+from tools.video_qa import MAX_VIDEOS, MIN_VIDEOS, Clip, VideoQA
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ INSTRUCTIONS = (
     "a video file, or a page URL on any site yt-dlp supports. Results give the exact timestamps of the frames the "
     "model saw: ask again with start_s/end_s to look closer at a moment."
 )
-DIAGNOSTICS = ("model", "timings", "tokens")
+DIAGNOSTICS = ("model", "timings", "tokens", "segments")
 """Result fields published as plain objects in the output schema: their fields explain themselves in every result."""
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
@@ -91,8 +92,9 @@ def build_server(settings: Settings, provider: LazyBackend | None = None) -> MCP
         fetcher = VideoFetcher(
             settings.cache_dir, settings.fetch_policy(), cache_max_bytes=int(settings.cache_max_gb * 2**30)
         )
+        qa = VideoQA(fetcher, model, windows=settings.window_options())
         try:
-            yield AppState(qa=VideoQA(fetcher, model), progress_interval_s=settings.progress_interval_s)
+            yield AppState(qa=qa, progress_interval_s=settings.progress_interval_s)
         finally:
             model.close()
 
@@ -137,6 +139,10 @@ async def describe_video(
     language: Language = "en",
     max_new_tokens: MaxNewTokens = 256,
     return_frames: ReturnFrames = "none",
+    coverage: Annotated[
+        Literal["sampled", "full"],
+        Field(description="full: watch the whole range in windows, then answer from their notes (slower, cached)."),
+    ] = "sampled",
 ) -> Annotated[CallToolResult, VideoAnswer]:
     state = ctx.request_context.lifespan_context
     return await run_call(
@@ -154,6 +160,7 @@ async def describe_video(
             transcript=TranscriptOptions(include_transcript, language),
             max_new_tokens=max_new_tokens,
             evidence=return_frames,
+            coverage=coverage,
             progress=progress,
             cancel=cancel,
         ),

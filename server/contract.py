@@ -60,9 +60,17 @@ class StrictTool(Tool):
         output = tool.fn_metadata.output_schema
         if output is not None:
             lean = lean_schema(output, for_output=True)
-            lean["properties"] |= {name: {"type": "object"} for name in open_objects}
+            lean["properties"] |= {name: _opened(lean["properties"][name]) for name in open_objects}
             tool.fn_metadata.output_schema = lean
         return tool
+
+
+def _opened(schema: dict[str, Any]) -> dict[str, Any]:
+    """A field's schema reduced to its kind: an object, or a list of objects (nullable where it was)."""
+    kinds = schema.get("type", "object")
+    if "array" in (kinds if isinstance(kinds, list) else [kinds]):
+        return {"type": kinds, "items": {"type": "object"}}
+    return {"type": kinds}
 
 
 def answer_result(answer: VideoAnswer) -> CallToolResult:

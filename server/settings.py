@@ -14,6 +14,7 @@ from tools.backends.base import DEFAULT_MODEL
 from tools.backends.devices import DEVICES, DTYPES
 from tools.backends.loader import API_KEY_VARIABLE, BackendConfig
 from tools.sources import FetchPolicy, default_cache_dir
+from tools.watch import WindowOptions
 
 ENV_PREFIX = "LLAVA_VIDEO_MCP_"
 AUTH_TOKEN_VARIABLE = ENV_PREFIX + "AUTH_TOKEN"
@@ -54,6 +55,8 @@ class Settings:
     """None: on for the HTTP transport, off for stdio (a local user fetching from their own network)."""
     allow_dirs: tuple[Path, ...] = ()
     progress_interval_s: float = 5.0
+    window_s: float = 60.0
+    max_windows: int = 120
     auth_token: str | None = field(default=None, repr=False)
     """Bearer token HTTP clients must send: LLAVA_VIDEO_MCP_AUTH_TOKEN, or the file --auth-token-file names."""
     auth_token_file: Path | None = None
@@ -74,6 +77,9 @@ class Settings:
             max_concurrent_requests=self.max_concurrent_requests,
             prefix_cache_gb=self.prefix_cache_gb,
         )
+
+    def window_options(self) -> WindowOptions:
+        return WindowOptions(window_s=self.window_s, max_windows=self.max_windows)
 
     def fetch_policy(self) -> FetchPolicy:
         over_http = self.transport == "http"
@@ -239,6 +245,19 @@ def _parser(env: Mapping[str, str], command: str | None) -> argparse.ArgumentPar
         default=_env(env, "cookies"),
         help="cookies file (Netscape format) for private, age-restricted or bot-checked videos",
     )
+    long = parser.add_argument_group("long videos (coverage=full)")
+    long.add_argument(
+        "--window-s",
+        type=float,
+        default=float(default("window-s", defaults.window_s)),
+        help="longest window a long video is watched in (default: 60)",
+    )
+    long.add_argument(
+        "--max-windows",
+        type=int,
+        default=int(default("max-windows", defaults.max_windows)),
+        help="most windows one call may watch, a bound on its cost (default: 120, two hours at 60 s)",
+    )
     safety = parser.add_argument_group("safety")
     safety.add_argument(
         "--block-private-urls",
@@ -348,6 +367,8 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         block_private_urls=args.block_private_urls,
         allow_dirs=tuple(Path(d).expanduser() for d in allow_dirs),
         progress_interval_s=getattr(args, "progress_interval_s", 5.0),
+        window_s=args.window_s,
+        max_windows=args.max_windows,
         auth_token=env.get(AUTH_TOKEN_VARIABLE) or None,
         auth_token_file=Path(args.auth_token_file).expanduser() if getattr(args, "auth_token_file", None) else None,
         trust_network=getattr(args, "trust_network", False),
@@ -370,6 +391,9 @@ def _add_command_arguments(parser: argparse.ArgumentParser, command: str) -> Non
         parser.add_argument("--frames", type=int, default=8, help="frames to sample, 1 to 32 (default: 8)")
         parser.add_argument("--start", type=float, help="sample from this second on")
         parser.add_argument("--end", type=float, help="sample up to this second")
+        parser.add_argument(
+            "--full", action="store_true", help="watch the whole range window by window (coverage=full), --frames each"
+        )
     else:
         parser.add_argument("sources", nargs="+", help="2 to 4 sources, compared as Video 1, Video 2, ...")
         parser.add_argument("-q", "--question", required=True, help="the question to answer across the videos")

@@ -22,7 +22,8 @@ from tools.cancel import Cancelled, CancelToken
 from tools.errors import VideoToolError
 from tools.results import VideoAnswer
 from tools.sources import VideoFetcher, remove_own_staging
-from tools.video_qa import TranscriptOptions, VideoQA
+from tools.stages import TranscriptOptions
+from tools.video_qa import VideoQA
 
 
 def run(settings: Settings, args: argparse.Namespace, command: str) -> int:
@@ -32,7 +33,7 @@ def run(settings: Settings, args: argparse.Namespace, command: str) -> int:
         settings.cache_dir, settings.fetch_policy(), cache_max_bytes=int(settings.cache_max_gb * 2**30)
     )
     provider = LazyBackend(settings.backend_config())
-    qa = VideoQA(fetcher, provider)
+    qa = VideoQA(fetcher, provider, windows=settings.window_options())
     cancel = CancelToken()
     bar = _ProgressBar(enabled=sys.stderr.isatty() or settings.verbose)
     transcript = TranscriptOptions(not args.no_transcript, args.language)
@@ -51,6 +52,7 @@ def run(settings: Settings, args: argparse.Namespace, command: str) -> int:
                 end_s=args.end,
                 transcript=transcript,
                 max_new_tokens=args.max_new_tokens,
+                coverage="full" if args.full else "sampled",
                 progress=bar.update,
                 cancel=cancel,
             )

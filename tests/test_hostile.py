@@ -217,7 +217,8 @@ class Recorder:
 
 async def test_injected_turns_stay_text(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
     from tools.sources import VideoFetcher
-    from tools.video_qa import TranscriptOptions, VideoQA
+    from tools.stages import TranscriptOptions
+    from tools.video_qa import VideoQA
 
     video = with_subtitles(h264_mp4, tmp_path, f"talk{HOSTILE_TEXT.count('<')}", HOSTILE_VTT)
     recorder = Recorder(tiny_model)

@@ -15,7 +15,8 @@ from tools.backends.base import Generation, InferenceProgress, Prompt, VideoLang
 from tools.backends.loader import BackendConfig, LazyBackend
 from tools.cancel import CancelToken
 from tools.sources import VideoFetcher
-from tools.video_qa import TranscriptOptions, VideoQA
+from tools.stages import TranscriptOptions
+from tools.video_qa import VideoQA
 
 
 class RecordingBackend(VideoLanguageBackend):

@@ -16,7 +16,10 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import os
+import struct
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -114,6 +117,24 @@ class _PacketIndex:
     def sorted_keyframe_pts(self) -> list[int]:
         return sorted(pts for pts, key in zip(self.pts, self.keyframe, strict=True) if key)
 
+    def to_bytes(self) -> bytes:
+        return (
+            struct.pack("<qq", len(self.pts), self.last_duration)
+            + array("q", self.pts).tobytes()
+            + bytes(self.keyframe)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> _PacketIndex:
+        count, last_duration = struct.unpack_from("<qq", data)
+        start = 16
+        pts = array("q")
+        pts.frombytes(data[start : start + 8 * count])
+        flags = data[start + 8 * count : start + 9 * count]
+        if len(pts) != count or len(flags) != count:
+            raise ValueError("truncated packet index")
+        return cls(pts=pts.tolist(), keyframe=[bool(flag) for flag in flags], last_duration=last_duration)
+
 
 def uniform_targets(start_s: float, end_s: float, count: int) -> list[float]:
     """Centres of `count` equal slices of [start_s, end_s]: one frame means the middle, never an edge."""
@@ -148,17 +169,19 @@ def sample_with_plan(
     *,
     strategy: Literal["seek", "sequential"] = "seek",
     cancel: CancelToken | None = None,
+    index_file: Path | None = None,
 ) -> SampledVideo:
-    """Sample by `plan`; decoding stops between packets once `cancel` is set."""
+    """Sample by `plan`; decoding stops between packets once `cancel` is set. With `index_file`, the packet index
+    is read from there when it was saved for this very file, and saved there otherwise (see `IndexFile`)."""
     with _open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        index = _read_index(container, stream)
+        index = _indexed(container, stream, path, index_file)
         if index is None:
             return _sample_sequentially(container, stream, path, plan, cancel)
         info = _stream_info(stream, index)
         time_base = _time_base(stream)
-        range_start, range_end = _validate_range(plan.start_s, plan.end_s, info.duration_s)
+        range_start, range_end = checked_range(plan.start_s, plan.end_s, info.duration_s)
         count = plan.frame_count(range_end - range_start)
         first_pts = min(index.pts)
         targets = [first_pts + round(t / time_base) for t in uniform_targets(range_start, range_end, count)]
@@ -227,7 +250,9 @@ class SampleCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def sample(self, path: Path, plan: SamplingPlan, cancel: CancelToken | None = None) -> tuple[SampledVideo, bool]:
+    def sample(
+        self, path: Path, plan: SamplingPlan, cancel: CancelToken | None = None, index_file: Path | None = None
+    ) -> tuple[SampledVideo, bool]:
         """The sampled video, and whether it came from this cache."""
         try:
             stat = path.stat()
@@ -239,7 +264,7 @@ class SampleCache:
             if entry is not None:
                 self._entries.move_to_end(key)
                 return entry[0], True
-        sampled = sample_with_plan(path, plan, cancel=cancel)
+        sampled = sample_with_plan(path, plan, cancel=cancel, index_file=index_file)
         size = sum(f.image.width * f.image.height * len(f.image.getbands()) for f in sampled.frames)
         with self._lock:
             if size <= self.max_bytes and key not in self._entries:
@@ -285,14 +310,54 @@ def _rotated(info: StreamInfo, rotation: int) -> StreamInfo:
     return replace(info, width=info.height, height=info.width, rotation=rotation % 360)
 
 
-def probe(path: Path) -> StreamInfo:
+def probe(path: Path, index_file: Path | None = None) -> StreamInfo:
     """Stream facts from the packet index, without decoding any frame."""
+    return outline(path, index_file)[0]
+
+
+def outline(path: Path, index_file: Path | None = None) -> tuple[StreamInfo, list[float]]:
+    """Stream facts and the keyframes' times (seconds from the first frame), from the packet index."""
     with _open_video(path) as container:
         stream = container.streams.video[0]
-        index = _read_index(container, stream)
+        index = _indexed(container, stream, path, index_file)
         if index is None:
-            return _header_info(container, stream)
-        return _stream_info(stream, index)
+            return _header_info(container, stream), []
+        time_base = _time_base(stream)
+        first = min(index.pts)
+        keyframes = [float((pts - first) * time_base) for pts in index.sorted_keyframe_pts()]
+        return _stream_info(stream, index), keyframes
+
+
+_INDEX_MAGIC = b"LVMIDX1\n"
+
+
+def _indexed(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    path: Path,
+    index_file: Path | None,
+) -> _PacketIndex | None:
+    """The packet index: from `index_file` when it was made from this very file (same size and modification time),
+    else by demuxing the stream, saved to `index_file` for the next call, plan or window. A 60-minute video's
+    demux takes about a second; reading the saved index, a few milliseconds."""
+    if index_file is None:
+        return _read_index(container, stream)
+    stat = path.stat()
+    identity = f"{stat.st_size}:{stat.st_mtime_ns}:{stream.index}".encode()
+    try:
+        data = index_file.read_bytes()
+        header, rest = data.split(b"\n\n", 1)
+        if header.startswith(_INDEX_MAGIC) and header[len(_INDEX_MAGIC) :] == identity:
+            return _PacketIndex.from_bytes(rest)
+    except (OSError, ValueError):
+        pass
+    index = _read_index(container, stream)
+    if index is not None:
+        index_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = index_file.with_name(f".{index_file.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_bytes(_INDEX_MAGIC + identity + b"\n\n" + index.to_bytes())
+        partial.replace(index_file)
+    return index
 
 
 def header_duration(path: Path) -> float:
@@ -397,7 +462,8 @@ def _fps(stream: av.video.stream.VideoStream) -> float | None:
     return float(rate) if rate else None
 
 
-def _validate_range(start_s: float | None, end_s: float | None, duration_s: float) -> tuple[float, float]:
+def checked_range(start_s: float | None, end_s: float | None, duration_s: float) -> tuple[float, float]:
+    """The range asked for, whole video by default; a LimitError that says what fits when it lies outside."""
     start = 0.0 if start_s is None else start_s
     end = duration_s if end_s is None else end_s
     if start < 0:
@@ -543,7 +609,7 @@ def _sample_sequentially(
             f"{path.name} has no timestamps and states no duration (a raw elementary stream?), so its frames cannot "
             "be placed in time. Put it in a container first, e.g. `ffmpeg -i INPUT -c copy OUTPUT.mp4`."
         )
-    range_start, range_end = _validate_range(plan.start_s, plan.end_s, info.duration_s)
+    range_start, range_end = checked_range(plan.start_s, plan.end_s, info.duration_s)
     count = plan.frame_count(range_end - range_start)
     targets = uniform_targets(range_start, range_end, count)
     best: list[tuple[float, av.VideoFrame] | None] = [None] * count

@@ -79,6 +79,16 @@ class TokenCounts(BaseModel):
     )
 
 
+class Segment(BaseModel):
+    """One window of a full-coverage call: what the model saw there and the notes it wrote."""
+
+    start_s: float
+    end_s: float
+    frames: list[float] = Field(description="Exact times of the frames seen in this window, seconds.")
+    transcript: list[TranscriptCue] | None = None
+    notes: str = Field(description="The model's timestamped description of this window.")
+
+
 class VideoAnswer(BaseModel):
     """The answer to a question about one or more videos, with the evidence it rests on."""
 
@@ -90,6 +100,13 @@ class VideoAnswer(BaseModel):
     tokens: TokenCounts
     stopped_by_token_limit: bool = Field(
         description="True when generation hit max_new_tokens, so the answer may be cut short."
+    )
+    segments: list[Segment] | None = Field(
+        default=None,
+        description='With coverage="full": the consecutive windows watched, in order: a table of contents.',
+    )
+    segments_from_cache: int | None = Field(
+        default=None, description="How many windows' notes came from an earlier call (no model time spent on them)."
     )
     _images: list[bytes] = PrivateAttr(default_factory=list)
 

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 _META = "meta.json"
 _STAGING_PREFIX = ".partial-"
 _STAGING_LOCK = ".owner"
+LOCAL_STORE_MAX_BYTES = 256 * 2**20
+"""Packet indexes and window notes of local files: a 60-minute video's index is about 1 MB, its notes far less."""
 MAX_SOURCE_CHARS = 4096
 """Longer than any path (PATH_MAX) or sensible URL: anything longer is not a source."""
 
@@ -85,6 +87,9 @@ class LocalVideo:
     fetch_s: float
     subtitles: Path | None = None
     cache_key: str | None = None
+    store: Path | None = None
+    """A folder for what is derived from this video (its packet index, notes on its windows): the cache entry of a
+    download, so that it goes when the video goes; a folder of its own under the cache for a local file."""
 
 
 def default_cache_dir() -> Path:
@@ -183,6 +188,34 @@ class VideoCache:
             shutil.rmtree(folder, ignore_errors=True)
             with _staging_guard:
                 _staging_folders.discard(folder)
+
+    def local_store(self, video: Path) -> Path:
+        """The folder for what is derived from a local video, keyed by the file's identity (path, size, modification
+        time), so an edited file starts afresh. The folders are kept to LOCAL_STORE_MAX_BYTES, least recently
+        used out first."""
+        stat = video.stat()
+        folder = self.root / "local" / _hash(f"{video}:{stat.st_size}:{stat.st_mtime_ns}")
+        if folder.is_dir():
+            os.utime(folder)
+        elif folder.parent.is_dir():
+            self._trim_local_stores(keep=folder)
+        return folder  # made by the first thing written there
+
+    def _trim_local_stores(self, keep: Path) -> None:
+        stores = []
+        for folder in (self.root / "local").iterdir():
+            try:
+                size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                stores.append((folder.stat().st_mtime, size, folder))
+            except OSError:
+                continue
+        total = sum(size for _, size, _ in stores)
+        for _, size, folder in sorted(stores):
+            if total <= LOCAL_STORE_MAX_BYTES:
+                break
+            if folder != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+                total -= size
 
     def remove_abandoned_staging(self) -> None:
         """Remove staging folders that no live process holds: downloads killed part way."""
@@ -404,6 +437,7 @@ class VideoFetcher:
         subtitles = meta.get("subtitles")
         return LocalVideo(
             source=url,
+            store=entry,
             path=entry / str(meta["file"]),
             title=title if isinstance(title, str) else None,
             from_cache=from_cache,
@@ -453,7 +487,8 @@ class VideoFetcher:
         if subtitles is not None and not self._allowed(subtitles.resolve()):
             log.info("ignored subtitles %s: they lead outside the allowed folders", subtitles)
             subtitles = None
-        return LocalVideo(source, real, resolved.name, from_cache=True, fetch_s=0.0, subtitles=subtitles)
+        store = self.cache.local_store(real)
+        return LocalVideo(source, real, resolved.name, from_cache=True, fetch_s=0.0, subtitles=subtitles, store=store)
 
     def _allowed(self, real: Path) -> bool:
         """Whether a resolved path lies inside the allowed folders (any path, when none are set)."""

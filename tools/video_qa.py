@@ -14,36 +14,33 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
 
-from tools.backends.base import InferenceProgress, ModelProvider, Prompt
+from tools.backends.base import ModelProvider, Prompt
 from tools.cancel import CancelToken
 from tools.errors import LimitError
 from tools.evidence import LabelledFrame, contact_sheet, frame_images, label
 from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
 from tools.sources import LocalVideo, VideoFetcher
-from tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, parse_subtitles, render
-from tools.untrusted import clean_question, neutralise
-from tools.ytdlp import ProgressHook
-
-DEFAULT_QUESTION = (
-    "Describe this video in detail: the setting, the people, animals or objects in it, "
-    "and what happens from beginning to end."
+from tools.stages import (
+    DEFAULT_QUESTION,
+    FRAME_SIDE,
+    WITH_TRANSCRIPT,
+    Progress,
+    TranscriptOptions,
+    download_progress,
+    index_file,
+    model_download_progress,
+    model_progress,
+    no_progress,
+    subtitle_cues,
 )
+from tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
+from tools.untrusted import clean_question, neutralise
+from tools.watch import FullWatch, WindowOptions
+
 MIN_VIDEOS, MAX_VIDEOS = 2, 4
 MAX_TITLE_CHARS = 200
 """Site titles can be any length; the prompt needs only enough to name the video."""
-MAX_SUBTITLE_BYTES = 4 * 2**20
-"""Most read of a subtitle file: hours of speech; a larger file is read only this far."""
-FRAME_SIDE = 384
-"""Shorter side frames are decoded to: the SigLIP input of llava-interleave (0.5b and 7b). The same on every
-call, so an answer never depends on whether the model happened to be loaded yet."""
-
-Progress = Callable[[float, float, str], None]
-"""Called with (progress, total, message) as a call moves through its stages."""
-
-
-def _no_progress(progress: float, total: float, message: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -65,17 +62,27 @@ Evidence = Literal["none", "sheet", "frames"]
 """Images of the frames the model saw, returned with the answer: none, one contact sheet, or one per frame."""
 
 
-@dataclass(frozen=True)
-class TranscriptOptions:
-    include: bool = True
-    language: str = "en"
+Coverage = Literal["sampled", "full"]
+"""`sampled`: frames spread over the range, one model call. `full`: every window of the range watched (see
+`tools.coverage`)."""
+
+
+SPARSE_S = 30.0
+"""A sampled call with more seconds than this between frames gets a note that it saw little of its range."""
 
 
 class VideoQA:
-    def __init__(self, fetcher: VideoFetcher, model: ModelProvider, samples: SampleCache | None = None) -> None:
+    def __init__(
+        self,
+        fetcher: VideoFetcher,
+        model: ModelProvider,
+        samples: SampleCache | None = None,
+        windows: WindowOptions | None = None,
+    ) -> None:
         self.fetcher = fetcher
         self.model = model
         self.samples = samples if samples is not None else SampleCache()
+        self.windows = windows if windows is not None else WindowOptions()
 
     def describe(
         self,
@@ -87,16 +94,22 @@ class VideoQA:
         end_s: float | None = None,
         fps: float | None = None,
         keyframes_only: bool = False,
-        transcript: TranscriptOptions = TranscriptOptions(),
+        transcript: TranscriptOptions = WITH_TRANSCRIPT,
         max_new_tokens: int = 256,
         evidence: Evidence = "none",
-        progress: Progress = _no_progress,
+        coverage: Coverage = "sampled",
+        progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> VideoAnswer:
         """Answer a question about one video, or describe it when no question is given.
 
-        With `evidence`, the result's `images` hold JPEGs of the frames the model saw (see `tools.evidence`)."""
+        With `evidence`, the result's `images` hold JPEGs of the frames the model saw (see `tools.evidence`). With
+        `coverage="full"`, the whole range is watched window by window, `num_frames` frames each, and the answer
+        comes from the windows' notes (see `tools.coverage`)."""
         plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, FRAME_SIDE)
+        if coverage == "full":
+            watch = FullWatch(self.fetcher, self.model, self.windows, progress, cancel)
+            return watch.answer(source, question, plan, transcript, max_new_tokens)
         requests = [VideoRequest(source, plan)]
         return self._answer(requests, question, transcript, max_new_tokens, evidence, progress, cancel)
 
@@ -106,10 +119,10 @@ class VideoQA:
         question: str,
         *,
         frames_per_video: int = 6,
-        transcript: TranscriptOptions = TranscriptOptions(),
+        transcript: TranscriptOptions = WITH_TRANSCRIPT,
         max_new_tokens: int = 256,
         evidence: Evidence = "none",
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> VideoAnswer:
         """Answer one question across 2 to 4 videos, all their frames in one model context; each source may be a
@@ -152,7 +165,7 @@ class VideoQA:
         with ExitStack() as in_use:
             for i, request in enumerate(requests, 1):
                 progress(step, stages, f"Fetching video {i}/{len(requests)}: {request.source}")
-                hook = _download_progress(progress, step, stages, i)
+                hook = download_progress(progress, step, stages, i)
                 local.append(
                     in_use.enter_context(
                         self.fetcher.fetched(
@@ -164,7 +177,7 @@ class VideoQA:
             decode_started = time.perf_counter()
             for i, (request, video) in enumerate(zip(requests, local, strict=True), 1):
                 progress(step, stages, f"Sampling {request.plan.num_frames} frames from video {i}/{len(requests)}")
-                sample, hit = self.samples.sample(video.path, request.plan, cancel)
+                sample, hit = self.samples.sample(video.path, request.plan, cancel, index_file(video))
                 sampled.append(sample)
                 from_cache.append(hit)
                 step += 1
@@ -172,13 +185,15 @@ class VideoQA:
             # Read while the cache entries are still held: an evicted entry takes its subtitles with it.
             budget = MAX_TRANSCRIPT_CHARS // len(requests)
             transcripts = [
-                _transcript_cues(video, sample, budget) if transcript.include else []
+                bounded(cues_in_range(subtitle_cues(video), sample.start_s, sample.end_s), budget)
+                if transcript.include
+                else []
                 for video, sample in zip(local, sampled, strict=True)
             ]
 
         total_frames = sum(len(s.frames) for s in sampled)
         progress(step, stages, f"Running {self.model.label} on {total_frames} frames")
-        backend, load_s = self.model.get(_model_download_progress(progress, step, stages))
+        backend, load_s = self.model.get(model_download_progress(progress, step, stages))
         inference_started = time.perf_counter()
 
         def safe(text: str) -> str:
@@ -190,7 +205,7 @@ class VideoQA:
             text=context + safe(asked),
             question_start=len(context),
         )
-        generation = backend.answer(prompt, max_new_tokens, _model_progress(progress, step, stages), cancel)
+        generation = backend.answer(prompt, max_new_tokens, model_progress(progress, step, stages), cancel)
         inference_s = time.perf_counter() - inference_started
         progress(stages, stages, "Done")
 
@@ -217,7 +232,7 @@ class VideoQA:
                     frames_requested=sample.frames_requested,
                     frames=frames,
                     frames_from_cache=hit,
-                    note=sample.note,
+                    note=_with_sparse_note(sample),
                     transcript=[TranscriptCue(start_s=c.start_s, end_s=c.end_s, text=c.text) for c in cues]
                     if cues
                     else None,
@@ -252,6 +267,18 @@ class VideoQA:
         return answer.with_images(_evidence(sampled, evidence))
 
 
+def _with_sparse_note(sample: SampledVideo) -> str | None:
+    """The sampler's note, and one saying so when the frames are far apart: the model then saw little of the range."""
+    spacing = (sample.end_s - sample.start_s) / max(len(sample.frames), 1)
+    if spacing <= SPARSE_S:
+        return sample.note
+    sparse = (
+        f"One frame every {spacing:.0f} s over {(sample.end_s - sample.start_s) / 60:.1f} min: the model saw little of "
+        'this range. Use coverage="full" to watch all of it, or start_s/end_s to look closer at a part.'
+    )
+    return f"{sample.note} {sparse}" if sample.note else sparse
+
+
 def _evidence(sampled: Sequence[SampledVideo], evidence: Evidence) -> list[bytes]:
     """JPEGs of the frames the model saw (the same decoded images), each labelled with its reported timestamp."""
     if evidence == "none":
@@ -265,73 +292,6 @@ def _evidence(sampled: Sequence[SampledVideo], evidence: Evidence) -> list[bytes
     if evidence == "sheet":
         return [contact_sheet(frames)[0]]
     return frame_images(frames)
-
-
-def _model_progress(progress: Progress, step: int, stages: int) -> InferenceProgress:
-    """Relays the model's progress inside its stage: every change of activity, and counts at most once a second."""
-    last_report = 0.0
-    last_activity = ""
-
-    def report(fraction: float, message: str) -> None:
-        nonlocal last_report, last_activity
-        activity = message.split(":", 1)[0]
-        now = time.monotonic()
-        if activity == last_activity and now - last_report < 1.0 and fraction < 1.0:
-            return
-        last_report, last_activity = now, activity
-        progress(step + 0.99 * fraction, stages, message)
-
-    return report
-
-
-def _download_progress(progress: Progress, step: int, stages: int, number: int) -> ProgressHook:
-    """Relays download bytes as progress inside the fetch stage, at most about once a second."""
-    last_report = 0.0
-
-    def report(done: int, total: int | None) -> None:
-        nonlocal last_report
-        now = time.monotonic()
-        if now - last_report < 1.0:
-            return
-        last_report = now
-        fraction = min(done / total, 1.0) if total else 0.0
-        size = f"{_size(done)} of {_size(total)}" if total else _size(done)
-        progress(step + fraction, stages, f"Downloading video {number}: {size}")
-
-    return report
-
-
-def _model_download_progress(progress: Progress, step: int, stages: int) -> ProgressHook:
-    """Relays the model's first download (about 1.7 GB for the 0.5b model), at most about once a second."""
-    last_report = 0.0
-
-    def report(done: int, total: int | None) -> None:
-        nonlocal last_report
-        now = time.monotonic()
-        if now - last_report < 1.0 and (total is None or done < total):
-            return
-        last_report = now
-        size = f"{_size(done)} of {_size(total)}" if total else _size(done)
-        progress(step + 0.5 * (min(done / total, 1.0) if total else 0.0), stages, f"Downloading the model: {size}")
-
-    return report
-
-
-def _size(count: int) -> str:
-    if count < 1_000_000:
-        return f"{count / 1000:.0f} KB"
-    return f"{count / 1e6:.1f} MB"
-
-
-def _transcript_cues(video: LocalVideo, sample: SampledVideo, budget: int) -> list[Cue]:
-    if video.subtitles is None:
-        return []
-    try:
-        with video.subtitles.open("rb") as subtitles:
-            text = subtitles.read(MAX_SUBTITLE_BYTES).decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return bounded(cues_in_range(parse_subtitles(text), sample.start_s, sample.end_s), budget)
 
 
 def _as_is(text: str) -> str:

@@ -255,7 +255,8 @@ class TransformersBackend(VideoLanguageBackend):
 
     def _inputs(self, prompt: Prompt, rendered: str) -> Any:
         """Model inputs for the prompt: token ids with each frame's image tokens, and the frames' pixels."""
-        inputs = self._processor(text=rendered, images=list(prompt.images), return_tensors="pt")
+        images = list(prompt.images) or None  # a text-only prompt (notes to answer from) has no pixels at all
+        inputs = self._processor(text=rendered, images=images, return_tensors="pt")
         return inputs.to(self._model.device, dtype=self._model.dtype)
 
     @property
@@ -303,7 +304,7 @@ class TransformersBackend(VideoLanguageBackend):
             ids = inputs["input_ids"]
             prompt_length = int(ids.shape[1])
             prefix_length = self._prefix_length(prompt, rendered, ids)
-            key = self._prefix_key(ids[0, :prefix_length], inputs["pixel_values"])
+            key = self._prefix_key(ids[0, :prefix_length], inputs.get("pixel_values"))
             streamer = TokenCounter(on_progress, max_new_tokens, cancel)
             try:
                 with torch.inference_mode():
@@ -394,7 +395,7 @@ class TransformersBackend(VideoLanguageBackend):
         hf: Any = importlib.import_module("transformers")
         outputs: Any = importlib.import_module("transformers.modeling_outputs")
         config = self._model.config
-        pixels = inputs["pixel_values"]
+        pixels = inputs.get("pixel_values", [])
         features: list[Any] = []
         with self._prefill_precision():
             for start in range(0, len(pixels), self._vision_chunk):
@@ -414,12 +415,17 @@ class TransformersBackend(VideoLanguageBackend):
             report(_VISION_SHARE, f"Reading the prompt: {prefix_length} tokens")
             cache = hf.StaticCache(config=config, max_cache_len=capacity)
             # The inner model: the prefix needs no logits (the full model would compute 152,000 per prompt token).
+            encoded_images = (
+                {"mm_encoder_outputs": {"image": outputs.BaseModelOutputWithPooling(pooler_output=features)}}
+                if features
+                else {}
+            )
             self._model.model(
                 input_ids=inputs["input_ids"][:, :prefix_length],
                 attention_mask=inputs["attention_mask"][:, :prefix_length],
-                mm_encoder_outputs={"image": outputs.BaseModelOutputWithPooling(pooler_output=features)},
                 cache=cache,
                 use_cache=True,
+                **encoded_images,
             )
         if self._mixed_precision:
             for layer in cache.layers:
@@ -479,7 +485,8 @@ class TransformersBackend(VideoLanguageBackend):
     def _prefix_key(self, prefix_ids: Any, pixel_values: Any) -> str:
         digest = hashlib.sha256(self.model_id.encode())
         digest.update(prefix_ids.cpu().numpy().tobytes())
-        digest.update(pixel_values.float().cpu().numpy().tobytes())
+        if pixel_values is not None:
+            digest.update(pixel_values.float().cpu().numpy().tobytes())
         return digest.hexdigest()
 
     def _eos_ids(self) -> set[int]:

@@ -1,0 +1,203 @@
+"""Long videos watched in full (`coverage="full"`), through the real MCP client, on a 4-minute video made here:
+dark and light scenes (x264 puts a keyframe at each cut), low frame rate to keep encoding fast, and subtitles
+beside it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from pathlib import Path
+
+import anyio
+import av
+import numpy as np
+import pytest
+from mcp import Client
+
+from server.app import build_server
+from server.settings import Settings
+from tests.test_server import call, error_text
+from tools.coverage import plan_windows
+from tools.frames import outline
+from tools.results import VideoAnswer
+
+pytestmark = pytest.mark.anyio
+
+CUTS = (45.0, 100.0, 170.0)
+CUES = [(10.0, 12.0, "Welcome to the first scene."), (50.0, 52.0, "Now it is light."), (120.0, 123.0, "Halfway."),
+        (230.0, 233.0, "Goodbye.")]  # fmt: skip
+
+
+def scenes(path: Path, seconds: int = 240, fps: int = 2, width: int = 96, height: int = 64) -> Path:
+    """Dark and light scenes changing at CUTS, a small square drifting across; keyframes every 30 s and at cuts."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, fps)
+        stream.options = {"g": str(30 * fps), "keyint_min": "1", "preset": "veryfast", "sc_threshold": "40", "bf": "0"}
+        for i in range(seconds * fps):
+            scene = sum(i / fps >= cut for cut in CUTS)
+            image = np.full((height, width, 3), 235 if scene % 2 else 16, np.uint8)
+            x = (i // 2) % (width - 4)
+            image[:4, x : x + 4] = 128
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    vtt = "WEBVTT\n\n" + "\n\n".join(
+        f"00:{int(a) // 60:02d}:{a % 60:06.3f} --> 00:{int(b) // 60:02d}:{b % 60:06.3f}\n{text}" for a, b, text in CUES
+    )
+    path.with_suffix(".vtt").write_text(vtt + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return scenes(tmp_path_factory.mktemp("long") / "talk.mp4")
+
+
+@pytest.fixture
+def settings(tiny_model: Path, tmp_path: Path) -> Settings:
+    return Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Client]:
+    async with Client(build_server(settings)) as connected:
+        yield connected
+
+
+def test_windows_tile_the_range_and_cut_at_scene_changes(talk: Path) -> None:
+    info, keyframes = outline(talk)
+    assert set(CUTS) <= set(keyframes)
+    windows = plan_windows(0.0, info.duration_s, 60.0, keyframes)
+    assert [(w.start_s, w.end_s) for w in windows] == [(0, 45), (45, 100), (100, 160), (160, 220), (220, 240)]
+    assert plan_windows(10.0, 70.0, 60.0, []) == plan_windows(10.0, 70.0, 60.0, [0.0, 30.0])
+
+
+async def test_full_coverage_watches_every_window(client: Client, talk: Path) -> None:
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    arguments = {"source": str(talk), "coverage": "full", "num_frames": 4, "max_new_tokens": 8}
+    result = await client.call_tool("describe_video", arguments, progress_callback=on_progress)
+    assert not result.is_error, error_text(result)
+    answer = VideoAnswer.model_validate(result.structured_content)
+    segments = answer.segments or []
+    assert [(s.start_s, s.end_s) for s in segments] == [(0, 45), (45, 100), (100, 160), (160, 220), (220, 240)]
+    for segment in segments:
+        assert segment.frames
+        assert all(segment.start_s <= t <= segment.end_s for t in segment.frames)
+        assert len(segment.frames) <= 4
+        assert segment.notes is not None
+    said = {segment.start_s: [cue.text for cue in segment.transcript or []] for segment in segments}
+    assert said == {0: ["Welcome to the first scene."], 45: ["Now it is light."], 100: ["Halfway."], 160: [],
+                    220: ["Goodbye."]}  # fmt: skip
+    assert answer.segments_from_cache == 0
+    assert answer.videos[0].frames == []
+    assert "Window 2 of 5 (00:45-01:40): Generating: " in " ".join(messages)
+    assert any(m.startswith("Answering from the notes of 5 windows") for m in messages)
+
+    started = time.monotonic()
+    again = await call(client, "describe_video", **arguments | {"question": "When does it get light?"})
+    second_s = time.monotonic() - started
+    assert again.segments_from_cache == 5
+    assert [s.notes for s in again.segments or []] == [s.notes for s in segments]
+    assert second_s < answer.timings.total_s / 2
+
+
+async def test_notes_outlive_the_server(settings: Settings, talk: Path) -> None:
+    arguments = {"source": str(talk), "coverage": "full", "num_frames": 2, "max_new_tokens": 2}
+    async with Client(build_server(settings)) as first:
+        before = await call(first, "describe_video", **arguments)
+    async with Client(build_server(settings)) as restarted:
+        after = await call(restarted, "describe_video", **arguments | {"question": "What changes?"})
+    assert before.segments_from_cache == 0
+    assert after.segments_from_cache == len(after.segments or [])
+
+
+async def test_too_many_windows_is_refused_with_what_fits(tiny_model: Path, tmp_path: Path, talk: Path) -> None:
+    settings = Settings(model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache", max_windows=3)
+    async with Client(build_server(settings)) as client:
+        refused = await client.call_tool("describe_video", {"source": str(talk), "coverage": "full"})
+        assert refused.is_error
+        text = error_text(refused)
+        assert "makes 5 windows" in text
+        assert "--max-windows" in text
+        assert "start_s/end_s" in text
+        assert "--window-s 80" in text
+        narrowed = await call(
+            client, "describe_video", source=str(talk), coverage="full", end_s=120.0, num_frames=1, max_new_tokens=1
+        )
+        assert len(narrowed.segments or []) == 3
+
+
+async def test_a_cancelled_watch_keeps_only_whole_notes(client: Client, settings: Settings, talk: Path) -> None:
+    second_window = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if (message or "").startswith("Window 2 of 5") and "Generating: " in (message or ""):
+            second_window.set()
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        with scope:
+            await client.call_tool(
+                "describe_video",
+                {"source": str(talk), "coverage": "full", "num_frames": 4, "max_new_tokens": 8},
+                progress_callback=on_progress,
+            )
+
+    scope = anyio.CancelScope()
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch, scope)
+        await second_window.wait()
+        scope.cancel()
+    [store] = list((settings.cache_dir / "local").iterdir())
+    notes = sorted((store / "notes").iterdir())
+    # The windows finished before the cancellation took hold, each whole; nothing of the one it cut short.
+    assert 1 <= len(notes) < 5
+    assert all(p.suffix == ".json" and not p.name.startswith(".") for p in notes)
+    assert all(json.loads(p.read_text())["notes"] is not None for p in notes)
+    resumed = await call(client, "describe_video", source=str(talk), coverage="full", num_frames=4, max_new_tokens=8)
+    assert resumed.segments_from_cache == len(notes)
+
+
+async def test_long_notes_are_condensed_in_stages(client: Client, talk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tools.watch
+
+    monkeypatch.setattr(tools.watch, "REDUCE_CHARS", 500)  # the 5 windows' notes are over 1,500 characters
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    result = await client.call_tool(
+        "describe_video",
+        {"source": str(talk), "coverage": "full", "num_frames": 2, "max_new_tokens": 4},
+        progress_callback=on_progress,
+    )
+    assert not result.is_error, error_text(result)
+    assert any(m.startswith("Condensing the notes") for m in messages), messages
+
+
+async def test_a_sparse_sampled_call_says_so(client: Client, talk: Path) -> None:
+    answer = await call(client, "describe_video", source=str(talk), num_frames=4, max_new_tokens=1)
+    note = answer.videos[0].note or ""
+    assert "One frame every 60 s over 4.0 min" in note
+    assert 'coverage="full"' in note
+
+
+def test_the_packet_index_is_kept_beside_the_video(talk: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index.bin"
+    fresh = outline(talk)
+    assert outline(talk, index) == fresh
+    assert index.stat().st_size > 0
+    stamp = index.stat().st_mtime_ns
+    assert outline(talk, index) == fresh
+    assert index.stat().st_mtime_ns == stamp  # read, not written again

@@ -1,0 +1,147 @@
+"""Watching a long video in full: window by window, then answering from a timestamped outline.
+
+A call sees at most 32 frames; on a two-hour talk that is one frame every few minutes. With `coverage="full"` the
+range is cut into consecutive windows with no gaps (at most `window_s` each), and each window is shown to the model
+with its frames and its subtitles and described in detail, with times: the map step. It does not depend on the
+question, so its notes are kept on disk beside the video, and every later question about the same video reads
+them instead of watching again (a server restart keeps them). The question is then answered from the notes alone:
+the reduce step, in stages when the notes are too long for one prompt.
+
+Window edges follow the stream's keyframes where one breaks the encoder's regular rhythm: encoders put an extra
+keyframe at a scene change, so a window then ends where the picture changes instead of in the middle of a shot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import statistics
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tools.transcript import Cue
+
+MAP_INSTRUCTION = (
+    "Describe in detail what happens in this part of the video: the setting, the people and objects, what they do "
+    "and say, any text shown, and how it changes. Give the time (MM:SS) of each event."
+)
+NOTES_TOKENS = 192
+"""Length of each window's notes: a detailed paragraph."""
+REDUCE_CHARS = 12_000
+"""Most notes read in one reduce prompt (about 3,500 tokens): beyond it, groups of notes are condensed first."""
+_NOTES_FORMAT = 1
+"""Part of every notes key: a change of prompt or budget makes earlier notes stale."""
+
+
+@dataclass(frozen=True)
+class Window:
+    number: int
+    """From 1."""
+    start_s: float
+    end_s: float
+
+
+def clock(seconds: float) -> str:
+    """MM:SS, or H:MM:SS past an hour."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def plan_windows(start_s: float, end_s: float, window_s: float, keyframes_s: Sequence[float]) -> list[Window]:
+    """Consecutive windows tiling [start_s, end_s] with no gaps or overlaps, each at most `window_s` long.
+
+    A window ends at the last scene-change keyframe (one that comes sooner than the stream's usual keyframe
+    interval) in its second half, when there is one; else `window_s` after it starts.
+    """
+    cuts = _scene_cuts(keyframes_s)
+    windows: list[Window] = []
+    start = start_s
+    while end_s - start > 1e-6:
+        limit = min(start + window_s, end_s)
+        if limit < end_s:
+            inside = [t for t in cuts if start + window_s / 2 <= t < limit]
+            end = inside[-1] if inside else limit
+        else:
+            end = end_s
+        windows.append(Window(len(windows) + 1, start, end))
+        start = end
+    return windows
+
+
+def _scene_cuts(keyframes_s: Sequence[float]) -> list[float]:
+    """Keyframes that come sooner than the usual interval: an encoder's scene-change keyframes."""
+    if len(keyframes_s) < 3:
+        return []
+    intervals = [b - a for a, b in itertools.pairwise(keyframes_s)]
+    usual = statistics.median(intervals)
+    return [t for t, gap in zip(keyframes_s[1:], intervals, strict=True) if gap < 0.9 * usual]
+
+
+@dataclass(frozen=True)
+class WindowNotes:
+    """What the map step made of one window."""
+
+    start_s: float
+    end_s: float
+    frames: list[float]
+    cues: list[Cue]
+    notes: str
+
+
+class NotesStore:
+    """Notes of windows on disk, one file each, written whole or not at all (a cancelled window leaves nothing)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def key(*parts: object) -> str:
+        return hashlib.sha256(json.dumps([_NOTES_FORMAT, *parts], default=str).encode()).hexdigest()[:40]
+
+    def get(self, key: str) -> WindowNotes | None:
+        if self.folder is None:
+            return None
+        try:
+            data = json.loads((self.folder / f"{key}.json").read_text())
+            return WindowNotes(
+                start_s=float(data["start_s"]),
+                end_s=float(data["end_s"]),
+                frames=[float(t) for t in data["frames"]],
+                cues=[Cue(float(c["start_s"]), float(c["end_s"]), str(c["text"])) for c in data["cues"]],
+                notes=str(data["notes"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, key: str, notes: WindowNotes) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = self.folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        partial.write_text(json.dumps(asdict(notes)))
+        partial.replace(self.folder / f"{key}.json")
+
+
+def outline(notes: Sequence[WindowNotes]) -> str:
+    """The notes as one timestamped text, window after window."""
+    return "\n\n".join(f"[{clock(n.start_s)}-{clock(n.end_s)}] {n.notes}" for n in notes)
+
+
+def groups_within(texts: Sequence[str], budget: int) -> list[list[str]]:
+    """Consecutive texts grouped so that each group stays within `budget` characters (a longer text alone)."""
+    groups: list[list[str]] = []
+    size = 0
+    for text in texts:
+        if groups and size + len(text) <= budget:
+            groups[-1].append(text)
+            size += len(text)
+        else:
+            groups.append([text])
+            size = len(text)
+    return groups
