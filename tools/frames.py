@@ -172,19 +172,15 @@ def sample_with_plan(
     index_file: Path | None = None,
 ) -> SampledVideo:
     """Sample by `plan`; decoding stops between packets once `cancel` is set. With `index_file`, the packet index
-    is read from there when it was saved for this very file, and saved there otherwise (see `IndexFile`)."""
+    is read from there when it was saved for this very file, and saved there otherwise (see `_indexed`)."""
     with _open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        index = _indexed(container, stream, path, index_file)
-        if index is None:
+        planned = _plan(container, stream, path, plan, strategy, index_file)
+        if planned is None:
             return _sample_sequentially(container, stream, path, plan, cancel)
-        info = _stream_info(stream, index)
+        info, index, first_pts, (range_start, range_end), count, targets = planned
         time_base = _time_base(stream)
-        range_start, range_end = checked_range(plan.start_s, plan.end_s, info.duration_s)
-        count = plan.frame_count(range_end - range_start)
-        first_pts = min(index.pts)
-        targets = [first_pts + round(t / time_base) for t in uniform_targets(range_start, range_end, count)]
         if plan.keyframes_only:
             chosen = _nearest_pts(
                 _keyframes_in_range(
@@ -221,6 +217,169 @@ def sample_with_plan(
         frames_decoded=decoded,
         note=_shortfall_note(plan, count, len(chosen), damaged, range_end - range_start),
     )
+
+
+_Planned = tuple["StreamInfo", "_PacketIndex", int, tuple[float, float], int, list[int]]
+
+
+def _plan(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    path: Path,
+    plan: SamplingPlan,
+    strategy: str,
+    index_file: Path | None,
+) -> _Planned | None:
+    """What to decode: the stream's facts, a packet index covering the targets, the first pts, the range, the frame
+    count and the targets. From the container's index where it lists every frame (falling back when its GOPs
+    cannot be read, in a damaged file), else from a full index; None when packets carry no timestamps."""
+    around = None if strategy == "sequential" else _ContainerIndex.read(container, stream, index_file)
+    if around is not None:
+        try:
+            range_s = checked_range(plan.start_s, plan.end_s, around.info.duration_s)
+            count = plan.frame_count(range_s[1] - range_s[0])
+            targets = _targets(around.first_pts, range_s, count, _time_base(stream))
+            index = around.packets_around(targets, keyframes_only=plan.keyframes_only)
+            return around.info, index, around.first_pts, range_s, count, targets
+        except (av.error.FFmpegError, ValueError) as exc:
+            log.info("%s: planning from the container's index failed (%s); demuxing the stream", path.name, exc)
+    full = _indexed(container, stream, path, index_file)
+    if full is None:
+        return None
+    info = _stream_info(stream, full)
+    first_pts = min(full.pts)
+    range_s = checked_range(plan.start_s, plan.end_s, info.duration_s)
+    count = plan.frame_count(range_s[1] - range_s[0])
+    return info, full, first_pts, range_s, count, _targets(first_pts, range_s, count, _time_base(stream))
+
+
+def _targets(first_pts: int, range_s: tuple[float, float], count: int, time_base: Fraction) -> list[int]:
+    return [first_pts + round(t / time_base) for t in uniform_targets(range_s[0], range_s[1], count)]
+
+
+class _ContainerIndex:
+    """Planning from the container's own index (mp4 and mov list every frame, with keyframe flags and decode times)
+    instead of a demux of the whole stream.
+
+    The index gives the groups of pictures (GOPs) and where they start, in decode time; exact presentation times
+    come from demuxing, without decoding, just the GOPs around each target (and the first and last, for the start
+    and the duration). Frames are then chosen among real pts, and decoded, exactly as from a full index. Used when
+    the index is complete and no full index was kept for the file.
+    """
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        key_positions: list[int],
+        key_dts: list[int],
+        frame_count: int,
+    ) -> None:
+        self._container = container
+        self._stream = stream
+        self._key_positions = key_positions
+        self._key_dts = key_dts
+        self._frame_count = frame_count
+        self._gops: dict[int, list[tuple[int, bool, int]]] = {}
+        first = self._gop(0)
+        last = self._gop(len(key_dts) - 1)
+        self.first_pts = min(pts for pts, _, _ in first)
+        self._delay = first[0][0] - key_dts[0]
+        """pts - dts of the first keyframe: maps the index's decode times to presentation times, roughly."""
+        step = last[-1][2] or _average_step([pts for pts, _, _ in last])
+        max_pts = max(pts for pts, _, _ in last)
+        self.info = StreamInfo(
+            duration_s=float((max_pts + step - self.first_pts) * _time_base(stream)),
+            fps=_fps(stream),
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            codec=stream.codec_context.name,
+            frame_count=frame_count,
+        )
+
+    @classmethod
+    def read(
+        cls, container: av.container.InputContainer, stream: av.video.stream.VideoStream, index_file: Path | None
+    ) -> _ContainerIndex | None:
+        """The container's index when it lists every frame, and no full index is kept for the file yet."""
+        if index_file is not None and index_file.is_file():
+            return None
+        entries = stream.index_entries
+        count = len(entries)
+        if count == 0 or stream.frames != count:
+            return None
+        key_positions: list[int] = []
+        key_dts: list[int] = []
+        for position, entry in enumerate(entries):
+            if entry.is_keyframe:
+                key_positions.append(position)
+                key_dts.append(entry.timestamp)
+        if not key_positions or key_positions[0] != 0:
+            return None
+        try:
+            return cls(container, stream, key_positions, key_dts, count)
+        except (av.error.FFmpegError, ValueError, IndexError) as exc:
+            log.info("planning from the container's index failed (%s); demuxing the stream", exc)
+            return None
+
+    def _gop(self, number: int) -> list[tuple[int, bool, int]]:
+        """(pts, keyframe, duration) of each packet of GOP `number`, in decode order, demuxed without decoding."""
+        if number in self._gops:
+            return self._gops[number]
+        start = self._key_dts[number]
+        following = number + 1 < len(self._key_positions)
+        end = self._key_positions[number + 1] if following else self._frame_count
+        size = end - self._key_positions[number]
+        self._container.seek(start, stream=self._stream, backward=True, any_frame=False)
+        packets: list[tuple[int, bool, int]] = []
+        started = False
+        for packet in self._container.demux(self._stream):
+            if packet.size == 0:
+                continue
+            if not started:
+                if not (packet.is_keyframe and packet.dts == start):
+                    continue
+                started = True
+            elif packet.is_keyframe:
+                break
+            if packet.pts is None:
+                raise ValueError("a packet without pts")
+            packets.append((packet.pts, packet.is_keyframe, packet.duration or 0))
+            if len(packets) > size:
+                break
+        if len(packets) != size:
+            # A damaged file, or an index that does not match the packets: the full index is the safe ground.
+            raise ValueError(f"GOP {number} has {len(packets)} readable packets where the index lists {size}")
+        self._gops[number] = packets
+        return packets
+
+    def keyframe_pts(self) -> list[int]:
+        """Every keyframe's presentation time, as the index's decode times give it: exact for the keyframes whose
+        pts-dts is the first one's (nearly all), within a frame or two for the others."""
+        return [dts + self._delay for dts in self._key_dts]
+
+    def packets_around(self, targets: Sequence[int], *, keyframes_only: bool) -> _PacketIndex:
+        """The packets of the GOPs that can hold the frame nearest each target: the GOP whose keyframe comes last
+        before it, and the GOPs on either side (decode times only approximate presentation times)."""
+        wanted: set[int] = {0, len(self._key_dts) - 1}
+        approximate = self.keyframe_pts()
+        for target in targets:
+            number = max(bisect.bisect_right(approximate, target) - 1, 0)
+            wanted.update(n for n in (number - 1, number, number + 1) if 0 <= n < len(self._key_dts))
+        pts: list[int] = []
+        keyframe: list[bool] = []
+        last_duration = 0
+        for number in sorted(wanted):
+            for packet_pts, is_key, duration in self._gop(number):
+                pts.append(packet_pts)
+                keyframe.append(is_key)
+                last_duration = duration or last_duration
+        return _PacketIndex(pts=pts, keyframe=keyframe, last_duration=last_duration)
+
+
+def _average_step(pts: list[int]) -> int:
+    ordered = sorted(pts)
+    return round((ordered[-1] - ordered[0]) / (len(ordered) - 1)) if len(ordered) > 1 else 0
 
 
 class _FrameCollector:
@@ -319,10 +478,13 @@ def outline(path: Path, index_file: Path | None = None) -> tuple[StreamInfo, lis
     """Stream facts and the keyframes' times (seconds from the first frame), from the packet index."""
     with _open_video(path) as container:
         stream = container.streams.video[0]
+        time_base = _time_base(stream)
+        around = _ContainerIndex.read(container, stream, index_file)
+        if around is not None:
+            return around.info, [float((pts - around.first_pts) * time_base) for pts in around.keyframe_pts()]
         index = _indexed(container, stream, path, index_file)
         if index is None:
             return _header_info(container, stream), []
-        time_base = _time_base(stream)
         first = min(index.pts)
         keyframes = [float((pts - first) * time_base) for pts in index.sorted_keyframe_pts()]
         return _stream_info(stream, index), keyframes
