@@ -7,7 +7,11 @@ in one run:
    - ours: `tools.frames.sample_frames`, planning from the container's own index and the few GOPs around each
      target (what the server runs);
    - ours, full demux: the same sampler forced to demux every packet first (what it did before);
-   - torchcodec, exact mode and approximate mode (`get_frames_played_at`), when torchcodec is installed.
+   - torchcodec, exact mode and approximate mode (`get_frames_played_at`), when torchcodec is installed. PyPI's
+     torchcodec wheel needs a CUDA build of torch; with the CPU build, build it from source (`pip install
+     pybind11`, FFmpeg's -dev packages, then in a torchcodec checkout `I_CONFIRM_THIS_IS_NOT_A_LICENSE_VIOLATION=1
+     pip install . --no-build-isolation`). It decodes to full-size tensors; ours to 384 px images, as the model
+     needs.
 2. `coverage="full"` without the model, 60 minutes against 10: windows planned and every window's frames decoded
    (8 frames a window), each in its own process for a clean peak RSS. Memory must stay flat in the length.
 3. The model's time on the full-size random llava-interleave-0.5b (bench/model.py's builder): the map step (8 frames,
@@ -169,9 +173,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--windows-timed", type=int, default=2)
     parser.add_argument("--skip-decode", action="store_true", help="only the model's part (e.g. on a GPU machine)")
+    parser.add_argument("--skip-model", action="store_true", help="only the frames' part; earlier model figures stay")
     args = parser.parse_args()
     device = pick_device(args.device)
-    result: dict[str, Any] = {"machine": machine(device), "date": time.strftime("%Y-%m-%d")}
+    path = RESULTS / f"long-{device}.json"
+    result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    result |= {"machine": machine(device), "date": time.strftime("%Y-%m-%d")}
     if not args.skip_decode:
         long_video, short_video = ensure(LONG), ensure(SHORT)
         result["exact_8_frames_60min"] = exact_frames(long_video)
@@ -180,10 +187,11 @@ def main() -> None:
         flat = result["full_coverage_decode"]
         flat["rss_60min_over_10min"] = round(flat["60min"]["peak_rss_mb"] / flat["10min"]["peak_rss_mb"], 2)
         print(f"coverage=full, frames only: {json.dumps(flat)}", flush=True)
-    result["model"] = model_time(device, args.windows_timed, windows_total=60)
-    print(f"model: {json.dumps(result['model'])}", flush=True)
+    if not args.skip_model:
+        result["model"] = model_time(device, args.windows_timed, windows_total=60)
+        print(f"model: {json.dumps(result['model'])}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"long-{device}.json").write_text(json.dumps(result, indent=2) + "\n")
+    path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"long_benchmark": result}))
 
 

@@ -10,6 +10,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+from tests.engines import ServedModel, served_model
 from tests.httpserver import LoopbackServer
 from tests.llava_builder import build_llava
 from tests.media import encode_video
@@ -54,3 +55,10 @@ def http_server(tmp_path: Path, h264_mp4: Path, vp9_webm: Path) -> Iterator[Loop
     server.truncate.add("/cut.mp4")
     with server.running():
         yield server
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedModel]:
+    """`transformers serve` on the tiny model, for the remote backend's tests: started once, stopped at the end."""
+    with served_model(tiny_model, tmp_path_factory.mktemp("engine") / "serve.log") as running:
+        yield running

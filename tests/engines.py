@@ -92,14 +92,18 @@ def served_model(folder: Path, log: Path) -> Iterator[ServedModel]:
 
 class ConnectionCounter:
     """Relays 127.0.0.1:port to a target port, counting connections open at the same time. Each POST is held for
-    `delay_s` first, as a slow network would, so every request stays in flight at least that long."""
+    `delay_s` first, as a slow network would, so every request stays in flight at least that long. With `pace_s`,
+    the engine's replies are passed on a few KB at a time, `pace_s` apart, so a stream is still arriving when a test
+    acts on its first tokens; `cut` then drops every open connection, as an engine that stops would."""
 
-    def __init__(self, target_port: int, delay_s: float = 0.0) -> None:
+    def __init__(self, target_port: int, delay_s: float = 0.0, pace_s: float = 0.0) -> None:
         self.target_port = target_port
         self.delay_s = delay_s
+        self.pace_s = pace_s
         self.open_now = 0
         self.most_open = 0
         self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._closed = False
@@ -107,12 +111,13 @@ class ConnectionCounter:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def _pipe(self, source: socket.socket, target: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, target: socket.socket, pace_s: float = 0.0) -> None:
         try:
-            while data := source.recv(65536):
+            while data := source.recv(4096 if pace_s else 65536):
                 if data.startswith(b"POST "):
                     time.sleep(self.delay_s)
                 target.sendall(data)
+                time.sleep(pace_s)
         except OSError:
             pass
         finally:
@@ -125,12 +130,21 @@ class ConnectionCounter:
             with self._lock:
                 self.open_now += 1
                 self.most_open = max(self.most_open, self.open_now)
-            back = threading.Thread(target=self._pipe, args=(upstream, client), daemon=True)
+                self._sockets |= {client, upstream}
+            back = threading.Thread(target=self._pipe, args=(upstream, client, self.pace_s), daemon=True)
             back.start()
             self._pipe(client, upstream)
             back.join()
             with self._lock:
                 self.open_now -= 1
+                self._sockets -= {client, upstream}
+
+    def cut(self) -> None:
+        """Drop every open connection at once; what the engine sent and was not yet passed on is lost."""
+        with self._lock:
+            for sock in self._sockets:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def _accept(self) -> None:
         while not self._closed:

@@ -18,6 +18,7 @@ from mcp import Client
 
 from server.app import build_server
 from server.settings import Settings
+from tests.engines import ConnectionCounter, ServedModel
 from tests.test_server import call, error_text
 from tools.coverage import plan_windows
 from tools.frames import outline
@@ -207,3 +208,16 @@ def test_the_packet_index_is_kept_beside_the_video(talk: Path, tmp_path: Path) -
     # mp4 lists every frame: its own index serves, and nothing needs keeping.
     assert outline(talk, tmp_path / "mp4-index.bin") == outline(talk)
     assert not (tmp_path / "mp4-index.bin").exists()
+
+
+async def test_windows_run_together_on_a_serving_engine(engine: ServedModel, tmp_path: Path, talk: Path) -> None:
+    # Each request is held 0.5 s on its way (a slow link): windows that did not overlap would show one connection.
+    counter = ConnectionCounter(engine.port, delay_s=0.5)
+    with counter.running():
+        settings = Settings(endpoint=counter.url(), cache_dir=tmp_path / "cache", max_concurrent_requests=4)
+        async with Client(build_server(settings)) as client:
+            answer = await call(
+                client, "describe_video", source=str(talk), coverage="full", num_frames=1, max_new_tokens=2
+            )
+    assert len(answer.segments or []) == 5
+    assert counter.most_open >= 3

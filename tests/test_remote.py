@@ -26,12 +26,6 @@ from tools.results import VideoAnswer
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="session")
-def engine(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedModel]:
-    with served_model(tiny_model, tmp_path_factory.mktemp("engine") / "serve.log") as running:
-        yield running
-
-
 def remote_settings(endpoint: str, tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(endpoint=endpoint, cache_dir=tmp_path / "cache", **overrides)
 
@@ -160,12 +154,17 @@ async def test_calls_beyond_the_limit_wait_and_say_so(fake: MisbehavingEngine, t
 
 
 async def test_engine_stopped_mid_call_then_back(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
-    with served_model(tiny_model, tmp_path / "serve.log") as own:
-        async with Client(build_server(remote_settings(own.url, tmp_path, request_retries=0))) as client:
+    # The relay paces the stream, so the engine is stopped while its answer is still arriving however fast it runs.
+    with (
+        served_model(tiny_model, tmp_path / "serve.log") as own,
+        ConnectionCounter(own.port, pace_s=0.05).running() as relay,
+    ):
+        async with Client(build_server(remote_settings(relay.url(), tmp_path, request_retries=0))) as client:
 
             async def on_progress(progress: float, total: float | None, message: str | None) -> None:
                 if (message or "").startswith("Generating: ") and own.process is not None:
                     own.stop()
+                    relay.cut()
 
             result = await client.call_tool(
                 "describe_video", {"source": str(h264_mp4), "max_new_tokens": 3000}, progress_callback=on_progress

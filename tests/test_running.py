@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
@@ -252,6 +253,59 @@ async def test_http_needs_the_token_and_a_known_host(http_server: tuple[str, sub
     async with authorised, Client(streamable_http_client(url, http_client=authorised)) as client:
         tools = await client.list_tools()
         assert {tool.name for tool in tools.tools} == {"describe_video", "compare_videos"}
+
+
+@pytest.mark.anyio
+async def test_an_http_call_cancelled_by_the_client_stops_its_work(
+    http_server: tuple[str, subprocess.Popen[str]], h264_mp4: Path, tmp_path: Path
+) -> None:
+    url, process = http_server
+    source = str(tmp_path / "allowed" / "clip.mp4")
+    authorised = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60, trust_env=False)
+    async with authorised, Client(streamable_http_client(url, http_client=authorised)) as client:
+        working = anyio.Event()
+        finished: list[object] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            working.set()  # the first word from the server: it is reading 32 frames, seconds of work ahead
+
+        async def long_call(scope: anyio.CancelScope) -> None:
+            with scope:
+                arguments = {"source": source, "num_frames": 32, "max_new_tokens": 4096}
+                finished.append(await client.call_tool("describe_video", arguments, progress_callback=on_progress))
+                working.set()
+
+        scope = anyio.CancelScope()
+        async with anyio.create_task_group() as group:
+            group.start_soon(long_call, scope)
+            with anyio.fail_after(120):
+                await working.wait()
+            scope.cancel()
+        assert not finished, finished
+        quick = await client.call_tool("describe_video", {"source": source, "num_frames": 1, "max_new_tokens": 1})
+        assert not quick.is_error
+    lines = await anyio.to_thread.run_sync(wait_for_line, process, "after the cancellation")
+    assert any("describe_video cancelled by the client" in line for line in lines)
+    assert "describe_video stopped" in lines[-1]
+
+
+def test_an_http_server_stops_cleanly(tmp_path: Path, tiny_model: Path) -> None:
+    process = start(
+        ["--transport", "http", "--port", str(free_port()), "--model", str(tiny_model), "--cache-dir",
+         str(tmp_path / "cache")]
+    )  # fmt: skip
+    try:
+        wait_for_line(process, "Uvicorn running")
+        stopped = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+        assert time.monotonic() - stopped < 2.5
+    finally:
+        process.kill()
+        rest = process.communicate()[1]
+    assert process.returncode == 0
+    assert "Traceback" not in rest
+    assert "stopped in" in rest
 
 
 def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_model: Path, h264_mp4: Path) -> None:
