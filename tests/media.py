@@ -111,3 +111,33 @@ def reference_frames(path: Path) -> list[tuple[float, av.VideoFrame]]:
 
 def nearest_reference(reference: list[tuple[float, av.VideoFrame]], target: float) -> tuple[float, av.VideoFrame]:
     return min(reference, key=lambda item: (abs(item[0] - target), item[0]))
+
+
+CUTS = (45.0, 100.0, 170.0)
+CUES = [(10.0, 12.0, "Welcome to the first scene."), (50.0, 52.0, "Now it is light."), (120.0, 123.0, "Halfway."),
+        (230.0, 233.0, "Goodbye.")]  # fmt: skip
+
+
+def scenes(path: Path, seconds: int = 240, fps: int = 2, width: int = 96, height: int = 64) -> Path:
+    """Dark and light scenes changing at CUTS, a small square drifting across; keyframes every 30 s and at cuts."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, fps)
+        stream.options = {"g": str(30 * fps), "keyint_min": "1", "preset": "veryfast", "sc_threshold": "40", "bf": "0"}
+        for i in range(seconds * fps):
+            scene = sum(i / fps >= cut for cut in CUTS)
+            image = np.full((height, width, 3), 235 if scene % 2 else 16, np.uint8)
+            x = (i // 2) % (width - 4)
+            image[:4, x : x + 4] = 128
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    vtt = "WEBVTT\n\n" + "\n\n".join(
+        f"00:{int(a) // 60:02d}:{a % 60:06.3f} --> 00:{int(b) // 60:02d}:{b % 60:06.3f}\n{text}" for a, b, text in CUES
+    )
+    path.with_suffix(".vtt").write_text(vtt + "\n")
+    return path

@@ -8,20 +8,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.media import nearest_reference, reference_frames
+from tests.media import nearest_reference, reference_frames, scenes
 from tools.backends.base import Prompt
+from tools.backends.loader import BackendConfig, LazyBackend
 from tools.backends.transformers import TransformersBackend
 from tools.frames import to_model_image, uniform_targets
+from tools.sources import VideoFetcher
+from tools.video_qa import VideoQA
 
 pytestmark = pytest.mark.gpu
 
 GUIDE = "The images are frames of one video, in time order.\n\n"
 
 
-@pytest.fixture
-def cuda_backend(tiny_model: Path) -> TransformersBackend:
+@pytest.fixture(autouse=True)
+def _needs_cuda() -> None:
     if not torch.cuda.is_available():
         pytest.fail("these tests need a CUDA device (torch.cuda.is_available() is False)")
+
+
+@pytest.fixture
+def cuda_backend(tiny_model: Path) -> TransformersBackend:
     return TransformersBackend.load(str(tiny_model))
 
 
@@ -41,3 +48,17 @@ def test_thirty_two_frames_and_a_follow_up(cuda_backend: TransformersBackend, h2
     assert first.reused_tokens == 0
     assert follow_up.reused_tokens > 32 * 16
     assert follow_up.token_ids == cold.token_ids
+
+
+def test_a_long_video_watched_in_full(tiny_model: Path, tmp_path: Path) -> None:
+    """coverage="full" on the GPU: windows tile the range, and a second question reuses every window's notes."""
+    talk = scenes(tmp_path / "talk.mp4", seconds=150)
+    qa = VideoQA(VideoFetcher(tmp_path / "cache"), LazyBackend(BackendConfig(model=str(tiny_model))))
+    first = qa.describe(str(talk), "What happens?", num_frames=4, max_new_tokens=8, coverage="full")
+    assert first.model.device == "cuda"
+    assert first.segments is not None
+    assert first.segments_from_cache == 0
+    assert [s.start_s for s in first.segments[1:]] == [s.end_s for s in first.segments[:-1]]
+    assert (first.segments[0].start_s, first.segments[-1].end_s) == (0.0, 150.0)
+    second = qa.describe(str(talk), "When does it turn light?", num_frames=4, max_new_tokens=8, coverage="full")
+    assert second.segments_from_cache == len(first.segments)
