@@ -114,6 +114,14 @@ def wait_for_line(process: subprocess.Popen[str], needle: str, timeout_s: float 
     raise AssertionError(f"no {needle!r} in: {''.join(lines)}")
 
 
+def interrupt(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C, and the server is gone within 2.5 s."""
+    stopped = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=10)
+    assert time.monotonic() - stopped < 2.5
+
+
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
 def test_a_stdio_server_says_what_it_serves_and_stops_cleanly(tmp_path: Path, tiny_model: Path, sent: int) -> None:
     process = start(["--model", str(tiny_model), "--cache-dir", str(tmp_path / "cache"), "--allow-dir", str(tmp_path)])
@@ -178,10 +186,7 @@ def test_sigint_mid_download_removes_its_staging(tmp_path: Path, tiny_model: Pat
             while not list((cache / "videos").glob(".partial-*/*.part")):
                 assert time.monotonic() < deadline, "the download never started"
                 time.sleep(0.05)
-            stopped = time.monotonic()
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=10)
-            assert time.monotonic() - stopped < 2.5
+            interrupt(process)
         finally:
             process.kill()
             process.communicate()
@@ -296,10 +301,7 @@ def test_an_http_server_stops_cleanly(tmp_path: Path, tiny_model: Path) -> None:
     )  # fmt: skip
     try:
         wait_for_line(process, "Uvicorn running")
-        stopped = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
-        assert time.monotonic() - stopped < 2.5
+        interrupt(process)
     finally:
         process.kill()
         rest = process.communicate()[1]

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.backends.base import InferenceProgress
+from tools.backends.base import InferenceProgress, VideoLanguageBackend
+from tools.results import ModelInfo
 from tools.sources import LocalVideo
 from tools.transcript import Cue, parse_subtitles
 from tools.ytdlp import ProgressHook
@@ -113,3 +114,14 @@ def subtitle_cues(video: LocalVideo) -> list[Cue]:
     except OSError:
         return []
     return parse_subtitles(text)
+
+
+def model_info(backend: VideoLanguageBackend) -> ModelInfo:
+    """The result's `model` block: what ran the call, and where."""
+    return ModelInfo(
+        id=backend.model_id,
+        device=backend.device,
+        endpoint=backend.endpoint,
+        dtype=backend.dtype,
+        prefill_dtype=backend.prefill_dtype,
+    )

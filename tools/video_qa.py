@@ -19,7 +19,7 @@ from tools.cancel import CancelToken
 from tools.errors import LimitError
 from tools.evidence import LabelledFrame, contact_sheet, frame_images, label
 from tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
-from tools.results import FrameInfo, ModelInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
+from tools.results import FrameInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
 from tools.sources import LocalVideo, VideoFetcher
 from tools.stages import (
     DEFAULT_QUESTION,
@@ -30,6 +30,7 @@ from tools.stages import (
     download_progress,
     index_file,
     model_download_progress,
+    model_info,
     model_progress,
     no_progress,
     subtitle_cues,
@@ -242,13 +243,7 @@ class VideoQA:
             answer=generation.text,
             question=asked,
             videos=videos,
-            model=ModelInfo(
-                id=backend.model_id,
-                device=backend.device,
-                endpoint=backend.endpoint,
-                dtype=backend.dtype,
-                prefill_dtype=backend.prefill_dtype,
-            ),
+            model=model_info(backend),
             timings=Timings(
                 fetch_s=round(sum(v.fetch_s for v in local), 3),
                 decode_s=round(decode_s, 3),

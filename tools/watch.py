@@ -29,7 +29,7 @@ from tools.coverage import (
 )
 from tools.errors import LimitError
 from tools.frames import SamplingPlan, checked_range, outline, sample_with_plan
-from tools.results import ModelInfo, Segment, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
+from tools.results import Segment, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
 from tools.sources import LocalVideo, VideoFetcher
 from tools.stages import (
     DEFAULT_QUESTION,
@@ -39,6 +39,7 @@ from tools.stages import (
     download_progress,
     index_file,
     model_download_progress,
+    model_info,
     model_progress,
     subtitle_cues,
 )
@@ -123,13 +124,7 @@ class FullWatch:
                     f"{plan.num_frames} frames each; the frames seen and each window's notes are in segments.",
                 )
             ],
-            model=ModelInfo(
-                id=backend.model_id,
-                device=backend.device,
-                endpoint=backend.endpoint,
-                dtype=backend.dtype,
-                prefill_dtype=backend.prefill_dtype,
-            ),
+            model=model_info(backend),
             timings=Timings(
                 fetch_s=round(video.fetch_s, 3),
                 decode_s=round(tally.decode_s, 3),
