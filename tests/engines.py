@@ -2,9 +2,9 @@
 
 - `served_model`: the real thing, `transformers serve FOLDER` (transformers' `serving` extra) on a free port,
   serving the tiny model the in-process tests load, so both backends can be compared token for token.
-- `ConnectionCounter`: a TCP relay in front of an engine that counts how many connections are open at once. The
-  openai SDK's connection pool opens a second connection only while the first carries a request, so the count
-  shows how many requests were in flight together.
+- `Relay`: a TCP relay in front of an engine that counts how many connections are open at once (the openai SDK's
+  connection pool opens a second connection only while the first carries a request, so the count shows how many
+  requests were in flight together); it can also slow a link down and cut it, as a network or a dying engine would.
 - `MisbehavingEngine`: a fake, named as such, for the failures a real engine cannot be made to produce on demand
   (401, 429, 5xx, a 400 about the context, a malformed or empty stream, silence). It records what it was sent.
 """
@@ -90,7 +90,7 @@ def served_model(folder: Path, log: Path) -> Iterator[ServedModel]:
         engine.stop()
 
 
-class ConnectionCounter:
+class Relay:
     """Relays 127.0.0.1:port to a target port, counting connections open at the same time. Each POST is held for
     `delay_s` first, as a slow network would, so every request stays in flight at least that long. With `pace_s`,
     the engine's replies are passed on a few KB at a time, `pace_s` apart, so a stream is still arriving when a test
@@ -155,7 +155,7 @@ class ConnectionCounter:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     @contextmanager
-    def running(self) -> Iterator[ConnectionCounter]:
+    def running(self) -> Iterator[Relay]:
         thread = threading.Thread(target=self._accept, daemon=True)
         thread.start()
         try:

@@ -15,7 +15,7 @@ from mcp import Client
 
 from server.app import build_server
 from server.settings import Settings
-from tests.engines import ConnectionCounter, ServedModel
+from tests.engines import Relay, ServedModel
 from tests.media import CUTS, scenes
 from tests.test_server import call, error_text
 from tools.coverage import plan_windows
@@ -181,7 +181,7 @@ def test_the_packet_index_is_kept_beside_the_video(talk: Path, tmp_path: Path) -
 
 async def test_windows_run_together_on_a_serving_engine(engine: ServedModel, tmp_path: Path, talk: Path) -> None:
     # Each request is held 0.5 s on its way (a slow link): windows that did not overlap would show one connection.
-    counter = ConnectionCounter(engine.port, delay_s=0.5)
+    counter = Relay(engine.port, delay_s=0.5)
     with counter.running():
         settings = Settings(endpoint=counter.url(), cache_dir=tmp_path / "cache", max_concurrent_requests=4)
         async with Client(build_server(settings)) as client:

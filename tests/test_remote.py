@@ -18,7 +18,7 @@ from mcp import Client
 
 from server.app import build_server
 from server.settings import Settings
-from tests.engines import ConnectionCounter, MisbehavingEngine, Script, ServedModel, chunk, free_port, served_model
+from tests.engines import MisbehavingEngine, Relay, Script, ServedModel, chunk, free_port, served_model
 from tests.test_server import call, error_text
 from tests.test_stdio import server_command
 from tools.results import VideoAnswer
@@ -102,7 +102,7 @@ async def test_an_answer_that_ends_by_itself_is_not_cut(remote: Client, local: C
 
 
 async def test_four_calls_at_once_are_in_flight_together(engine: ServedModel, tmp_path: Path, h264_mp4: Path) -> None:
-    counter = ConnectionCounter(engine.port, delay_s=1.0)
+    counter = Relay(engine.port, delay_s=1.0)
     with counter.running():
         async with Client(build_server(remote_settings(counter.url(), tmp_path))) as client:
             answers: list[VideoAnswer] = []
@@ -157,7 +157,7 @@ async def test_engine_stopped_mid_call_then_back(tiny_model: Path, tmp_path: Pat
     # The relay paces the stream, so the engine is stopped while its answer is still arriving however fast it runs.
     with (
         served_model(tiny_model, tmp_path / "serve.log") as own,
-        ConnectionCounter(own.port, pace_s=0.05).running() as relay,
+        Relay(own.port, pace_s=0.05).running() as relay,
     ):
         async with Client(build_server(remote_settings(relay.url(), tmp_path, request_retries=0))) as client:
 
