@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.request import ProxyHandler, build_opener
 
+from tests.httpserver import serving
+
 _DIRECT = build_opener(ProxyHandler({}))
 """No proxy from the environment: these requests stay on loopback."""
 
@@ -239,14 +241,8 @@ class MisbehavingEngine:
 
     @contextmanager
     def running(self) -> Iterator[MisbehavingEngine]:
-        thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(self._httpd):
             yield self
-        finally:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            thread.join(timeout=5)
 
 
 def chunk(content: str | None = None, finish_reason: str | None = None, usage: dict[str, Any] | None = None) -> str:

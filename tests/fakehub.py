@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.httpserver import serving
 
 REPO = "org/tiny"
 COMMIT = "a" * 40
@@ -69,11 +70,5 @@ class FakeHub:
 
     @contextmanager
     def running(self) -> Iterator[FakeHub]:
-        thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(self._httpd):
             yield self
-        finally:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            thread.join(timeout=5)

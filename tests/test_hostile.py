@@ -24,7 +24,7 @@ from tests.httpserver import LoopbackServer
 from tests.llava_builder import build_llava
 from tests.media import encode_video, with_subtitles
 from tests.test_server import call, error_text
-from tests.test_stdio import server_command
+from tests.test_stdio import describe_raw, server_command, wait_for_partial_download
 from tools.backends.loader import BackendConfig, LazyBackend
 from tools.backends.transformers import TransformersBackend
 from tools.results import VideoAnswer
@@ -379,25 +379,6 @@ async def test_kill_9_mid_download_leaves_nothing_and_the_next_server_cleans_up(
 def kill_mid_download(command: list[str], url: str, cache: Path) -> None:
     """Start the installed server, ask it (raw JSON-RPC over stdio) to describe `url`, and kill -9 it as soon as its
     download has written a partial file."""
-    messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "kill", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "describe_video", "arguments": {"source": url}},
-        },
-    ]
     with subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
@@ -407,12 +388,9 @@ def kill_mid_download(command: list[str], url: str, cache: Path) -> None:
     ) as server:
         try:
             assert server.stdin is not None
-            server.stdin.write("".join(json.dumps(m) + "\n" for m in messages).encode())
+            server.stdin.write(describe_raw(url).encode())
             server.stdin.flush()
-            deadline = time.monotonic() + 60
-            while not list((cache / "videos").glob(".partial-*/*.part")) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert list((cache / "videos").glob(".partial-*/*.part")), "the download never started"
+            wait_for_partial_download(cache)
         finally:
             server.send_signal(signal.SIGKILL)
             server.wait(timeout=10)

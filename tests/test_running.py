@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.engines import free_port
 from tests.fakehub import REPO, FakeHub
 from tests.httpserver import LoopbackServer
-from tests.test_stdio import server_command
+from tests.test_stdio import describe_raw, server_command, wait_for_partial_download
 from tools.results import VideoAnswer
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
@@ -161,31 +161,9 @@ def test_sigint_mid_download_removes_its_staging(tmp_path: Path, tiny_model: Pat
         try:
             wait_for_line(process, "| model")
             assert process.stdin is not None
-            for message in (
-                {
-                    "jsonrpc": "2.0",
-                    "id": 1,
-                    "method": "initialize",
-                    "params": {
-                        "protocolVersion": "2025-06-18",
-                        "capabilities": {},
-                        "clientInfo": {"name": "t", "version": "0"},
-                    },
-                },
-                {"jsonrpc": "2.0", "method": "notifications/initialized"},
-                {
-                    "jsonrpc": "2.0",
-                    "id": 2,
-                    "method": "tools/call",
-                    "params": {"name": "describe_video", "arguments": {"source": site.url("slow.mp4")}},
-                },
-            ):
-                process.stdin.write(json.dumps(message) + "\n")
+            process.stdin.write(describe_raw(site.url("slow.mp4")))
             process.stdin.flush()
-            deadline = time.monotonic() + 30
-            while not list((cache / "videos").glob(".partial-*/*.part")):
-                assert time.monotonic() < deadline, "the download never started"
-                time.sleep(0.05)
+            wait_for_partial_download(cache, timeout_s=30)
             interrupt(process)
         finally:
             process.kill()
