@@ -4,6 +4,7 @@ yt-dlp against a server on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,3 +320,20 @@ def test_geo_restriction_is_named() -> None:
     cause = yt_dlp.utils.GeoRestrictedError("The uploader has not made this video available in your country.")
     error = yt_dlp.utils.DownloadError(f"ERROR: {cause}", (type(cause), cause, None))
     assert "not available from this server's country" in str(_explain("https://v.example/1", error, DownloadOptions()))
+
+
+def test_a_cut_connection_is_released_at_the_end_of_its_session() -> None:
+    # A response object left unclosed (as yt-dlp may leave one when a transfer is cut) keeps its socket's descriptor
+    # open after close(); close_all releases it at once instead of at garbage collection.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        watch = netguard.ConnectionWatch()
+        with watch.watching():
+            client = socket.create_connection(listener.getsockname())
+        reader = client.makefile("rb")
+        watch.cut("test")
+        client.close()
+        assert client.fileno() != -1  # the reader still holds it
+        watch.close_all()
+        assert client.fileno() == -1
+        reader.close()
+        listener.accept()[0].close()

@@ -16,6 +16,7 @@ Other threads, and the same thread outside the blocks, are not affected.
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
 import socket
 import sys
@@ -60,6 +61,16 @@ class ConnectionWatch:
         for sock in sockets:
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def close_all(self) -> None:
+        """Close every watched socket's file descriptor. A transfer that was cut can leave its response object
+        unclosed inside yt-dlp; the socket then stays open until garbage collection finds it (and warns). Closing
+        at the descriptor level releases it now, whoever still holds the object."""
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with suppress(OSError):
+                _socket.socket.close(sock)  # socket.socket.close waits for its makefile() readers; this does not
 
     @contextmanager
     def watching(self) -> Iterator[ConnectionWatch]:

@@ -211,6 +211,7 @@ class YtdlpSession:
     def __exit__(self, *exc: object) -> None:
         self._ydl.close()
         self._open.close()
+        self._watch.close_all()
 
     def extract(self, url: str) -> VideoMetadata:
         self._url = url
