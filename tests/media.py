@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,11 +38,13 @@ def encode_video(
     rotation: int = 0,
     start_s: float = 0.0,
     audio_first: bool = False,
+    first_frame: int = 0,
 ) -> Path:
     """Encode moving content; `timestamps` (seconds) makes a variable-frame-rate video instead of a fixed rate.
 
     `rotation` stores a display rotation (counter-clockwise degrees), `start_s` shifts every timestamp, and
-    `audio_first` puts a silent audio stream ahead of the video stream in the container.
+    `audio_first` puts a silent audio stream ahead of the video stream in the container; the content starts at
+    `moving_frame(first_frame)`.
     """
     times = timestamps if timestamps is not None else [i / fps for i in range(round(seconds * fps))]
     times = [t + start_s for t in times]
@@ -64,7 +68,7 @@ def encode_video(
         if audio is not None:
             mux_silence(container, audio, 1.0)
         for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(moving_frame(i, width, height), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(moving_frame(first_frame + i, width, height), format="rgb24")
             frame.pts = round(t / time_base)
             frame.time_base = time_base
             for packet in stream.encode(frame):
@@ -140,4 +144,75 @@ def scenes(path: Path, seconds: int = 240, fps: int = 2, width: int = 96, height
         f"00:{int(a) // 60:02d}:{a % 60:06.3f} --> 00:{int(b) // 60:02d}:{b % 60:06.3f}\n{text}" for a, b, text in CUES
     )
     path.with_suffix(".vtt").write_text(vtt + "\n")
+    return path
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_header_only(width: int, height: int, depth: int = 16) -> bytes:
+    """A PNG that is all header: RGBA at `depth` bits, `width` x `height`, with a few bytes of picture data. A
+    decoder allocates the whole frame from the header before it reads the data."""
+    header = struct.pack(">IIBBBBB", width, height, depth, 6, 0, 0, 0)
+    picture = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", picture) + _png_chunk(b"IEND", b"")
+
+
+def png_video(path: Path, *, declared: tuple[int, int], actual: tuple[int, int], frames: int = 3) -> Path:
+    """A mov whose PNG frames are `actual` in size while its track declares `declared`: a few KB either way."""
+    with av.open(str(path), "w", format="mov") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height = declared
+        stream.pix_fmt = "rgba64be"
+        stream.time_base = Fraction(1, 1)
+        for i in range(frames):
+            packet = av.Packet(png_header_only(*actual))
+            packet.stream = stream
+            packet.pts = packet.dts = i
+            packet.duration = 1
+            packet.time_base = Fraction(1, 1)
+            container.mux(packet)
+    return path
+
+
+def sample_count_bomb(source: Path, path: Path, count: int = 20_000_000) -> Path:
+    """A copy of a one-frame mp4 whose sample tables declare `count` samples of a constant size: 1.5 KB that would
+    make a demuxer build an index of `count` entries."""
+    data = bytearray(source.read_bytes())
+    for table in (b"stsz", b"stts"):
+        at = data.find(table)
+        assert at > 0, table
+        struct.pack_into(">I", data, at + 12, count)
+    at = data.find(b"stsc")
+    struct.pack_into(">I", data, at + 16, count)  # samples per chunk
+    path.write_bytes(bytes(data))
+    return path
+
+
+def with_display_matrix(path: Path, matrix: list[int], *, width: int = 32, height: int = 16) -> Path:
+    """A short H.264 mp4 carrying `matrix` as its display matrix; each frame is black with a white top-left block."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.set_display_matrix(matrix)
+        stream.options = {"preset": "ultrafast"}
+        for i in range(3):
+            image = np.zeros((height, width, 3), np.uint8)
+            image[: height // 2, : width // 4] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def joined_clips(path: Path, folder: Path) -> Path:
+    """Two MPEG-TS clips of 2 s joined byte for byte, each with its clock from 0: the second's frames are the first
+    clip's content 20 frames on (`moving_frame(20 + i)`), so its frames can be told apart."""
+    first = encode_video(folder / "first.ts", seconds=2.0, fps=10)
+    second = encode_video(folder / "second.ts", seconds=2.0, fps=10, first_frame=20)
+    path.write_bytes(first.read_bytes() + second.read_bytes())
     return path

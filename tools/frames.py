@@ -22,6 +22,7 @@ import threading
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -30,11 +31,13 @@ from typing import Any, Literal
 import av
 import av.container
 import av.error
+import av.sidedata.sidedata
 import av.video.frame
 import av.video.stream
 from PIL import Image
 
 from tools.cancel import CancelToken
+from tools.containers import open_input, prepare_video_stream
 from tools.errors import DecodeError, LimitError
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,13 @@ class StreamInfo:
     frame_count: int
     rotation: int = 0
     """Display rotation in degrees counter-clockwise; width and height are as displayed, after it."""
+    mirrored: bool = False
+    """The display matrix mirrors the picture (frames are mirrored back before the model sees them)."""
+    restarts_s: tuple[float, ...] = ()
+    """Where the stream's timestamps start again from a lower value (clips joined with restarting clocks), in
+    seconds on the continuous timeline that `duration_s` and frame times follow."""
+    stated_duration_s: float | None = None
+    """The duration the header states, when the readable frames end well before it (a file cut short)."""
 
 
 @dataclass(frozen=True)
@@ -175,10 +185,10 @@ def sample_with_plan(
     is read from there when it was saved for this very file, and saved there otherwise (see `_indexed`)."""
     with _open_video(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         planned = _plan(container, stream, path, plan, strategy, index_file)
-        if planned is None:
-            return _sample_sequentially(container, stream, path, plan, cancel)
+        if planned is None or planned[0].restarts_s:
+            # Timestamps that restart name two frames with one time: seeking cannot tell them apart.
+            return _sample_sequentially(container, stream, path, plan, cancel, planned[0] if planned else None)
         info, index, first_pts, (range_start, range_end), count, targets = planned
         time_base = _time_base(stream)
         if plan.keyframes_only:
@@ -205,17 +215,17 @@ def sample_with_plan(
             if pts in found.images
         ]
         damaged = [float((pts - first_pts) * time_base) for pts in chosen if pts not in found.images]
-        rotation = found.rotation
+        orientation = found.orientation
     if not frames:
         raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
     return SampledVideo(
-        info=_rotated(info, rotation),
+        info=orientation.applied_to(info),
         start_s=range_start,
         end_s=range_end,
         frames_requested=plan.num_frames,
         frames=frames,
         frames_decoded=decoded,
-        note=_shortfall_note(plan, count, len(chosen), damaged, range_end - range_start),
+        note=_joined(_shortfall_note(plan, count, len(chosen), damaged, range_end - range_start), stream_notes(info)),
     )
 
 
@@ -243,12 +253,13 @@ def _plan(
             return around.info, index, around.first_pts, range_s, count, targets
         except (av.error.FFmpegError, ValueError) as exc:
             log.info("%s: planning from the container's index failed (%s); demuxing the stream", path.name, exc)
+            _rewind(container, stream)
     full = _indexed(container, stream, path, index_file)
     if full is None:
         return None
     info = _stream_info(stream, full)
     first_pts = min(full.pts)
-    range_s = checked_range(plan.start_s, plan.end_s, info.duration_s)
+    range_s = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
     count = plan.frame_count(range_s[1] - range_s[0])
     return info, full, first_pts, range_s, count, _targets(first_pts, range_s, count, _time_base(stream))
 
@@ -320,6 +331,7 @@ class _ContainerIndex:
             return cls(container, stream, key_positions, key_dts, count)
         except (av.error.FFmpegError, ValueError, IndexError) as exc:
             log.info("planning from the container's index failed (%s); demuxing the stream", exc)
+            _rewind(container, stream)
             return None
 
     def _gop(self, number: int) -> list[tuple[int, bool, int]]:
@@ -388,12 +400,12 @@ class _FrameCollector:
     def __init__(self, min_side: int) -> None:
         self.min_side = min_side
         self.images: dict[int, Image.Image] = {}
-        self.rotation = 0
+        self.orientation = UPRIGHT
 
     def add(self, frame: av.VideoFrame) -> None:
         if frame.pts is not None:
             self.images[frame.pts] = to_model_image(frame, self.min_side)
-            self.rotation = frame.rotation
+            self.orientation = orientation_of(frame)
 
 
 class SampleCache:
@@ -463,12 +475,6 @@ def _shortfall_note(
     return f"Asked for {plan.num_frames} frames; " + "; ".join(notes) + "."
 
 
-def _rotated(info: StreamInfo, rotation: int) -> StreamInfo:
-    if rotation % 180 == 0:
-        return replace(info, rotation=rotation % 360)
-    return replace(info, width=info.height, height=info.width, rotation=rotation % 360)
-
-
 def probe(path: Path, index_file: Path | None = None) -> StreamInfo:
     """Stream facts from the packet index, without decoding any frame."""
     return outline(path, index_file)[0]
@@ -522,35 +528,43 @@ def _indexed(
     return index
 
 
-def header_duration(path: Path) -> float:
-    """The duration the container's header states, without reading the stream (0 when it states none)."""
-    with _open_video(path) as container:
-        return _header_info(container, container.streams.video[0]).duration_s
+def media_duration(path: Path, name: str) -> float:
+    """The video's duration: as its header states it, or counted from its packets when the header states none
+    (a duration limit must hold for such files too). Raises DecodeError, calling the file `name`, when it is no
+    video this server can read."""
+    with _open_video(path, name) as container:
+        stream = container.streams.video[0]
+        stated = _header_info(container, stream).duration_s
+        if stated > 0:
+            return stated
+        index = _read_index(container, stream)
+        return _stream_info(stream, index).duration_s if index is not None else 0.0
 
 
-def _open_video(path: Path) -> av.container.InputContainer:
+def _open_video(path: Path, name: str | None = None) -> av.container.InputContainer:
+    """The file opened with its first video stream ready to decode (see `tools.containers`: one file, an allowed
+    format, sizes checked); a DecodeError that says what the file is otherwise, calling it `name` (its own name by
+    default)."""
+    name = name or path.name
     if not path.is_file():
         raise DecodeError(f"{path} is not a file.")
+    container = open_input(path, name)
     try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore")
-    except av.error.FFmpegError as exc:
-        raise DecodeError(
-            f"{path.name} is not a readable video ({_ffmpeg_reason(exc)}). "
-            "Pass a complete video file (mp4, webm, mkv, mov, ...); a partly downloaded or damaged file cannot be read."
-        ) from exc
-    format_name = container.format.name
-    if format_name in _STILL_IMAGE_FORMATS or format_name.endswith("_pipe"):
+        format_name = container.format.name
+        if format_name in _STILL_IMAGE_FORMATS or format_name.endswith("_pipe"):
+            raise DecodeError(f"{name} is a still image ({format_name}), not a video. Pass a video file.")
+        if not container.streams.video:
+            raise DecodeError(f"{name} has no video stream (it may be audio only). Pass a file with video.")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise DecodeError(
+                f"{name} has a video stream in a format this server has no decoder for (an unknown or "
+                "proprietary codec). Convert it first, e.g. `ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4`."
+            )
+        prepare_video_stream(name, stream)
+    except BaseException:
         container.close()
-        raise DecodeError(f"{path.name} is a still image ({format_name}), not a video. Pass a video file.")
-    if not container.streams.video:
-        container.close()
-        raise DecodeError(f"{path.name} has no video stream (it may be audio only). Pass a file with video.")
-    if container.streams.video[0].codec_context is None:
-        container.close()
-        raise DecodeError(
-            f"{path.name} has a video stream in a format this server has no decoder for (an unknown or proprietary "
-            "codec). Convert it first, e.g. `ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4`."
-        )
+        raise
     return container
 
 
@@ -585,13 +599,23 @@ def _read_index(container: av.container.InputContainer, stream: av.video.stream.
     return _PacketIndex(pts=pts, keyframe=keyframe, last_duration=last_duration)
 
 
+def _rewind(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
+    """Back to the stream's start, after planning from the container's index (mp4, mov) moved elsewhere. Only there:
+    a seek in an MPEG-TS file lands on a byte position found by search, and may skip its first packets."""
+    with suppress(av.error.FFmpegError):
+        container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
+
+
 def _stream_info(stream: av.video.stream.VideoStream, index: _PacketIndex) -> StreamInfo:
     time_base = _time_base(stream)
     frame_step = index.last_duration
     if not frame_step and len(index.pts) > 1:
         ordered = index.sorted_pts()
         frame_step = round((ordered[-1] - ordered[0]) / (len(ordered) - 1))
-    duration = float((max(index.pts) + frame_step - min(index.pts)) * time_base)
+    segments = _continuous_segments(index.pts, frame_step)
+    spans = [max(segment) + frame_step - min(segment) for segment in segments]
+    restarts = [float(sum(spans[:i]) * time_base) for i in range(1, len(spans))]
+    duration = float(sum(spans) * time_base)
     return StreamInfo(
         duration_s=duration,
         fps=_fps(stream),
@@ -599,7 +623,42 @@ def _stream_info(stream: av.video.stream.VideoStream, index: _PacketIndex) -> St
         height=stream.codec_context.height,
         codec=stream.codec_context.name,
         frame_count=len(index.pts),
+        restarts_s=tuple(restarts),
+        stated_duration_s=_stated_beyond(stream, len(index.pts), duration),
     )
+
+
+def _stated_beyond(stream: av.video.stream.VideoStream, frames: int, duration_s: float) -> float | None:
+    """The duration the header states, when the readable packets end well before it: a file cut short."""
+    stated_frames = stream.frames or 0
+    stated = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+    if stated_frames > frames * 1.05 + 1 and stated > duration_s:
+        return stated
+    if not stated_frames and stated > duration_s * 1.1 + 1.0:
+        return stated
+    return None
+
+
+_REORDER_FRAMES = 16
+"""Most frames a decoder may hold back to reorder (H.264's limit): pts may dip this far below the highest so far."""
+
+
+def _continuous_segments(pts: Sequence[int], frame_step: int) -> list[list[int]]:
+    """The packets' pts (in decode order) split where the clock starts again: a pts seen before, or far below the
+    highest so far (beyond what reordering explains). One segment for every well-formed stream."""
+    window = _REORDER_FRAMES * max(frame_step, 1)
+    segments: list[list[int]] = [[]]
+    seen: set[int] = set()
+    highest: int | None = None
+    for value in pts:
+        if highest is not None and (value in seen or value < highest - window):
+            segments.append([])
+            seen.clear()
+            highest = None
+        segments[-1].append(value)
+        seen.add(value)
+        highest = value if highest is None else max(highest, value)
+    return segments
 
 
 def _header_info(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> StreamInfo:
@@ -624,12 +683,22 @@ def _fps(stream: av.video.stream.VideoStream) -> float | None:
     return float(rate) if rate else None
 
 
-def checked_range(start_s: float | None, end_s: float | None, duration_s: float) -> tuple[float, float]:
-    """The range asked for, whole video by default; a LimitError that says what fits when it lies outside."""
+def checked_range(
+    start_s: float | None, end_s: float | None, duration_s: float, stated_s: float | None = None
+) -> tuple[float, float]:
+    """The range asked for, whole video by default; a LimitError that says what fits when it lies outside, and a
+    DecodeError when it lies in the part of a file cut short (`stated_s`, the header's duration) that is missing."""
     start = 0.0 if start_s is None else start_s
     end = duration_s if end_s is None else end_s
     if start < 0:
         raise LimitError(f"start_s must be 0 or more; got {start}.")
+    if stated_s is not None and max(start, end) > duration_s + 1e-6:
+        asked = f"{start:g}-{end:g} s" if end_s is not None else f"from {start:g} s"
+        raise DecodeError(
+            f"The file is damaged or was partly downloaded: its header says it lasts {stated_s:.3f} s, but its "
+            f"frames stop at {duration_s:.3f} s, so the range asked for ({asked}) is not all there. Choose a "
+            f"range below {duration_s:.3f} s, or pass a complete file."
+        )
     if start >= duration_s:
         raise LimitError(
             f"start_s={start} is at or past the end of the video, which lasts {duration_s:.3f} s. "
@@ -744,10 +813,10 @@ def _decode_sequential_exact(
     """Decode from the start up to the last wanted frame, in a fresh container: no state left by seeking."""
     decoded = 0
     last_wanted = max(wanted)
-    with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+    with _open_video(path) as container:
         stream = container.streams[stream_index]
         assert isinstance(stream, av.video.stream.VideoStream)
-        stream.thread_type = "AUTO"
+        prepare_video_stream(path.name, stream)
         for frame in _decode(container, stream, cancel=cancel):
             decoded += 1
             if frame.pts in wanted:
@@ -763,9 +832,11 @@ def _sample_sequentially(
     path: Path,
     plan: SamplingPlan,
     cancel: CancelToken | None = None,
+    info: StreamInfo | None = None,
 ) -> SampledVideo:
-    """One pass over decoded frames, keeping the one nearest each target: for streams with no usable index."""
-    info = _header_info(container, stream)
+    """One pass over decoded frames, keeping the one nearest each target: for streams with no usable index, and
+    for streams whose timestamps restart (`info.restarts_s`), whose frames are placed on a continuous timeline."""
+    info = info or _header_info(container, stream)
     if info.duration_s <= 0:
         raise DecodeError(
             f"{path.name} has no timestamps and states no duration (a raw elementary stream?), so its frames cannot "
@@ -776,17 +847,15 @@ def _sample_sequentially(
     targets = uniform_targets(range_start, range_end, count)
     best: list[tuple[float, av.VideoFrame] | None] = [None] * count
     container.seek(0)
-    first_time: float | None = None
+    timeline = _Timeline(1 / info.fps if info.fps else 0.04)
     decoded = 0
     for frame in _decode(container, stream, cancel=cancel):
         decoded += 1
         if frame.time is None:
             continue
-        if first_time is None:
-            first_time = frame.time
+        t = timeline.place(frame.time)
         if plan.keyframes_only and not frame.key_frame:
             continue
-        t = frame.time - first_time
         for i, target in enumerate(targets):
             current = best[i]
             if current is None or abs(t - target) < abs(current[0] - target):
@@ -794,22 +863,61 @@ def _sample_sequentially(
         if t >= targets[-1]:
             break
     frames: list[SampledFrame] = []
-    rotation = 0
+    orientation = UPRIGHT
     for candidate in best:
         if candidate is not None and (not frames or frames[-1].timestamp_s != candidate[0]):
-            rotation = candidate[1].rotation
+            orientation = orientation_of(candidate[1])
             frames.append(SampledFrame(timestamp_s=candidate[0], image=to_model_image(candidate[1], plan.min_side)))
     if not frames:
         raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
     return SampledVideo(
-        info=_rotated(info, rotation),
+        info=orientation.applied_to(info),
         start_s=range_start,
         end_s=range_end,
         frames_requested=plan.num_frames,
         frames=frames,
         frames_decoded=decoded,
-        note=_shortfall_note(plan, count, len(frames), [], range_end - range_start),
+        note=_joined(_shortfall_note(plan, count, len(frames), [], range_end - range_start), stream_notes(info)),
     )
+
+
+class _Timeline:
+    """Frame times, in presentation order, on one continuous timeline from the first frame: where the stream's clock
+    starts again from a lower value, the times go on from where they were."""
+
+    def __init__(self, step_s: float) -> None:
+        self._step_s = step_s
+        self._offset: float | None = None
+        self._last = 0.0
+
+    def place(self, time_s: float) -> float:
+        if self._offset is None:
+            self._offset = -time_s
+        elif time_s + self._offset < self._last - 0.5 * self._step_s:
+            self._offset = self._last + self._step_s - time_s
+        self._last = time_s + self._offset
+        return self._last
+
+
+def stream_notes(info: StreamInfo) -> str | None:
+    """What the caller should know about the stream itself: a clock that restarts, a file cut short."""
+    notes = []
+    if info.restarts_s:
+        places = ", ".join(f"{t:.2f} s" for t in info.restarts_s[:5])
+        notes.append(
+            f"The video's timestamps start again at {places} (clips joined together?): its times are counted on "
+            "continuously from the start, so they may differ from what a player shows."
+        )
+    if info.stated_duration_s is not None:
+        notes.append(
+            f"The file is damaged or was partly downloaded: its header says it lasts {info.stated_duration_s:.1f} s, "
+            f"but its frames stop at {info.duration_s:.1f} s; only that part could be seen."
+        )
+    return _joined(*notes)
+
+
+def _joined(*notes: str | None) -> str | None:
+    return " ".join(note for note in notes if note) or None
 
 
 def to_model_image(frame: av.VideoFrame, min_side: int) -> Image.Image:
@@ -821,13 +929,68 @@ def to_model_image(frame: av.VideoFrame, min_side: int) -> Image.Image:
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
     rgb: Any = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
     image: Image.Image = rgb.to_image()  # PyAV leaves to_image untyped
-    rotation = frame.rotation % 360
-    if rotation in _QUARTER_TURNS:
-        return image.transpose(_QUARTER_TURNS[rotation])
-    if rotation:
-        return image.rotate(rotation, expand=True)
-    return image
+    return orientation_of(frame).upright(image)
 
 
-# PIL turns counter-clockwise, as the display matrix does.
-_QUARTER_TURNS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+@dataclass(frozen=True)
+class Orientation:
+    """How a decoded frame is turned upright, as FFmpeg's own command line does it from the display matrix:
+    quarter turns and mirror flips exactly (PIL transposes), any other angle by rotating."""
+
+    steps: tuple[Image.Transpose, ...] = ()
+    clockwise_degrees: float = 0.0
+    """An angle that is no quarter turn (rare), applied after the steps."""
+    rotation: int = 0
+    """Counter-clockwise degrees of the display rotation, as reported in `StreamInfo`."""
+    mirrored: bool = False
+
+    def upright(self, image: Image.Image) -> Image.Image:
+        for step in self.steps:
+            image = image.transpose(step)
+        if self.clockwise_degrees:
+            image = image.rotate(-self.clockwise_degrees, expand=True)
+        return image
+
+    def applied_to(self, info: StreamInfo) -> StreamInfo:
+        """The stream's facts as displayed: width and height swapped by a quarter turn."""
+        oriented = replace(info, rotation=self.rotation, mirrored=self.mirrored)
+        if self.rotation % 180 == 90:
+            return replace(oriented, width=info.height, height=info.width)
+        return oriented
+
+
+UPRIGHT = Orientation()
+
+
+def orientation_of(frame: av.VideoFrame) -> Orientation:
+    """The frame's orientation from its display matrix, if it carries one."""
+    matrix = frame.side_data.get("DISPLAYMATRIX")
+    if not isinstance(matrix, av.sidedata.sidedata.SideData):
+        return UPRIGHT
+    return orientation_from_matrix(struct.unpack("<9i", bytes(matrix)))
+
+
+def orientation_from_matrix(matrix: Sequence[int]) -> Orientation:
+    """FFmpeg's command line's reading of a display matrix (fftools: get_rotation and the autorotate filters).
+
+    A mirror is a flip, not a half turn; a matrix that maps nothing (all zeros, as some files carry) means no
+    change at all, not a swap of width and height."""
+    scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+    if scale_x == 0 or scale_y == 0:
+        return UPRIGHT
+    theta = float(round(math.degrees(math.atan2(matrix[1] / scale_y, matrix[0] / scale_x))))
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    mirrored = matrix[0] * matrix[4] - matrix[1] * matrix[3] < 0
+    transpose = Image.Transpose
+    if abs(theta - 90) < 1:
+        step = transpose.TRANSPOSE if matrix[3] > 0 else transpose.ROTATE_270
+        return Orientation((step,), rotation=270, mirrored=mirrored)
+    if abs(theta - 270) < 1:
+        step = transpose.TRANSVERSE if matrix[3] < 0 else transpose.ROTATE_90
+        return Orientation((step,), rotation=90, mirrored=mirrored)
+    if abs(theta - 180) < 1:
+        flips = (transpose.FLIP_LEFT_RIGHT,) * (matrix[0] < 0) + (transpose.FLIP_TOP_BOTTOM,) * (matrix[4] < 0)
+        return Orientation(flips, rotation=0 if mirrored else 180, mirrored=mirrored)
+    if abs(theta) > 1:
+        return Orientation(clockwise_degrees=theta, rotation=round(360 - theta) % 360, mirrored=mirrored)
+    return Orientation((transpose.FLIP_TOP_BOTTOM,) * (matrix[4] < 0), mirrored=mirrored)

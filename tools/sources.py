@@ -41,7 +41,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from tools import netguard, ytdlp
 from tools.cancel import CancelToken
 from tools.errors import LimitError, SourceError
-from tools.frames import header_duration
+from tools.frames import media_duration
 from tools.transcript import find_sidecar
 
 try:
@@ -381,8 +381,10 @@ class VideoFetcher:
                     self.cache.alias(url, key)
                     return self._cached(url, key, started)
                 downloaded = session.download(metadata)
+                # A download that is no readable video is not kept, and the error names the URL, not the cache file.
+                duration_s = media_duration(downloaded.path, url)
                 if metadata.duration_s is None:
-                    self._check_duration(url, header_duration(downloaded.path))
+                    self._check_duration(url, duration_s)
                 meta: dict[str, object] = {
                     "url": url,
                     "file": downloaded.path.name,
@@ -482,7 +484,7 @@ class VideoFetcher:
             )
         if not is_file:
             raise SourceError(f"{_shown(str(resolved))} is not a file (it is a folder or a device). Pass a video file.")
-        self._check_duration(source, header_duration(real))
+        self._check_duration(source, media_duration(real, real.name))
         subtitles = find_sidecar(real, language) if language else None
         if subtitles is not None and not self._allowed(subtitles.resolve()):
             log.info("ignored subtitles %s: they lead outside the allowed folders", subtitles)

@@ -87,7 +87,7 @@ class FullWatch:
         hook = download_progress(self.progress, 0, 1, 1)
         with self.fetcher.fetched(source, subtitle_language=language, on_progress=hook, cancel=self.cancel) as video:
             info, keyframes = outline(video.path, index_file(video))
-            start, end = checked_range(plan.start_s, plan.end_s, info.duration_s)
+            start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
             windows = plan_windows(start, end, self.options.window_s, keyframes)
             self._check_count(windows, start, end)
             cues = subtitle_cues(video) if transcript.include else []
