@@ -337,3 +337,40 @@ def test_a_cut_connection_is_released_at_the_end_of_its_session() -> None:
         assert client.fileno() == -1
         reader.close()
         listener.accept()[0].close()
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # cloud metadata endpoints
+        ("0.0.0.0", False),
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("224.0.0.1", False),  # multicast
+        ("255.255.255.255", False),
+        ("::", False),
+        ("::1", False),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped
+        ("::7f00:1", False),  # IPv4-compatible
+        ("fe80::1%eth0", False),  # link-local with a zone
+        ("fc00::1", False),  # unique local
+        ("ff02::1", False),  # multicast
+        ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
+        ("2002:808:808::", True),  # 6to4 around 8.8.8.8
+        # NAT64 (decided): the well-known prefix is judged by the IPv4 address it carries; the local-use prefix
+        # translates into private networks by design and is refused.
+        ("64:ff9b::7f00:1", False),
+        ("64:ff9b::a00:1", False),
+        ("64:ff9b::808:808", True),
+        ("64:ff9b:1::808:808", False),
+    ],
+)
+def test_what_counts_as_a_public_address(address: str, public: bool) -> None:
+    from tools.netguard import is_public
+
+    assert is_public(address) is public

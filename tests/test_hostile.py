@@ -8,9 +8,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +93,58 @@ def damaged_mp4(media_dir: Path) -> Path:
     return path
 
 
+class Listener:
+    """A TCP port on 127.0.0.1 that counts the connections made to it (none may be, for an ftp:// redirect)."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with suppress(OSError):
+            while True:
+                connection, _ = self._socket.accept()
+                self.connections += 1
+                connection.close()
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+@pytest.fixture(scope="module")
+def ftp_port() -> Iterator[Listener]:
+    listener = Listener()
+    yield listener
+    assert listener.connections == 0  # a redirect to ftp:// was refused before it connected
+    listener.close()
+
+
+HLS = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{}\n{}"
+
+
 @pytest.fixture
-def site(tmp_path: Path, h264_mp4: Path) -> Iterator[LoopbackServer]:
+def site(tmp_path: Path, h264_mp4: Path, ftp_port: Listener) -> Iterator[LoopbackServer]:
     root = tmp_path / "www"
     root.mkdir()
     (root / "big.mp4").write_bytes(os.urandom(2**20))  # sent chunked, with no length: only counting can stop it
     (root / "clip.mp4").write_bytes(h264_mp4.read_bytes())
+    secret = tmp_path / "secret.mp4"  # a local video no URL may lead to
+    secret.write_bytes(h264_mp4.read_bytes())
+    encode_video(root / "segment.ts", seconds=2.0)
+    (root / "file-segment.m3u8").write_text(HLS.format(secret.as_uri(), "#EXT-X-ENDLIST"))
+    (root / "playlist.mp4").write_text(HLS.format(secret.as_uri(), "#EXT-X-ENDLIST"))  # served as video/mp4
+    (root / "live.m3u8").write_text(HLS.format("segment.ts", ""))
+    (root / "refresh.html").write_text(
+        f'<html><head><meta http-equiv="refresh" content="0; url={secret.as_uri()}"><title>t</title></head></html>'
+    )
+    (root / "og.html").write_text(
+        f'<html><head><meta property="og:video" content="{secret.as_uri()}"><title>t</title></head></html>'
+    )
     server = LoopbackServer(root)
+    server.redirects["/to-ftp"] = f"ftp://127.0.0.1:{ftp_port.port}/clip.mp4"
+    server.redirects["/to-file"] = secret.as_uri()
     server.chunked.add("/big.mp4")
     server.endless["/endless.mp4"] = "video/mp4"
     server.endless["/endless.html"] = "text/html"
@@ -118,6 +166,14 @@ CORPUS: list[tuple[str, dict[str, Any], str]] = [
     ("endless html page", {"source": "URL:endless.html"}, "MB of page data"),
     ("slow drip", {"source": "URL:drip.mp4"}, "took longer than 3 s"),
     ("redirect loop", {"source": "URL:loop-a"}, "redirect loop"),
+    ("redirect to ftp://", {"source": "URL:to-ftp"}, "leads to ftp://127.0.0.1"),
+    ("redirect to file://", {"source": "URL:to-file"}, "leads to file://"),
+    ("hls segment at file://", {"source": "URL:file-segment.m3u8"}, "leads to file://"),
+    ("meta refresh to file://", {"source": "URL:refresh.html"}, "leads to file://"),
+    ("og:video at file://", {"source": "URL:og.html"}, "leads to file://"),
+    ("live playlist", {"source": "URL:live.m3u8"}, "is a live stream"),
+    ("playlist served as video/mp4", {"source": "URL:playlist.mp4"}, "playlist.mp4 is an HLS or M3U playlist"),
+    ("local playlist", {"source": "PLAYLIST"}, "is an HLS or M3U playlist"),
     ("a megabyte question", {"source": "VIDEO", "question": "why? " * 200_000}, "question"),
     ("number as a string", {"source": "VIDEO", "num_frames": "8"}, 'num_frames must be a whole number; got "8"'),
     ("unknown argument", {"source": "VIDEO", "frames": 4}, "describe_video does not take 'frames'"),
@@ -147,7 +203,7 @@ async def test_bad_input_corpus(
     arguments: dict[str, Any],
     expected: str,
 ) -> None:
-    files = {"VIDEO": str(h264_mp4), "NO_DECODER": str(no_decoder_mp4)}
+    files = {"VIDEO": str(h264_mp4), "NO_DECODER": str(no_decoder_mp4), "PLAYLIST": str(site.root / "live.m3u8")}
     started = time.monotonic()
     result = await client.call_tool("describe_video", resolve(arguments, site, files))
     assert result.is_error, case
@@ -406,7 +462,7 @@ async def test_the_corpus_over_stdio(tiny_model: Path, tmp_path: Path, site: Loo
         args=["--model", str(tiny_model), "--device", "cpu", "--cache-dir", str(cache), "--max-download-mb", "0.5"],
         env=os.environ | {"HF_HUB_OFFLINE": "1"},
     )
-    files = {"VIDEO": str(h264_mp4)}
+    files = {"VIDEO": str(h264_mp4), "PLAYLIST": str(site.root / "live.m3u8")}
     with (tmp_path / "stdio.log").open("w") as errors:
         await run_corpus_over_stdio(params, errors, site, files)
     assert leftovers(cache) == []

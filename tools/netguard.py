@@ -10,6 +10,14 @@ connecting thread. Two guards use it:
 - `ConnectionWatch`: keeps the sockets a thread opens, so that another thread can cut them. A download blocked
   in `recv` on a silent or dripping server cannot be stopped from outside any other way: cancelling a call, or a
   fetch that outlives its deadline, shuts its sockets down, and every later connection of the thread is refused.
+  While it watches, the thread also opens only http and https URLs, at every hop (urllib audits each request a
+  redirect makes, so a 302 to ftp:// is refused before it connects), and starts no program (yt-dlp hands some
+  streams to ffmpeg or rtmpdump, which would fetch around every guard here).
+
+What counts as public (`is_public`): a global unicast address. IPv6 addresses that carry an IPv4 address are judged
+by that address: IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), 6to4 (2002::/16) and NAT64's
+well-known prefix (64:ff9b::/96), so 64:ff9b::7f00:1 is loopback and refused while 64:ff9b::808:808 is allowed;
+NAT64's local-use prefix (64:ff9b:1::/48), which translates into private networks by design, is refused.
 
 Other threads, and the same thread outside the blocks, are not affected.
 """
@@ -21,6 +29,7 @@ import ipaddress
 import socket
 import sys
 import threading
+import urllib.error
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -38,6 +47,32 @@ class ConnectionsCutError(OSError):
     """A connection was refused because its watch was cut (the call was cancelled, or its deadline passed)."""
 
 
+class SchemeRefusedError(urllib.error.URLError):
+    """A request for a URL that is not http or https (file://, ftp://, ...) was refused. A URLError, so that
+    yt-dlp's downloaders fail on it as on any network error, closing their files."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"request for {url} refused: only http and https URLs are fetched")
+        self.url = url
+
+
+class ProgramRefusedError(OSError):
+    """A download tried to start a program (ffmpeg, rtmpdump), which could fetch around every guard."""
+
+
+FETCHED_SCHEMES = ("http", "https")
+
+
+def check_scheme(url: str) -> None:
+    """Raise SchemeRefusedError for a URL whose scheme is not http or https; a watch of this thread keeps it (a
+    downloader may carry on past a refused fragment, and the refusal must still be the call's answer)."""
+    if urlsplit(url).scheme.lower() not in FETCHED_SCHEMES:
+        watch = getattr(_guarded, "watch", None)
+        if watch is not None and watch.refused is None:
+            watch.refused = url
+        raise SchemeRefusedError(url)
+
+
 class ConnectionWatch:
     """The sockets one thread connects while `watching()`; `cut()` shuts them all down, from any thread."""
 
@@ -45,6 +80,8 @@ class ConnectionWatch:
         self._lock = threading.Lock()
         self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.reason: str | None = None
+        self.refused: str | None = None
+        """The first URL refused for its scheme while watching."""
 
     def add(self, sock: socket.socket) -> None:
         with self._lock:
@@ -89,10 +126,23 @@ _hook_lock = threading.Lock()
 _hook_installed = False
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
 def is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Whether a connection to this address reaches the public internet (see the module's docstring)."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return False
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
     return ip.is_global and not ip.is_multicast
 
 
@@ -136,6 +186,15 @@ def _install_hook() -> None:
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "urllib.Request":
+        if getattr(_guarded, "watch", None) is not None and args and isinstance(args[0], str):
+            check_scheme(args[0])
+        return
+    if event == "subprocess.Popen":
+        if getattr(_guarded, "watch", None) is not None:
+            program = args[0] if args else "a program"
+            raise ProgramRefusedError(f"a download tried to start {program}; downloads start no programs here")
+        return
     if event != "socket.connect":
         return
     watch = getattr(_guarded, "watch", None)

@@ -12,7 +12,10 @@ Nothing a server sends may make this process read, write or wait without bound:
 - a page, manifest or API answer that yt-dlp reads whole (to look for a video in it) is cut at `MAX_PAGE_BYTES`;
 - the bytes actually written are counted as they arrive (direct files, HLS and DASH fragments alike), so
   `max_bytes` holds without a Content-Length, for chunked and endless bodies too;
-- the whole fetch has a deadline, and cancelling the call stops it.
+- the whole fetch has a deadline, and cancelling the call stops it;
+- only http and https URLs are fetched, at every hop (a redirect, a playlist's segment, a page's meta refresh or
+  og:video): file://, ftp:// and every other scheme are refused with the URL that led there, and no program
+  (ffmpeg, rtmpdump) is ever started: live streams and streams over other protocols are refused before any media.
 
 Each of these stops a fetch by shutting its sockets down (`netguard.ConnectionWatch`): that also ends a read
 blocked on a server that drips a byte at a time, and yt-dlp then fails as on a network error, cleaning up after
@@ -30,7 +33,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, IncompleteRead, TransportError
@@ -38,11 +41,20 @@ from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedEr
 
 from tools.cancel import Cancelled, CancelToken
 from tools.errors import DownloadError, LimitError, SourceError, VideoToolError
-from tools.netguard import ConnectionWatch, NonPublicAddressError
+from tools.netguard import (
+    ConnectionWatch,
+    NonPublicAddressError,
+    ProgramRefusedError,
+    SchemeRefusedError,
+    check_scheme,
+)
 
 MAX_PAGE_BYTES = 8 * 2**20
 """Most read from a page, manifest or API answer: real ones are far smaller; an endless one stops here."""
 _CANCELLED, _DEADLINE, _TOO_LARGE = "the call was cancelled", "the download deadline passed", "over the size limit"
+FETCHED_PROTOCOLS = ("http", "https", "m3u8", "m3u8_native", "http_dash_segments")
+"""What yt-dlp's own downloaders fetch over http(s): direct files, HLS and DASH. Others (rtmp, rtsp, mms, f4m, ...)
+would need a program such as ffmpeg or rtmpdump."""
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +116,11 @@ class _BoundedYoutubeDL(yt_dlp.YoutubeDL):  # type: ignore[misc]  # yt-dlp is un
     Media downloads read in blocks, so they are not affected; their bytes are counted by the progress hook."""
 
     def urlopen(self, req: Any) -> Any:
+        try:
+            check_scheme(req if isinstance(req, str) else str(getattr(req, "url", "")))
+        except SchemeRefusedError as refused:
+            # As a network error: yt-dlp's downloaders then close their files, as they do when a connection fails.
+            raise TransportError(str(refused), cause=refused) from refused
         response = super().urlopen(req)
         # The class's own read, and a weak reference: the response must not hold itself alive through its reader.
         read_some, reference, url = type(response).read, weakref.ref(response), response.url
@@ -182,6 +199,7 @@ class YtdlpSession:
             "fragment_retries": options.retries,
             "concurrent_fragment_downloads": 1,  # the address guard watches this thread only
             "fixup": "never",  # fixups need ffmpeg; the decoder reads the streams as they come
+            "external_downloader": {"default": "native"},  # HLS and DASH by yt-dlp itself, never ffmpeg
             "color": {"stdout": "never", "stderr": "never"},
         }
         if options.max_bytes is not None:
@@ -221,8 +239,19 @@ class YtdlpSession:
             raise DownloadError(f"yt-dlp found nothing to download at {url}. Check that the URL points to a video.")
         if info.get("_type") == "playlist":
             raise DownloadError(f"{url} is a playlist. Pass the URL of a single video from it.")
-        if info.get("is_live"):
-            raise DownloadError(f"{url} is a live stream. Pass a recorded video.")
+        if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
+            raise DownloadError(
+                f"{url} is a live stream (a playlist that keeps growing, with no end). Pass a recorded video."
+            )
+        media_url = str(info.get("url") or "")
+        if media_url and urlsplit(media_url).scheme.lower() not in ("http", "https"):
+            raise _refused_scheme(url, media_url)
+        protocols = str(info.get("protocol") or "https").split("+")
+        if any(protocol not in FETCHED_PROTOCOLS for protocol in protocols):
+            raise DownloadError(
+                f"{url} is streamed over {'+'.join(protocols)}, which this server does not fetch (it fetches "
+                "http(s) files, HLS and DASH). Pass another link to the video."
+            )
         extractor = str(info.get("extractor_key") or info.get("extractor") or "Generic")
         size = info.get("filesize") or info.get("filesize_approx")
         duration = info.get("duration")
@@ -269,17 +298,21 @@ class YtdlpSession:
                 raise stopped from exc
             if isinstance(exc, VideoToolError):
                 raise
-            if isinstance(exc, yt_dlp.utils.DownloadError):
+            if isinstance(exc, (yt_dlp.utils.YoutubeDLError, OSError)):
+                # OSError: a guard's refusal (a scheme, an address, a program) that yt-dlp let through unwrapped.
                 raise _explain(url, exc, self._options) from exc
             raise
         if (stopped := self._stopped(url, None)) is not None:
             raise stopped
 
     def _stopped(self, url: str, exc: Exception | None) -> Exception | None:
-        """The error for a fetch this process stopped: cancelled, over the size limit, or past its deadline."""
+        """The error for a fetch this process stopped: cancelled, a URL refused for its scheme, over the size limit,
+        or past its deadline."""
         reason = self._watch.reason
         if reason == _CANCELLED or (exc is not None and any(isinstance(c, Cancelled) for c in _causes(exc))):
             return Cancelled(_CANCELLED)
+        if self._watch.refused is not None:
+            return _refused_scheme(url, self._watch.refused)
         if reason == _TOO_LARGE and self._too_large is not None:
             return self._too_large
         if reason == _DEADLINE:
@@ -304,7 +337,7 @@ _NEEDS_LOGIN = re.compile(
 )
 
 
-def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions) -> Exception:
+def _explain(url: str, exc: Exception, options: DownloadOptions) -> Exception:
     """Turn yt-dlp's error into one that says what went wrong and what to try."""
     host = urlsplit(url).hostname or url
     message = str(exc).removeprefix("ERROR: ").strip()
@@ -315,6 +348,13 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
 
     if isinstance(limit := found(VideoToolError), VideoToolError):
         return limit
+    if isinstance(refused := found(SchemeRefusedError), SchemeRefusedError):
+        return _refused_scheme(url, refused.url)
+    if found(ProgramRefusedError) is not None:
+        return DownloadError(
+            f"{url} needs an external program (ffmpeg or rtmpdump) to download, and this server starts none. Pass "
+            "a direct link to a video file, or an HLS or DASH stream."
+        )
     if (blocked := found(NonPublicAddressError)) is not None:
         return SourceError(
             f"Refused {url}: it led to {str(blocked).removeprefix('connection to ')}, and this server fetches "
@@ -322,6 +362,9 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
         )
     if isinstance(http := found(HTTPError), HTTPError):
         http.response.close()  # the error holds the open response; ours outlives it in the cause chain
+        location = urljoin(http.response.url or url, http.response.headers.get("Location") or "")
+        if 300 <= http.status < 400 and urlsplit(location).scheme.lower() not in ("http", "https"):
+            return _refused_scheme(url, location)
         if 300 <= http.status < 400:
             return DownloadError(
                 f"{host} kept redirecting {url} (HTTP {http.status}): a redirect loop, or more redirects than a "
@@ -367,6 +410,14 @@ def _explain(url: str, exc: yt_dlp.utils.DownloadError, options: DownloadOptions
     if "timed out" in message.lower():
         return _timed_out(host, url, options)
     return DownloadError(f"Downloading {url} failed: {message}")
+
+
+def _refused_scheme(url: str, target: str) -> SourceError:
+    shown = target if len(target) <= 200 else target[:199] + "…"
+    return SourceError(
+        f"Refused {url}: it leads to {shown}, and this server fetches only http and https URLs (at every redirect, "
+        "segment and link). Pass an http(s) URL of the video."
+    )
 
 
 def _timed_out(host: str, url: str, options: DownloadOptions) -> DownloadError:
