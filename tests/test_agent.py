@@ -269,10 +269,13 @@ async def test_return_frames_as_a_contact_sheet(client: Client, h264_mp4: Path) 
     for index, frame in enumerate(frames):
         box = layout.box(index)
         tile = sheet.crop(box)
-        expected = draw_label(frame.image.resize(tile.size, Image.Resampling.LANCZOS), frame.label)
+        picture = frame.image.resize(layout.picture, Image.Resampling.LANCZOS)
+        expected = draw_label(picture, frame.label)
         assert difference(tile, expected) < 6  # the same picture and label, up to JPEG's loss
+        # The whole frame is there, its bottom rows too (burned-in subtitles): the label is on a band below it.
+        assert difference(tile.crop((0, 0, *layout.picture)), picture) < 6
         band = (0, tile.height - LABEL_HEIGHT, tile.width, tile.height)
-        other = draw_label(frame.image.resize(tile.size, Image.Resampling.LANCZOS), "99.99 s")
+        other = draw_label(picture, "99.99 s")
         assert difference(tile.crop(band), expected.crop(band)) < difference(tile.crop(band), other.crop(band))
 
 

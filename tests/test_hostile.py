@@ -482,3 +482,22 @@ async def run_corpus_over_stdio(
             "describe_video", {"source": files["VIDEO"], "num_frames": 1, "max_new_tokens": 1}
         )
         assert not good.is_error
+
+
+async def test_a_huge_page_title_is_cut_the_same_everywhere(client: Client, site: LoopbackServer) -> None:
+    title = "An endless title " * 6400  # 109 KB
+    (site.root / "titled.html").write_text(
+        f'<html><head><title>{title}</title></head><body><video src="clip.mp4"></video></body></html>'
+    )
+    sampled = await client.call_tool("describe_video", {"source": site.url("titled.html"), "num_frames": 2,
+                                                        "max_new_tokens": 2})  # fmt: skip
+    assert not sampled.is_error, error_text(sampled)
+    assert len(error_text(sampled)) < 3000  # the result's text, not 107 KB of title
+    shown = VideoAnswer.model_validate(sampled.structured_content).videos[0].title
+    assert shown is not None
+    assert len(shown) <= 200
+    assert shown.startswith("An endless title An endless")
+    watched = await client.call_tool("describe_video", {"source": site.url("titled.html"), "num_frames": 1,
+                                                        "max_new_tokens": 2, "coverage": "full"})  # fmt: skip
+    assert not watched.is_error, error_text(watched)
+    assert VideoAnswer.model_validate(watched.structured_content).videos[0].title == shown

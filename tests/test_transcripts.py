@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,26 @@ def test_compare_labels_each_videos_subtitles(
     text = backend.prompts[-1].text
     assert "Subtitles of Video 2:\n[0.5 s] Hello there" in text
     assert "Subtitles of Video 1" not in text
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "WEBVTT\n\n" + "1" * 1_000_000 + "\n",  # a caption line of a megabyte of digits
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n" + "<" * 1_000_000 + "\n",  # a cue of a million '<'
+        "WEBVTT\n\n" + "00:00 --> " * 100_000 + "\n",  # a timing-like line that never completes
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n" + "a" * 1_000_000 + "\n",  # one enormous cue
+        "WEBVTT\n\n" + "00:00:00.000 --> 00:00:01.000\nx\n\n" * 30_000,  # a megabyte of tiny cues
+    ],
+    ids=["digits", "angle-brackets", "open-timings", "huge-cue", "many-cues"],
+)
+def test_a_megabyte_of_pathological_subtitles_parses_in_linear_time(hostile: str) -> None:
+    from tools.transcript import MAX_CUE_CHARS, parse_subtitles
+
+    assert len(hostile) >= 900_000
+    started = time.process_time()
+    cues = parse_subtitles(hostile)
+    # Linear: well under a second of CPU for a megabyte. The quadratic parser took hours; the bound is generous for
+    # a loaded machine (CPU time, not wall time, so other work on the machine does not count).
+    assert time.process_time() - started < 10
+    assert all(len(cue.text) <= MAX_CUE_CHARS for cue in cues)

@@ -3,7 +3,8 @@
 The calling agent usually has a far stronger vision model than the 0.5B one here, so it may want to check an
 answer against the frames themselves. They come from the same decode as the model's (no second decode; a
 follow-up reuses them), at most 768 px on the long side, and either one image per frame or a single contact
-sheet of small tiles. The label drawn on each frame or tile is the timestamp reported in `frames[].timestamp_s`.
+sheet of small tiles. The label on each frame or tile is the timestamp reported in `frames[].timestamp_s`, on a
+band below the picture: the whole frame stays visible, burned-in subtitles at its bottom edge included.
 """
 
 from __future__ import annotations
@@ -37,12 +38,10 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def draw_label(image: Image.Image, text: str) -> Image.Image:
-    """A copy of the image with `text` in white on a black band across its bottom edge."""
-    labelled = image.convert("RGB")
-    draw = ImageDraw.Draw(labelled)
-    top = labelled.height - LABEL_HEIGHT
-    draw.rectangle((0, top, labelled.width, labelled.height), fill=(0, 0, 0))
-    draw.text((3, top + 1), text, fill=(255, 255, 255), font=_font())
+    """The whole image with a black band of LABEL_HEIGHT below it, `text` in white on the band."""
+    labelled = Image.new("RGB", (image.width, image.height + LABEL_HEIGHT), (0, 0, 0))
+    labelled.paste(image.convert("RGB"), (0, 0))
+    ImageDraw.Draw(labelled).text((3, image.height + 1), text, fill=(255, 255, 255), font=_font())
     return labelled
 
 
@@ -53,20 +52,22 @@ def jpeg(image: Image.Image, quality: int = 85) -> bytes:
 
 
 def frame_images(frames: Sequence[LabelledFrame]) -> list[bytes]:
-    """One JPEG per frame, at most MAX_FRAME_SIDE on its long side, labelled."""
+    """One JPEG per frame, labelled, at most MAX_FRAME_SIDE on its long side with the label's band."""
     images = []
     for frame in frames:
         image = frame.image
-        scale = min(1.0, MAX_FRAME_SIDE / max(image.size))
+        scale = min(1.0, (MAX_FRAME_SIDE - LABEL_HEIGHT) / max(image.size))
         if scale < 1.0:
-            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.LANCZOS)
         images.append(jpeg(draw_label(image, frame.label)))
     return images
 
 
 @dataclass(frozen=True)
 class SheetLayout:
-    """Tiles in frame order, row by row, `columns` to a row, each `tile` (width, height) pixels."""
+    """Tiles in frame order, row by row, `columns` to a row, each `tile` (width, height) pixels: the picture, and the
+    label's band below it."""
 
     columns: int
     tile: tuple[int, int]
@@ -76,12 +77,18 @@ class SheetLayout:
         width, height = self.tile
         return (column * width, row * height, (column + 1) * width, (row + 1) * height)
 
+    @property
+    def picture(self) -> tuple[int, int]:
+        """The size a frame is scaled to inside its tile."""
+        return self.tile[0], self.tile[1] - LABEL_HEIGHT
+
 
 def sheet_layout(frames: Sequence[LabelledFrame], tile_width: int = SHEET_TILE_WIDTH) -> SheetLayout:
-    """Near-square grid; tiles keep the first frame's aspect ratio."""
+    """Near-square grid; pictures keep the first frame's aspect ratio, within 1:4 and 4:1."""
     columns = max(1, math.ceil(math.sqrt(len(frames))))
     first = frames[0].image
-    return SheetLayout(columns, (tile_width, max(LABEL_HEIGHT * 2, round(tile_width * first.height / first.width))))
+    height = min(max(round(tile_width * first.height / first.width), tile_width // 4), tile_width * 4)
+    return SheetLayout(columns, (tile_width, height + LABEL_HEIGHT))
 
 
 def contact_sheet(frames: Sequence[LabelledFrame]) -> tuple[bytes, SheetLayout]:
@@ -92,9 +99,9 @@ def contact_sheet(frames: Sequence[LabelledFrame]) -> tuple[bytes, SheetLayout]:
         rows = math.ceil(len(frames) / layout.columns)
         sheet = Image.new("RGB", (layout.columns * layout.tile[0], rows * layout.tile[1]), (0, 0, 0))
         for index, frame in enumerate(frames):
-            left, top, right, bottom = layout.box(index)
-            tile = frame.image.convert("RGB").resize((right - left, bottom - top), Image.Resampling.LANCZOS)
-            sheet.paste(draw_label(tile, frame.label), (left, top))
+            left, top, _, _ = layout.box(index)
+            picture = frame.image.convert("RGB").resize(layout.picture, Image.Resampling.LANCZOS)
+            sheet.paste(draw_label(picture, frame.label), (left, top))
         data = jpeg(sheet, quality)
         if len(data) <= SHEET_MAX_BYTES or tile_width <= 96:
             return data, layout

@@ -43,6 +43,7 @@ from tools.cancel import CancelToken
 from tools.errors import LimitError, SourceError
 from tools.frames import media_duration
 from tools.transcript import find_sidecar
+from tools.untrusted import short_title
 
 try:
     import fcntl
@@ -83,6 +84,7 @@ class LocalVideo:
     source: str
     path: Path
     title: str | None
+    """As `untrusted.short_title` cuts it: the same in the result and in every prompt."""
     from_cache: bool
     fetch_s: float
     subtitles: Path | None = None
@@ -389,7 +391,7 @@ class VideoFetcher:
                     "url": url,
                     "file": downloaded.path.name,
                     "subtitles": downloaded.subtitles.name if downloaded.subtitles else None,
-                    "title": metadata.title,
+                    "title": short_title(metadata.title),
                     "extractor": metadata.extractor,
                     "video_id": metadata.video_id,
                     "duration_s": metadata.duration_s,
@@ -441,7 +443,7 @@ class VideoFetcher:
             source=url,
             store=entry,
             path=entry / str(meta["file"]),
-            title=title if isinstance(title, str) else None,
+            title=short_title(title) if isinstance(title, str) else None,
             from_cache=from_cache,
             fetch_s=time.perf_counter() - started,
             subtitles=entry / subtitles if isinstance(subtitles, str) else None,
@@ -490,7 +492,8 @@ class VideoFetcher:
             log.info("ignored subtitles %s: they lead outside the allowed folders", subtitles)
             subtitles = None
         store = self.cache.local_store(real)
-        return LocalVideo(source, real, resolved.name, from_cache=True, fetch_s=0.0, subtitles=subtitles, store=store)
+        title = short_title(resolved.name)
+        return LocalVideo(source, real, title, from_cache=True, fetch_s=0.0, subtitles=subtitles, store=store)
 
     def _allowed(self, real: Path) -> bool:
         """Whether a resolved path lies inside the allowed folders (any path, when none are set)."""

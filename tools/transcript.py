@@ -11,8 +11,16 @@ from pathlib import Path
 MAX_TRANSCRIPT_CHARS = 2000
 """About 500 tokens: enough for the gist of a few minutes of speech, small beside the frames' image tokens."""
 
-_TIMING = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
-_TAG = re.compile(r"<[^>]*>")
+_TIMING = re.compile(
+    r"\s*(?:(\d{1,9}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})\s*-->\s*(?:(\d{1,9}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})"
+)
+_TAG = re.compile(r"<[^<>]*>")
+"""A tag ends at the first `>` and cannot contain `<`: every character is looked at once or twice, so a cue of a
+million `<` is read in linear time (`<[^>]*>` would scan to the end of the line from each of them)."""
+MAX_TIMING_LINE = 256
+"""A cue timing line with settings is well under this; longer lines are text, never searched for a timing."""
+MAX_CUE_CHARS = 2000
+"""The most kept of one cue's text: a caption is a sentence or two."""
 
 
 @dataclass(frozen=True)
@@ -27,18 +35,23 @@ def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str) -> fl
 
 
 def parse_subtitles(text: str) -> list[Cue]:
-    """Cues of a WebVTT or SRT file, tags and entities removed, rolling duplicates of auto-captions merged."""
+    """Cues of a WebVTT or SRT file, tags and entities removed, rolling duplicates of auto-captions merged; in time
+    linear in the text's length, whatever it holds (see `_TAG`, `MAX_TIMING_LINE`)."""
     cues: list[Cue] = []
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     i = 0
     while i < len(lines):
-        match = _TIMING.search(lines[i])
+        line = lines[i]
         i += 1
+        match = _TIMING.match(line) if "-->" in line and len(line) <= MAX_TIMING_LINE else None
         if not match:
             continue
         body: list[str] = []
+        size = 0
         while i < len(lines) and lines[i].strip():
-            body.append(lines[i].strip())
+            if size < MAX_CUE_CHARS:
+                body.append(lines[i].strip()[: MAX_CUE_CHARS - size])
+                size += len(body[-1]) + 1
             i += 1
         words = html.unescape(_TAG.sub("", " ".join(body))).strip()
         if not words:

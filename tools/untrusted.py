@@ -20,6 +20,8 @@ from tools.errors import LimitError
 
 MAX_QUESTION_CHARS = 8000
 """About 2,000 tokens: far more than any question needs, far less than the context the frames need."""
+MAX_TITLE_CHARS = 200
+"""Site titles can be any length (a page's <title> of 100 KB); naming the video needs a line."""
 
 JOINER = "\u2060"
 GENERIC_MARKERS = re.compile(r"<\|[^<>|\s]{1,64}\|>|</?(?:image|video|s|unk|pad)>|\[/?INST\]|<<SYS>>|<</SYS>>")
@@ -57,3 +59,14 @@ def neutralise(text: str, special_tokens: Iterable[str] = ()) -> str:
     if spellings:
         pattern = "|".join(re.escape(t) for t in spellings) + "|" + pattern
     return re.sub(pattern, lambda found: found[0][0] + JOINER + found[0][1:], without_controls(text))
+
+
+def short_title(title: str | None) -> str | None:
+    """A title as every result and prompt shows it: control characters dropped, white space collapsed, cut to
+    MAX_TITLE_CHARS; None when nothing is left."""
+    if title is None:
+        return None
+    text = " ".join(without_controls(title[: MAX_TITLE_CHARS * 4]).split())
+    if len(text) > MAX_TITLE_CHARS:
+        text = text[: MAX_TITLE_CHARS - 1].rstrip() + "…"
+    return text or None

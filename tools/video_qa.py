@@ -40,8 +40,6 @@ from tools.untrusted import clean_question, neutralise
 from tools.watch import FullWatch, WindowOptions
 
 MIN_VIDEOS, MAX_VIDEOS = 2, 4
-MAX_TITLE_CHARS = 200
-"""Site titles can be any length; the prompt needs only enough to name the video."""
 
 
 @dataclass(frozen=True)
@@ -313,10 +311,7 @@ def frame_guide(
     """
 
     def titled(video: LocalVideo) -> str:
-        if not video.title:
-            return ""
-        title = video.title if len(video.title) <= MAX_TITLE_CHARS else video.title[: MAX_TITLE_CHARS - 1] + "…"
-        return f' "{safe(title)}"'
+        return f' "{safe(video.title)}"' if video.title else ""
 
     if len(sampled) == 1:
         sample = sampled[0]
