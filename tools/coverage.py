@@ -16,14 +16,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import statistics
 import threading
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tools.transcript import Cue
+
+log = logging.getLogger(__name__)
 
 MAP_INSTRUCTION = (
     "Describe in detail what happens in this part of the video: the setting, the people and objects, what they do "
@@ -120,12 +124,18 @@ class NotesStore:
             return None
 
     def put(self, key: str, notes: WindowNotes) -> None:
+        """Keep the notes; a folder that cannot be written (a damaged cache) only costs the reuse."""
         if self.folder is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         partial = self.folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
-        partial.write_text(json.dumps(asdict(notes)))
-        partial.replace(self.folder / f"{key}.json")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(asdict(notes)))
+            partial.replace(self.folder / f"{key}.json")
+        except OSError as exc:
+            log.warning("could not keep a window's notes at %s (%s)", self.folder, exc.strerror or exc)
+            with suppress(OSError):
+                partial.unlink()
 
 
 def outline(notes: Sequence[WindowNotes]) -> str:

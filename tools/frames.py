@@ -136,7 +136,12 @@ class _PacketIndex:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> _PacketIndex:
+        """The index saved by `to_bytes`; ValueError when the data is cut short or damaged."""
+        if len(data) < 16:
+            raise ValueError("truncated packet index")
         count, last_duration = struct.unpack_from("<qq", data)
+        if count <= 0 or len(data) != 16 + 9 * count:
+            raise ValueError("damaged packet index")
         start = 16
         pts = array("q")
         pts.frombytes(data[start : start + 8 * count])
@@ -517,14 +522,19 @@ def _indexed(
         header, rest = data.split(b"\n\n", 1)
         if header.startswith(_INDEX_MAGIC) and header[len(_INDEX_MAGIC) :] == identity:
             return _PacketIndex.from_bytes(rest)
-    except (OSError, ValueError):
-        pass
+    except (OSError, ValueError, struct.error):
+        pass  # none yet, or damaged (cut short, overwritten): made again below
     index = _read_index(container, stream)
     if index is not None:
-        index_file.parent.mkdir(parents=True, exist_ok=True)
         partial = index_file.with_name(f".{index_file.name}.{os.getpid()}.{threading.get_ident()}")
-        partial.write_bytes(_INDEX_MAGIC + identity + b"\n\n" + index.to_bytes())
-        partial.replace(index_file)
+        try:
+            index_file.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(_INDEX_MAGIC + identity + b"\n\n" + index.to_bytes())
+            partial.replace(index_file)
+        except OSError as exc:  # a time saver only: the call goes on without it
+            log.warning("could not keep the packet index at %s (%s)", index_file, exc.strerror or exc)
+            with suppress(OSError):
+                partial.unlink()
     return index
 
 

@@ -40,7 +40,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from tools import netguard, ytdlp
 from tools.cancel import CancelToken
-from tools.errors import LimitError, SourceError
+from tools.errors import DownloadError, LimitError, SourceError
 from tools.frames import media_duration
 from tools.transcript import find_sidecar
 from tools.untrusted import short_title
@@ -119,14 +119,30 @@ class VideoCache:
         self.aliases = root / "aliases"
         self._in_use: Counter[str] = Counter()
         self._guard = threading.Lock()
-        self._key_locks: dict[str, threading.Lock] = {}
+        self._turns = threading.Condition()
+        self._held: set[str] = set()
 
     @contextmanager
-    def locked(self, name: str) -> Iterator[None]:
-        with self._guard:
-            lock = self._key_locks.setdefault(name, threading.Lock())
-        with lock:
+    def locked(self, name: str, cancel: CancelToken | None = None) -> Iterator[None]:
+        """Hold `name` for the block: calls for the same URL or video take turns. Waiting for a turn stops at once
+        when the call is cancelled (the cancellation wakes the wait)."""
+        token = cancel if cancel is not None else CancelToken()
+        with token.on_cancel(self._wake_waiters), self._turns:
+            while name in self._held:
+                token.check()
+                self._turns.wait()
+            token.check()
+            self._held.add(name)
+        try:
             yield
+        finally:
+            with self._turns:
+                self._held.discard(name)
+                self._turns.notify_all()
+
+    def _wake_waiters(self) -> None:
+        with self._turns:
+            self._turns.notify_all()
 
     def entry_for_alias(self, url: str) -> str | None:
         try:
@@ -136,17 +152,26 @@ class VideoCache:
         return key if self.load(key) is not None else None
 
     def load(self, key: str) -> dict[str, object] | None:
+        """The entry's metadata, or None when there is no entry or its video is no longer the file that was
+        downloaded (truncated, or changed on disk): such an entry is fetched again."""
         entry = self.videos / key
         try:
             meta = json.loads((entry / _META).read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(meta, dict) or not (entry / str(meta.get("file", ""))).is_file():
+        if not isinstance(meta, dict):
+            return None
+        video = entry / str(meta.get("file", ""))
+        if not video.is_file() or not _intact(video, meta):
+            log.warning("the cached video %s is damaged (its size or content changed); fetching it again", key)
             return None
         return meta
 
     def add(self, staging: Path, key: str, meta: dict[str, object]) -> None:
-        """Move a complete download into place (atomically) and record its metadata."""
+        """Move a complete download into place (atomically) and record its metadata, with the video's size and
+        hash (so a file damaged later is noticed)."""
+        video = staging / str(meta["file"])
+        meta = meta | {"size": video.stat().st_size, "mtime_ns": video.stat().st_mtime_ns, "sha256": _digest(video)}
         (staging / _META).write_text(json.dumps(meta))
         with suppress(OSError):  # the folder stops being a staging folder; its lock stays held until closed
             (staging / _STAGING_LOCK).unlink()
@@ -251,6 +276,25 @@ class VideoCache:
             log.info("evicted %s from the cache (least recently used)", key)
 
 
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _intact(video: Path, meta: dict[str, object]) -> bool:
+    """Whether the cached video is still the file downloaded: the same size, and the same content when it was
+    written to since (its hash is read only then). Entries from before sizes were recorded are trusted."""
+    if "size" not in meta:
+        return True
+    stat = video.stat()
+    if stat.st_size != meta["size"]:
+        return False
+    return stat.st_mtime_ns == meta.get("mtime_ns") or _digest(video) == meta.get("sha256")
+
+
 _staging_folders: set[Path] = set()
 """This process's staging folders, for a stop that cannot wait for every download to unwind."""
 _staging_guard = threading.Lock()
@@ -346,7 +390,26 @@ class VideoFetcher:
         policy = self.policy
         if policy.block_private_urls:
             netguard.check_public_url(url)
-        with self.cache.locked("url:" + url):
+        try:
+            return self._fetch_into_cache(url, language, on_progress, cancel, started)
+        except OSError as exc:  # the network's errors come as VideoToolErrors: this is the cache's own folder
+            raise DownloadError(
+                f"The download cache in {self.cache.root} (--cache-dir) cannot be used: {exc.strerror or exc}"
+                + (f" at {exc.filename}" if exc.filename else "")
+                + ". A folder in it may have been replaced by a file, or it is not writable. Remove or repair that "
+                "path, or start the server with another --cache-dir."
+            ) from exc
+
+    def _fetch_into_cache(
+        self,
+        url: str,
+        language: str | None,
+        on_progress: ytdlp.ProgressHook | None,
+        cancel: CancelToken | None,
+        started: float,
+    ) -> LocalVideo:
+        policy = self.policy
+        with self.cache.locked("url:" + url, cancel):
             key = self.cache.entry_for_alias(url)
             if key is not None:
                 log.info("cache hit for %s", url)
@@ -378,7 +441,7 @@ class VideoFetcher:
             key = _hash(
                 f"url:{url}" if metadata.extractor.lower() == "generic" else f"{metadata.extractor}:{metadata.video_id}"
             )
-            with self.cache.locked("key:" + key):
+            with self.cache.locked("key:" + key, cancel):
                 if self.cache.load(key) is not None:
                     self.cache.alias(url, key)
                     return self._cached(url, key, started)
