@@ -22,12 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.auth import auth_options
 from server.contract import StrictTool
 from server.settings import Settings, version
-from server.worker import run_call
+from server.worker import Download, Pools, run_call
 from tools.backends.loader import LazyBackend
+from tools.cancel import CancelToken
 from tools.frames import MAX_FRAMES
 from tools.results import VideoAnswer
 from tools.sources import VideoFetcher
-from tools.stages import TranscriptOptions
+from tools.stages import Progress, TranscriptOptions, download_progress
 from tools.untrusted import MAX_QUESTION_CHARS
 from tools.video_qa import MAX_VIDEOS, MIN_VIDEOS, Clip, VideoQA
 
@@ -78,7 +79,22 @@ class SourceRange(BaseModel):
 @dataclass(frozen=True)
 class AppState:
     qa: VideoQA
+    pools: Pools
     progress_interval_s: float = 5.0
+
+    def downloads(self, sources: list[str], transcript: TranscriptOptions) -> list[Download]:
+        """The downloads a call needs first, one per source not in the cache yet (run in their own pool)."""
+        language = transcript.language if transcript.include else None
+        fetcher = self.qa.fetcher
+
+        def download(number: int, source: str) -> Download:
+            def run(progress: Progress, cancel: CancelToken) -> None:
+                hook = download_progress(progress, 0, 1, number)
+                fetcher.download(source, subtitle_language=language, on_progress=hook, cancel=cancel)
+
+            return run
+
+        return [download(n, source) for n, source in enumerate(sources, 1) if fetcher.needs_download(source)]
 
 
 def build_server(settings: Settings, provider: LazyBackend | None = None) -> MCPServer[AppState]:
@@ -94,7 +110,8 @@ def build_server(settings: Settings, provider: LazyBackend | None = None) -> MCP
         )
         qa = VideoQA(fetcher, model, windows=settings.window_options())
         try:
-            yield AppState(qa=qa, progress_interval_s=settings.progress_interval_s)
+            pools = Pools.create(settings.max_concurrent_downloads)
+            yield AppState(qa=qa, pools=pools, progress_interval_s=settings.progress_interval_s)
         finally:
             model.close()
 
@@ -145,6 +162,7 @@ async def describe_video(
     ] = "sampled",
 ) -> Annotated[CallToolResult, VideoAnswer]:
     state = ctx.request_context.lifespan_context
+    transcript = TranscriptOptions(include_transcript, language)
     return await run_call(
         ctx,
         "describe_video",
@@ -157,13 +175,15 @@ async def describe_video(
             end_s=end_s,
             fps=fps,
             keyframes_only=keyframes_only,
-            transcript=TranscriptOptions(include_transcript, language),
+            transcript=transcript,
             max_new_tokens=max_new_tokens,
             evidence=return_frames,
             coverage=coverage,
             progress=progress,
             cancel=cancel,
         ),
+        state.pools,
+        state.downloads([source], transcript),
     )
 
 
@@ -182,6 +202,7 @@ async def compare_videos(
 ) -> Annotated[CallToolResult, VideoAnswer]:
     state = ctx.request_context.lifespan_context
     clips = [Clip(s.source, s.start_s, s.end_s) if isinstance(s, SourceRange) else s for s in sources]
+    transcript = TranscriptOptions(include_transcript, language)
     return await run_call(
         ctx,
         "compare_videos",
@@ -190,10 +211,12 @@ async def compare_videos(
             clips,
             question,
             frames_per_video=frames_per_video,
-            transcript=TranscriptOptions(include_transcript, language),
+            transcript=transcript,
             max_new_tokens=max_new_tokens,
             evidence=return_frames,
             progress=progress,
             cancel=cancel,
         ),
+        state.pools,
+        state.downloads([clip if isinstance(clip, str) else clip.source for clip in clips], transcript),
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +21,8 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, T
 from pydantic import ValidationError
 
 from tools.results import VideoAnswer
+
+log = logging.getLogger(__name__)
 
 _KINDS = {
     "int_type": "a whole number",
@@ -40,7 +44,10 @@ class StrictTool(Tool):
             check_arguments(self, arguments)
         except ToolError as exc:
             return error_result(str(exc), retryable=False)
-        return await super().run(arguments, context, convert_result)
+        try:
+            return await super().run(arguments, context, convert_result)
+        except Exception as exc:  # never the SDK's bare "Error executing tool": a bug, with an incident id
+            return incident_result(self.name, exc.__cause__ or exc)
 
     @classmethod
     def define(
@@ -91,6 +98,17 @@ def error_result(text: str, *, retryable: bool) -> CallToolResult:
     """A failure the agent can act on: the text says what to change; `_meta.retryable` whether the same call may
     succeed when simply tried again (a network hiccup) or not (a missing file, an argument out of range)."""
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True, _meta={"retryable": retryable})
+
+
+def incident_result(tool: str, error: BaseException) -> CallToolResult:
+    """An unexpected failure (a bug): a short incident id for the agent, the traceback in the log under it."""
+    incident = secrets.token_hex(4)
+    log.error("%s failed unexpectedly (incident %s)", tool, incident, exc_info=error)
+    return error_result(
+        f"{tool} failed on an unexpected problem in this server (incident {incident}; the details are in the server's "
+        "log under that id). The call may work with other arguments; report the incident id if it keeps happening.",
+        retryable=False,
+    )
 
 
 def check_arguments(tool: Tool, arguments: dict[str, Any]) -> None:

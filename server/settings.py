@@ -50,6 +50,7 @@ class Settings:
     download_deadline_s: float = 3600
     download_timeout_s: float = 30
     download_retries: int = 3
+    max_concurrent_downloads: int = 4
     cookies: Path | None = None
     block_private_urls: bool | None = None
     """None: on for the HTTP transport, off for stdio (a local user fetching from their own network)."""

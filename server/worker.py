@@ -1,6 +1,10 @@
-"""A tool call's blocking work in a worker thread: its progress relayed to the client, its cancellation passed in,
+"""A tool call's blocking work in worker threads: its progress relayed to the client, its cancellation passed in,
 and its outcome turned into the call's result.
 
+- Threads: a call's downloads run first, in a pool of their own (`Pools.downloads`, --max-concurrent-downloads),
+  then the rest of the call in the calls' pool (`Pools.calls`). Forty slow downloads then hold download threads
+  only: a call on a cached or local video, and every new session, are still served. A call waiting for a thread
+  holds none, and its progress says what it waits for.
 - Progress: each stage as the worker reports it, and the current stage again whenever `interval_s` passes without
   news (a long generation, a wait in the queue), so clients whose timeouts reset on progress keep waiting. Values
   only ever increase, as MCP requires, and are rounded to what a client can show.
@@ -10,7 +14,8 @@ and its outcome turned into the call's result.
   for that, so the model is free before the cancellation completes.
 - Outcome: an answer becomes a result with structured content, its compact JSON as text, and the evidence images;
   a failure the caller can act on becomes an error result whose text says what to change and whose `_meta` says
-  whether trying again may help.
+  whether trying again may help. Anything else is a bug: the agent gets an error with a short incident id, and the
+  traceback goes to the log under that id.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -29,15 +35,22 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 
-from server.contract import answer_result, error_result
+from server.contract import answer_result, error_result, incident_result
 from tools.cancel import Cancelled, CancelToken
 from tools.errors import VideoToolError
 from tools.results import VideoAnswer
 
 log = logging.getLogger(__name__)
 
-Work = Callable[[Callable[[float, float, str], None], CancelToken], VideoAnswer]
+Progress = Callable[[float, float, str], None]
+Work = Callable[[Progress, CancelToken], VideoAnswer]
 """The blocking work: called with a progress callback (progress, total, message) and a cancel token."""
+Download = Callable[[Progress, CancelToken], None]
+"""A download the work needs, run first in the downloads' pool (the work then finds the video in the cache)."""
+
+CALL_THREADS = 32
+"""Calls running in threads at once; more wait for a thread without holding one. The model serves one call at a
+time in process (an engine, --max-concurrent-requests): the others wait in its queue."""
 
 _STOP_WAIT_S = 30.0
 """Longest wait, after a cancellation, for the worker to reach its next checkpoint (it checks at least every
@@ -79,6 +92,19 @@ class Calls:
 ACTIVE_CALLS = Calls()
 
 
+@dataclass(frozen=True)
+class Pools:
+    """The thread pools of a server's calls: one for downloads, one for the rest of each call."""
+
+    downloads: anyio.CapacityLimiter
+    calls: anyio.CapacityLimiter
+
+    @classmethod
+    def create(cls, max_downloads: int, max_calls: int = CALL_THREADS) -> Pools:
+        """Made inside the server's event loop."""
+        return cls(anyio.CapacityLimiter(max_downloads), anyio.CapacityLimiter(max_calls))
+
+
 class _ProgressRelay:
     def __init__(self, ctx: Context[Any, Any], interval_s: float, cancel: CancelToken) -> None:
         self._ctx = ctx
@@ -110,6 +136,12 @@ class _ProgressRelay:
         value, limit, text = self._next(progress, total, message)
         anyio.from_thread.run(functools.partial(self._ctx.report_progress, value, limit, text), token=self._loop)
 
+    async def report(self, message: str) -> None:
+        """A stage the handler itself is in (waiting for a thread)."""
+        log.info("%s", message)
+        value, limit, text = self._next(None, None, message)
+        await self._ctx.report_progress(value, limit, text)
+
     async def heartbeat(self) -> None:
         while True:
             await anyio.sleep(self.interval_s / 4)
@@ -121,35 +153,59 @@ class _ProgressRelay:
                 await self._ctx.report_progress(value, limit, f"{text} ({elapsed:.0f} s so far)")
 
 
-async def run_call(ctx: Context[Any, Any], tool: str, interval_s: float, work: Work) -> CallToolResult:
-    """Run `work` in a worker thread and turn its outcome into the tool's result."""
+async def run_call(
+    ctx: Context[Any, Any],
+    tool: str,
+    interval_s: float,
+    work: Work,
+    pools: Pools,
+    downloads: Sequence[Download] = (),
+) -> CallToolResult:
+    """Run the call's `downloads`, then its `work`, in worker threads, and turn the outcome into the tool's result."""
     cancel = CancelToken()
     relay = _ProgressRelay(ctx, interval_s, cancel)
-    finished = threading.Event()
     outcome: list[VideoAnswer] = []
     failure: list[BaseException] = []
+    running = threading.Event()
+    running.set()  # set while no worker thread runs: what a cancellation waits for
 
-    def run() -> None:
-        ACTIVE_CALLS.add(cancel)
-        try:
-            outcome.append(work(relay.from_worker, cancel))
-        except BaseException as exc:  # handed to the event loop below
-            failure.append(exc)
-        finally:
-            ACTIVE_CALLS.discard(cancel)
-            finished.set()
+    def in_thread(task: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            ACTIVE_CALLS.add(cancel)
+            try:
+                task()
+            except BaseException as exc:  # handed to the event loop below
+                failure.append(exc)
+            finally:
+                ACTIVE_CALLS.discard(cancel)
+                running.set()
+
+        return run
+
+    async def threaded(task: Callable[[], None], limiter: anyio.CapacityLimiter, waiting_for: str) -> None:
+        if limiter.available_tokens == 0:
+            ahead = limiter.statistics().tasks_waiting + 1
+            await relay.report(f"Waiting for {waiting_for}: {ahead} ahead")
+        async with limiter:
+            running.clear()
+            await anyio.to_thread.run_sync(in_thread(task), abandon_on_cancel=True)
 
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(relay.heartbeat)
-            await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+            for download in downloads:
+                await threaded(functools.partial(download, relay.from_worker, cancel), pools.downloads, "a download")
+                if failure:
+                    break
+            if not failure:
+                await threaded(lambda: outcome.append(work(relay.from_worker, cancel)), pools.calls, "a thread")
             group.cancel_scope.cancel()
     except anyio.get_cancelled_exc_class():
         cancel.cancel()
         log.info("%s cancelled by the client; stopping its work", tool)
         with anyio.CancelScope(shield=True):
             started = time.monotonic()
-            stopped = await anyio.to_thread.run_sync(finished.wait, _STOP_WAIT_S)
+            stopped = await anyio.to_thread.run_sync(running.wait, _STOP_WAIT_S)
             log.info(
                 "%s %s %.2f s after the cancellation",
                 tool,
@@ -157,12 +213,14 @@ async def run_call(ctx: Context[Any, Any], tool: str, interval_s: float, work: W
                 time.monotonic() - started,
             )
         raise
-    if failure:
-        error = failure[0]
-        if isinstance(error, VideoToolError):
-            log.info("%s refused: %s", tool, error)
-            return error_result(str(error), retryable=error.retryable)
-        if isinstance(error, Cancelled):
-            return error_result("The call was cancelled.", retryable=True)
-        raise error
-    return answer_result(outcome[0])
+    if not failure:
+        return answer_result(outcome[0])
+    error = failure[0]
+    if isinstance(error, VideoToolError):
+        log.info("%s refused: %s", tool, error)
+        return error_result(str(error), retryable=error.retryable)
+    if isinstance(error, Cancelled):
+        return error_result("The call was cancelled.", retryable=True)
+    if not isinstance(error, Exception):
+        raise error  # KeyboardInterrupt, SystemExit: not the call's to answer
+    return incident_result(tool, error)

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import HTTPServer, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,7 +43,7 @@ class LoopbackServer:
         """path -> Content-Type of a body that never ends (bounded at 512 MB or 120 s)."""
         self.drip: dict[str, float] = {}
         """path -> seconds between single bytes of a (nominally large) video body."""
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -55,6 +55,7 @@ class LoopbackServer:
                 with server._lock:
                     server.requests[path] += 1
                     server.headers.setdefault(path, []).append(dict(self.headers.items()))
+                    server._lock.notify_all()
                 if path in server.stall_s:
                     time.sleep(server.stall_s[path])
                 if path in server.redirects:
@@ -156,6 +157,11 @@ class LoopbackServer:
 
     def count(self, name: str) -> int:
         return self.requests["/" + name]
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float = 60) -> None:
+        """Until `condition()` holds (checked at each request); AssertionError after `timeout_s`."""
+        with self._lock:
+            assert self._lock.wait_for(condition, timeout_s), "the server never saw the requests waited for"
 
     @contextmanager
     def running(self) -> Iterator[LoopbackServer]:

@@ -30,10 +30,11 @@ import tempfile
 import threading
 import time
 import unicodedata
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -150,6 +151,14 @@ class VideoCache:
         except OSError:
             return None
         return key if self.load(key) is not None else None
+
+    def has_alias(self, url: str) -> bool:
+        """Whether the URL was fetched before and its entry is there (not checked for damage: `load` does that)."""
+        try:
+            key = (self.aliases / _hash(url)).read_text().strip()
+            return (self.videos / key / _META).is_file()
+        except OSError:
+            return False
 
     def load(self, key: str) -> dict[str, object] | None:
         """The entry's metadata, or None when there is no entry or its video is no longer the file that was
@@ -340,6 +349,9 @@ class VideoFetcher:
     ) -> None:
         self.policy = policy if policy is not None else FetchPolicy()
         self.cache = VideoCache(cache_dir, cache_max_bytes)
+        self._downloads_lock = threading.Lock()
+        self._downloaded: weakref.WeakKeyDictionary[CancelToken, dict[str, float]] = weakref.WeakKeyDictionary()
+        """Downloads made ahead of a call (`download`), by the call's cancel token: source -> seconds taken."""
         if self.cache.videos.is_dir():
             self.cache.remove_abandoned_staging()
 
@@ -354,11 +366,41 @@ class VideoFetcher:
     ) -> Iterator[LocalVideo]:
         """The source as a local file, protected from cache eviction while the block runs."""
         video = self.fetch(source, subtitle_language=subtitle_language, on_progress=on_progress, cancel=cancel)
+        if cancel is not None and video.from_cache:
+            with self._downloads_lock:
+                downloaded_s = self._downloaded.get(cancel, {}).pop(video.source, None)
+            if downloaded_s is not None:
+                video = replace(video, from_cache=False, fetch_s=downloaded_s + video.fetch_s)
         try:
             yield video
         finally:
             if video.cache_key is not None:
                 self.cache.release(video.cache_key)
+
+    def needs_download(self, source: str) -> bool:
+        """Whether fetching `source` downloads: an http(s) URL with no entry in the cache yet. Looks at two small
+        files, never at the network (the server runs downloads in a pool of their own)."""
+        try:
+            text = checked_source(source)
+            scheme = _split_url(text).scheme.lower()
+        except SourceError:
+            return False
+        return scheme in ("http", "https") and not self.cache.has_alias(text)
+
+    def download(
+        self,
+        source: str,
+        *,
+        subtitle_language: str | None = "en",
+        on_progress: ytdlp.ProgressHook | None = None,
+        cancel: CancelToken,
+    ) -> None:
+        """Bring `source` into the cache ahead of the call that needs it; that call (the same `cancel` token) then
+        finds it there, and its result still says that it downloaded the video, and how long that took."""
+        with self.fetched(source, subtitle_language=subtitle_language, on_progress=on_progress, cancel=cancel) as got:
+            if not got.from_cache:
+                with self._downloads_lock:
+                    self._downloaded.setdefault(cancel, {})[got.source] = got.fetch_s
 
     def fetch(
         self,
