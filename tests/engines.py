@@ -177,6 +177,10 @@ class Script:
     chat_body: Any = None
     stream_lines: list[str] | None = None
     stall_s: float = 0.0
+    endless_line: str | None = None
+    """Sent after `stream_lines` again and again, until the client hangs up (or 2 million times, or 120 s)."""
+    models_page: str | None = None
+    """Sent as text/html for every GET, as a web server that is not an engine would."""
 
 
 class MisbehavingEngine:
@@ -206,6 +210,14 @@ class MisbehavingEngine:
 
             def do_GET(self) -> None:
                 self._record()
+                if engine.script.models_page is not None:
+                    page = engine.script.models_page.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 models = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in engine.script.models]
                 self._json(200, {"object": "list", "data": models})
 
@@ -223,6 +235,13 @@ class MisbehavingEngine:
                 for line in script.stream_lines:
                     self.wfile.write(line.encode() + b"\n\n")
                     self.wfile.flush()
+                if script.endless_line is not None:
+                    endless = script.endless_line.encode() + b"\n\n"
+                    deadline = time.monotonic() + 120
+                    for _ in range(2_000_000):
+                        if time.monotonic() > deadline:
+                            break
+                        self.wfile.write(endless)
                 self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:

@@ -219,9 +219,9 @@ build_server(settings, provider)
 print(round(time.perf_counter() - started, 3), "torch" in sys.modules, "transformers" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
-    seconds, torch_loaded, transformers_loaded = out.stdout.split()
+    _seconds, torch_loaded, transformers_loaded = out.stdout.split()
+    # What makes it fast is what it does not import; how fast is bench/remote.py's to measure, not a test's.
     assert (torch_loaded, transformers_loaded) == ("False", "False")
-    assert float(seconds) < 2.0
 
 
 # Failures of a misbehaving engine (a fake: a real one cannot be made to fail these ways on demand)
@@ -285,6 +285,49 @@ async def test_engine_failures_are_clear_tool_errors(
         answer = await call(client, "describe_video", source=str(h264_mp4), num_frames=2)
         assert answer.answer == "fine"
         assert answer.tokens.prompt is None  # this engine reports no usage
+
+
+async def test_an_engine_that_ignores_max_tokens_is_cut_at_the_limit(
+    fake: MisbehavingEngine, tmp_path: Path, h264_mp4: Path
+) -> None:
+    async with Client(build_server(remote_settings(fake.url, tmp_path))) as client:
+        fake.script = Script(stream_lines=[], endless_line=chunk("x"))  # 2 million tokens unless cut
+        with anyio.fail_after(60):
+            answer = await call(client, "describe_video", source=str(h264_mp4), num_frames=1, max_new_tokens=8)
+    assert answer.answer == "x" * 8
+    assert answer.stopped_by_token_limit
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (Script(stream_lines=[], endless_line=chunk()), "kept its answer going without end"),  # empty chunks
+        (Script(stream_lines=["data: " + "x" * (20 * 2**20)]), "sent more than 16 MB"),  # one endless line
+    ],
+    ids=["endless-empty-chunks", "twenty-megabyte-line"],
+)
+async def test_what_an_engine_sends_is_bounded(
+    fake: MisbehavingEngine, tmp_path: Path, h264_mp4: Path, script: Script, expected: str
+) -> None:
+    settings = remote_settings(fake.url, tmp_path, request_retries=0)
+    async with Client(build_server(settings)) as client:
+        fake.script = script
+        with anyio.fail_after(60):
+            result = await client.call_tool("describe_video", {"source": str(h264_mp4), "num_frames": 1})
+        assert result.is_error
+        assert expected in error_text(result)
+        fake.script = Script(stream_lines=[chunk("fine"), chunk(None, "stop"), "data: [DONE]"])
+        assert (await call(client, "describe_video", source=str(h264_mp4), num_frames=1)).answer == "fine"
+
+
+def test_a_web_page_as_the_endpoint_is_named_in_one_line(fake: MisbehavingEngine) -> None:
+    fake.script = Script(models_page="<!DOCTYPE html><html><head><title>Router</title></head><body>Login</body></html>")
+    out = run_server("--endpoint", fake.url, "--request-retries", "0")
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert "web page" in line
+    assert "<" not in line
+    assert "--endpoint" in line
 
 
 async def test_request_is_standard_and_the_key_stays_secret(

@@ -7,6 +7,11 @@ PNG data URLs: lossless, so the engine sees the pixels the in-process backend se
 token (JPEG at quality 90 already changed the answer of the test model; `bench/remote.py` records both sizes).
 Only standard fields are sent: some servers reject unknown ones.
 
+An engine is trusted to serve, not to behave: what it sends is bounded. A stream is read up to `max_new_tokens`
+pieces of text (an engine that ignores `max_tokens` and streams forever is cut there, and the answer is marked as
+stopped by the token limit), every response is cut at `MAX_RESPONSE_BYTES`, each read waits at most
+`--request-timeout-s`, and a whole answer at most that plus `SECONDS_PER_TOKEN` a token.
+
 No torch and no transformers here: a server in remote mode starts in about a second and loads no weights.
 """
 
@@ -16,11 +21,13 @@ import base64
 import io
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 from openai.types.chat import ChatCompletionContentPartParam
 from PIL import Image
@@ -40,6 +47,13 @@ from tools.errors import LimitError, ModelError
 
 log = logging.getLogger(__name__)
 
+MAX_RESPONSE_BYTES = 16 * 2**20
+"""Most read of one response: a streamed answer of 4,096 tokens is well under 2 MB, a list of models a few KB."""
+SECONDS_PER_TOKEN = 1.0
+"""The slowest an answer may stream, after its first token (which may take --request-timeout-s): far slower than
+any engine generates, so only a stream that never ends meets it."""
+_EXTRA_CHUNKS = 16
+"""Chunks beyond one a token that a stream may hold: the role, empty deltas, the finish reason, the usage."""
 _NO_KEY = "EMPTY"
 """Sent when no key is set: the SDK insists on one, and servers without auth ignore it (vLLM's docs use it too)."""
 _CONTEXT_TOO_LONG = re.compile(r"context|too long|maximum.{0,40}(length|tokens)|max_model_len|exceeds", re.I)
@@ -86,6 +100,7 @@ class RemoteBackend(VideoLanguageBackend):
             api_key=api_key or _NO_KEY,
             timeout=timeout_s,
             max_retries=retries,
+            http_client=openai.DefaultHttpxClient(transport=_BoundedTransport()),
         )
         self.model_id = model or ""
 
@@ -95,7 +110,14 @@ class RemoteBackend(VideoLanguageBackend):
     def connect(self) -> None:
         """Check that the endpoint answers and serves the model (the first one it lists when none was named)."""
         with self._explained("listing the served models"):
-            served = [entry.id for entry in self._client.models.list()]
+            try:
+                served = [str(entry.id) for entry in self._client.models.list()]
+            except (AttributeError, TypeError, KeyError) as exc:  # a 200 that is no list of models: a web page
+                raise ModelError(
+                    f"The endpoint {self._base_url} (--endpoint) answered, but not as an OpenAI-compatible engine "
+                    "(it sent a web page or other data, not a list of models). Check the URL: it is the engine's "
+                    "base URL, usually ending in /v1."
+                ) from exc
         if not served:
             raise ModelError(f"The endpoint {self._base_url} (--endpoint) serves no model.")
         if not self.model_id:
@@ -122,6 +144,9 @@ class RemoteBackend(VideoLanguageBackend):
         pieces: list[str] = []
         finish_reason: str | None = None
         usage: Any = None
+        chunks = 0
+        started = time.monotonic()
+        deadline_s = self._timeout_s + SECONDS_PER_TOKEN * max_new_tokens
         with self._explained("answering"):
             stream = self._client.chat.completions.create(
                 model=self.model_id,
@@ -136,6 +161,7 @@ class RemoteBackend(VideoLanguageBackend):
                 for chunk in stream:
                     if cancel is not None:
                         cancel.check()  # leaving the block closes the stream: the engine stops generating
+                    chunks += 1
                     if chunk.usage is not None:
                         usage = chunk.usage
                     for choice in chunk.choices:
@@ -144,6 +170,20 @@ class RemoteBackend(VideoLanguageBackend):
                             on_progress(len(pieces) / max_new_tokens, generating(len(pieces), max_new_tokens))
                         if choice.finish_reason:
                             finish_reason = choice.finish_reason
+                    if len(pieces) > max_new_tokens:
+                        # More tokens than were asked for: the engine ignores max_tokens. Cut it where max_tokens
+                        # would have (leaving the block closes the stream).
+                        log.warning("%s went past max_tokens=%d: its stream was cut", self.endpoint, max_new_tokens)
+                        del pieces[max_new_tokens:]
+                        finish_reason = "length"
+                        break
+                    if chunks > max_new_tokens + _EXTRA_CHUNKS or time.monotonic() - started > deadline_s:
+                        raise ModelError(
+                            f"The endpoint {self.endpoint} kept its answer going without end ({chunks} chunks, "
+                            f"{time.monotonic() - started:.0f} s, for at most {max_new_tokens} tokens), so it was cut. "
+                            "Check the serving engine; the call can be retried.",
+                            retryable=True,
+                        )
         if finish_reason is None:
             raise ModelError(
                 f"The endpoint {self.endpoint} ended its answer without saying why it stopped (an empty or malformed "
@@ -212,12 +252,50 @@ class RemoteBackend(VideoLanguageBackend):
                 "Check the serving engine's log; the call can be retried.",
                 retryable=exc.status_code >= 500,
             ) from exc
+        except ResponseTooLarge as exc:
+            raise ModelError(
+                f"{where} sent more than {MAX_RESPONSE_BYTES // 2**20} MB while {doing}, far more than an answer "
+                "takes, so it was cut. Check that it is an OpenAI-compatible server; the call can be retried.",
+                retryable=True,
+            ) from exc
         except (openai.APIError, ValueError) as exc:
             raise ModelError(
                 f"{where} sent a malformed response while {doing} ({_reason(exc)}). Check that it is an "
-                "OpenAI-compatible server; the call can be retried.",
+                "OpenAI-compatible server (its URL usually ends in /v1); the call can be retried.",
                 retryable=True,
             ) from exc
+
+
+class ResponseTooLarge(Exception):
+    """An engine's response went past MAX_RESPONSE_BYTES."""
+
+
+class _BoundedStream(httpx2.SyncByteStream):
+    def __init__(self, inner: httpx2.SyncByteStream, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    def __iter__(self) -> Iterator[bytes]:
+        received = 0
+        for part in self._inner:
+            received += len(part)
+            if received > self._limit:
+                raise ResponseTooLarge(f"more than {self._limit} bytes")
+            yield part
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _BoundedTransport(httpx2.HTTPTransport):
+    """Every response body cut at MAX_RESPONSE_BYTES, whatever the engine sends (a stream of one endless line
+    included: the SDK's decoder would hold all of it)."""
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = super().handle_request(request)
+        assert isinstance(response.stream, httpx2.SyncByteStream)
+        response.stream = _BoundedStream(response.stream, MAX_RESPONSE_BYTES)
+        return response
 
 
 def _served_now_of(client: openai.OpenAI) -> str:
@@ -230,8 +308,7 @@ def _served_now_of(client: openai.OpenAI) -> str:
 
 def _reason(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
-    text = str(cause or exc).strip() or type(cause or exc).__name__
-    return text.splitlines()[0][:200]
+    return _plain(str(cause or exc).strip() or type(cause or exc).__name__)
 
 
 def _body(exc: openai.APIStatusError) -> str:
@@ -240,5 +317,13 @@ def _body(exc: openai.APIStatusError) -> str:
         message = body.get("message") or body.get("detail") or body.get("error") or body
         if isinstance(message, dict):
             message = message.get("message") or message
-        return str(message)[:300]
-    return (str(body) if body else exc.message)[:300]
+        return _plain(str(message))
+    return _plain(str(body) if body else exc.message)
+
+
+def _plain(text: str) -> str:
+    """An engine's words as an error may quote them: one short line, and no web page pasted in."""
+    if re.search(r"<\s*(!doctype|html|head|body)\b", text, re.I):
+        return "it sent a web page, not an engine's answer"
+    line = " ".join(text.split())
+    return line if len(line) <= 300 else line[:299] + "…"
