@@ -10,12 +10,10 @@ import os
 import socket
 from pathlib import Path
 
-from server.settings import AUTH_TOKEN_VARIABLE, Settings
+from server.settings import AUTH_TOKEN_VARIABLE, ConfigError, Settings
 from tools.backends.base import DEFAULT_MODEL
 
-
-class ConfigError(Exception):
-    """A flag (or environment variable) that cannot work; the message names it and says what to change."""
+__all__ = ["ConfigError", "check", "is_loopback"]
 
 
 def check(settings: Settings, *, serving_http: bool = False) -> Settings:
@@ -113,9 +111,7 @@ def _check_http(settings: Settings) -> Settings:
 
 
 def _with_token(settings: Settings, token: str | None) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, auth_token=token)
+    return settings.model_copy(update={"auth_token": token})
 
 
 def is_loopback(host: str) -> bool:

@@ -2,18 +2,18 @@
 
 With no command it runs the MCP server, as host configs expect; `describe` and `compare` answer one question from
 a shell. The heavy parts (the MCP stack, torch) are imported only when they are used, so `--help` and
-`--version` answer at once.
+`--version` answer at once, and a wrong flag, variable or argument exits 2 with one line before any model loads.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from server.checks import ConfigError
-from server.settings import COMMANDS, Settings, parse_command, parse_settings
+from server.settings import ConfigError, Settings, parse, settings_from
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -32,15 +32,24 @@ def configure_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] in COMMANDS:
-        settings, args = parse_command(arguments)
-        configure_logging(settings.verbose)
+    args = parse(sys.argv[1:] if argv is None else argv)  # a wrong command line: argparse's usage, exit 2
+    if args.command is not None:
+        from server.terminal import command_problem
+
+        problem = command_problem(args)
+        if problem is not None:
+            print(f"llava-video-mcp {args.command}: {problem}.", file=sys.stderr)
+            raise SystemExit(2)
+    try:
+        settings = settings_from(args, os.environ)
+    except ConfigError as exc:
+        print(f"llava-video-mcp: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.verbose)
+    if args.command is not None:
         if not settings.verbose:
             logging.getLogger().setLevel(logging.WARNING)  # the progress bar says what happens
-        raise SystemExit(_exit_status(lambda: _command(settings, args, arguments[0])))
-    settings = parse_settings(arguments)
-    configure_logging(settings.verbose)
+        raise SystemExit(_exit_status(lambda: _command(settings, args)))
     raise SystemExit(_exit_status(lambda: _serve(settings)))
 
 
@@ -51,10 +60,10 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
-def _command(settings: Settings, args: argparse.Namespace, command: str) -> int:
+def _command(settings: Settings, args: argparse.Namespace) -> int:
     from server.terminal import run
 
-    return run(settings, args, command)
+    return run(settings, args)
 
 
 def _exit_status(work: Callable[[], int]) -> int:

@@ -7,10 +7,12 @@ ends within about two seconds. It does not wait for a blocked read of stdin or f
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 import time
@@ -18,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 from server.checks import ConfigError, check, is_loopback
+from server.http_guard import BACKLOG, Admission, connection_cap, guard_logs, guarded_protocol, listeners
 from server.settings import Settings, version
 from server.worker import ACTIVE_CALLS
 from tools.backends.base import DEFAULT_MODEL
@@ -143,14 +146,35 @@ def _serve_http(app: Any, settings: Settings) -> None:
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
     )
     starlette_app = app.streamable_http_app(transport_security=security, host=settings.host)
+    guard_logs(settings.auth_token)
+    cap = connection_cap(settings.max_connections)
+    if cap < settings.max_connections:
+        log.warning("at most %d HTTP connections (the process's file limit leaves no room for more)", cap)
+
+    admission = Admission(cap + BACKLOG)
+    sockets = listeners(settings.host, settings.port, admission)
+    address = f"http://{_host_for_url(settings.host)}:{settings.port}"
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             _stop(sig, frame)
 
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            log.info("Uvicorn running on %s (MCP at %s/mcp; at most %d connections)", address, address, cap)
+
     # log_config=None: uvicorn's loggers go through the root logger, in the process's one format.
-    config = uvicorn.Config(starlette_app, host=settings.host, port=settings.port, log_config=None, log_level="info")
-    anyio.run(Server(config).serve)
+    config = uvicorn.Config(
+        starlette_app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level="info",
+        http=guarded_protocol(cap, admission),
+        backlog=BACKLOG,
+        timeout_keep_alive=5,
+    )
+    anyio.run(functools.partial(Server(config).serve, sockets=sockets))
 
 
 def allowed_hosts_and_origins(settings: Settings) -> tuple[list[str], list[str]]:

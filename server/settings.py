@@ -1,70 +1,272 @@
-"""Settings of the server and of the terminal commands: every flag also reads an environment variable
-LLAVA_VIDEO_MCP_<FLAG>, and the flags that choose the model, the downloads and the safety rules are the same for
-`llava-video-mcp` (the MCP server) and `llava-video-mcp describe|compare` (one question from a shell)."""
+"""Settings, each declared once: a typed field with its range or choices, its flag, its environment variable
+LLAVA_VIDEO_MCP_<FLAG> and its help. The command line parser, the environment's reading, the checks and the
+README's flag table are all made from these declarations.
+
+Why argparse generated from a pydantic model, and not pydantic-settings: every value, from a flag or from the
+environment, goes through the same validation, and a bad one must be refused with one line that names where it came
+from (`--port 99999: ...`, `LLAVA_VIDEO_MCP_PORT=abc: ...`); `--help` must stay fast and work whatever the
+environment holds (the environment is read only after argparse is done); and flags shared by the server and the
+terminal commands may stand before or after the command. Generating argparse from the fields keeps one declaration
+and all three, with no extra dependency.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from tools.backends.base import DEFAULT_MODEL
-from tools.backends.devices import DEVICES, DTYPES
 from tools.backends.loader import API_KEY_VARIABLE, BackendConfig
-from tools.sources import FetchPolicy, default_cache_dir
-from tools.watch import WindowOptions
+
+if TYPE_CHECKING:
+    from tools.sources import FetchPolicy
+    from tools.watch import WindowOptions
 
 ENV_PREFIX = "LLAVA_VIDEO_MCP_"
 AUTH_TOKEN_VARIABLE = ENV_PREFIX + "AUTH_TOKEN"
-TRANSPORTS = ("stdio", "http")
 COMMANDS = ("describe", "compare")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(Exception):
+    """A flag (or environment variable) that cannot work; the message names it and says what to change."""
 
 
 @dataclass(frozen=True)
-class Settings:
-    model: str | None = None
-    """None: DEFAULT_MODEL in process, or the first model an endpoint serves."""
-    device: str = "auto"
-    dtype: str = "auto"
-    endpoint: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    """Only ever from the environment (LLAVA_VIDEO_MCP_API_KEY), never a flag: flags show in process lists."""
-    request_timeout_s: float = 120.0
-    request_retries: int = 2
-    max_concurrent_requests: int = 8
-    prefix_cache_gb: float | None = None
-    """None: sized from the device (a share of free accelerator memory, or of available RAM)."""
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    cache_max_gb: float = 5.0
-    preload: bool = False
-    verbose: bool = False
-    transport: str = "stdio"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_duration_s: float = 3 * 3600
-    max_download_mb: float = 2048
-    download_deadline_s: float = 3600
-    download_timeout_s: float = 30
-    download_retries: int = 3
-    max_concurrent_downloads: int = 4
-    cookies: Path | None = None
-    block_private_urls: bool | None = None
-    """None: on for the HTTP transport, off for stdio (a local user fetching from their own network)."""
-    allow_dirs: tuple[Path, ...] = ()
-    progress_interval_s: float = 5.0
-    window_s: float = 60.0
-    max_windows: int = 120
-    auth_token: str | None = field(default=None, repr=False)
-    """Bearer token HTTP clients must send: LLAVA_VIDEO_MCP_AUTH_TOKEN, or the file --auth-token-file names."""
-    auth_token_file: Path | None = None
-    trust_network: bool = False
-    """Serve HTTP on a non-loopback address without a token: only on a network where every client is trusted."""
-    allowed_hosts: tuple[str, ...] = ()
-    """Host names (host or host:port) clients may use beside the bound address, e.g. behind a reverse proxy."""
+class Flag:
+    """How a setting is given: its flag (derived from the field's name unless named), its environment variable
+    (LLAVA_VIDEO_MCP_ and the flag's name), and its help."""
+
+    help: str
+    group: str = "general"
+    flag: str | None = ""
+    """"" derives it from the field's name; None: environment only (secrets: flags show in process lists)."""
+    short: str | None = None
+    env: bool = True
+    server_only: bool = False
+    """Only for the MCP server, not for the terminal commands."""
+    metavar: str | None = None
+    repeated: str | None = None
+    """For a list: the flag may be given several times, and the environment separates values with this."""
+    negatable: bool = False
+    """A yes/no flag that also has its --no- form (its default is neither: decided from other settings)."""
+    default: str | None = None
+    """The default in words, where the field's own (None) says nothing."""
+
+
+def _flag(info: FieldInfo) -> Flag:
+    return next(item for item in info.metadata if isinstance(item, Flag))
+
+
+TRANSPORTS = ("stdio", "http")
+
+
+class Settings(BaseModel):
+    """Everything the server and the terminal commands are configured with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    model: Annotated[
+        str | None,
+        Flag(
+            "hub id or local folder of a llava model (the first run downloads ~1.7 GB); "
+            "llava-hf/llava-interleave-qwen-7b-hf for the larger one; with --endpoint, the served model's id",
+            group="model",
+            default=f"{DEFAULT_MODEL}; with --endpoint, the first model it lists",
+        ),
+    ] = None
+    device: Annotated[
+        Literal["auto", "cuda", "mps", "xpu", "cpu"],
+        Flag("where the model runs; auto picks cuda, then mps, then xpu, then cpu", group="model"),
+    ] = "auto"
+    dtype: Annotated[
+        Literal["auto", "float32", "bfloat16", "float16", "mixed"],
+        Flag(
+            "weights' dtype; auto is bfloat16 (float16 where unsupported) on accelerators and on CPUs with bf16 "
+            "instructions, else float32; mixed: float32 weights, frames and prompt read in bfloat16",
+            group="model",
+        ),
+    ] = "auto"
+    prefix_cache_gb: Annotated[
+        float | None,
+        Field(ge=0),
+        Flag(
+            "memory kept for follow-up questions' reuse of the frames' attention state",
+            group="model",
+            default="half the free accelerator memory after loading, or a quarter of the available RAM on CPU",
+        ),
+    ] = None
+    preload: Annotated[bool, Flag("load the model at start instead of on the first call", group="model")] = False
+    endpoint: Annotated[
+        str | None,
+        Flag(
+            "base URL of an OpenAI-compatible server to run the model on, e.g. http://gpu-box:8000/v1",
+            group="serving engine",
+            metavar="URL",
+        ),
+    ] = None
+    api_key: Annotated[
+        str | None,
+        Field(repr=False),
+        Flag("API key for --endpoint (never a flag: flags show in process lists)", group="serving engine", flag=None),
+    ] = None
+    request_timeout_s: Annotated[
+        float,
+        Field(gt=0, le=3600),
+        Flag("longest wait for the engine's next bytes, the first token included", group="serving engine"),
+    ] = 120.0
+    request_retries: Annotated[
+        int,
+        Field(ge=0, le=10),
+        Flag("retries, with backoff, of an engine request that failed to connect, timed out, or got 429/5xx",
+             group="serving engine"),
+    ] = 2  # fmt: skip
+    max_concurrent_requests: Annotated[
+        int,
+        Field(ge=1, le=256),
+        Flag("calls in flight to the engine at once, so it can batch them; more wait their turn",
+             group="serving engine"),
+    ] = 8  # fmt: skip
+    cache_dir: Annotated[
+        Path, Flag("where downloaded videos, and what is derived from videos, are kept", group="downloads and cache")
+    ] = Field(default_factory=lambda: _default_cache_dir())
+    cache_max_gb: Annotated[
+        float,
+        Field(gt=0),
+        Flag("size cap of the download cache; least recently used videos go first", group="downloads and cache"),
+    ] = 5.0
+    max_duration_s: Annotated[
+        float,
+        Field(gt=0),
+        Flag("longest video accepted (checked before downloading where the site says)", group="downloads and cache"),
+    ] = 3 * 3600.0
+    max_download_mb: Annotated[float, Field(gt=0), Flag("largest download accepted", group="downloads and cache")] = (
+        2048.0
+    )
+    download_timeout_s: Annotated[
+        float, Field(gt=0, le=3600), Flag("network timeout of each download request", group="downloads and cache")
+    ] = 30.0
+    download_deadline_s: Annotated[
+        float,
+        Field(gt=0),
+        Flag("longest a whole download may take, a server that drips data included", group="downloads and cache"),
+    ] = 3600.0
+    download_retries: Annotated[
+        int, Field(ge=0, le=20), Flag("retries of a failed download request", group="downloads and cache")
+    ] = 3
+    max_concurrent_downloads: Annotated[
+        int,
+        Field(ge=1, le=64),
+        Flag("downloads running at once; calls on cached or local videos never wait for them",
+             group="downloads and cache"),
+    ] = 4  # fmt: skip
+    cookies: Annotated[
+        Path | None,
+        Flag("cookies file (Netscape format) for private, age-restricted or bot-checked videos",
+             group="downloads and cache", metavar="FILE"),
+    ] = None  # fmt: skip
+    window_s: Annotated[
+        float,
+        Field(ge=1, le=3600),
+        Flag('longest window a long video is watched in (coverage="full")', group="long videos"),
+    ] = 60.0
+    max_windows: Annotated[
+        int,
+        Field(ge=1, le=10_000),
+        Flag("most windows one call may watch, a bound on its cost", group="long videos"),
+    ] = 120
+    block_private_urls: Annotated[
+        bool | None,
+        Flag(
+            "refuse URLs (redirects included) that reach loopback, private or link-local addresses",
+            group="safety",
+            negatable=True,
+            default="on over HTTP, off on stdio",
+        ),
+    ] = None
+    allow_dirs: Annotated[
+        tuple[Path, ...],
+        Flag(
+            "folder that local paths may come from; without it, any local file on stdio and none over HTTP",
+            group="safety",
+            flag="--allow-dir",
+            metavar="DIR",
+            repeated=os.pathsep,
+        ),
+    ] = ()
+    transport: Annotated[
+        Literal["stdio", "http"],
+        Flag("stdio, or http: streamable HTTP at http://HOST:PORT/mcp", group="server", server_only=True),
+    ] = "stdio"
+    host: Annotated[str, Field(min_length=1), Flag("HTTP host", group="server", server_only=True)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535), Flag("HTTP port", group="server", server_only=True)] = 8000
+    auth_token: Annotated[
+        str | None,
+        Field(repr=False),
+        Flag("bearer token HTTP clients must send, 16 characters or more", group="server", flag=None,
+             server_only=True),
+    ] = None  # fmt: skip
+    auth_token_file: Annotated[
+        Path | None,
+        Flag("file holding the bearer token HTTP clients must send", group="server", server_only=True, metavar="FILE"),
+    ] = None
+    allowed_hosts: Annotated[
+        tuple[str, ...],
+        Flag(
+            "host name (or name:port) clients may reach the server by, beside the bound address, e.g. a reverse "
+            "proxy's; Host and Origin headers are checked against them",
+            group="server",
+            flag="--allowed-host",
+            server_only=True,
+            metavar="NAME",
+            repeated=",",
+        ),
+    ] = ()
+    trust_network: Annotated[
+        bool,
+        Flag("allow serving HTTP on a non-loopback address without a token: only on a network whose every client "
+             "is trusted", group="server", server_only=True),
+    ] = False  # fmt: skip
+    max_connections: Annotated[
+        int,
+        Field(ge=8, le=65536),
+        Flag("open HTTP connections at most (kept below the process's file limit); idle ones are closed first",
+             group="server", server_only=True),
+    ] = 256  # fmt: skip
+    progress_interval_s: Annotated[
+        float,
+        Field(gt=0, le=3600),
+        Flag("longest gap between progress notifications during a call", group="server", server_only=True),
+    ] = 5.0
+    verbose: Annotated[bool, Flag("debug logs on stderr", short="-v")] = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_has_a_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("needs a scheme: http://HOST:PORT/v1 or https://...")
+        return value
+
+    @field_validator("transport", "device", "dtype", mode="before")
+    @classmethod
+    def _choices_in_any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cache_dir", "cookies", "auth_token_file")
+    @classmethod
+    def _home_expanded(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("allow_dirs")
+    @classmethod
+    def _homes_expanded(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(folder.expanduser() for folder in value)
 
     def backend_config(self) -> BackendConfig:
         return BackendConfig(
@@ -80,9 +282,13 @@ class Settings:
         )
 
     def window_options(self) -> WindowOptions:
+        from tools.watch import WindowOptions
+
         return WindowOptions(window_s=self.window_s, max_windows=self.max_windows)
 
     def fetch_policy(self) -> FetchPolicy:
+        from tools.sources import FetchPolicy
+
         over_http = self.transport == "http"
         return FetchPolicy(
             max_duration_s=self.max_duration_s,
@@ -93,316 +299,219 @@ class Settings:
             cookies=self.cookies,
             block_private_urls=over_http if self.block_private_urls is None else self.block_private_urls,
             local_files=bool(self.allow_dirs) or not over_http,
-            allowed_dirs=self.allow_dirs,
+            allowed_dirs=tuple(folder.resolve() for folder in self.allow_dirs),
         )
 
 
-def _env(environ: Mapping[str, str], flag: str) -> str | None:
-    return environ.get(ENV_PREFIX + flag.upper().replace("-", "_"))
+def _default_cache_dir() -> Path:
+    """Imported when used: the download stack (yt-dlp, PyAV) is not needed for --help."""
+    from tools.sources import default_cache_dir
+
+    return default_cache_dir()
 
 
-def _flag_value(text: str | None) -> bool | None:
-    if text is None or not text.strip():
-        return None
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise SystemExit(f"llava-video-mcp: expected a yes/no value, got {text!r}")
+# The declarations, as the parser, the environment and the README read them.
 
 
-def _parser(env: Mapping[str, str], command: str | None) -> argparse.ArgumentParser:
-    """The server's parser (`command` None) or a terminal command's: the shared options, and each one's own."""
-    defaults = Settings()
+@dataclass(frozen=True)
+class Declared:
+    name: str
+    info: FieldInfo
+    flag: Flag
 
-    def default(flag: str, fallback: object) -> str:
-        return _env(env, flag) or str(fallback)
+    @property
+    def option(self) -> str | None:
+        if self.flag.flag is None:
+            return None
+        return self.flag.flag or "--" + self.name.replace("_", "-")
 
-    epilog = (
-        f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG>, e.g. {ENV_PREFIX}MODEL or "
-        f"{ENV_PREFIX}CACHE_DIR; a flag on the command line wins. {ENV_PREFIX}ALLOW_DIR takes several folders "
-        f"separated by '{os.pathsep}'."
+    @property
+    def variable(self) -> str | None:
+        if not self.flag.env:
+            return None
+        stem = (self.option or "--" + self.name.replace("_", "-")).removeprefix("--")
+        return ENV_PREFIX + stem.upper().replace("-", "_")
+
+    @property
+    def kind(self) -> str:
+        annotation = str(self.info.annotation)
+        if "bool" in annotation:
+            return "bool"
+        return "list" if self.flag.repeated else "value"
+
+    def default_text(self) -> str:
+        if self.flag.default is not None:
+            return self.flag.default
+        if self.name == "cache_dir":
+            return "~/.cache/llava-video-mcp (per platform)"
+        default = self.info.get_default(call_default_factory=False)
+        if default is None or default == ():
+            return "none"
+        if isinstance(default, bool):
+            return "on" if default else "off"
+        if isinstance(default, float) and default.is_integer():
+            return str(int(default))
+        return str(default)
+
+    def choices(self) -> tuple[str, ...]:
+        return tuple(str(choice) for choice in get_args(self.info.annotation) if isinstance(choice, str))
+
+
+def declared() -> Iterator[Declared]:
+    for name, info in Settings.model_fields.items():
+        yield Declared(name, info, _flag(info))
+
+
+def flags_table() -> str:
+    """The README's flag table, made from the declarations (a test holds the README equal to it)."""
+    rows = ["| flag | environment | default | meaning |", "| --- | --- | --- | --- |"]
+    for item in declared():
+        option = item.option
+        shown = "(environment only)" if option is None else f"`{option}`"
+        if option is not None and item.flag.short:
+            shown = f"`{item.flag.short}`, {shown}"
+        if item.flag.negatable and option is not None:
+            shown += f", `--no-{option.removeprefix('--')}`"
+        if item.flag.metavar and option is not None:
+            shown = shown[:-1] + f" {item.flag.metavar}`"
+        if item.flag.repeated:
+            shown += " (repeatable)"
+        variable = f"`{item.variable}`" if item.variable else ""
+        if item.flag.repeated and item.variable:
+            separator = "`:`" if item.flag.repeated == os.pathsep else f"`{item.flag.repeated}`"
+            variable += f" ({separator}-separated)"
+        meaning = item.flag.help
+        if item.choices():
+            meaning = f"{', '.join(f'`{c}`' for c in item.choices())}: {meaning}"
+        if item.flag.server_only:
+            meaning += " (server only)"
+        rows.append(f"| {shown} | {variable} | {item.default_text()} | {meaning} |")
+    return "\n".join(rows)
+
+
+# Parsing: flags, then the environment, then one validation that names where a bad value came from.
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
+    """The settings' flags, grouped; every default is SUPPRESS, so the namespace holds only what was given."""
+    groups: dict[str, Any] = {}
+    for item in declared():
+        option = item.option
+        if option is None or (item.flag.server_only and not server):
+            continue
+        group = groups.setdefault(item.flag.group, parser.add_argument_group(item.flag.group))
+        names = [item.flag.short, option] if item.flag.short else [option]
+        where = f"; env {item.variable}" if item.variable else ""
+        help_text = f"{item.flag.help} (default: {item.default_text()}{where})".replace("%", "%%")
+        common: dict[str, Any] = {"dest": item.name, "default": argparse.SUPPRESS, "help": help_text}
+        if item.flag.negatable:
+            group.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
+        elif item.kind == "bool":
+            group.add_argument(*names, action="store_true", **common)
+        elif item.flag.repeated:
+            group.add_argument(*names, action="append", metavar=item.flag.metavar or "VALUE", **common)
+        else:
+            choices = item.choices()
+            metavar = "{" + ",".join(choices) + "}" if choices else (item.flag.metavar or _metavar(item))
+            group.add_argument(*names, metavar=metavar, **common)
+
+
+def _metavar(item: Declared) -> str:
+    for suffix, unit in (("_s", "SECONDS"), ("_gb", "GB"), ("_mb", "MB")):
+        if item.name.endswith(suffix):
+            return unit
+    if "int" in str(item.info.annotation):
+        return "N"
+    return "DIR" if "Path" in str(item.info.annotation) else item.name.upper()
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Validate what was given: flags win over the environment; ConfigError names the flag or the variable."""
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    given = vars(args)
+    for item in declared():
+        if item.name in given:
+            value = given[item.name]
+            raw[item.name] = value
+            shown = " ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            sources[item.name] = f"{item.option} {shown}" if not isinstance(value, bool) else str(item.option)
+        elif item.variable and (text := environ.get(item.variable, "").strip()):
+            if item.flag.repeated:
+                raw[item.name] = [part for part in text.split(item.flag.repeated) if part.strip()]
+            else:
+                raw[item.name] = text
+            shown = "..." if item.flag.flag is None else text  # secrets are never shown
+            sources[item.name] = f"{item.variable}={shown}"
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        raise ConfigError(f"{sources.get(name, name)}: {_problem(error)}") from None
+
+
+def _problem(error: Any) -> str:
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind == "int_parsing" or kind == "int_from_float" or kind == "int_type":
+        return "must be a whole number."
+    if kind in ("float_parsing", "float_type", "finite_number"):
+        return "must be a finite number."
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false (also 1/0, yes/no, on/off)."
+    if kind == "literal_error":
+        return f"must be one of {context.get('expected', 'the listed values')}."
+    if kind == "greater_than":
+        return f"must be more than {context['gt']:g}."
+    if kind == "greater_than_equal":
+        return f"must be {context['ge']:g} or more."
+    if kind == "less_than_equal":
+        return f"must be {context['le']:g} at most."
+    if kind == "less_than":
+        return f"must be less than {context['lt']:g}."
+    if kind == "value_error":
+        return str(context.get("error", error["msg"])).rstrip(".") + "."
+    return str(error["msg"]).rstrip(".") + "."
+
+
+def server_parser() -> argparse.ArgumentParser:
+    """The command line: the MCP server by default, or a terminal command (`describe`, `compare`) with its own
+    arguments. The shared settings' flags may stand before or after the command."""
+    parser = argparse.ArgumentParser(
+        prog="llava-video-mcp",
+        description="MCP server that answers questions about videos with llava-interleave. With a command, answers "
+        "one question from a shell instead.",
+        epilog=f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG>, e.g. {ENV_PREFIX}MODEL "
+        f"or {ENV_PREFIX}CACHE_DIR; a flag on the command line wins. {ENV_PREFIX}ALLOW_DIR takes several folders "
+        f"separated by '{os.pathsep}'. The API key of --endpoint comes from {API_KEY_VARIABLE} only.",
     )
-    if command is None:
-        parser = argparse.ArgumentParser(
-            prog="llava-video-mcp",
-            description="MCP server that answers questions about videos with llava-interleave. Also: "
-            "`llava-video-mcp describe SOURCE -q QUESTION` and `llava-video-mcp compare SOURCE SOURCE ... -q "
-            "QUESTION` answer one question from a shell (see their --help).",
-            epilog=epilog,
-        )
-    else:
-        parser = argparse.ArgumentParser(prog=f"llava-video-mcp {command}", description=_COMMAND_HELP[command])
-        _add_command_arguments(parser, command)
     parser.add_argument("--version", action="version", version=f"llava-video-mcp {version()}")
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model",
-        default=_env(env, "model"),
-        help=f"hub id or local folder of a llava model (default: {DEFAULT_MODEL}; the first run downloads ~1.7 GB); "
-        "with --endpoint, the served model's id (default: the first one the endpoint lists)",
-    )
-    model.add_argument(
-        "--device",
-        choices=DEVICES,
-        default=default("device", defaults.device),
-        help="where the model runs; auto picks cuda, then mps, then xpu, then cpu (default: auto)",
-    )
-    model.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        default=default("dtype", defaults.dtype),
-        help="weights' dtype; auto is bfloat16 (float16 where unsupported) on accelerators and on CPUs with bf16 "
-        "instructions, else float32; mixed: float32 weights, frames and prompt read in bfloat16 (default: auto)",
-    )
-    model.add_argument(
-        "--prefix-cache-gb",
-        type=float,
-        default=float(env_value) if (env_value := _env(env, "prefix-cache-gb")) else None,
-        help="memory kept for follow-up questions' reuse of the frames' attention state (default: half the free "
-        "accelerator memory after loading, or a quarter of the available RAM on CPU)",
-    )
-    model.add_argument(
-        "--preload",
-        action="store_true",
-        default=_flag_value(_env(env, "preload")) or False,
-        help="load the model at start instead of on the first call",
-    )
-    remote = parser.add_argument_group(
-        "serving engine",
-        f"run the model on an OpenAI-compatible server (vLLM, SGLang, transformers serve); the API "
-        f"key comes from the environment variable {API_KEY_VARIABLE} only",
-    )
-    remote.add_argument(
-        "--endpoint",
-        default=_env(env, "endpoint"),
-        help="base URL of the server, e.g. http://gpu-box:8000/v1; when set, the model runs there",
-    )
-    remote.add_argument(
-        "--request-timeout-s",
-        type=float,
-        default=float(default("request-timeout-s", defaults.request_timeout_s)),
-        help="longest wait for the engine's next bytes, the first token included (default: 120)",
-    )
-    remote.add_argument(
-        "--request-retries",
-        type=int,
-        default=int(default("request-retries", defaults.request_retries)),
-        help="retries, with backoff, of a request that failed to connect, timed out, or got 429/5xx (default: 2)",
-    )
-    remote.add_argument(
-        "--max-concurrent-requests",
-        type=int,
-        default=int(default("max-concurrent-requests", defaults.max_concurrent_requests)),
-        help="calls in flight to the engine at once, so it can batch them; more wait their turn (default: 8)",
-    )
-    fetching = parser.add_argument_group("downloads and cache")
-    fetching.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(default("cache-dir", defaults.cache_dir)),
-        help=f"where downloaded videos are kept (default: {defaults.cache_dir})",
-    )
-    fetching.add_argument(
-        "--cache-max-gb",
-        type=float,
-        default=float(default("cache-max-gb", defaults.cache_max_gb)),
-        help="size cap of the download cache; least recently used videos go first (default: 5)",
-    )
-    fetching.add_argument(
-        "--max-duration-s",
-        type=float,
-        default=float(default("max-duration-s", defaults.max_duration_s)),
-        help="longest video accepted, checked before downloading where the site says (default: 10800, 3 hours)",
-    )
-    fetching.add_argument(
-        "--max-download-mb",
-        type=float,
-        default=float(default("max-download-mb", defaults.max_download_mb)),
-        help="largest download accepted (default: 2048)",
-    )
-    fetching.add_argument(
-        "--download-deadline-s",
-        type=float,
-        default=float(default("download-deadline-s", defaults.download_deadline_s)),
-        help="longest a whole download may take, a server that drips data slowly included (default: 3600)",
-    )
-    fetching.add_argument(
-        "--download-timeout-s",
-        type=float,
-        default=float(default("download-timeout-s", defaults.download_timeout_s)),
-        help="network timeout of each download request (default: 30)",
-    )
-    fetching.add_argument(
-        "--download-retries",
-        type=int,
-        default=int(default("download-retries", defaults.download_retries)),
-        help="retries of a failed download request (default: 3)",
-    )
-    fetching.add_argument(
-        "--cookies",
-        type=Path,
-        default=_env(env, "cookies"),
-        help="cookies file (Netscape format) for private, age-restricted or bot-checked videos",
-    )
-    long = parser.add_argument_group("long videos (coverage=full)")
-    long.add_argument(
-        "--window-s",
-        type=float,
-        default=float(default("window-s", defaults.window_s)),
-        help="longest window a long video is watched in (default: 60)",
-    )
-    long.add_argument(
-        "--max-windows",
-        type=int,
-        default=int(default("max-windows", defaults.max_windows)),
-        help="most windows one call may watch, a bound on its cost (default: 120, two hours at 60 s)",
-    )
-    safety = parser.add_argument_group("safety")
-    safety.add_argument(
-        "--block-private-urls",
-        action=argparse.BooleanOptionalAction,
-        default=_flag_value(_env(env, "block-private-urls")),
-        help="refuse URLs (redirects included) that reach loopback, private or link-local addresses "
-        "(default: on over HTTP, off on stdio)",
-    )
-    safety.add_argument(
-        "--allow-dir",
-        type=Path,
-        action="append",
-        dest="allow_dirs",
-        default=None,
-        help="folder that local paths may come from (repeatable); without it, any local file on stdio and none "
-        "over HTTP",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=_flag_value(_env(env, "verbose")) or False,
-        help="debug logs on stderr",
-    )
-    if command is not None:
-        return parser
-    server = parser.add_argument_group("server")
-    server.add_argument(
-        "--transport",
-        choices=TRANSPORTS,
-        default=default("transport", defaults.transport),
-        help="stdio (default), or http: streamable HTTP at http://HOST:PORT/mcp",
-    )
-    server.add_argument("--host", default=default("host", defaults.host), help="HTTP host (default: 127.0.0.1)")
-    server.add_argument(
-        "--port", type=int, default=int(default("port", defaults.port)), help="HTTP port (default: 8000)"
-    )
-    server.add_argument(
-        "--progress-interval-s",
-        type=float,
-        default=float(default("progress-interval-s", defaults.progress_interval_s)),
-        help="longest gap between progress notifications during a call (default: 5)",
-    )
-    server.add_argument(
-        "--auth-token-file",
-        type=Path,
-        default=_env(env, "auth-token-file"),
-        help=f"file holding the bearer token HTTP clients must send (or set {AUTH_TOKEN_VARIABLE})",
-    )
-    server.add_argument(
-        "--allowed-host",
-        action="append",
-        dest="allowed_hosts",
-        default=None,
-        help="host name clients may reach the server by, beside the bound address (repeatable), e.g. behind a "
-        "reverse proxy; Host and Origin headers are checked against them",
-    )
-    server.add_argument(
-        "--trust-network",
-        action="store_true",
-        default=_flag_value(_env(env, "trust-network")) or False,
-        help="allow serving HTTP on a non-loopback address without a token: only on a network whose every client "
-        "is trusted",
-    )
+    add_settings_arguments(parser, server=True)
+    commands = parser.add_subparsers(dest="command", title="commands (one question from a shell)", metavar="COMMAND")
+    from server.terminal import add_command_arguments
+
+    for command, summary in COMMAND_HELP.items():
+        sub = commands.add_parser(command, help=summary, description=summary)
+        add_command_arguments(sub, command)
+        add_settings_arguments(sub, server=False)
     return parser
 
 
-def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """The server's settings from its command line and environment."""
-    env = os.environ if environ is None else environ
-    return _settings(_parser(env, None).parse_args(argv), env)
-
-
-def parse_command(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> tuple[Settings, argparse.Namespace]:
-    """A terminal command's settings and arguments; `argv[0]` is the command (describe or compare)."""
-    env = os.environ if environ is None else environ
-    args = _parser(env, argv[0]).parse_args(argv[1:])
-    return _settings(args, env), args
-
-
-def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    allow_env = _env(env, "allow-dir")
-    allow_dirs = args.allow_dirs or [Path(p) for p in (allow_env or "").split(os.pathsep) if p]
-    return Settings(
-        model=args.model or None,
-        device=args.device,
-        dtype=args.dtype,
-        endpoint=args.endpoint or None,
-        api_key=env.get(API_KEY_VARIABLE) or None,
-        request_timeout_s=args.request_timeout_s,
-        request_retries=args.request_retries,
-        max_concurrent_requests=args.max_concurrent_requests,
-        prefix_cache_gb=args.prefix_cache_gb,
-        cache_dir=args.cache_dir.expanduser(),
-        cache_max_gb=args.cache_max_gb,
-        preload=getattr(args, "preload", False),
-        verbose=args.verbose,
-        transport=getattr(args, "transport", "stdio"),
-        host=getattr(args, "host", "127.0.0.1"),
-        port=getattr(args, "port", 8000),
-        max_duration_s=args.max_duration_s,
-        max_download_mb=args.max_download_mb,
-        download_deadline_s=args.download_deadline_s,
-        download_timeout_s=args.download_timeout_s,
-        download_retries=args.download_retries,
-        cookies=Path(args.cookies).expanduser() if args.cookies else None,
-        block_private_urls=args.block_private_urls,
-        allow_dirs=tuple(Path(d).expanduser() for d in allow_dirs),
-        progress_interval_s=getattr(args, "progress_interval_s", 5.0),
-        window_s=args.window_s,
-        max_windows=args.max_windows,
-        auth_token=env.get(AUTH_TOKEN_VARIABLE) or None,
-        auth_token_file=Path(args.auth_token_file).expanduser() if getattr(args, "auth_token_file", None) else None,
-        trust_network=getattr(args, "trust_network", False),
-        allowed_hosts=tuple(getattr(args, "allowed_hosts", None) or ()),
-    )
-
-
-_COMMAND_HELP = {
-    "describe": "Answer a question about one video (or describe it) from a shell: the answer on stdout, progress on "
-    "stderr. The same code, limits and errors as the describe_video tool; exit status 1 when the video or the "
-    "model fails, 2 for a wrong command line.",
-    "compare": "Answer one question across 2 to 4 videos from a shell, like the compare_videos tool.",
+COMMAND_HELP = {
+    "describe": "answer a question about one video (or describe it): the answer on stdout, progress on stderr",
+    "compare": "answer one question across 2 to 4 videos, like the compare_videos tool",
 }
 
 
-def _add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    if command == "describe":
-        parser.add_argument("source", help="local file path, http(s) URL of a video, or a video page URL")
-        parser.add_argument("-q", "--question", help="what to answer (default: describe the video in detail)")
-        parser.add_argument("--frames", type=int, default=8, help="frames to sample, 1 to 32 (default: 8)")
-        parser.add_argument("--start", type=float, help="sample from this second on")
-        parser.add_argument("--end", type=float, help="sample up to this second")
-        parser.add_argument(
-            "--full", action="store_true", help="watch the whole range window by window (coverage=full), --frames each"
-        )
-    else:
-        parser.add_argument("sources", nargs="+", help="2 to 4 sources, compared as Video 1, Video 2, ...")
-        parser.add_argument("-q", "--question", required=True, help="the question to answer across the videos")
-        parser.add_argument("--frames", type=int, default=6, help="frames to sample from each video (default: 6)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens (default: 256)")
-    parser.add_argument("--language", default="en", help="language of the subtitles to use (default: en)")
-    parser.add_argument("--no-transcript", action="store_true", help="do not give the model the subtitles")
-    parser.add_argument("--json", action="store_true", help="print the whole structured result as JSON")
+def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """The command line as given (exits 2 with argparse's usage line for a wrong one)."""
+    return server_parser().parse_args(list(argv) if argv is not None else None)
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The server's settings from its command line and environment; ConfigError for a bad value."""
+    return settings_from(parse(argv), os.environ if environ is None else environ)
 
 
 def version() -> str:

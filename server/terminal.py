@@ -1,33 +1,119 @@
 """One question from a shell, with the same code as the tools: `llava-video-mcp describe SOURCE -q QUESTION` and
 `llava-video-mcp compare SOURCE SOURCE ... -q QUESTION`.
 
-The answer goes to stdout (or, with --json, the whole structured result); a progress bar for the download, the
-decoding, the frames and the tokens goes to stderr. Exit status: 0 answered, 1 the video or the model failed (one
-line on stderr saying why), 2 a wrong command line or configuration, 130 interrupted.
+The answer goes to stdout (or, with --json, the whole structured result), with control and escape characters
+removed; a progress bar goes to stderr on a terminal, and a line saying what was done otherwise. The command's
+arguments are checked as the tools check theirs, and named as the command names them (`--frames`, not
+`num_frames`), before any model is loaded. Exit status: 0 answered, 1 the video or the model failed (one line on
+stderr saying why), 2 a wrong command line or configuration, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from server.checks import check
 from server.settings import Settings
-from tools.backends.loader import LazyBackend
-from tools.cancel import Cancelled, CancelToken
-from tools.errors import VideoToolError
-from tools.results import VideoAnswer
-from tools.sources import VideoFetcher, remove_own_staging
-from tools.stages import TranscriptOptions
-from tools.video_qa import VideoQA
+
+MAX_FRAMES = 32
+MAX_NEW_TOKENS = 4096
+MIN_VIDEOS, MAX_VIDEOS = 2, 4
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$")
 
 
-def run(settings: Settings, args: argparse.Namespace, command: str) -> int:
+def _number(kind: Callable[[str], float], low: float, high: float | None, *, above: bool = False) -> Any:
+    """An argparse type: a number of `kind` within [low, high] (above `low` with `above`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'a whole number' if kind is int else 'a number'}; got {text!r}"
+            ) from None
+        too_low = value <= low if above else value < low
+        if too_low or (high is not None and value > high):
+            lower = f"more than {low:g}" if above else f"{low:g} or more"
+            bound = f"{low:g} to {high:g}" if high is not None else lower
+            raise argparse.ArgumentTypeError(f"must be {bound}; got {text}")
+        return value
+
+    return parse
+
+
+def _language(text: str) -> str:
+    if len(text) > 16 or not _LANGUAGE.match(text):
+        raise argparse.ArgumentTypeError(f"must be a language code such as en, de or pt-BR; got {text!r}")
+    return text
+
+
+def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """A terminal command's own arguments, with the tools' limits."""
+    if command == "describe":
+        parser.add_argument("source", help="local file path, http(s) URL of a video, or a video page URL")
+        parser.add_argument("-q", "--question", help="what to answer (default: describe the video in detail)")
+        parser.add_argument(
+            "--frames", type=_number(int, 1, MAX_FRAMES), default=8, help=f"frames to sample, 1 to {MAX_FRAMES} "
+            "(default: 8; with --full, per window)"
+        )  # fmt: skip
+        parser.add_argument("--start", type=_number(float, 0, None), help="sample from this second on")
+        parser.add_argument("--end", type=_number(float, 0, None, above=True), help="sample up to this second")
+        parser.add_argument(
+            "--full", action="store_true", help="watch the whole range window by window (coverage=full), --frames each"
+        )
+    else:
+        parser.add_argument(
+            "sources", nargs="+", metavar="SOURCE", help=f"{MIN_VIDEOS} to {MAX_VIDEOS} sources, compared as Video 1, "
+            "Video 2, ..."
+        )  # fmt: skip
+        parser.add_argument("-q", "--question", required=True, help="the question to answer across the videos")
+        per_video = MAX_FRAMES // MIN_VIDEOS
+        parser.add_argument(
+            "--frames", type=_number(int, 1, per_video), default=6,
+            help=f"frames to sample from each video, 1 to {per_video}, {MAX_FRAMES} in all (default: 6)",
+        )  # fmt: skip
+    parser.add_argument(
+        "--max-new-tokens", type=_number(int, 1, MAX_NEW_TOKENS), default=256,
+        help=f"longest answer, in tokens, 1 to {MAX_NEW_TOKENS} (default: 256)",
+    )  # fmt: skip
+    parser.add_argument("--language", type=_language, default="en", help="language of the subtitles (default: en)")
+    parser.add_argument("--no-transcript", action="store_true", help="do not give the model the subtitles")
+    parser.add_argument("--json", action="store_true", help="print the whole structured result as JSON")
+
+
+def command_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a command's arguments as a whole (argparse checked each one), in the command's words."""
+    if args.command == "describe":
+        if args.start is not None and args.end is not None and args.end <= args.start:
+            return f"--end ({args.end:g}) must be greater than --start ({args.start:g})"
+        return None
+    count = len(args.sources)
+    if not MIN_VIDEOS <= count <= MAX_VIDEOS:
+        return f"compare takes {MIN_VIDEOS} to {MAX_VIDEOS} sources; got {count}"
+    if count * args.frames > MAX_FRAMES:
+        return (
+            f"{count} videos x --frames {args.frames} is {count * args.frames} frames; at most {MAX_FRAMES} fit. "
+            f"Use --frames {MAX_FRAMES // count} or fewer"
+        )
+    return None
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
     """Answer the command's question; the exit status."""
+    from server.checks import check
+    from tools.backends.loader import LazyBackend
+    from tools.cancel import Cancelled, CancelToken
+    from tools.errors import VideoToolError
+    from tools.sources import VideoFetcher, remove_own_staging
+    from tools.stages import TranscriptOptions
+    from tools.video_qa import VideoQA
+
     settings = check(settings)
     fetcher = VideoFetcher(
         settings.cache_dir, settings.fetch_policy(), cache_max_bytes=int(settings.cache_max_gb * 2**30)
@@ -43,7 +129,7 @@ def run(settings: Settings, args: argparse.Namespace, command: str) -> int:
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        if command == "describe":
+        if args.command == "describe":
             answer = qa.describe(
                 args.source,
                 args.question,
@@ -79,19 +165,29 @@ def run(settings: Settings, args: argparse.Namespace, command: str) -> int:
         signal.signal(signal.SIGINT, previous)
         provider.close()
     bar.close()
-    _print(answer, as_json=args.json)
+    if args.json:
+        print(answer.model_dump_json(exclude_none=True, indent=2))
+    else:
+        print(printable(answer.answer))
+    frames = sum(len(video.frames) for video in answer.videos) + sum(len(s.frames) for s in answer.segments or [])
+    print(
+        f"llava-video-mcp: answered in {answer.timings.total_s:.1f} s ({frames} frames seen, "
+        f"{answer.tokens.generated} tokens{', cut by --max-new-tokens' if answer.stopped_by_token_limit else ''})",
+        file=sys.stderr,
+    )
     return 0
 
 
-def _print(answer: VideoAnswer, *, as_json: bool) -> None:
-    if as_json:
-        print(answer.model_dump_json(exclude_none=True, indent=2))
-        return
-    print(answer.answer)
+def printable(answer: str) -> str:
+    """The model's answer as a terminal may show it: no escape sequences or control characters (a model repeats
+    what it read, and a video's captions come from strangers)."""
+    from tools.untrusted import without_controls
+
+    return without_controls(answer)
 
 
 class _ProgressBar:
-    """A tqdm bar on stderr that follows the call's stages: the message is the bar's description."""
+    """A tqdm bar on stderr that follows the call's work: the message is the bar's description."""
 
     def __init__(self, *, enabled: bool) -> None:
         self._enabled = enabled
@@ -105,11 +201,9 @@ class _ProgressBar:
 
         with self._lock:
             if self._bar is None:
-                self._bar = tqdm(
-                    total=total, file=sys.stderr, leave=False, bar_format="{desc} {bar} {percentage:3.0f}%"
-                )
+                self._bar = tqdm(total=100, file=sys.stderr, leave=False, bar_format="{desc} {bar} {percentage:3.0f}%")
             self._bar.set_description_str(message[:70], refresh=False)
-            self._bar.n = min(progress, total)
+            self._bar.n = round(100 * min(progress / total, 1.0), 1) if total else 0
             self._bar.refresh()
 
     def close(self) -> None:

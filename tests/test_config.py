@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from server.settings import ENV_PREFIX, parse_settings
+import pytest
+
+from server.settings import ENV_PREFIX, ConfigError, declared, flags_table, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,9 +34,6 @@ def test_flags_win_over_environment(tmp_path: Path) -> None:
 
 
 def test_python_dash_m_server_is_the_same_command() -> None:
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-m", "server", "--help"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("usage: llava-video-mcp")
     assert "LLAVA_VIDEO_MCP_<FLAG>" in out.stdout
@@ -49,8 +51,6 @@ def test_http_transport_defaults_are_safer() -> None:
 
 
 def test_limits_and_folders_from_the_environment() -> None:
-    import os
-
     env = {
         "LLAVA_VIDEO_MCP_MAX_DURATION_S": "60",
         "LLAVA_VIDEO_MCP_MAX_DOWNLOAD_MB": "1.5",
@@ -65,3 +65,102 @@ def test_limits_and_folders_from_the_environment() -> None:
     assert policy.allowed_dirs == (Path("/a"), Path("/b"))
     assert policy.block_private_urls
     assert policy.cookies == Path("~/cookies.txt").expanduser()
+
+
+# Every setting is checked at start, from a flag or from the environment, and named in one line.
+
+
+def bad_values() -> list[tuple[str, str, str]]:
+    """(setting, a value out of its range or choices, what the refusal says), for every setting that has a range,
+    choices or a type beyond text."""
+    from annotated_types import Ge, Gt, Le
+
+    cases = []
+    for item in declared():
+        for bound in item.info.metadata:
+            if isinstance(bound, Ge):
+                cases.append((item.name, f"{float(bound.ge) - 1:g}", "or more"))
+            elif isinstance(bound, Gt):
+                cases.append((item.name, f"{float(bound.gt):g}", "must be more than"))
+            elif isinstance(bound, Le):
+                cases.append((item.name, f"{float(bound.le) * 10 + 1:g}", "at most"))
+        if item.choices():
+            cases.append((item.name, "bogus", "must be one of"))
+        elif item.kind == "bool":
+            cases.append((item.name, "maybe", "must be true or false"))
+        elif "int" in str(item.info.annotation):
+            cases.append((item.name, "abc", "must be a whole number"))
+        elif "float" in str(item.info.annotation):
+            cases.append((item.name, "inf", "must be a finite number"))
+    return cases
+
+
+BAD = bad_values()
+
+
+@pytest.mark.parametrize(("name", "value", "says"), BAD, ids=[f"{n}={v}" for n, v, _ in BAD])
+def test_every_setting_is_checked_from_the_environment(name: str, value: str, says: str) -> None:
+    [item] = [d for d in declared() if d.name == name]
+    assert item.variable is not None
+    with pytest.raises(ConfigError) as refused:
+        parse_settings([], {item.variable: value})
+    assert str(refused.value).startswith(f"{item.variable}={value}: ")
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [case for case in BAD if case[2] != "must be true or false"],
+    ids=[f"{n}={v}" for n, v, s in BAD if s != "must be true or false"],
+)
+def test_every_setting_is_checked_from_its_flag(name: str, value: str, says: str) -> None:
+    [item] = [d for d in declared() if d.name == name]
+    assert item.option is not None
+    with pytest.raises(ConfigError) as refused:
+        parse_settings([item.option, value], {})
+    assert str(refused.value).startswith(f"{item.option} {value}: ")
+    assert says in str(refused.value)
+
+
+def test_the_settings_with_a_range_are_all_covered() -> None:
+    checked = {name for name, _, _ in BAD}
+    assert {"window_s", "max_windows", "port", "cache_max_gb", "max_download_mb", "request_retries"} <= checked
+    assert {"transport", "device", "dtype", "preload", "verbose", "trust_network"} <= checked
+
+
+def test_an_endpoint_needs_a_scheme() -> None:
+    with pytest.raises(ConfigError, match=r"--endpoint gpu-box:8000/v1: needs a scheme"):
+        parse_settings(["--endpoint", "gpu-box:8000/v1"], {})
+
+
+def test_choices_are_read_in_any_case() -> None:
+    assert parse_settings([], {"LLAVA_VIDEO_MCP_TRANSPORT": "HTTP"}).transport == "http"
+
+
+def test_secrets_are_never_shown_in_a_refusal() -> None:
+    settings = parse_settings([], {"LLAVA_VIDEO_MCP_API_KEY": "sk-secret", "LLAVA_VIDEO_MCP_AUTH_TOKEN": "t" * 20})
+    assert "sk-secret" not in repr(settings)
+
+
+def test_help_and_version_work_whatever_the_environment_holds() -> None:
+    garbage = {item.variable: "%garbage%" for item in declared() if item.variable}
+    for flag in ("--help", "--version"):
+        out = subprocess.run(
+            [sys.executable, "-m", "server", flag], capture_output=True, text=True, env=os.environ | garbage, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        assert "Traceback" not in out.stderr
+    served = subprocess.run(
+        [sys.executable, "-m", "server"], capture_output=True, text=True, env=os.environ | garbage, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert served.returncode == 2
+    [line] = served.stderr.strip().splitlines()
+    assert line.startswith("llava-video-mcp: LLAVA_VIDEO_MCP_")
+
+
+def test_the_readme_flag_table_is_the_declared_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- flags -->") + len("<!-- flags -->\n")
+    end = readme.index("<!-- /flags -->")
+    assert readme[start:end].strip() == flags_table()

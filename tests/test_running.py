@@ -319,6 +319,38 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
         f"llava-video-mcp: No file at {tmp_path / 'none.mp4'}. Pass the "
         "absolute path of an existing video file, or an http(s) URL."
     ]
+    # Server flags may come before the command; a line says what was done when stderr is no terminal.
+    before = run(*common, "describe", str(h264_mp4), "--frames", "2", "--max-new-tokens", "2")
+    assert before.returncode == 0, before.stderr
+    assert re.fullmatch(r"llava-video-mcp: answered in [\d.]+ s \(2 frames seen, \d+ tokens.*\)\n", before.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["describe", "clip.mp4", "--max-new-tokens", "0"], "argument --max-new-tokens: must be 1 to 4096; got 0"),
+        (["describe", "clip.mp4", "--frames", "40"], "argument --frames: must be 1 to 32; got 40"),
+        (["describe", "clip.mp4", "--start", "-1"], "argument --start: must be 0 or more; got -1"),
+        (["describe", "clip.mp4", "--start", "5", "--end", "2"], "--end (2) must be greater than --start (5)"),
+        (["describe", "clip.mp4", "--language", "english!"], "argument --language: must be a language code"),
+        (["compare", "a.mp4", "-q", "Same?"], "compare takes 2 to 4 sources; got 1"),
+        (["compare", "a.mp4", "b.mp4", "c.mp4", "-q", "x", "--frames", "16"], "Use --frames 10 or fewer"),
+        (["describe"], "the following arguments are required: source"),
+        (["--window-s", "0", "describe", "clip.mp4"], "--window-s 0: must be 1 or more."),
+    ],
+)
+def test_terminal_usage_errors_exit_2_before_any_model_loads(args: list[str], says: str) -> None:
+    out = run(*args, "--model", "/nonexistent/model/folder")  # a model that would fail to load, were it loaded
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "no such folder" not in out.stderr  # refused before the model (or its folder) was looked at
+
+
+def test_the_answer_is_printed_without_escape_sequences(tmp_path: Path) -> None:
+    from server.terminal import printable
+
+    assert printable("fine\x1b[2J\x1b]0;pwned\x07 answer\x00") == "fine answer"
 
 
 def test_one_log_format_and_each_error_logged_once(tmp_path: Path, tiny_model: Path) -> None:
