@@ -250,6 +250,7 @@ class BrokenModel:
     """A model provider with a bug in it (named as a stand-in: nothing real fails this way on demand)."""
 
     label = "broken"
+    loaded = None
 
     def get(self, on_download: Any = None) -> Any:
         raise RuntimeError("a bug: secret internal state 0xdeadbeef")

@@ -251,6 +251,7 @@ class Recorder:
         backend, _ = LazyBackend(BackendConfig(model=str(model_dir), device="cpu", dtype="float32")).get()
         assert isinstance(backend, TransformersBackend)
         self.backend = backend
+        self.loaded = backend
         self.prompts: list[Any] = []
         inner = backend.generate
 

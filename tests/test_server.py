@@ -126,17 +126,22 @@ async def test_progress_is_reported_at_each_stage(client: Client, h264_mp4: Path
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         messages.append(message or "")
-        values.append(progress)
+        values.append(100 * progress / (total or 1))
 
-    result = await client.call_tool(
-        "describe_video", {"source": str(h264_mp4), "num_frames": 2, "max_new_tokens": 2}, progress_callback=on_progress
-    )
+    arguments = {"source": str(h264_mp4), "num_frames": 2, "max_new_tokens": 2}
+    result = await client.call_tool("describe_video", arguments, progress_callback=on_progress)
     assert not result.is_error
     stages = [m.split(" ")[0] for m in messages]
-    assert stages[:3] == ["Fetching", "Sampling", "Running"]
+    assert stages[:4] == ["Fetching", "Sampling", "Loading", "Running"]  # the first call loads the model
     assert stages[-1] == "Done"
     assert "Generating: 2 of at most 2 tokens" in messages
     assert values == sorted(set(values))  # MCP: progress only ever increases
+    # The bar measures work: the model's part (most of a call) starts at 30%, not at two thirds of the stages.
+    assert values[stages.index("Running")] == pytest.approx(30, abs=1)
+    messages.clear()
+    values.clear()
+    await client.call_tool("describe_video", arguments | {"num_frames": 3}, progress_callback=on_progress)
+    assert "Loading" not in [m.split(" ")[0] for m in messages]  # loaded once
 
 
 async def test_long_stages_send_heartbeats(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:

@@ -45,6 +45,7 @@ class RecordingProvider:
     def __init__(self, model_dir: Path) -> None:
         self.label = str(model_dir)
         self.backend = RecordingBackend(LazyBackend(BackendConfig(model=str(model_dir))).get()[0])
+        self.loaded = self.backend
 
     def get(self, on_download: Any = None) -> tuple[VideoLanguageBackend, float]:
         return self.backend, 0.0

@@ -4,11 +4,12 @@ fetching with byte progress, the model's progress inside its stage, the packet i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from tools.backends.base import InferenceProgress, VideoLanguageBackend
+from tools.backends.base import InferenceProgress, ModelProvider, VideoLanguageBackend
 from tools.results import ModelInfo
 from tools.sources import LocalVideo
 from tools.transcript import Cue, parse_subtitles
@@ -40,6 +41,47 @@ class TranscriptOptions:
 
 
 WITH_TRANSCRIPT = TranscriptOptions()
+
+
+class WorkPlan:
+    """A sampled call's progress as shares of its work, not as a count of stages: fetching and sampling are quick
+    beside the model, which reads hundreds of image tokens a frame (and loading it, the first time, is a stage of
+    its own). Each part reports 0..1 of itself; the caller sees 0..100 of the whole."""
+
+    SHARES: ClassVar[Mapping[str, float]] = {"fetch": 10.0, "sample": 10.0, "load": 10.0, "model": 70.0}
+
+    def __init__(self, progress: Progress, *, loading: bool) -> None:
+        self._progress = progress
+        shares = dict(self.SHARES) if loading else {**self.SHARES, "load": 0.0}
+        scale = 100.0 / sum(shares.values())
+        start = 0.0
+        self._spans: dict[str, tuple[float, float]] = {}
+        for name, share in shares.items():
+            self._spans[name] = (start, start + share * scale)
+            start += share * scale
+
+    def part(self, name: str, index: int = 0, count: int = 1) -> Progress:
+        """The progress of part `index` of `count` of a stage (video 2 of 3's fetch)."""
+        low, high = self._spans[name]
+        width = (high - low) / count
+        return span(self._progress, low + index * width, low + (index + 1) * width, 100.0)
+
+
+def span(progress: Progress, start: float, end: float, total: float) -> Progress:
+    """A stage's own progress (done of `of`) as `start..end` of the whole's `total`."""
+
+    def report(done: float, of: float, message: str) -> None:
+        fraction = min(done / of, 1.0) if of else 0.0
+        progress(start + (end - start) * fraction, total, message)
+
+    return report
+
+
+def load_model(model: ModelProvider, progress: Progress) -> tuple[VideoLanguageBackend, float]:
+    """The model, loaded (or its engine reached) with a progress stage of its own the first time."""
+    if model.loaded is None:
+        progress(0, 1, f"Loading the model {model.label}")
+    return model.get(model_download_progress(progress, 0, 1))
 
 
 def model_progress(progress: Progress, step: int, stages: int) -> InferenceProgress:

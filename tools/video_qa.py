@@ -27,9 +27,10 @@ from tools.stages import (
     WITH_TRANSCRIPT,
     Progress,
     TranscriptOptions,
+    WorkPlan,
     download_progress,
     index_file,
-    model_download_progress,
+    load_model,
     model_info,
     model_progress,
     no_progress,
@@ -154,8 +155,8 @@ class VideoQA:
     ) -> VideoAnswer:
         started = time.perf_counter()
         asked = clean_question(question) or DEFAULT_QUESTION
-        stages = 2 * len(requests) + 1
-        step = 0
+        count = len(requests)
+        plan = WorkPlan(progress, loading=self.model.loaded is None)
 
         language = transcript.language if transcript.include else None
         local: list[LocalVideo] = []
@@ -163,8 +164,9 @@ class VideoQA:
         from_cache: list[bool] = []
         with ExitStack() as in_use:
             for i, request in enumerate(requests, 1):
-                progress(step, stages, f"Fetching video {i}/{len(requests)}: {request.source}")
-                hook = download_progress(progress, step, stages, i)
+                fetching = plan.part("fetch", i - 1, count)
+                fetching(0, 1, f"Fetching video {i}/{count}: {request.source}")
+                hook = download_progress(fetching, 0, 1, i)
                 local.append(
                     in_use.enter_context(
                         self.fetcher.fetched(
@@ -172,14 +174,14 @@ class VideoQA:
                         )
                     )
                 )
-                step += 1
             decode_started = time.perf_counter()
             for i, (request, video) in enumerate(zip(requests, local, strict=True), 1):
-                progress(step, stages, f"Sampling {request.plan.num_frames} frames from video {i}/{len(requests)}")
+                plan.part("sample", i - 1, count)(
+                    0, 1, f"Sampling {request.plan.num_frames} frames from video {i}/{count}"
+                )
                 sample, hit = self.samples.sample(video.path, request.plan, cancel, index_file(video))
                 sampled.append(sample)
                 from_cache.append(hit)
-                step += 1
             decode_s = time.perf_counter() - decode_started
             # Read while the cache entries are still held: an evicted entry takes its subtitles with it.
             budget = MAX_TRANSCRIPT_CHARS // len(requests)
@@ -191,8 +193,9 @@ class VideoQA:
             ]
 
         total_frames = sum(len(s.frames) for s in sampled)
-        progress(step, stages, f"Running {self.model.label} on {total_frames} frames")
-        backend, load_s = self.model.get(model_download_progress(progress, step, stages))
+        backend, load_s = load_model(self.model, plan.part("load"))
+        running = plan.part("model")
+        running(0, 1, f"Running {backend.model_id} on {total_frames} frames")
         inference_started = time.perf_counter()
 
         def safe(text: str) -> str:
@@ -204,9 +207,9 @@ class VideoQA:
             text=context + safe(asked),
             question_start=len(context),
         )
-        generation = backend.answer(prompt, max_new_tokens, model_progress(progress, step, stages), cancel)
+        generation = backend.answer(prompt, max_new_tokens, model_progress(running, 0, 1), cancel)
         inference_s = time.perf_counter() - inference_started
-        progress(stages, stages, "Done")
+        running(1, 1, "Done")
 
         videos = []
         index = 0

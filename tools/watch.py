@@ -38,9 +38,10 @@ from tools.stages import (
     TranscriptOptions,
     download_progress,
     index_file,
-    model_download_progress,
+    load_model,
     model_info,
     model_progress,
+    span,
     subtitle_cues,
 )
 from tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
@@ -92,8 +93,8 @@ class FullWatch:
             self._check_count(windows, start, end)
             cues = subtitle_cues(video) if transcript.include else []
             stages = len(windows) + 2
-            self.progress(1, stages, f"Running {self.model.label} on {len(windows)} windows")
-            backend, load_s = self.model.get(model_download_progress(self.progress, 1, stages))
+            backend, load_s = load_model(self.model, span(self.progress, 1, 1, stages))
+            self.progress(1, stages, f"Running {backend.model_id} on {len(windows)} windows")
             inference_started = time.perf_counter()
             tally = _Tally()
             notes = self._map(video, info.duration_s, windows, plan, cues, language, backend, tally, stages)

@@ -134,6 +134,10 @@ class ModelProvider(Protocol):
     def label(self) -> str:
         """The model (or the endpoint) in words, before it is loaded."""
 
+    @property
+    def loaded(self) -> VideoLanguageBackend | None:
+        """The backend, if it is already up."""
+
     def get(self, on_download: Callable[[int, int | None], None] | None = None) -> tuple[VideoLanguageBackend, float]:
         """The backend and the seconds spent bringing it up; a model download is reported as (bytes, total)."""
 
