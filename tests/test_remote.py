@@ -133,12 +133,19 @@ async def test_calls_beyond_the_limit_wait_and_say_so(fake: MisbehavingEngine, t
 
     async with Client(build_server(settings)) as client:
         results: list[VideoAnswer] = []
+        first_holds_the_turn = anyio.Event()
 
         async def first() -> None:
-            results.append(await call(client, "describe_video", source=str(h264_mp4)))
+            async def sent(progress: float, total: float | None, message: str | None) -> None:
+                if (message or "").startswith("Sending"):  # it holds the engine's only turn
+                    first_holds_the_turn.set()
+
+            result = await client.call_tool("describe_video", {"source": str(h264_mp4)}, progress_callback=sent)
+            results.append(VideoAnswer.model_validate(result.structured_content))
 
         async def second() -> None:
-            await anyio.sleep(0.5)
+            with anyio.fail_after(60):
+                await first_holds_the_turn.wait()
             result = await client.call_tool(
                 "describe_video", {"source": str(h264_mp4), "num_frames": 2}, progress_callback=on_progress
             )
@@ -149,7 +156,7 @@ async def test_calls_beyond_the_limit_wait_and_say_so(fake: MisbehavingEngine, t
             group.start_soon(second)
     assert "Waiting for the model: 1 call ahead" in messages
     queued = next(r for r in results if len(r.videos[0].frames) == 2)
-    assert queued.timings.queue_s > 0.5
+    assert queued.timings.queue_s > 0
     assert len([r for r in fake.requests if r[0].endswith("/chat/completions")]) == 2
 
 

@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,11 +47,15 @@ def test_version_and_a_fast_help() -> None:
     out = run("--version")
     assert out.returncode == 0
     assert re.fullmatch(r"llava-video-mcp \d+\.\d+\.\d+\n", out.stdout)
-    started = time.perf_counter()
     helped = run("--help")
-    assert time.perf_counter() - started < 3.0  # about 0.4 s here: --help imports neither MCP nor torch
     assert "--auth-token-file" in helped.stdout
-    assert "describe" in helped.stdout
+    assert re.search(r"commands .*\n.*\n\s+describe\s+answer a question", helped.stdout), helped.stdout
+    assert re.search(r"\n\s+compare\s+answer one question across 2 to 4 videos", helped.stdout)
+    # What keeps --help fast (about 0.2 s here) is what it does not import; speed itself is no test's to time.
+    probe = "import sys\nfrom server.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+    probe += "print(sorted(m for m in ('torch', 'transformers', 'mcp', 'av', 'yt_dlp') if m in sys.modules))"
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert imported.stdout.strip().splitlines()[-1] == "[]"
 
 
 def unavailable_device() -> str:
@@ -71,14 +76,20 @@ def busy_port() -> Iterator[int]:
 def test_configuration_errors_stop_the_server_with_one_line(tmp_path: Path, tiny_model: Path, busy_port: int) -> None:
     base = ["--model", str(tiny_model), "--cache-dir", str(tmp_path / "cache")]
     cases = [
-        (["--model", str(tmp_path / "nowhere")], "--model"),
-        (["--model", str(tmp_path)], "no readable config.json"),
-        ([*base, "--device", unavailable_device()], "--device"),
-        ([*base, "--cookies", str(tmp_path / "none.txt")], "--cookies"),
-        ([*base, "--allow-dir", str(tmp_path / "missing")], "--allow-dir"),
-        ([*base, "--transport", "http", "--port", str(busy_port)], f"--port {busy_port}"),
-        ([*base, "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())], "LLAVA_VIDEO_MCP_AUTH_TOKEN"),
-        (["--model", "org/not-cached", "--cache-dir", str(tmp_path / "cache")], "HF_HUB_OFFLINE"),
+        (["--model", str(tmp_path / "nowhere")], f"--model {tmp_path / 'nowhere'}: no such folder."),
+        (["--model", str(tmp_path)], f"--model {tmp_path}: the folder holds no model (no readable config.json)."),
+        ([*base, "--device", device := unavailable_device()], f"--device {device}: not available on this machine."),
+        ([*base, "--cookies", str(tmp_path / "none.txt")], f"--cookies {tmp_path / 'none.txt'}: cannot read that"),
+        ([*base, "--allow-dir", str(tmp_path / "missing")], f"--allow-dir {tmp_path / 'missing'}: no such folder."),
+        ([*base, "--transport", "http", "--port", str(busy_port)], f"--port {busy_port}: cannot listen on 127.0.0.1"),
+        (
+            [*base, "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
+            "--host 0.0.0.0: serving HTTP beyond this machine needs a token (LLAVA_VIDEO_MCP_AUTH_TOKEN",
+        ),
+        (
+            ["--model", "org/not-cached", "--cache-dir", str(tmp_path / "cache")],
+            "--model org/not-cached: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set.",
+        ),
     ]
     for args, expected in cases:
         out = run(*args)
@@ -372,8 +383,7 @@ def test_one_log_format_and_each_error_logged_once(tmp_path: Path, tiny_model: P
         process.stdin.flush()
         assert process.stdout is not None
         process.stdout.readline()
-        process.stdout.readline()
-        time.sleep(0.5)
+        process.stdout.readline()  # the error's response: its log line was written before it
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
     finally:

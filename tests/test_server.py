@@ -283,17 +283,29 @@ async def test_concurrent_calls_take_turns_and_load_the_model_once(client: Clien
     import anyio
 
     answers: list[VideoAnswer] = []
+    waited: dict[int, list[str]] = {}
 
     async def one(num_frames: int) -> None:
-        answers.append(
-            await call(client, "describe_video", source=str(h264_mp4), num_frames=num_frames, max_new_tokens=3)
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            if (message or "").startswith("Waiting for the model"):
+                waited.setdefault(num_frames, []).append(message or "")
+
+        result = await client.call_tool(
+            "describe_video",
+            {"source": str(h264_mp4), "num_frames": num_frames, "max_new_tokens": 3},
+            progress_callback=on_progress,
         )
+        answers.append(VideoAnswer.model_validate(result.structured_content))
 
     async with anyio.create_task_group() as group:
         for n in (1, 2, 3, 4):
             group.start_soon(one, n)
     assert sorted(len(a.videos[0].frames) for a in answers) == [1, 2, 3, 4]
     assert sum(a.timings.model_load_s > 0 for a in answers) == 1
+    # They took turns: the calls that found the model busy said so, and waited (the model is loaded once, by
+    # the first; the others queue behind it at least that long).
+    assert waited, "no call waited for the model"
+    assert all(answer.timings.queue_s > 0 for answer in answers if len(answer.videos[0].frames) in waited)
 
 
 async def test_second_question_reuses_decoded_frames(client: Client, h264_mp4: Path) -> None:
