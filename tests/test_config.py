@@ -164,3 +164,25 @@ def test_the_readme_flag_table_is_the_declared_one() -> None:
     start = readme.index("<!-- flags -->") + len("<!-- flags -->\n")
     end = readme.index("<!-- /flags -->")
     assert readme[start:end].strip() == flags_table()
+
+
+def test_every_guarantee_in_the_readme_names_tests_that_exist() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### What the server guarantees on bad input") : readme.index("### Long videos")]
+    rows = [line for line in section.splitlines() if line.startswith("| **")]
+    assert len(rows) >= 15
+    for row in rows:
+        tests = row.rsplit("|", 2)[-2]
+        named = re.findall(r"`(test_\w+)::(\w+|\*)(?:\[([^\]]+)\])?`|`\[([^\]]+)\]`", tests)
+        assert named, row
+        module = ""
+        for file, function, case, later_case in named:
+            module = file or module
+            source = (ROOT / "tests" / f"{module}.py").read_text()
+            if function and function != "*":
+                assert f"def {function}(" in source, (module, function)
+            for shown in (case, later_case):
+                if shown:
+                    assert f'"{shown}"' in source, (module, shown)

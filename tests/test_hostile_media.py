@@ -240,3 +240,26 @@ def test_every_refusal_is_a_tool_error_class(tmp_path: Path, secret: Path) -> No
     for path in files:
         with pytest.raises(VideoToolError):
             sample_frames(path, 2)
+
+
+def test_the_duration_limit_holds_when_the_header_states_none(tmp_path: Path) -> None:
+    import av
+
+    from tools.sources import FetchPolicy, VideoFetcher
+
+    live = tmp_path / "live.mkv"  # written as a live stream: no duration in its header, no index
+    with av.open(str(live), "w", format="matroska", options={"live": "1"}) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(moving_frame(i, 96, 64), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(live)) as opened:
+        assert opened.duration is None
+    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(max_duration_s=2))
+    with pytest.raises(LimitError, match=r"lasts 3 s, over the limit of 2 s"):
+        fetcher.fetch(str(live))
