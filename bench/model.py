@@ -38,7 +38,7 @@ VOCAB_SIZE = 152000
 
 def build_backend(config_name: str, device: str) -> Any:
     """The project's runtime (`TransformersBackend`) on the model, in the precision the configuration names."""
-    from tools.backends.transformers import TransformersBackend
+    from llava_video_mcp.tools.backends.transformers import TransformersBackend
 
     model, processor, prefill = build_model(config_name, device)
     return TransformersBackend(model, processor, "random-llava-interleave-0.5b", device, prefill_dtype=prefill)
@@ -90,7 +90,7 @@ def build_model(config_name: str, device: str) -> tuple[Any, Any, Any]:
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.02, generator=generator)
-    from tools.backends.devices import pick_dtype
+    from llava_video_mcp.tools.backends.devices import pick_dtype
 
     precision = config_name.removeprefix("naive-")
     weights = {"fp32": torch.float32, "bf16": torch.bfloat16, "mixed": torch.float32}.get(precision)
@@ -132,7 +132,7 @@ def figures(
 
 
 def run_call(backend: Any, images: list[Any], question: str, new_tokens: int) -> dict[str, float]:
-    from tools.backends.base import Prompt
+    from llava_video_mcp.tools.backends.base import Prompt
 
     marks: dict[str, float] = {}
     tokens: list[float] = []
@@ -156,8 +156,8 @@ def run_naive(model: Any, processor: Any, images: list[Any], question: str, new_
     """The baseline: the model card's way, stock transformers generate (its own cache, SDPA) in one precision."""
     import torch
 
+    from llava_video_mcp.tools.backends.transformers import TokenCounter
     from tests.reference import model_card_inputs
-    from tools.backends.transformers import TokenCounter
 
     started = time.perf_counter()
     inputs = model_card_inputs(processor, images, guide(len(images)) + question).to(model.device, dtype=model.dtype)
@@ -281,7 +281,7 @@ def summarize(by_name: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     import torch
 
-    from tools.backends.devices import pick_device
+    from llava_video_mcp.tools.backends.devices import pick_device
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")

@@ -71,7 +71,7 @@ def photo_like_frames(count: int, seed: int, width: int = 683, height: int = 384
 
 
 def encoded_sizes(count: int) -> dict[str, Any]:
-    from tools.backends.remote import png_data_url
+    from llava_video_mcp.tools.backends.remote import png_data_url
 
     frames = photo_like_frames(count, seed=100)
     started = time.perf_counter()
@@ -95,7 +95,7 @@ def encoded_sizes(count: int) -> dict[str, Any]:
 
 
 def one_call(backend: Any, frames: list[Any], new_tokens: int) -> dict[str, Any]:
-    from tools.backends.base import Prompt
+    from llava_video_mcp.tools.backends.base import Prompt
 
     guide = f"The {len(frames)} images are frames of one video, in time order.\n\n"
     first_token: list[float] = []
@@ -156,9 +156,9 @@ def main() -> None:
 
     import torch
 
-    from tools.backends.devices import pick_device
-    from tools.backends.remote import RemoteBackend
-    from tools.backends.transformers import TransformersBackend
+    from llava_video_mcp.tools.backends.devices import pick_device
+    from llava_video_mcp.tools.backends.remote import RemoteBackend
+    from llava_video_mcp.tools.backends.transformers import TransformersBackend
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")

@@ -10,7 +10,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
-from server.settings import Settings
+from llava_video_mcp.server.settings import Settings
 
 
 class StaticTokenVerifier:

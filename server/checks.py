@@ -10,8 +10,8 @@ import os
 import socket
 from pathlib import Path
 
-from server.settings import AUTH_TOKEN_VARIABLE, ConfigError, Settings
-from tools.backends.base import DEFAULT_MODEL
+from llava_video_mcp.server.settings import AUTH_TOKEN_VARIABLE, ConfigError, Settings
+from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
 
 __all__ = ["ConfigError", "check", "is_loopback"]
 
@@ -68,8 +68,8 @@ def _cached(model: str) -> bool:
 def _check_device(device: str) -> None:
     if device in ("auto", "cpu"):
         return
-    from tools.backends.devices import pick_device
-    from tools.errors import ModelError
+    from llava_video_mcp.tools.backends.devices import pick_device
+    from llava_video_mcp.tools.errors import ModelError
 
     try:
         pick_device(device)

@@ -1,4 +1,4 @@
-"""Command line entry point: `llava-video-mcp` (and `python -m server`).
+"""Command line entry point: `llava-video-mcp` (and `python -m llava_video_mcp`).
 
 With no command it runs the MCP server, as host configs expect; `describe` and `compare` answer one question from
 a shell. The heavy parts (the MCP stack, torch) are imported only when they are used, so `--help` and
@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from server.settings import ConfigError, Settings, parse, settings_from
+from llava_video_mcp.server.settings import ConfigError, Settings, parse, settings_from
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -34,7 +34,7 @@ def configure_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)  # a wrong command line: argparse's usage, exit 2
     if args.command is not None:
-        from server.terminal import command_problem
+        from llava_video_mcp.server.terminal import command_problem
 
         problem = command_problem(args)
         if problem is not None:
@@ -54,14 +54,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _serve(settings: Settings) -> int:
-    from server.serve import serve
+    from llava_video_mcp.server.serve import serve
 
     serve(settings)
     return 0
 
 
 def _command(settings: Settings, args: argparse.Namespace) -> int:
-    from server.terminal import run
+    from llava_video_mcp.server.terminal import run
 
     return run(settings, args)
 

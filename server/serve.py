@@ -19,14 +19,21 @@ import time
 from types import FrameType
 from typing import Any
 
-from server.checks import ConfigError, check, is_loopback
-from server.http_guard import BACKLOG, Admission, connection_cap, guard_logs, guarded_protocol, listeners
-from server.settings import Settings, version
-from server.worker import ACTIVE_CALLS
-from tools.backends.base import DEFAULT_MODEL
-from tools.backends.loader import LazyBackend
-from tools.errors import VideoToolError
-from tools.sources import remove_own_staging
+from llava_video_mcp.server.checks import ConfigError, check, is_loopback
+from llava_video_mcp.server.http_guard import (
+    BACKLOG,
+    Admission,
+    connection_cap,
+    guard_logs,
+    guarded_protocol,
+    listeners,
+)
+from llava_video_mcp.server.settings import Settings, version
+from llava_video_mcp.server.worker import ACTIVE_CALLS
+from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
+from llava_video_mcp.tools.backends.loader import LazyBackend
+from llava_video_mcp.tools.errors import VideoToolError
+from llava_video_mcp.tools.sources import remove_own_staging
 
 log = logging.getLogger("llava_video_mcp")
 
@@ -46,7 +53,7 @@ def serve(settings: Settings) -> None:
         except VideoToolError as exc:
             raise ConfigError(str(exc)) from None
     log.info("%s", startup_line(settings, provider))
-    from server.app import build_server
+    from llava_video_mcp.server.app import build_server
 
     app = build_server(settings, provider)
     if not over_http:

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from tools.backends.base import DEFAULT_MODEL
-from tools.backends.loader import API_KEY_VARIABLE, BackendConfig
+from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
+from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE, BackendConfig
 
 if TYPE_CHECKING:
-    from tools.sources import FetchPolicy
-    from tools.watch import WindowOptions
+    from llava_video_mcp.tools.sources import FetchPolicy
+    from llava_video_mcp.tools.watch import WindowOptions
 
 ENV_PREFIX = "LLAVA_VIDEO_MCP_"
 AUTH_TOKEN_VARIABLE = ENV_PREFIX + "AUTH_TOKEN"
@@ -282,12 +282,12 @@ class Settings(BaseModel):
         )
 
     def window_options(self) -> WindowOptions:
-        from tools.watch import WindowOptions
+        from llava_video_mcp.tools.watch import WindowOptions
 
         return WindowOptions(window_s=self.window_s, max_windows=self.max_windows)
 
     def fetch_policy(self) -> FetchPolicy:
-        from tools.sources import FetchPolicy
+        from llava_video_mcp.tools.sources import FetchPolicy
 
         over_http = self.transport == "http"
         return FetchPolicy(
@@ -305,7 +305,7 @@ class Settings(BaseModel):
 
 def _default_cache_dir() -> Path:
     """Imported when used: the download stack (yt-dlp, PyAV) is not needed for --help."""
-    from tools.sources import default_cache_dir
+    from llava_video_mcp.tools.sources import default_cache_dir
 
     return default_cache_dir()
 
@@ -489,7 +489,7 @@ def server_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llava-video-mcp {version()}")
     add_settings_arguments(parser, server=True)
     commands = parser.add_subparsers(dest="command", title="commands (one question from a shell)", metavar="COMMAND")
-    from server.terminal import add_command_arguments
+    from llava_video_mcp.server.terminal import add_command_arguments
 
     for command, summary in COMMAND_HELP.items():
         sub = commands.add_parser(command, help=summary, description=summary)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from server.settings import Settings
+from llava_video_mcp.server.settings import Settings
 
 MAX_FRAMES = 32
 MAX_NEW_TOKENS = 4096
@@ -106,13 +106,13 @@ def command_problem(args: argparse.Namespace) -> str | None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Answer the command's question; the exit status."""
-    from server.checks import check
-    from tools.backends.loader import LazyBackend
-    from tools.cancel import Cancelled, CancelToken
-    from tools.errors import VideoToolError
-    from tools.sources import VideoFetcher, remove_own_staging
-    from tools.stages import TranscriptOptions
-    from tools.video_qa import VideoQA
+    from llava_video_mcp.server.checks import check
+    from llava_video_mcp.tools.backends.loader import LazyBackend
+    from llava_video_mcp.tools.cancel import Cancelled, CancelToken
+    from llava_video_mcp.tools.errors import VideoToolError
+    from llava_video_mcp.tools.sources import VideoFetcher, remove_own_staging
+    from llava_video_mcp.tools.stages import TranscriptOptions
+    from llava_video_mcp.tools.video_qa import VideoQA
 
     settings = check(settings)
     fetcher = VideoFetcher(
@@ -181,7 +181,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def printable(answer: str) -> str:
     """The model's answer as a terminal may show it: no escape sequences or control characters (a model repeats
     what it read, and a video's captions come from strangers)."""
-    from tools.untrusted import without_controls
+    from llava_video_mcp.tools.untrusted import without_controls
 
     return without_controls(answer)
 

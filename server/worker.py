@@ -35,10 +35,10 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 
-from server.contract import answer_result, error_result, incident_result
-from tools.cancel import Cancelled, CancelToken
-from tools.errors import VideoToolError
-from tools.results import VideoAnswer
+from llava_video_mcp.server.contract import answer_result, error_result, incident_result
+from llava_video_mcp.tools.cancel import Cancelled, CancelToken
+from llava_video_mcp.tools.errors import VideoToolError
+from llava_video_mcp.tools.results import VideoAnswer
 
 log = logging.getLogger(__name__)
 

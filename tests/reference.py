@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-from tools.backends.base import finished_text
+from llava_video_mcp.tools.backends.base import finished_text
 
 
 def model_card_inputs(processor: Any, images: list[Image.Image], text: str) -> Any:

@@ -21,18 +21,25 @@ from mcp import Client
 from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image, ImageChops, ImageStat
 
-from server.app import build_server
-from server.settings import Settings
+from llava_video_mcp.server.app import build_server
+from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.backends.base import Prompt
+from llava_video_mcp.tools.backends.loader import LazyBackend
+from llava_video_mcp.tools.backends.transformers import TransformersBackend
+from llava_video_mcp.tools.cancel import Cancelled, CancelToken
+from llava_video_mcp.tools.evidence import (
+    LABEL_HEIGHT,
+    MAX_FRAME_SIDE,
+    SHEET_MAX_BYTES,
+    LabelledFrame,
+    draw_label,
+    sheet_layout,
+)
+from llava_video_mcp.tools.frames import sample_frames
+from llava_video_mcp.tools.results import VideoAnswer
 from tests.httpserver import LoopbackServer
 from tests.test_followups import GUIDE, frames_of
 from tests.test_server import call, error_text
-from tools.backends.base import Prompt
-from tools.backends.loader import LazyBackend
-from tools.backends.transformers import TransformersBackend
-from tools.cancel import Cancelled, CancelToken
-from tools.evidence import LABEL_HEIGHT, MAX_FRAME_SIDE, SHEET_MAX_BYTES, LabelledFrame, draw_label, sheet_layout
-from tools.frames import sample_frames
-from tools.results import VideoAnswer
 
 pytestmark = pytest.mark.anyio
 

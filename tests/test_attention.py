@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 
+from llava_video_mcp.tools.backends import attention
+from llava_video_mcp.tools.backends.base import Prompt
+from llava_video_mcp.tools.backends.transformers import TransformersBackend
+from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from tests.media import nearest_reference, reference_frames
-from tools.backends import attention
-from tools.backends.base import Prompt
-from tools.backends.transformers import TransformersBackend
-from tools.frames import to_model_image, uniform_targets
 
 
 def _inputs(dtype: torch.dtype, tokens: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from transformers import Qwen2Config
 
+from llava_video_mcp.tools.backends.base import DEFAULT_MODEL, Prompt
+from llava_video_mcp.tools.backends.devices import cpu_has_native_bf16, pick_device, pick_dtype
+from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
+from llava_video_mcp.tools.backends.transformers import TransformersBackend
+from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from tests.media import nearest_reference, reference_frames
 from tests.reference import reference_generate
-from tools.backends.base import DEFAULT_MODEL, Prompt
-from tools.backends.devices import cpu_has_native_bf16, pick_device, pick_dtype
-from tools.backends.loader import BackendConfig, LazyBackend
-from tools.backends.transformers import TransformersBackend
-from tools.errors import ModelError
-from tools.frames import to_model_image, uniform_targets
 
 
 def test_lazy_backend_loads_once(tiny_model: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import ENV_PREFIX, ConfigError, declared, flags_table, parse_settings
+from llava_video_mcp.server.settings import ENV_PREFIX, ConfigError, declared, flags_table, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +33,10 @@ def test_flags_win_over_environment(tmp_path: Path) -> None:
     assert not parse_settings([], {}).preload
 
 
-def test_python_dash_m_server_is_the_same_command() -> None:
-    out = subprocess.run([sys.executable, "-m", "server", "--help"], capture_output=True, text=True, check=True)
+def test_python_dash_m_llava_video_mcp_is_the_same_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "llava_video_mcp", "--help"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("usage: llava-video-mcp")
     assert "LLAVA_VIDEO_MCP_<FLAG>" in out.stdout
 
@@ -146,12 +148,16 @@ def test_help_and_version_work_whatever_the_environment_holds() -> None:
     garbage = {item.variable: "%garbage%" for item in declared() if item.variable}
     for flag in ("--help", "--version"):
         out = subprocess.run(
-            [sys.executable, "-m", "server", flag], capture_output=True, text=True, env=os.environ | garbage, timeout=60
+            [sys.executable, "-m", "llava_video_mcp", flag],
+            capture_output=True,
+            text=True,
+            env=os.environ | garbage,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         assert "Traceback" not in out.stderr
     served = subprocess.run(
-        [sys.executable, "-m", "server"], capture_output=True, text=True, env=os.environ | garbage, timeout=60,
+        [sys.executable, "-m", "llava_video_mcp"], capture_output=True, text=True, env=os.environ | garbage, timeout=60,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert served.returncode == 2

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from llava_video_mcp.tools.backends.base import Prompt
+from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
+from llava_video_mcp.tools.backends.prefix_cache import PrefixCache
+from llava_video_mcp.tools.backends.transformers import TransformersBackend
+from llava_video_mcp.tools.errors import LimitError
+from llava_video_mcp.tools.frames import to_model_image, uniform_targets
+from llava_video_mcp.tools.sources import VideoFetcher
+from llava_video_mcp.tools.video_qa import VideoQA
 from tests.llava_builder import build_llava
 from tests.media import nearest_reference, reference_frames
-from tools.backends.base import Prompt
-from tools.backends.loader import BackendConfig, LazyBackend
-from tools.backends.prefix_cache import PrefixCache
-from tools.backends.transformers import TransformersBackend
-from tools.errors import LimitError
-from tools.frames import to_model_image, uniform_targets
-from tools.sources import VideoFetcher
-from tools.video_qa import VideoQA
 
 GUIDE = "The 6 images are frames of one video, in time order.\n\n"
 

@@ -11,9 +11,16 @@ import av
 import numpy as np
 import pytest
 
+from llava_video_mcp.tools.errors import DecodeError, LimitError
+from llava_video_mcp.tools.frames import (
+    SampleCache,
+    SamplingPlan,
+    probe,
+    sample_frames,
+    to_model_image,
+    uniform_targets,
+)
 from tests.media import encode_audio_only, encode_video, nearest_reference, reference_frames
-from tools.errors import DecodeError, LimitError
-from tools.frames import SampleCache, SamplingPlan, probe, sample_frames, to_model_image, uniform_targets
 
 
 def assert_exact(path: Path, num_frames: int, min_side: int = 384, **range_kwargs: float) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from llava_video_mcp.tools.backends.base import Prompt
+from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
+from llava_video_mcp.tools.backends.transformers import TransformersBackend
+from llava_video_mcp.tools.frames import to_model_image, uniform_targets
+from llava_video_mcp.tools.sources import VideoFetcher
+from llava_video_mcp.tools.video_qa import VideoQA
 from tests.media import nearest_reference, reference_frames, scenes
-from tools.backends.base import Prompt
-from tools.backends.loader import BackendConfig, LazyBackend
-from tools.backends.transformers import TransformersBackend
-from tools.frames import to_model_image, uniform_targets
-from tools.sources import VideoFetcher
-from tools.video_qa import VideoQA
 
 pytestmark = pytest.mark.gpu
 

@@ -21,17 +21,17 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from server.app import build_server
-from server.settings import Settings
+from llava_video_mcp.server.app import build_server
+from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
+from llava_video_mcp.tools.backends.transformers import TransformersBackend
+from llava_video_mcp.tools.results import VideoAnswer
+from llava_video_mcp.tools.untrusted import MAX_QUESTION_CHARS
 from tests.httpserver import LoopbackServer
 from tests.llava_builder import build_llava
 from tests.media import encode_video, with_subtitles
 from tests.test_server import call, error_text
 from tests.test_stdio import describe_raw, server_command, wait_for_partial_download
-from tools.backends.loader import BackendConfig, LazyBackend
-from tools.backends.transformers import TransformersBackend
-from tools.results import VideoAnswer
-from tools.untrusted import MAX_QUESTION_CHARS
 
 pytestmark = pytest.mark.anyio
 
@@ -273,9 +273,9 @@ class Recorder:
 
 
 async def test_injected_turns_stay_text(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
-    from tools.sources import VideoFetcher
-    from tools.stages import TranscriptOptions
-    from tools.video_qa import VideoQA
+    from llava_video_mcp.tools.sources import VideoFetcher
+    from llava_video_mcp.tools.stages import TranscriptOptions
+    from llava_video_mcp.tools.video_qa import VideoQA
 
     video = with_subtitles(h264_mp4, tmp_path, f"talk{HOSTILE_TEXT.count('<')}", HOSTILE_VTT)
     recorder = Recorder(tiny_model)
@@ -305,7 +305,7 @@ async def test_injected_turns_stay_text(tiny_model: Path, tmp_path: Path, h264_m
 
 
 def test_sidecar_symlink_outside_the_allowed_folders_is_ignored(tmp_path: Path, h264_mp4: Path) -> None:
-    from tools.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.sources import FetchPolicy, VideoFetcher
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -321,8 +321,8 @@ def test_sidecar_symlink_outside_the_allowed_folders_is_ignored(tmp_path: Path, 
 
 
 def test_refusals_outside_the_allowed_folders_do_not_tell_what_exists(tmp_path: Path, h264_mp4: Path) -> None:
-    from tools.errors import SourceError
-    from tools.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.errors import SourceError
+    from llava_video_mcp.tools.sources import FetchPolicy, VideoFetcher
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -376,8 +376,8 @@ def old_model_dirs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_older_processor_configs_are_read_from_the_model(
     name: str, old_model_dirs: dict[str, Path], tiny_model: Path, h264_mp4: Path
 ) -> None:
+    from llava_video_mcp.tools.backends.base import Prompt
     from tests.test_followups import GUIDE, frames_of
-    from tools.backends.base import Prompt
 
     images = frames_of(h264_mp4, 3)
     prompt = Prompt(images, GUIDE + "What moves?", len(GUIDE))
@@ -387,7 +387,7 @@ def test_older_processor_configs_are_read_from_the_model(
 
 
 def test_a_processor_that_does_not_fit_the_model_is_refused_with_the_fix(old_model_dirs: dict[str, Path]) -> None:
-    from tools.errors import ModelError
+    from llava_video_mcp.tools.errors import ModelError
 
     with pytest.raises(ModelError, match=r"do not match its model .* download it again"):
         TransformersBackend.load(str(old_model_dirs["mismatched"]), device="cpu")
@@ -396,9 +396,9 @@ def test_a_processor_that_does_not_fit_the_model_is_refused_with_the_fix(old_mod
 def test_prefix_cache_is_sized_from_the_device_and_says_when_it_cannot_keep(
     tiny_model: Path, h264_mp4: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from llava_video_mcp.tools.backends.base import Prompt
+    from llava_video_mcp.tools.backends.transformers import available_ram, prefix_cache_budget
     from tests.test_followups import GUIDE, frames_of
-    from tools.backends.base import Prompt
-    from tools.backends.transformers import available_ram, prefix_cache_budget
 
     budget = prefix_cache_budget("cpu")
     assert 0 < budget < available_ram()  # a share of what is free, never all of it

@@ -22,8 +22,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from server.app import build_server
-from server.settings import Settings
+from llava_video_mcp.server.app import build_server
+from llava_video_mcp.server.settings import Settings
 from tests.engines import free_port
 from tests.httpserver import LoopbackServer
 from tests.test_running import HEADERS, INITIALIZE
@@ -256,7 +256,7 @@ async def test_the_file_limit_is_never_reached(tiny_model: Path, tmp_path: Path)
 
 
 def test_a_flood_of_failed_accepts_logs_a_few_lines() -> None:
-    from server.http_guard import RateLimited
+    from llava_video_mcp.server.http_guard import RateLimited
 
     records: list[logging.LogRecord] = []
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llava_video_mcp.tools.errors import DecodeError, LimitError, VideoToolError
+from llava_video_mcp.tools.frames import orientation_from_matrix, probe, sample_frames
 from tests.media import (
     encode_video,
     joined_clips,
@@ -21,8 +23,6 @@ from tests.media import (
     sample_count_bomb,
     with_display_matrix,
 )
-from tools.errors import DecodeError, LimitError, VideoToolError
-from tools.frames import orientation_from_matrix, probe, sample_frames
 
 ONE = 1 << 16
 W = 1 << 30
@@ -94,8 +94,8 @@ def peak_rss(call: str) -> tuple[str, float]:
     code = f"""
 import json, resource
 from pathlib import Path
-from tools.frames import *
-from tools.errors import VideoToolError
+from llava_video_mcp.tools.frames import *
+from llava_video_mcp.tools.errors import VideoToolError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     {call}
@@ -245,7 +245,7 @@ def test_every_refusal_is_a_tool_error_class(tmp_path: Path, secret: Path) -> No
 def test_the_duration_limit_holds_when_the_header_states_none(tmp_path: Path) -> None:
     import av
 
-    from tools.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.sources import FetchPolicy, VideoFetcher
 
     live = tmp_path / "live.mkv"  # written as a live stream: no duration in its header, no index
     with av.open(str(live), "w", format="matroska", options={"live": "1"}) as container:

@@ -13,14 +13,14 @@ import anyio
 import pytest
 from mcp import Client
 
-from server.app import build_server
-from server.settings import Settings
+from llava_video_mcp.server.app import build_server
+from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.coverage import plan_windows
+from llava_video_mcp.tools.frames import outline
+from llava_video_mcp.tools.results import VideoAnswer
 from tests.engines import Relay, ServedModel
 from tests.media import CUTS, scenes
 from tests.test_server import call, error_text
-from tools.coverage import plan_windows
-from tools.frames import outline
-from tools.results import VideoAnswer
 
 pytestmark = pytest.mark.anyio
 
@@ -139,9 +139,9 @@ async def test_a_cancelled_watch_keeps_only_whole_notes(client: Client, settings
 
 
 async def test_long_notes_are_condensed_in_stages(client: Client, talk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tools.watch
+    from llava_video_mcp.tools import watch
 
-    monkeypatch.setattr(tools.watch, "REDUCE_CHARS", 500)  # the 5 windows' notes are over 1,500 characters
+    monkeypatch.setattr(watch, "REDUCE_CHARS", 500)  # the 5 windows' notes are over 1,500 characters
     messages: list[str] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:

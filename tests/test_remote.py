@@ -16,12 +16,12 @@ import anyio
 import pytest
 from mcp import Client
 
-from server.app import build_server
-from server.settings import Settings
+from llava_video_mcp.server.app import build_server
+from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.results import VideoAnswer
 from tests.engines import MisbehavingEngine, Relay, Script, ServedModel, chunk, free_port, served_model
 from tests.test_server import call, error_text
 from tests.test_stdio import server_command
-from tools.results import VideoAnswer
 
 pytestmark = pytest.mark.anyio
 
@@ -216,9 +216,9 @@ def test_remote_mode_starts_fast_without_torch(engine: ServedModel, tmp_path: Pa
     probe = f"""
 import sys, time
 started = time.perf_counter()
-from server.settings import parse_settings
-from server.app import build_server
-from tools.backends.loader import LazyBackend
+from llava_video_mcp.server.settings import parse_settings
+from llava_video_mcp.server.app import build_server
+from llava_video_mcp.tools.backends.loader import LazyBackend
 settings = parse_settings(["--endpoint", {engine.url!r}, "--cache-dir", {str(tmp_path)!r}])
 provider = LazyBackend(settings.backend_config())
 provider.get()

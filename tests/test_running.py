@@ -22,11 +22,11 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from llava_video_mcp.tools.results import VideoAnswer
 from tests.engines import free_port
 from tests.fakehub import REPO, FakeHub
 from tests.httpserver import LoopbackServer
 from tests.test_stdio import describe_raw, server_command, wait_for_partial_download
-from tools.results import VideoAnswer
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 TOKEN = "test-token-0123456789abcdef"
@@ -359,7 +359,7 @@ def test_terminal_usage_errors_exit_2_before_any_model_loads(args: list[str], sa
 
 
 def test_the_answer_is_printed_without_escape_sequences(tmp_path: Path) -> None:
-    from server.terminal import printable
+    from llava_video_mcp.server.terminal import printable
 
     assert printable("fine\x1b[2J\x1b]0;pwned\x07 answer\x00") == "fine answer"
 
@@ -429,8 +429,8 @@ async def test_the_first_model_download_is_reported(tmp_path: Path, tiny_model: 
 async def test_no_network_fails_at_once_and_is_remembered(
     tmp_path: Path, h264_mp4: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from server.app import build_server
-    from server.settings import Settings
+    from llava_video_mcp.server.app import build_server
+    from llava_video_mcp.server.settings import Settings
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens: like no network

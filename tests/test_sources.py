@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from llava_video_mcp.tools.errors import DownloadError, SourceError
+from llava_video_mcp.tools.frames import probe
+from llava_video_mcp.tools.sources import VideoFetcher
 from tests.httpserver import LoopbackServer
-from tools.errors import DownloadError, SourceError
-from tools.frames import probe
-from tools.sources import VideoFetcher
 
 
 def cache_entries(cache: Path) -> list[str]:

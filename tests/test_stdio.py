@@ -20,8 +20,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from llava_video_mcp.tools.results import VideoAnswer
 from tests.httpserver import LoopbackServer
-from tools.results import VideoAnswer
 
 pytestmark = pytest.mark.anyio
 

@@ -36,7 +36,7 @@ import av.container
 import av.error
 import av.video.stream
 
-from tools.errors import DecodeError, LimitError
+from llava_video_mcp.tools.errors import DecodeError, LimitError
 
 log = logging.getLogger(__name__)
 

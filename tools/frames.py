@@ -36,9 +36,9 @@ import av.video.frame
 import av.video.stream
 from PIL import Image
 
-from tools.cancel import CancelToken
-from tools.containers import open_input, prepare_video_stream
-from tools.errors import DecodeError, LimitError
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.containers import open_input, prepare_video_stream
+from llava_video_mcp.tools.errors import DecodeError, LimitError
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit
 
-from tools.errors import SourceError
+from llava_video_mcp.tools.errors import SourceError
 
 
 class NonPublicAddressError(OSError):

@@ -39,12 +39,12 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from tools import netguard, ytdlp
-from tools.cancel import CancelToken
-from tools.errors import DownloadError, LimitError, SourceError
-from tools.frames import media_duration
-from tools.transcript import find_sidecar
-from tools.untrusted import short_title
+from llava_video_mcp.tools import netguard, ytdlp
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError
+from llava_video_mcp.tools.frames import media_duration
+from llava_video_mcp.tools.transcript import find_sidecar
+from llava_video_mcp.tools.untrusted import short_title
 
 try:
     import fcntl

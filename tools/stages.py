@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from tools.backends.base import InferenceProgress, ModelProvider, VideoLanguageBackend
-from tools.results import ModelInfo
-from tools.sources import LocalVideo
-from tools.transcript import Cue, parse_subtitles
-from tools.ytdlp import ProgressHook
+from llava_video_mcp.tools.backends.base import InferenceProgress, ModelProvider, VideoLanguageBackend
+from llava_video_mcp.tools.results import ModelInfo
+from llava_video_mcp.tools.sources import LocalVideo
+from llava_video_mcp.tools.transcript import Cue, parse_subtitles
+from llava_video_mcp.tools.ytdlp import ProgressHook
 
 DEFAULT_QUESTION = (
     "Describe this video in detail: the setting, the people, animals or objects in it, "

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from tools.errors import LimitError
+from llava_video_mcp.tools.errors import LimitError
 
 MAX_QUESTION_CHARS = 8000
 """About 2,000 tokens: far more than any question needs, far less than the context the frames need."""

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tools.backends.base import Generation, ModelProvider, Prompt, VideoLanguageBackend
-from tools.cancel import CancelToken
-from tools.coverage import (
+from llava_video_mcp.tools.backends.base import Generation, ModelProvider, Prompt, VideoLanguageBackend
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.coverage import (
     MAP_INSTRUCTION,
     NOTES_TOKENS,
     REDUCE_CHARS,
@@ -27,11 +27,11 @@ from tools.coverage import (
     groups_within,
     plan_windows,
 )
-from tools.errors import LimitError
-from tools.frames import SamplingPlan, checked_range, outline, sample_with_plan
-from tools.results import Segment, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
-from tools.sources import LocalVideo, VideoFetcher
-from tools.stages import (
+from llava_video_mcp.tools.errors import LimitError
+from llava_video_mcp.tools.frames import SamplingPlan, checked_range, outline, sample_with_plan
+from llava_video_mcp.tools.results import Segment, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
+from llava_video_mcp.tools.sources import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.stages import (
     DEFAULT_QUESTION,
     FRAME_SIDE,
     Progress,
@@ -44,8 +44,8 @@ from tools.stages import (
     span,
     subtitle_cues,
 )
-from tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
-from tools.untrusted import clean_question, neutralise
+from llava_video_mcp.tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
+from llava_video_mcp.tools.untrusted import clean_question, neutralise
 
 
 @dataclass(frozen=True)

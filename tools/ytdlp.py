@@ -39,9 +39,9 @@ import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, IncompleteRead, TransportError
 from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError
 
-from tools.cancel import Cancelled, CancelToken
-from tools.errors import DownloadError, LimitError, SourceError, VideoToolError
-from tools.netguard import (
+from llava_video_mcp.tools.cancel import Cancelled, CancelToken
+from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError, VideoToolError
+from llava_video_mcp.tools.netguard import (
     ConnectionWatch,
     NonPublicAddressError,
     ProgramRefusedError,

@@ -14,8 +14,8 @@ from typing import Protocol
 
 from PIL import Image
 
-from tools.backends.turns import Turns
-from tools.cancel import CancelToken, never
+from llava_video_mcp.tools.backends.turns import Turns
+from llava_video_mcp.tools.cancel import CancelToken, never
 
 DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
 

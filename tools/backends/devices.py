@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.errors import ModelError
+from llava_video_mcp.tools.errors import ModelError
 
 if TYPE_CHECKING:
     import torch

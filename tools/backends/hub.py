@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from tools.errors import ModelError
+from llava_video_mcp.tools.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tools.backends.base import DEFAULT_MODEL, VideoLanguageBackend
-from tools.backends.hub import DownloadProgress
-from tools.errors import ModelError
+from llava_video_mcp.tools.backends.base import DEFAULT_MODEL, VideoLanguageBackend
+from llava_video_mcp.tools.backends.hub import DownloadProgress
+from llava_video_mcp.tools.errors import ModelError
 
 API_KEY_VARIABLE = "LLAVA_VIDEO_MCP_API_KEY"
 """The one place a remote engine's API key comes from: never a flag (flags show in process lists)."""
@@ -94,7 +94,7 @@ class LazyBackend:
     def _bring_up(self, on_download: DownloadProgress | None) -> VideoLanguageBackend:
         config = self.config
         if config.endpoint:
-            from tools.backends.remote import RemoteBackend
+            from llava_video_mcp.tools.backends.remote import RemoteBackend
 
             remote = RemoteBackend(
                 config.endpoint,
@@ -106,7 +106,7 @@ class LazyBackend:
             )
             remote.connect()
             return remote
-        from tools.backends.transformers import TransformersBackend
+        from llava_video_mcp.tools.backends.transformers import TransformersBackend
 
         return TransformersBackend.load(
             config.model or DEFAULT_MODEL,

@@ -32,7 +32,7 @@ import openai
 from openai.types.chat import ChatCompletionContentPartParam
 from PIL import Image
 
-from tools.backends.base import (
+from llava_video_mcp.tools.backends.base import (
     Generation,
     InferenceProgress,
     Prompt,
@@ -41,9 +41,9 @@ from tools.backends.base import (
     generating,
     no_progress,
 )
-from tools.backends.loader import API_KEY_VARIABLE
-from tools.cancel import CancelToken
-from tools.errors import LimitError, ModelError
+from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import LimitError, ModelError
 
 log = logging.getLogger(__name__)
 

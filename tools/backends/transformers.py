@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.backends import attention
-from tools.backends.base import (
+from llava_video_mcp.tools.backends import attention
+from llava_video_mcp.tools.backends.base import (
     DEFAULT_MODEL,
     Generation,
     InferenceProgress,
@@ -30,11 +30,11 @@ from tools.backends.base import (
     generating,
     no_progress,
 )
-from tools.backends.devices import mixed_prefill_dtype, pick_device, pick_dtype
-from tools.backends.hub import DownloadProgress, local_snapshot
-from tools.backends.prefix_cache import PrefixCache, cache_bytes
-from tools.cancel import CancelToken
-from tools.errors import LimitError, ModelError
+from llava_video_mcp.tools.backends.devices import mixed_prefill_dtype, pick_device, pick_dtype
+from llava_video_mcp.tools.backends.hub import DownloadProgress, local_snapshot
+from llava_video_mcp.tools.backends.prefix_cache import PrefixCache, cache_bytes
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import LimitError, ModelError
 
 if TYPE_CHECKING:
     import torch

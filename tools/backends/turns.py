@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from tools.cancel import CancelToken
+from llava_video_mcp.tools.cancel import CancelToken
 
 WaitReport = Callable[[int], None]
 """Called with the number of calls ahead, when a call starts waiting and whenever that number changes."""
