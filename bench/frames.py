@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llava_video_mcp.tools import frames as sampler  # noqa: E402
+from llava_video_mcp.tools.frames import sampler  # noqa: E402
 
 MEDIA = ROOT / "bench" / ".media"
 RESULTS = ROOT / "bench" / "results" / "frames.json"

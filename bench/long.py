@@ -63,7 +63,7 @@ def timed(fn: Any, repeats: int = 3) -> float:
 
 
 def exact_frames(path: Path, count: int = 8) -> dict[str, Any]:
-    import llava_video_mcp.tools.frames as frames
+    import llava_video_mcp.tools.frames.sampler as frames
 
     sampled = frames.sample_frames(path, count)
     targets = frames.uniform_targets(0.0, sampled.info.duration_s, count)
@@ -89,8 +89,8 @@ def exact_frames(path: Path, count: int = 8) -> dict[str, Any]:
 
 
 def _decode_all_windows(path: str, window_s: float, per_window: int, queue: Any) -> None:
-    from llava_video_mcp.tools.coverage import plan_windows
-    from llava_video_mcp.tools.frames import SamplingPlan, outline, sample_with_plan
+    from llava_video_mcp.tools.answer.windows import plan_windows
+    from llava_video_mcp.tools.frames.sampler import SamplingPlan, outline, sample_with_plan
 
     started = time.perf_counter()
     info, keyframes = outline(Path(path))
@@ -126,9 +126,9 @@ def model_time(device: str, windows_timed: int, windows_total: int) -> dict[str,
     import numpy as np
     from PIL import Image
 
+    from llava_video_mcp.tools.answer.windows import MAP_INSTRUCTION, NOTES_TOKENS, REDUCE_CHARS, clock, groups_within
     from llava_video_mcp.tools.backends.base import Prompt
     from llava_video_mcp.tools.backends.transformers import TransformersBackend
-    from llava_video_mcp.tools.coverage import MAP_INSTRUCTION, NOTES_TOKENS, REDUCE_CHARS, clock, groups_within
 
     model, processor, prefill = build_model("auto", device)
     backend = TransformersBackend(model, processor, "random-llava-interleave-0.5b", device, prefill_dtype=prefill)

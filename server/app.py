@@ -23,14 +23,14 @@ from llava_video_mcp.server.auth import auth_options
 from llava_video_mcp.server.contract import StrictTool
 from llava_video_mcp.server.settings import Settings, version
 from llava_video_mcp.server.worker import Download, Pools, run_call
+from llava_video_mcp.tools.answer.qa import MAX_VIDEOS, MIN_VIDEOS, Clip, VideoQA
+from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer.steps import Progress, TranscriptOptions, download_progress
 from llava_video_mcp.tools.backends.loader import LazyBackend
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.frames import MAX_FRAMES
-from llava_video_mcp.tools.results import VideoAnswer
-from llava_video_mcp.tools.sources import VideoFetcher
-from llava_video_mcp.tools.stages import Progress, TranscriptOptions, download_progress
+from llava_video_mcp.tools.frames.sampler import MAX_FRAMES
+from llava_video_mcp.tools.media.sources import VideoFetcher
 from llava_video_mcp.tools.untrusted import MAX_QUESTION_CHARS
-from llava_video_mcp.tools.video_qa import MAX_VIDEOS, MIN_VIDEOS, Clip, VideoQA
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from llava_video_mcp.server.worker import ACTIVE_CALLS
 from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
 from llava_video_mcp.tools.backends.loader import LazyBackend
 from llava_video_mcp.tools.errors import VideoToolError
-from llava_video_mcp.tools.sources import remove_own_staging
+from llava_video_mcp.tools.media.sources import remove_own_staging
 
 log = logging.getLogger("llava_video_mcp")
 

@@ -26,8 +26,8 @@ from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
 from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE, BackendConfig
 
 if TYPE_CHECKING:
-    from llava_video_mcp.tools.sources import FetchPolicy
-    from llava_video_mcp.tools.watch import WindowOptions
+    from llava_video_mcp.tools.answer.watch import WindowOptions
+    from llava_video_mcp.tools.media.sources import FetchPolicy
 
 ENV_PREFIX = "LLAVA_VIDEO_MCP_"
 AUTH_TOKEN_VARIABLE = ENV_PREFIX + "AUTH_TOKEN"
@@ -282,12 +282,12 @@ class Settings(BaseModel):
         )
 
     def window_options(self) -> WindowOptions:
-        from llava_video_mcp.tools.watch import WindowOptions
+        from llava_video_mcp.tools.answer.watch import WindowOptions
 
         return WindowOptions(window_s=self.window_s, max_windows=self.max_windows)
 
     def fetch_policy(self) -> FetchPolicy:
-        from llava_video_mcp.tools.sources import FetchPolicy
+        from llava_video_mcp.tools.media.sources import FetchPolicy
 
         over_http = self.transport == "http"
         return FetchPolicy(
@@ -305,7 +305,7 @@ class Settings(BaseModel):
 
 def _default_cache_dir() -> Path:
     """Imported when used: the download stack (yt-dlp, PyAV) is not needed for --help."""
-    from llava_video_mcp.tools.sources import default_cache_dir
+    from llava_video_mcp.tools.media.sources import default_cache_dir
 
     return default_cache_dir()
 

@@ -107,12 +107,12 @@ def command_problem(args: argparse.Namespace) -> str | None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Answer the command's question; the exit status."""
     from llava_video_mcp.server.checks import check
+    from llava_video_mcp.tools.answer.qa import VideoQA
+    from llava_video_mcp.tools.answer.steps import TranscriptOptions
     from llava_video_mcp.tools.backends.loader import LazyBackend
     from llava_video_mcp.tools.cancel import Cancelled, CancelToken
     from llava_video_mcp.tools.errors import VideoToolError
-    from llava_video_mcp.tools.sources import VideoFetcher, remove_own_staging
-    from llava_video_mcp.tools.stages import TranscriptOptions
-    from llava_video_mcp.tools.video_qa import VideoQA
+    from llava_video_mcp.tools.media.sources import VideoFetcher, remove_own_staging
 
     settings = check(settings)
     fetcher = VideoFetcher(

@@ -36,9 +36,9 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 
 from llava_video_mcp.server.contract import answer_result, error_result, incident_result
+from llava_video_mcp.tools.answer.results import VideoAnswer
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.errors import VideoToolError
-from llava_video_mcp.tools.results import VideoAnswer
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yt_dlp
 
-from llava_video_mcp.tools import netguard
 from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError
-from llava_video_mcp.tools.frames import probe
-from llava_video_mcp.tools.sources import FetchPolicy, VideoFetcher
-from llava_video_mcp.tools.transcript import bounded, cues_in_range, find_sidecar, parse_subtitles
-from llava_video_mcp.tools.ytdlp import DownloadOptions, _explain
+from llava_video_mcp.tools.frames.sampler import probe
+from llava_video_mcp.tools.media import netguard
+from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
+from llava_video_mcp.tools.media.ytdlp import DownloadOptions, _explain
+from llava_video_mcp.tools.prompt.subtitles import bounded, cues_in_range, find_sidecar, parse_subtitles
 from tests.httpserver import LoopbackServer
 from tests.media import encode_video
 
@@ -371,6 +371,6 @@ def test_a_cut_connection_is_released_at_the_end_of_its_session() -> None:
     ],
 )
 def test_what_counts_as_a_public_address(address: str, public: bool) -> None:
-    from llava_video_mcp.tools.netguard import is_public
+    from llava_video_mcp.tools.media.netguard import is_public
 
     assert is_public(address) is public

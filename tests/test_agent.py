@@ -23,11 +23,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.backends.base import Prompt
-from llava_video_mcp.tools.backends.loader import LazyBackend
-from llava_video_mcp.tools.backends.transformers import TransformersBackend
-from llava_video_mcp.tools.cancel import Cancelled, CancelToken
-from llava_video_mcp.tools.evidence import (
+from llava_video_mcp.tools.answer.evidence import (
     LABEL_HEIGHT,
     MAX_FRAME_SIDE,
     SHEET_MAX_BYTES,
@@ -35,8 +31,12 @@ from llava_video_mcp.tools.evidence import (
     draw_label,
     sheet_layout,
 )
-from llava_video_mcp.tools.frames import sample_frames
-from llava_video_mcp.tools.results import VideoAnswer
+from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.backends.base import Prompt
+from llava_video_mcp.tools.backends.loader import LazyBackend
+from llava_video_mcp.tools.backends.transformers import TransformersBackend
+from llava_video_mcp.tools.cancel import Cancelled, CancelToken
+from llava_video_mcp.tools.frames.sampler import sample_frames
 from tests.httpserver import LoopbackServer
 from tests.test_followups import GUIDE, frames_of
 from tests.test_server import call, error_text

@@ -17,7 +17,7 @@ from mcp import Client
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
-from llava_video_mcp.tools.sources import FetchPolicy, VideoFetcher
+from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
 from tests.httpserver import LoopbackServer
 from tests.test_server import call, error_text
 from tests.test_stdio import wait_for_partial_download

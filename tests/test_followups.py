@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from llava_video_mcp.tools.answer.qa import VideoQA
 from llava_video_mcp.tools.backends.base import Prompt
 from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
 from llava_video_mcp.tools.backends.prefix_cache import PrefixCache
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames import to_model_image, uniform_targets
-from llava_video_mcp.tools.sources import VideoFetcher
-from llava_video_mcp.tools.video_qa import VideoQA
+from llava_video_mcp.tools.frames.sampler import to_model_image, uniform_targets
+from llava_video_mcp.tools.media.sources import VideoFetcher
 from tests.llava_builder import build_llava
 from tests.media import nearest_reference, reference_frames
 

@@ -23,9 +23,9 @@ from mcp.client.stdio import stdio_client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.answer.results import VideoAnswer
 from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
-from llava_video_mcp.tools.results import VideoAnswer
 from llava_video_mcp.tools.untrusted import MAX_QUESTION_CHARS
 from tests.httpserver import LoopbackServer
 from tests.llava_builder import build_llava
@@ -273,9 +273,9 @@ class Recorder:
 
 
 async def test_injected_turns_stay_text(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
-    from llava_video_mcp.tools.sources import VideoFetcher
-    from llava_video_mcp.tools.stages import TranscriptOptions
-    from llava_video_mcp.tools.video_qa import VideoQA
+    from llava_video_mcp.tools.answer.qa import VideoQA
+    from llava_video_mcp.tools.answer.steps import TranscriptOptions
+    from llava_video_mcp.tools.media.sources import VideoFetcher
 
     video = with_subtitles(h264_mp4, tmp_path, f"talk{HOSTILE_TEXT.count('<')}", HOSTILE_VTT)
     recorder = Recorder(tiny_model)
@@ -305,7 +305,7 @@ async def test_injected_turns_stay_text(tiny_model: Path, tmp_path: Path, h264_m
 
 
 def test_sidecar_symlink_outside_the_allowed_folders_is_ignored(tmp_path: Path, h264_mp4: Path) -> None:
-    from llava_video_mcp.tools.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -322,7 +322,7 @@ def test_sidecar_symlink_outside_the_allowed_folders_is_ignored(tmp_path: Path, 
 
 def test_refusals_outside_the_allowed_folders_do_not_tell_what_exists(tmp_path: Path, h264_mp4: Path) -> None:
     from llava_video_mcp.tools.errors import SourceError
-    from llava_video_mcp.tools.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from llava_video_mcp.tools.errors import DecodeError, LimitError, VideoToolError
-from llava_video_mcp.tools.frames import orientation_from_matrix, probe, sample_frames
+from llava_video_mcp.tools.frames.sampler import orientation_from_matrix, probe, sample_frames
 from tests.media import (
     encode_video,
     joined_clips,
@@ -94,7 +94,7 @@ def peak_rss(call: str) -> tuple[str, float]:
     code = f"""
 import json, resource
 from pathlib import Path
-from llava_video_mcp.tools.frames import *
+from llava_video_mcp.tools.frames.sampler import *
 from llava_video_mcp.tools.errors import VideoToolError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
@@ -245,7 +245,7 @@ def test_every_refusal_is_a_tool_error_class(tmp_path: Path, secret: Path) -> No
 def test_the_duration_limit_holds_when_the_header_states_none(tmp_path: Path) -> None:
     import av
 
-    from llava_video_mcp.tools.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
 
     live = tmp_path / "live.mkv"  # written as a live stream: no duration in its header, no index
     with av.open(str(live), "w", format="matroska", options={"live": "1"}) as container:

@@ -15,9 +15,9 @@ from mcp import Client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.coverage import plan_windows
-from llava_video_mcp.tools.frames import outline
-from llava_video_mcp.tools.results import VideoAnswer
+from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer.windows import plan_windows
+from llava_video_mcp.tools.frames.sampler import outline
 from tests.engines import Relay, ServedModel
 from tests.media import CUTS, scenes
 from tests.test_server import call, error_text
@@ -139,7 +139,7 @@ async def test_a_cancelled_watch_keeps_only_whole_notes(client: Client, settings
 
 
 async def test_long_notes_are_condensed_in_stages(client: Client, talk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llava_video_mcp.tools import watch
+    from llava_video_mcp.tools.answer import watch
 
     monkeypatch.setattr(watch, "REDUCE_CHARS", 500)  # the 5 windows' notes are over 1,500 characters
     messages: list[str] = []

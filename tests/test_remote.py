@@ -18,7 +18,7 @@ from mcp import Client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.results import VideoAnswer
+from llava_video_mcp.tools.answer.results import VideoAnswer
 from tests.engines import MisbehavingEngine, Relay, Script, ServedModel, chunk, free_port, served_model
 from tests.test_server import call, error_text
 from tests.test_stdio import server_command

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from llava_video_mcp.tools.answer.qa import VideoQA
+from llava_video_mcp.tools.answer.steps import TranscriptOptions
 from llava_video_mcp.tools.backends.base import Generation, InferenceProgress, Prompt, VideoLanguageBackend, no_progress
 from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.sources import VideoFetcher
-from llava_video_mcp.tools.stages import TranscriptOptions
-from llava_video_mcp.tools.video_qa import VideoQA
+from llava_video_mcp.tools.media.sources import VideoFetcher
 from tests.httpserver import LoopbackServer
 from tests.media import with_subtitles
 from tests.test_acquisition import VTT
@@ -133,7 +133,7 @@ def test_compare_labels_each_videos_subtitles(
     ids=["digits", "angle-brackets", "open-timings", "huge-cue", "many-cues"],
 )
 def test_a_megabyte_of_pathological_subtitles_parses_in_linear_time(hostile: str) -> None:
-    from llava_video_mcp.tools.transcript import MAX_CUE_CHARS, parse_subtitles
+    from llava_video_mcp.tools.prompt.subtitles import MAX_CUE_CHARS, parse_subtitles
 
     assert len(hostile) >= 900_000
     started = time.process_time()

@@ -41,7 +41,7 @@ from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedEr
 
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError, VideoToolError
-from llava_video_mcp.tools.netguard import (
+from llava_video_mcp.tools.media.netguard import (
     ConnectionWatch,
     NonPublicAddressError,
     ProgramRefusedError,

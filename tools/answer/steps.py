@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from llava_video_mcp.tools.answer.results import ModelInfo
 from llava_video_mcp.tools.backends.base import InferenceProgress, ModelProvider, VideoLanguageBackend
-from llava_video_mcp.tools.results import ModelInfo
-from llava_video_mcp.tools.sources import LocalVideo
-from llava_video_mcp.tools.transcript import Cue, parse_subtitles
-from llava_video_mcp.tools.ytdlp import ProgressHook
+from llava_video_mcp.tools.media.sources import LocalVideo
+from llava_video_mcp.tools.media.ytdlp import ProgressHook
+from llava_video_mcp.tools.prompt.subtitles import Cue, parse_subtitles
 
 DEFAULT_QUESTION = (
     "Describe this video in detail: the setting, the people, animals or objects in it, "

@@ -14,24 +14,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from llava_video_mcp.tools.backends.base import Generation, ModelProvider, Prompt, VideoLanguageBackend
-from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.coverage import (
-    MAP_INSTRUCTION,
-    NOTES_TOKENS,
-    REDUCE_CHARS,
-    NotesStore,
-    Window,
-    WindowNotes,
-    clock,
-    groups_within,
-    plan_windows,
-)
-from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames import SamplingPlan, checked_range, outline, sample_with_plan
-from llava_video_mcp.tools.results import Segment, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
-from llava_video_mcp.tools.sources import LocalVideo, VideoFetcher
-from llava_video_mcp.tools.stages import (
+from llava_video_mcp.tools.answer.results import Segment, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
+from llava_video_mcp.tools.answer.steps import (
     DEFAULT_QUESTION,
     FRAME_SIDE,
     Progress,
@@ -44,7 +28,23 @@ from llava_video_mcp.tools.stages import (
     span,
     subtitle_cues,
 )
-from llava_video_mcp.tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
+from llava_video_mcp.tools.answer.windows import (
+    MAP_INSTRUCTION,
+    NOTES_TOKENS,
+    REDUCE_CHARS,
+    NotesStore,
+    Window,
+    WindowNotes,
+    clock,
+    groups_within,
+    plan_windows,
+)
+from llava_video_mcp.tools.backends.base import Generation, ModelProvider, Prompt, VideoLanguageBackend
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import LimitError
+from llava_video_mcp.tools.frames.sampler import SamplingPlan, checked_range, outline, sample_with_plan
+from llava_video_mcp.tools.media.sources import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.prompt.subtitles import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
 from llava_video_mcp.tools.untrusted import clean_question, neutralise
 
 

@@ -14,14 +14,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
 
-from llava_video_mcp.tools.backends.base import ModelProvider, Prompt
-from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.evidence import LabelledFrame, contact_sheet, frame_images, label
-from llava_video_mcp.tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
-from llava_video_mcp.tools.results import FrameInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
-from llava_video_mcp.tools.sources import LocalVideo, VideoFetcher
-from llava_video_mcp.tools.stages import (
+from llava_video_mcp.tools.answer.evidence import LabelledFrame, contact_sheet, frame_images, label
+from llava_video_mcp.tools.answer.results import FrameInfo, Timings, TokenCounts, TranscriptCue, VideoAnswer, VideoInfo
+from llava_video_mcp.tools.answer.steps import (
     DEFAULT_QUESTION,
     FRAME_SIDE,
     WITH_TRANSCRIPT,
@@ -36,9 +31,14 @@ from llava_video_mcp.tools.stages import (
     no_progress,
     subtitle_cues,
 )
-from llava_video_mcp.tools.transcript import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
+from llava_video_mcp.tools.answer.watch import FullWatch, WindowOptions
+from llava_video_mcp.tools.backends.base import ModelProvider, Prompt
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import LimitError
+from llava_video_mcp.tools.frames.sampler import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
+from llava_video_mcp.tools.media.sources import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.prompt.subtitles import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
 from llava_video_mcp.tools.untrusted import clean_question, neutralise
-from llava_video_mcp.tools.watch import FullWatch, WindowOptions
 
 MIN_VIDEOS, MAX_VIDEOS = 2, 4
 

@@ -37,8 +37,8 @@ import av.video.stream
 from PIL import Image
 
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.containers import open_input, prepare_video_stream
 from llava_video_mcp.tools.errors import DecodeError, LimitError
+from llava_video_mcp.tools.frames.containers import open_input, prepare_video_stream
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llava_video_mcp.tools.transcript import Cue
+from llava_video_mcp.tools.prompt.subtitles import Cue
 
 log = logging.getLogger(__name__)
 
