@@ -36,7 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llava_video_mcp.tools.frames import sampler  # noqa: E402
+# The sampler's own index and choice of frames (internal modules), for the floor it is measured against.
+from llava_video_mcp.tools.frames import _index, _plan, sample_frames  # noqa: E402
 
 MEDIA = ROOT / "bench" / ".media"
 RESULTS = ROOT / "bench" / "results" / "frames.json"
@@ -155,14 +156,14 @@ def gop_plan(path: Path, num_frames: int) -> list[tuple[int, set[int]]]:
     """The groups the sampler would decode, computed with its own index and choice of frames."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        index = sampler._read_index(container, stream)
+        index = _index.read_index(container, stream)
         assert index is not None
-        info = sampler._stream_info(stream, index)
+        info = _index.stream_info(stream, index)
         time_base = Fraction(stream.time_base)
     first = min(index.pts)
-    targets = [first + round(t / time_base) for t in sampler.uniform_targets(0.0, info.duration_s, num_frames)]
-    chosen = sampler._nearest_pts(index.sorted_pts(), targets)
-    groups = sampler.gop_groups(index, chosen)
+    targets = [first + round(t / time_base) for t in _plan.uniform_targets(0.0, info.duration_s, num_frames)]
+    chosen = _plan.nearest_pts(index.sorted_pts(), targets)
+    groups = _index.gop_groups(index, chosen)
     return [(index.pts[position], groups[position]) for position in sorted(groups)]
 
 
@@ -189,7 +190,7 @@ def timed_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tupl
 
 
 def _peak_rss_child(path: str, num_frames: int, queue: Any) -> None:
-    sampler.sample_frames(Path(path), num_frames)
+    sample_frames(Path(path), num_frames)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child would report its parent's peak.
     status = Path("/proc/self/status").read_text()
     if "VmHWM:" in status:
@@ -257,10 +258,10 @@ def main() -> None:
         for n in args.frames:
             plan = gop_plan(spec.path, n)
             seed_s, seed_kept = timed(lambda p=spec.path, n=n: seed_method(p, n), 1)
-            seq_s, _ = timed(lambda p=spec.path, n=n: sampler.sample_frames(p, n, strategy="sequential"), 1)
+            seq_s, _ = timed(lambda p=spec.path, n=n: sample_frames(p, n, strategy="sequential"), 1)
             floor_s, ours_s, sampled = timed_pair(
                 lambda p=spec.path, plan=plan: floor_method(p, plan),
-                lambda p=spec.path, n=n: sampler.sample_frames(p, n),
+                lambda p=spec.path, n=n: sample_frames(p, n),
                 args.repeats,
             )
             rss = peak_rss_mb(spec.path, n)

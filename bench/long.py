@@ -90,7 +90,7 @@ def exact_frames(path: Path, count: int = 8) -> dict[str, Any]:
 
 def _decode_all_windows(path: str, window_s: float, per_window: int, queue: Any) -> None:
     from llava_video_mcp.tools.answer.windows import plan_windows
-    from llava_video_mcp.tools.frames.sampler import SamplingPlan, outline, sample_with_plan
+    from llava_video_mcp.tools.frames import SamplingPlan, outline, sample_with_plan
 
     started = time.perf_counter()
     info, keyframes = outline(Path(path))

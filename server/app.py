@@ -28,7 +28,7 @@ from llava_video_mcp.tools.answer.results import VideoAnswer
 from llava_video_mcp.tools.answer.steps import Progress, TranscriptOptions, download_progress
 from llava_video_mcp.tools.backends.loader import LazyBackend
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.frames.sampler import MAX_FRAMES
+from llava_video_mcp.tools.frames import MAX_FRAMES
 from llava_video_mcp.tools.media.sources import VideoFetcher
 from llava_video_mcp.tools.untrusted import MAX_QUESTION_CHARS
 

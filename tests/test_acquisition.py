@@ -13,7 +13,7 @@ import pytest
 import yt_dlp
 
 from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError
-from llava_video_mcp.tools.frames.sampler import probe
+from llava_video_mcp.tools.frames import probe
 from llava_video_mcp.tools.media import netguard
 from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
 from llava_video_mcp.tools.media.ytdlp import DownloadOptions, _explain

@@ -14,7 +14,7 @@ from transformers import AttentionInterface
 from llava_video_mcp.tools.backends import attention
 from llava_video_mcp.tools.backends.base import Prompt
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
-from llava_video_mcp.tools.frames.sampler import to_model_image, uniform_targets
+from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from tests.media import nearest_reference, reference_frames
 
 

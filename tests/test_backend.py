@@ -12,7 +12,7 @@ from llava_video_mcp.tools.backends.devices import cpu_has_native_bf16, pick_dev
 from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.errors import ModelError
-from llava_video_mcp.tools.frames.sampler import to_model_image, uniform_targets
+from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from tests.media import nearest_reference, reference_frames
 from tests.reference import reference_generate
 

@@ -12,7 +12,7 @@ from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
 from llava_video_mcp.tools.backends.prefix_cache import PrefixCache
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames.sampler import to_model_image, uniform_targets
+from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from llava_video_mcp.tools.media.sources import VideoFetcher
 from tests.llava_builder import build_llava
 from tests.media import nearest_reference, reference_frames

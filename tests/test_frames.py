@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from llava_video_mcp.tools.errors import DecodeError, LimitError
-from llava_video_mcp.tools.frames.sampler import (
+from llava_video_mcp.tools.frames import (
     SampleCache,
     SamplingPlan,
     probe,

@@ -12,7 +12,7 @@ from llava_video_mcp.tools.answer.qa import VideoQA
 from llava_video_mcp.tools.backends.base import Prompt
 from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
-from llava_video_mcp.tools.frames.sampler import to_model_image, uniform_targets
+from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from llava_video_mcp.tools.media.sources import VideoFetcher
 from tests.media import nearest_reference, reference_frames, scenes
 

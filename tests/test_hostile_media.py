@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from llava_video_mcp.tools.errors import DecodeError, LimitError, VideoToolError
-from llava_video_mcp.tools.frames.sampler import orientation_from_matrix, probe, sample_frames
+from llava_video_mcp.tools.frames import orientation_from_matrix, probe, sample_frames
 from tests.media import (
     encode_video,
     joined_clips,
@@ -89,12 +89,12 @@ def test_files_that_name_other_files_are_refused_unopened(case: str, tmp_path: P
 
 
 def peak_rss(call: str) -> tuple[str, float]:
-    """Run `call` (Python, after `from tools.frames import *`) in a fresh process; what it printed (the error's
-    message, or OK) and how much its peak memory grew, in MB."""
+    """Run `call` (Python, after importing the frames stage's surface) in a fresh process; what it printed (the
+    error's message, or OK) and how much its peak memory grew, in MB."""
     code = f"""
 import json, resource
 from pathlib import Path
-from llava_video_mcp.tools.frames.sampler import *
+from llava_video_mcp.tools.frames import *
 from llava_video_mcp.tools.errors import VideoToolError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:

@@ -17,7 +17,7 @@ from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.answer.results import VideoAnswer
 from llava_video_mcp.tools.answer.windows import plan_windows
-from llava_video_mcp.tools.frames.sampler import outline
+from llava_video_mcp.tools.frames import outline
 from tests.engines import Relay, ServedModel
 from tests.media import CUTS, scenes
 from tests.test_server import call, error_text

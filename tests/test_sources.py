@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llava_video_mcp.tools.errors import DownloadError, SourceError
-from llava_video_mcp.tools.frames.sampler import probe
+from llava_video_mcp.tools.frames import probe
 from llava_video_mcp.tools.media.sources import VideoFetcher
 from tests.httpserver import LoopbackServer
 

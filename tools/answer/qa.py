@@ -35,7 +35,7 @@ from llava_video_mcp.tools.answer.watch import FullWatch, WindowOptions
 from llava_video_mcp.tools.backends.base import ModelProvider, Prompt
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames.sampler import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
+from llava_video_mcp.tools.frames import MAX_FRAMES, SampleCache, SampledVideo, SamplingPlan
 from llava_video_mcp.tools.media.sources import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.prompt.subtitles import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
 from llava_video_mcp.tools.untrusted import clean_question, neutralise

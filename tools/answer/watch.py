@@ -42,7 +42,7 @@ from llava_video_mcp.tools.answer.windows import (
 from llava_video_mcp.tools.backends.base import Generation, ModelProvider, Prompt, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames.sampler import SamplingPlan, checked_range, outline, sample_with_plan
+from llava_video_mcp.tools.frames import SamplingPlan, checked_range, outline, sample_with_plan
 from llava_video_mcp.tools.media.sources import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.prompt.subtitles import MAX_TRANSCRIPT_CHARS, Cue, bounded, cues_in_range, render
 from llava_video_mcp.tools.untrusted import clean_question, neutralise

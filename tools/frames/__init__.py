@@ -1,0 +1,45 @@
+"""Stage 2, file -> timed images: frames chosen at exact presentation times and decoded with PyAV, opened so that a
+hostile file costs little and reads nothing else (`_containers`).
+
+    _containers   opening one file: allowed formats, the `file` protocol only, sizes checked before allocating
+    _plan         the plan and the typed records: StreamInfo, SamplingPlan, SampledFrame, SampledVideo
+    _index        timestamps without decoding: the packet index, the container's index, the stream's facts
+    _decode       decoding only what holds the chosen frames; the sequential fallback
+    _orientation  frames turned upright from the display matrix
+    _sampler      the entry points: sample, probe, outline, media_duration
+    _cache        sampled frames kept for follow-ups
+"""
+
+from llava_video_mcp.tools.frames._cache import SampleCache
+from llava_video_mcp.tools.frames._decode import to_model_image
+from llava_video_mcp.tools.frames._orientation import orientation_from_matrix
+from llava_video_mcp.tools.frames._plan import (
+    MAX_FRAMES,
+    SampledFrame,
+    SampledVideo,
+    SamplingPlan,
+    StreamInfo,
+    checked_range,
+    stream_notes,
+    uniform_targets,
+)
+from llava_video_mcp.tools.frames._sampler import media_duration, outline, probe, sample_frames, sample_with_plan
+
+__all__ = [
+    "MAX_FRAMES",
+    "SampleCache",
+    "SampledFrame",
+    "SampledVideo",
+    "SamplingPlan",
+    "StreamInfo",
+    "checked_range",
+    "media_duration",
+    "orientation_from_matrix",
+    "outline",
+    "probe",
+    "sample_frames",
+    "sample_with_plan",
+    "stream_notes",
+    "to_model_image",
+    "uniform_targets",
+]

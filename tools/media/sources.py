@@ -41,7 +41,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError
-from llava_video_mcp.tools.frames.sampler import media_duration
+from llava_video_mcp.tools.frames import media_duration
 from llava_video_mcp.tools.media import netguard, ytdlp
 from llava_video_mcp.tools.prompt.subtitles import find_sidecar
 from llava_video_mcp.tools.untrusted import short_title

@@ -284,3 +284,37 @@ def _libavutil_candidates() -> list[str]:
 
 
 _limit_ffmpeg_allocations()
+
+
+STILL_IMAGE_FORMATS = {"image2", "apng", "webp_pipe"}
+
+
+def open_video(path: Path, name: str | None = None) -> av.container.InputContainer:
+    """The file opened with its first video stream ready to decode (see `tools.containers`: one file, an allowed
+    format, sizes checked); a DecodeError that says what the file is otherwise, calling it `name` (its own name by
+    default)."""
+    name = name or path.name
+    if not path.is_file():
+        raise DecodeError(f"{path} is not a file.")
+    container = open_input(path, name)
+    try:
+        format_name = container.format.name
+        if format_name in STILL_IMAGE_FORMATS or format_name.endswith("_pipe"):
+            raise DecodeError(f"{name} is a still image ({format_name}), not a video. Pass a video file.")
+        if not container.streams.video:
+            raise DecodeError(f"{name} has no video stream (it may be audio only). Pass a file with video.")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise DecodeError(
+                f"{name} has a video stream in a format this server has no decoder for (an unknown or "
+                "proprietary codec). Convert it first, e.g. `ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4`."
+            )
+        prepare_video_stream(name, stream)
+    except BaseException:
+        container.close()
+        raise
+    return container
+
+
+def ffmpeg_reason(exc: av.error.FFmpegError) -> str:
+    return str(exc.strerror or exc).strip().rstrip(".")
