@@ -24,7 +24,9 @@ import functools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +38,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 
 from llava_video_mcp.server.contract import answer_result, error_result, incident_result
-from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer import VideoAnswer
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.errors import VideoToolError
 
@@ -106,6 +108,10 @@ class Pools:
 
 
 class _ProgressRelay:
+    """Progress from the worker to the client. The worker only queues its messages (it never waits for the client:
+    a client that stops reading, or a stream closed by a cancellation, must not hold the work at a checkpoint); a
+    task on the event loop sends them, in order."""
+
     def __init__(self, ctx: Context[Any, Any], interval_s: float, cancel: CancelToken) -> None:
         self._ctx = ctx
         self._cancel = cancel
@@ -117,6 +123,8 @@ class _ProgressRelay:
         self._stage_started = self._last_sent = time.monotonic()
         # Progress may come from threads anyio did not start (the hub downloads a model in a pool of its own).
         self._loop = anyio.lowlevel.current_token()
+        self._queue: deque[tuple[float, float, str]] = deque(maxlen=1000)
+        self._wake = anyio.Event()
 
     def _next(self, progress: float | None, total: float | None, message: str | None) -> tuple[float, float, str]:
         with self._lock:
@@ -133,8 +141,26 @@ class _ProgressRelay:
         if self._cancel.cancelled:
             return
         log.info("%s", message)
-        value, limit, text = self._next(progress, total, message)
-        anyio.from_thread.run(functools.partial(self._ctx.report_progress, value, limit, text), token=self._loop)
+        update = self._next(progress, total, message)
+        with self._lock:
+            self._queue.append(update)
+        with suppress(RuntimeError):  # the event loop is gone: the call is over
+            anyio.from_thread.run_sync(lambda: self._wake.set(), token=self._loop)
+
+    async def sender(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send what the worker queued, in order."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return
+                value, limit, text = self._queue.popleft()
+            await self._ctx.report_progress(value, limit, text)
 
     async def report(self, message: str) -> None:
         """A stage the handler itself is in (waiting for a thread)."""
@@ -193,12 +219,14 @@ async def run_call(
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(relay.heartbeat)
+            group.start_soon(relay.sender)
             for download in downloads:
                 await threaded(functools.partial(download, relay.from_worker, cancel), pools.downloads, "a download")
                 if failure:
                     break
             if not failure:
                 await threaded(lambda: outcome.append(work(relay.from_worker, cancel)), pools.calls, "a thread")
+            await relay.flush()  # the last words ("Done") before the result
             group.cancel_scope.cancel()
     except anyio.get_cancelled_exc_class():
         cancel.cancel()
