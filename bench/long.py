@@ -126,9 +126,10 @@ def model_time(device: str, windows_timed: int, windows_total: int) -> dict[str,
     import numpy as np
     from PIL import Image
 
-    from llava_video_mcp.tools.answer.windows import MAP_INSTRUCTION, NOTES_TOKENS, REDUCE_CHARS, clock, groups_within
-    from llava_video_mcp.tools.backends.base import Prompt
+    from llava_video_mcp.tools.answer.windows import NOTES_TOKENS, REDUCE_CHARS, groups_within
+    from llava_video_mcp.tools.backends import Prompt
     from llava_video_mcp.tools.backends.transformers import TransformersBackend
+    from llava_video_mcp.tools.prompt import MAP_INSTRUCTION, TimedText, clock, condense_prompt, notes_prompt
 
     model, processor, prefill = build_model("auto", device)
     backend = TransformersBackend(model, processor, "random-llava-interleave-0.5b", device, prefill_dtype=prefill)
@@ -143,16 +144,16 @@ def model_time(device: str, windows_timed: int, windows_total: int) -> dict[str,
     per_window = statistics.mean(maps)
     # A second question reads only the notes: as many as the video has windows, of the length the map writes.
     note = "At 00:12 a person walks to the desk and opens a laptop; the screen shows a chart. " * 9
-    texts = [f"[{clock(i * 60)}-{clock(i * 60 + 60)}] {note}" for i in range(windows_total)]
+    notes = [TimedText(i * 60, i * 60 + 60, note) for i in range(windows_total)]
     started = time.perf_counter()
     condensed = []
-    groups = groups_within(texts, REDUCE_CHARS)
+    groups = groups_within(notes, REDUCE_CHARS)
     for group in groups:
-        context = "Notes on consecutive parts of a video:\n\n" + "\n\n".join(group)
-        generation = backend.generate(Prompt([], context + "\n\nCondense these notes.", len(context)), NOTES_TOKENS)
-        condensed.append(generation.text)
-    context = "Notes on consecutive parts of a video:\n\n" + "\n\n".join(condensed) + "\n\n"
-    backend.generate(Prompt([], context + "When is the chart shown?", len(context)), 64)
+        text = condense_prompt(group, str)
+        generation = backend.generate(Prompt([], text.text, text.question_start), NOTES_TOKENS)
+        condensed.append(TimedText(group[0].start_s, group[-1].end_s, generation.text))
+    text = notes_prompt(None, windows_total * 60, condensed, "When is the chart shown?", str)
+    backend.generate(Prompt([], text.text, text.question_start), 64)
     reduce_s = time.perf_counter() - started
     return {
         "map_s_per_window": round(per_window, 2),

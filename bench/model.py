@@ -132,7 +132,7 @@ def figures(
 
 
 def run_call(backend: Any, images: list[Any], question: str, new_tokens: int) -> dict[str, float]:
-    from llava_video_mcp.tools.backends.base import Prompt
+    from llava_video_mcp.tools.backends import Prompt
 
     marks: dict[str, float] = {}
     tokens: list[float] = []

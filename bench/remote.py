@@ -95,7 +95,7 @@ def encoded_sizes(count: int) -> dict[str, Any]:
 
 
 def one_call(backend: Any, frames: list[Any], new_tokens: int) -> dict[str, Any]:
-    from llava_video_mcp.tools.backends.base import Prompt
+    from llava_video_mcp.tools.backends import Prompt
 
     guide = f"The {len(frames)} images are frames of one video, in time order.\n\n"
     first_token: list[float] = []

@@ -20,16 +20,23 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from llava_video_mcp.server.auth import auth_options
+from llava_video_mcp.server.components import build
 from llava_video_mcp.server.contract import StrictTool
 from llava_video_mcp.server.settings import Settings, version
 from llava_video_mcp.server.worker import Download, Pools, run_call
-from llava_video_mcp.tools.answer.qa import MAX_VIDEOS, MIN_VIDEOS, Clip, VideoQA
-from llava_video_mcp.tools.answer.results import VideoAnswer
-from llava_video_mcp.tools.answer.steps import Progress, TranscriptOptions, download_progress
-from llava_video_mcp.tools.backends.loader import LazyBackend
+from llava_video_mcp.tools.answer import (
+    MAX_VIDEOS,
+    MIN_VIDEOS,
+    Clip,
+    Progress,
+    TranscriptOptions,
+    VideoAnswer,
+    VideoQA,
+    download_progress,
+)
+from llava_video_mcp.tools.backends import ModelProvider
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import MAX_FRAMES
-from llava_video_mcp.tools.media.sources import VideoFetcher
 from llava_video_mcp.tools.untrusted import MAX_QUESTION_CHARS
 
 log = logging.getLogger(__name__)
@@ -97,23 +104,19 @@ class AppState:
         return [download(n, source) for n, source in enumerate(sources, 1) if fetcher.needs_download(source)]
 
 
-def build_server(settings: Settings, provider: LazyBackend | None = None) -> MCPServer[AppState]:
+def build_server(settings: Settings, provider: ModelProvider | None = None) -> MCPServer[AppState]:
     """The MCP app; `provider` is the model already brought up at start, if it was."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        model = provider if provider is not None else LazyBackend(settings.backend_config())
+        components = build(settings, provider)
         if settings.preload or settings.endpoint:
-            await anyio.to_thread.run_sync(model.get)
-        fetcher = VideoFetcher(
-            settings.cache_dir, settings.fetch_policy(), cache_max_bytes=int(settings.cache_max_gb * 2**30)
-        )
-        qa = VideoQA(fetcher, model, windows=settings.window_options())
+            await anyio.to_thread.run_sync(components.model.get)
         try:
             pools = Pools.create(settings.max_concurrent_downloads)
-            yield AppState(qa=qa, pools=pools, progress_interval_s=settings.progress_interval_s)
+            yield AppState(qa=components.qa, pools=pools, progress_interval_s=settings.progress_interval_s)
         finally:
-            model.close()
+            components.model.close()
 
     tools: list[Tool] = [
         StrictTool.define(

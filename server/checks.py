@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 from llava_video_mcp.server.settings import AUTH_TOKEN_VARIABLE, ConfigError, Settings
-from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
+from llava_video_mcp.tools.backends import DEFAULT_MODEL
 
 __all__ = ["ConfigError", "check", "is_loopback"]
 

@@ -11,11 +11,57 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from llava_video_mcp.server.settings import ConfigError, Settings, parse, settings_from
+from llava_video_mcp.server.settings import (
+    ENV_PREFIX,
+    ConfigError,
+    Settings,
+    add_settings_arguments,
+    settings_from,
+    version,
+)
+from llava_video_mcp.server.terminal import add_command_arguments
+from llava_video_mcp.tools.backends import API_KEY_VARIABLE
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def server_parser() -> argparse.ArgumentParser:
+    """The command line: the MCP server by default, or a terminal command (`describe`, `compare`) with its own
+    arguments. The shared settings' flags may stand before or after the command."""
+    parser = argparse.ArgumentParser(
+        prog="llava-video-mcp",
+        description="MCP server that answers questions about videos with llava-interleave. With a command, answers "
+        "one question from a shell instead.",
+        epilog=f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG>, e.g. {ENV_PREFIX}MODEL "
+        f"or {ENV_PREFIX}CACHE_DIR; a flag on the command line wins. {ENV_PREFIX}ALLOW_DIR takes several folders "
+        f"separated by '{os.pathsep}'. The API key of --endpoint comes from {API_KEY_VARIABLE} only.",
+    )
+    parser.add_argument("--version", action="version", version=f"llava-video-mcp {version()}")
+    add_settings_arguments(parser, server=True)
+    commands = parser.add_subparsers(dest="command", title="commands (one question from a shell)", metavar="COMMAND")
+    for command, summary in COMMAND_HELP.items():
+        sub = commands.add_parser(command, help=summary, description=summary)
+        add_command_arguments(sub, command)
+        add_settings_arguments(sub, server=False)
+    return parser
+
+
+COMMAND_HELP = {
+    "describe": "answer a question about one video (or describe it): the answer on stdout, progress on stderr",
+    "compare": "answer one question across 2 to 4 videos, like the compare_videos tool",
+}
+
+
+def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """The command line as given (exits 2 with argparse's usage line for a wrong one)."""
+    return server_parser().parse_args(list(argv) if argv is not None else None)
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The server's settings from its command line and environment; ConfigError for a bad value."""
+    return settings_from(parse(argv), os.environ if environ is None else environ)
 
 
 def configure_logging(verbose: bool) -> None:

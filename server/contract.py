@@ -20,7 +20,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
-from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer import VideoAnswer
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,9 @@ from llava_video_mcp.server.http_guard import (
 )
 from llava_video_mcp.server.settings import Settings, version
 from llava_video_mcp.server.worker import ACTIVE_CALLS
-from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
-from llava_video_mcp.tools.backends.loader import LazyBackend
+from llava_video_mcp.tools.backends import DEFAULT_MODEL, LazyBackend
 from llava_video_mcp.tools.errors import VideoToolError
-from llava_video_mcp.tools.media.sources import remove_own_staging
+from llava_video_mcp.tools.media import remove_own_staging
 
 log = logging.getLogger("llava_video_mcp")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
-from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE, BackendConfig
+from llava_video_mcp.tools.backends import DEFAULT_MODEL, BackendConfig
 
 if TYPE_CHECKING:
-    from llava_video_mcp.tools.answer.watch import WindowOptions
-    from llava_video_mcp.tools.media.sources import FetchPolicy
+    from llava_video_mcp.tools.answer import WindowOptions
+    from llava_video_mcp.tools.media import FetchPolicy
 
 ENV_PREFIX = "LLAVA_VIDEO_MCP_"
 AUTH_TOKEN_VARIABLE = ENV_PREFIX + "AUTH_TOKEN"
@@ -282,12 +281,12 @@ class Settings(BaseModel):
         )
 
     def window_options(self) -> WindowOptions:
-        from llava_video_mcp.tools.answer.watch import WindowOptions
+        from llava_video_mcp.tools.answer import WindowOptions
 
         return WindowOptions(window_s=self.window_s, max_windows=self.max_windows)
 
     def fetch_policy(self) -> FetchPolicy:
-        from llava_video_mcp.tools.media.sources import FetchPolicy
+        from llava_video_mcp.tools.media import FetchPolicy
 
         over_http = self.transport == "http"
         return FetchPolicy(
@@ -473,45 +472,6 @@ def _problem(error: Any) -> str:
     if kind == "value_error":
         return str(context.get("error", error["msg"])).rstrip(".") + "."
     return str(error["msg"]).rstrip(".") + "."
-
-
-def server_parser() -> argparse.ArgumentParser:
-    """The command line: the MCP server by default, or a terminal command (`describe`, `compare`) with its own
-    arguments. The shared settings' flags may stand before or after the command."""
-    parser = argparse.ArgumentParser(
-        prog="llava-video-mcp",
-        description="MCP server that answers questions about videos with llava-interleave. With a command, answers "
-        "one question from a shell instead.",
-        epilog=f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG>, e.g. {ENV_PREFIX}MODEL "
-        f"or {ENV_PREFIX}CACHE_DIR; a flag on the command line wins. {ENV_PREFIX}ALLOW_DIR takes several folders "
-        f"separated by '{os.pathsep}'. The API key of --endpoint comes from {API_KEY_VARIABLE} only.",
-    )
-    parser.add_argument("--version", action="version", version=f"llava-video-mcp {version()}")
-    add_settings_arguments(parser, server=True)
-    commands = parser.add_subparsers(dest="command", title="commands (one question from a shell)", metavar="COMMAND")
-    from llava_video_mcp.server.terminal import add_command_arguments
-
-    for command, summary in COMMAND_HELP.items():
-        sub = commands.add_parser(command, help=summary, description=summary)
-        add_command_arguments(sub, command)
-        add_settings_arguments(sub, server=False)
-    return parser
-
-
-COMMAND_HELP = {
-    "describe": "answer a question about one video (or describe it): the answer on stdout, progress on stderr",
-    "compare": "answer one question across 2 to 4 videos, like the compare_videos tool",
-}
-
-
-def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
-    """The command line as given (exits 2 with argparse's usage line for a wrong one)."""
-    return server_parser().parse_args(list(argv) if argv is not None else None)
-
-
-def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """The server's settings from its command line and environment; ConfigError for a bad value."""
-    return settings_from(parse(argv), os.environ if environ is None else environ)
 
 
 def version() -> str:

@@ -107,19 +107,15 @@ def command_problem(args: argparse.Namespace) -> str | None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Answer the command's question; the exit status."""
     from llava_video_mcp.server.checks import check
-    from llava_video_mcp.tools.answer.qa import VideoQA
-    from llava_video_mcp.tools.answer.steps import TranscriptOptions
-    from llava_video_mcp.tools.backends.loader import LazyBackend
+    from llava_video_mcp.server.components import build
+    from llava_video_mcp.tools.answer import TranscriptOptions
     from llava_video_mcp.tools.cancel import Cancelled, CancelToken
     from llava_video_mcp.tools.errors import VideoToolError
-    from llava_video_mcp.tools.media.sources import VideoFetcher, remove_own_staging
+    from llava_video_mcp.tools.media import remove_own_staging
 
     settings = check(settings)
-    fetcher = VideoFetcher(
-        settings.cache_dir, settings.fetch_policy(), cache_max_bytes=int(settings.cache_max_gb * 2**30)
-    )
-    provider = LazyBackend(settings.backend_config())
-    qa = VideoQA(fetcher, provider, windows=settings.window_options())
+    components = build(settings)
+    qa, provider = components.qa, components.model
     cancel = CancelToken()
     bar = _ProgressBar(enabled=sys.stderr.isatty() or settings.verbose)
     transcript = TranscriptOptions(not args.no_transcript, args.language)

@@ -13,11 +13,11 @@ import pytest
 import yt_dlp
 
 from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError
-from llava_video_mcp.tools.frames import probe
-from llava_video_mcp.tools.media import netguard
-from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
+from llava_video_mcp.tools.frames import media_duration, probe
+from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher, netguard
+from llava_video_mcp.tools.media.sources import find_sidecar
 from llava_video_mcp.tools.media.ytdlp import DownloadOptions, _explain
-from llava_video_mcp.tools.prompt.subtitles import bounded, cues_in_range, find_sidecar, parse_subtitles
+from llava_video_mcp.tools.prompt import bounded, cues_in_range, parse_subtitles
 from tests.httpserver import LoopbackServer
 from tests.media import encode_video
 
@@ -95,15 +95,15 @@ def test_a_cache_hit_needs_no_network(tmp_path: Path, site_root: Path) -> None:
     server = LoopbackServer(site_root)
     with server.running():
         url = server.url("clip.mp4")
-        first = VideoFetcher(tmp_path).fetch(url)
+        first = VideoFetcher(tmp_path, inspect=media_duration).fetch(url)
     # The server is gone: a second call must not need it, metadata included.
-    second = VideoFetcher(tmp_path).fetch(url)
+    second = VideoFetcher(tmp_path, inspect=media_duration).fetch(url)
     assert second.from_cache
     assert second.path == first.path
 
 
 def test_concurrent_calls_download_once(tmp_path: Path, site: LoopbackServer) -> None:
-    fetcher = VideoFetcher(tmp_path)
+    fetcher = VideoFetcher(tmp_path, inspect=media_duration)
     site.stall_s["/clip.mp4"] = 0.3
     results = []
 
@@ -120,13 +120,13 @@ def test_concurrent_calls_download_once(tmp_path: Path, site: LoopbackServer) ->
     assert sorted(results) == [False, True, True]
     single = LoopbackServer(site.root)
     with single.running():
-        VideoFetcher(tmp_path / "alone").fetch(single.url("clip.mp4"))
+        VideoFetcher(tmp_path / "alone", inspect=media_duration).fetch(single.url("clip.mp4"))
     assert site.count("clip.mp4") == single.count("clip.mp4")
 
 
 def test_eviction_keeps_the_cap_and_spares_files_in_use(tmp_path: Path, site: LoopbackServer) -> None:
     size = (site.root / "clip.mp4").stat().st_size
-    fetcher = VideoFetcher(tmp_path, cache_max_bytes=int(size * 1.5))
+    fetcher = VideoFetcher(tmp_path, cache_max_bytes=int(size * 1.5), inspect=media_duration)
     with fetcher.fetched(site.url("clip.mp4")) as clip:
         fetcher.fetch(site.url("other.mp4"))  # over the cap, but clip.mp4 is in use
         assert clip.path.is_file()
@@ -140,7 +140,7 @@ def test_eviction_keeps_the_cap_and_spares_files_in_use(tmp_path: Path, site: Lo
 
 
 def test_duration_limit_is_checked_before_downloading(tmp_path: Path, site: LoopbackServer) -> None:
-    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_duration_s=3600))
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_duration_s=3600), inspect=media_duration)
     with pytest.raises(LimitError, match=r"lasts 14400 s, over the limit of 3600 s\. Raise --max-duration-s"):
         fetcher.fetch(site.url("long.html"))
     # yt-dlp's extractor probes the linked file (headers and first bytes) to recognise it; a download would be a
@@ -151,14 +151,14 @@ def test_duration_limit_is_checked_before_downloading(tmp_path: Path, site: Loop
 
 def test_duration_limit_from_the_container_when_the_site_says_nothing(tmp_path: Path, site: LoopbackServer) -> None:
     with pytest.raises(LimitError, match="lasts 3 s, over the limit of 2 s"):
-        VideoFetcher(tmp_path, FetchPolicy(max_duration_s=2)).fetch(site.url("clip.mp4"))
+        VideoFetcher(tmp_path, FetchPolicy(max_duration_s=2), inspect=media_duration).fetch(site.url("clip.mp4"))
     assert entries(tmp_path) == []
     with pytest.raises(LimitError, match="Raise --max-duration-s"):
-        VideoFetcher(tmp_path, FetchPolicy(max_duration_s=2)).fetch(str(site.root / "clip.mp4"))
+        VideoFetcher(tmp_path, FetchPolicy(max_duration_s=2), inspect=media_duration).fetch(str(site.root / "clip.mp4"))
 
 
 def test_download_size_limit(tmp_path: Path, site: LoopbackServer) -> None:
-    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_download_bytes=4096))
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_download_bytes=4096), inspect=media_duration)
     with pytest.raises(LimitError, match=r"larger than the download limit of 0.00390625 MB .*Raise --max-download-mb"):
         fetcher.fetch(site.url("clip.mp4"))
     assert entries(tmp_path) == []
@@ -166,7 +166,7 @@ def test_download_size_limit(tmp_path: Path, site: LoopbackServer) -> None:
 
 def test_download_size_limit_counts_hls_fragments(tmp_path: Path, site: LoopbackServer) -> None:
     # A playlist states no size: only the bytes of the fragments as they arrive can stop it.
-    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_download_bytes=20_000))
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(max_download_bytes=20_000), inspect=media_duration)
     with pytest.raises(LimitError, match=r"larger than the download limit of 0.0190735 MB \(counted as it arrived\)"):
         fetcher.fetch(site.url("master.m3u8"))
     assert entries(tmp_path) == []
@@ -174,7 +174,7 @@ def test_download_size_limit_counts_hls_fragments(tmp_path: Path, site: Loopback
 
 def test_slow_server_times_out_with_the_flag_named(tmp_path: Path, site: LoopbackServer) -> None:
     site.stall_s["/clip.mp4"] = 3
-    fetcher = VideoFetcher(tmp_path, FetchPolicy(download_timeout_s=0.5, download_retries=0))
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(download_timeout_s=0.5, download_retries=0), inspect=media_duration)
     with pytest.raises(DownloadError, match=r"did not answer within 0\.5 s.*--download-timeout-s"):
         fetcher.fetch(site.url("clip.mp4"))
     assert entries(tmp_path) == []
@@ -184,7 +184,7 @@ def test_slow_server_times_out_with_the_flag_named(tmp_path: Path, site: Loopbac
 
 
 def test_hls_takes_the_smallest_variant_of_at_least_384_px(tmp_path: Path, site: LoopbackServer) -> None:
-    video = VideoFetcher(tmp_path).fetch(site.url("master.m3u8"))
+    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("master.m3u8"))
     info = probe(video.path)
     assert (info.width, info.height) == (854, 480)
     assert site.count("v480_0.ts") == 1
@@ -194,14 +194,14 @@ def test_hls_takes_the_smallest_variant_of_at_least_384_px(tmp_path: Path, site:
 def test_cookies_are_sent(tmp_path: Path, site: LoopbackServer) -> None:
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tsecret-value\n")
-    VideoFetcher(tmp_path / "cache", FetchPolicy(cookies=cookies)).fetch(site.url("clip.mp4"))
+    VideoFetcher(tmp_path / "cache", FetchPolicy(cookies=cookies), inspect=media_duration).fetch(site.url("clip.mp4"))
     assert any("session=secret-value" in h.get("Cookie", "") for h in site.headers["/clip.mp4"])
 
 
 def test_forbidden_asks_for_cookies(tmp_path: Path, site: LoopbackServer) -> None:
     site.status["/private.mp4"] = 403
     with pytest.raises(DownloadError, match=r"HTTP 403 .* needs a login\. Start the server with --cookies FILE"):
-        VideoFetcher(tmp_path).fetch(site.url("private.mp4"))
+        VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("private.mp4"))
 
 
 @pytest.mark.parametrize(
@@ -221,17 +221,17 @@ def test_login_walls_mention_cookies(message: str) -> None:
 
 
 def test_site_subtitles_are_fetched_with_the_video(tmp_path: Path, site: LoopbackServer) -> None:
-    video = VideoFetcher(tmp_path).fetch(site.url("talk.html"))
+    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("talk.html"))
     assert video.title == "A talk (1)" or video.title == "A talk"
     assert video.subtitles is not None
     assert [c.text for c in parse_subtitles(video.subtitles.read_text())] == ["Hello there", "Goodbye & thanks"]
-    again = VideoFetcher(tmp_path).fetch(site.url("talk.html"))
+    again = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("talk.html"))
     assert again.from_cache
     assert again.subtitles == video.subtitles
 
 
 def test_no_subtitles_when_turned_off(tmp_path: Path, site: LoopbackServer) -> None:
-    video = VideoFetcher(tmp_path).fetch(site.url("talk.html"), subtitle_language=None)
+    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("talk.html"), subtitle_language=None)
     assert video.subtitles is None
     assert site.count("clip.en.vtt") == 0
 
@@ -257,14 +257,17 @@ def test_local_sidecar_subtitles(tmp_path: Path, site_root: Path) -> None:
     video.write_bytes((site_root / "clip.mp4").read_bytes())
     assert find_sidecar(video, "en") is None
     (tmp_path / "lecture.en.vtt").write_text(VTT)
-    assert VideoFetcher(tmp_path / "cache").fetch(str(video)).subtitles == tmp_path / "lecture.en.vtt"
+    assert (
+        VideoFetcher(tmp_path / "cache", inspect=media_duration).fetch(str(video)).subtitles
+        == tmp_path / "lecture.en.vtt"
+    )
 
 
 # Safety
 
 
 def test_private_address_is_refused_before_any_request(tmp_path: Path, site: LoopbackServer) -> None:
-    fetcher = VideoFetcher(tmp_path, FetchPolicy(block_private_urls=True))
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(block_private_urls=True), inspect=media_duration)
     with pytest.raises(SourceError, match=r"resolves to 127\.0\.0\.1, which is not a public address"):
         fetcher.fetch(site.url("clip.mp4"))
     assert sum(site.requests.values()) == 0
@@ -277,7 +280,7 @@ def test_redirect_to_a_private_address_is_refused(
     # goes to 127.0.0.2, which stays non-public. The guard checks the address of every connection made.
     monkeypatch.setattr(netguard, "is_public", lambda address: address == "127.0.0.1")
     site.redirects["/hop.mp4"] = f"http://127.0.0.2:{site.port}/clip.mp4"
-    fetcher = VideoFetcher(tmp_path, FetchPolicy(block_private_urls=True, download_retries=0))
+    fetcher = VideoFetcher(tmp_path, FetchPolicy(block_private_urls=True, download_retries=0), inspect=media_duration)
     with pytest.raises(SourceError, match=r"led to non-public address 127\.0\.0\.2"):
         fetcher.fetch(site.url("hop.mp4"))
     assert site.count("hop.mp4") == 1
@@ -288,7 +291,7 @@ def test_redirect_to_a_private_address_is_refused(
 def test_redirects_are_followed_when_allowed(tmp_path: Path, site: LoopbackServer) -> None:
     site.redirects["/a.mp4"] = "/b.mp4"
     site.redirects["/b.mp4"] = "/clip.mp4"
-    video = VideoFetcher(tmp_path).fetch(site.url("a.mp4"))
+    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("a.mp4"))
     assert probe(video.path).frame_count == 30
 
 
@@ -297,7 +300,7 @@ def test_allow_dir_refuses_escapes(tmp_path: Path, site_root: Path) -> None:
     allowed.mkdir()
     (allowed / "ok.mp4").write_bytes((site_root / "clip.mp4").read_bytes())
     (allowed / "link.mp4").symlink_to(site_root / "clip.mp4")
-    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(allowed_dirs=(allowed,)))
+    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(allowed_dirs=(allowed,)), inspect=media_duration)
     assert fetcher.fetch(str(allowed / "ok.mp4")).path == allowed / "ok.mp4"
     for escape in (allowed / "link.mp4", allowed / ".." / ".." / site_root.name / "clip.mp4"):
         with pytest.raises(SourceError, match=r"outside the folders this server may read .*--allow-dir"):
@@ -306,13 +309,15 @@ def test_allow_dir_refuses_escapes(tmp_path: Path, site_root: Path) -> None:
 
 def test_local_files_off(tmp_path: Path, site_root: Path) -> None:
     with pytest.raises(SourceError, match="Local files are off on this server"):
-        VideoFetcher(tmp_path, FetchPolicy(local_files=False)).fetch(str(site_root / "clip.mp4"))
+        VideoFetcher(tmp_path, FetchPolicy(local_files=False), inspect=media_duration).fetch(
+            str(site_root / "clip.mp4")
+        )
 
 
 @pytest.mark.parametrize("source", ["-v", "--exec=touch /tmp/pwned", "-o/tmp/x"])
 def test_dash_arguments_are_only_paths(tmp_path: Path, source: str) -> None:
     with pytest.raises(SourceError, match="No file at"):
-        VideoFetcher(tmp_path).fetch(source)
+        VideoFetcher(tmp_path, inspect=media_duration).fetch(source)
     assert not Path("/tmp/pwned").exists()
 
 

@@ -23,6 +23,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.answer import VideoAnswer
 from llava_video_mcp.tools.answer.evidence import (
     LABEL_HEIGHT,
     MAX_FRAME_SIDE,
@@ -31,9 +32,7 @@ from llava_video_mcp.tools.answer.evidence import (
     draw_label,
     sheet_layout,
 )
-from llava_video_mcp.tools.answer.results import VideoAnswer
-from llava_video_mcp.tools.backends.base import Prompt
-from llava_video_mcp.tools.backends.loader import LazyBackend
+from llava_video_mcp.tools.backends import LazyBackend, Prompt
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.frames import sample_frames

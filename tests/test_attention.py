@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 
-from llava_video_mcp.tools.backends import attention
-from llava_video_mcp.tools.backends.base import Prompt
+from llava_video_mcp.tools.backends import Prompt, attention
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from tests.media import nearest_reference, reference_frames
@@ -73,7 +72,7 @@ def test_generation_on_cpu_takes_the_one_token_path(
     tiny_model: Path, h264_mp4: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = TransformersBackend.load(str(tiny_model), device="cpu", dtype="float32")
-    model: Any = backend._model  # what the backend configured on its model
+    model: Any = backend.model  # what the backend configured on its model
     assert model.config.get_text_config()._attn_implementation == attention.NAME
     calls: list[int] = []
 

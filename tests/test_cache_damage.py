@@ -17,7 +17,8 @@ from mcp import Client
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
-from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
+from llava_video_mcp.tools.frames import media_duration
+from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher
 from tests.httpserver import LoopbackServer
 from tests.test_server import call, error_text
 from tests.test_stdio import wait_for_partial_download
@@ -130,7 +131,7 @@ async def test_a_damaged_folder_for_local_files_costs_only_the_time_saver(
 
 def test_waiting_for_another_calls_download_stops_at_once(tmp_path: Path, site: LoopbackServer) -> None:
     site.drip["/slow.mp4"] = 0.002  # 200 KB a byte at a time: holds the turn for minutes, unless cancelled
-    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(download_deadline_s=120))
+    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(download_deadline_s=120), inspect=media_duration)
     first, second = CancelToken(), CancelToken()
     outcomes: dict[str, BaseException | None] = {}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from llava_video_mcp.server.settings import ENV_PREFIX, ConfigError, declared, flags_table, parse_settings
+from llava_video_mcp.server.cli import parse_settings
+from llava_video_mcp.server.settings import ENV_PREFIX, ConfigError, declared, flags_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from llava_video_mcp.tools.answer.qa import VideoQA
-from llava_video_mcp.tools.backends.base import Prompt
-from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
+from llava_video_mcp.tools.answer import VideoQA
+from llava_video_mcp.tools.backends import BackendConfig, LazyBackend, Prompt
 from llava_video_mcp.tools.backends.prefix_cache import PrefixCache
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames import to_model_image, uniform_targets
-from llava_video_mcp.tools.media.sources import VideoFetcher
+from llava_video_mcp.tools.frames import media_duration, to_model_image, uniform_targets
+from llava_video_mcp.tools.media import VideoFetcher
 from tests.llava_builder import build_llava
 from tests.media import nearest_reference, reference_frames
 
@@ -64,7 +63,9 @@ def test_prefix_cache_is_bounded() -> None:
 
 
 def test_follow_up_through_the_tool_says_it_reused(tiny_model: Path, h264_mp4: Path, tmp_path: Path) -> None:
-    qa = VideoQA(VideoFetcher(tmp_path), LazyBackend(BackendConfig(model=str(tiny_model), device="cpu")))
+    qa = VideoQA(
+        VideoFetcher(tmp_path, inspect=media_duration), LazyBackend(BackendConfig(model=str(tiny_model), device="cpu"))
+    )
     first = qa.describe(str(h264_mp4), "What moves?", num_frames=4, max_new_tokens=4)
     second = qa.describe(str(h264_mp4), "Which way?", num_frames=4, max_new_tokens=4)
     assert first.tokens.reused == 0
@@ -74,7 +75,10 @@ def test_follow_up_through_the_tool_says_it_reused(tiny_model: Path, h264_mp4: P
 
 def test_context_budget_is_checked_before_encoding(tmp_path: Path, h264_mp4: Path) -> None:
     small = build_llava(tmp_path / "small-context", context=400)
-    qa = VideoQA(VideoFetcher(tmp_path / "cache"), LazyBackend(BackendConfig(model=str(small), device="cpu")))
+    qa = VideoQA(
+        VideoFetcher(tmp_path / "cache", inspect=media_duration),
+        LazyBackend(BackendConfig(model=str(small), device="cpu")),
+    )
     with pytest.raises(LimitError, match=r"over this model's context of 400\. At most \d+ frames fit") as refused:
         qa.describe(str(h264_mp4), "What happens?", num_frames=16, max_new_tokens=64)
     fitting = int(str(refused.value).split("At most ")[1].split(" ")[0])
@@ -87,9 +91,9 @@ def test_a_longer_follow_up_grows_the_cache_and_still_matches(tiny_model: Path, 
     images = frames_of(h264_mp4, 6)
     question = "Describe everything, at length."
     prompt = Prompt(images, GUIDE + question, question_start=len(GUIDE))
-    warm = TransformersBackend.load(str(tiny_model), device="cpu")
+    warm = TransformersBackend.load(str(tiny_model), device="cpu", headroom=4)
     warm.generate(Prompt(images, GUIDE + "Short?", question_start=len(GUIDE)), max_new_tokens=2)
-    long_answer = warm.generate(prompt, max_new_tokens=400)  # past the first call's cache and its headroom
-    cold = TransformersBackend.load(str(tiny_model), device="cpu").generate(prompt, max_new_tokens=400)
+    long_answer = warm.generate(prompt, max_new_tokens=40)  # past the first call's cache and its small headroom
+    cold = TransformersBackend.load(str(tiny_model), device="cpu").generate(prompt, max_new_tokens=40)
     assert long_answer.reused_tokens > 0
     assert long_answer.token_ids == cold.token_ids

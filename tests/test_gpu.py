@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from llava_video_mcp.tools.answer.qa import VideoQA
-from llava_video_mcp.tools.backends.base import Prompt
-from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
+from llava_video_mcp.tools.answer import VideoQA
+from llava_video_mcp.tools.backends import BackendConfig, LazyBackend, Prompt
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
-from llava_video_mcp.tools.frames import to_model_image, uniform_targets
-from llava_video_mcp.tools.media.sources import VideoFetcher
+from llava_video_mcp.tools.frames import media_duration, to_model_image, uniform_targets
+from llava_video_mcp.tools.media import VideoFetcher
 from tests.media import nearest_reference, reference_frames, scenes
 
 pytestmark = pytest.mark.gpu
@@ -53,7 +52,9 @@ def test_thirty_two_frames_and_a_follow_up(cuda_backend: TransformersBackend, h2
 def test_a_long_video_watched_in_full(tiny_model: Path, tmp_path: Path) -> None:
     """coverage="full" on the GPU: windows tile the range, and a second question reuses every window's notes."""
     talk = scenes(tmp_path / "talk.mp4", seconds=150)
-    qa = VideoQA(VideoFetcher(tmp_path / "cache"), LazyBackend(BackendConfig(model=str(tiny_model))))
+    qa = VideoQA(
+        VideoFetcher(tmp_path / "cache", inspect=media_duration), LazyBackend(BackendConfig(model=str(tiny_model)))
+    )
     first = qa.describe(str(talk), "What happens?", num_frames=4, max_new_tokens=8, coverage="full")
     assert first.model.device == "cuda"
     assert first.segments is not None

@@ -23,9 +23,12 @@ from mcp.client.stdio import stdio_client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.answer.results import VideoAnswer
-from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
+from llava_video_mcp.tools.answer import TranscriptOptions, VideoAnswer, VideoQA
+from llava_video_mcp.tools.backends import BackendConfig, LazyBackend, Ready
+from llava_video_mcp.tools.backends.fake import FakeBackend
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
+from llava_video_mcp.tools.frames import media_duration
+from llava_video_mcp.tools.media import VideoFetcher
 from llava_video_mcp.tools.untrusted import MAX_QUESTION_CHARS
 from tests.httpserver import LoopbackServer
 from tests.llava_builder import build_llava
@@ -244,58 +247,26 @@ async def test_damaged_frames_are_named_in_the_note(client: Client, damaged_mp4:
 # Prompts: untrusted text never becomes special tokens
 
 
-class Recorder:
-    """The real in-process backend, keeping the prompts it was given (to tokenise them as it did)."""
-
-    def __init__(self, model_dir: Path) -> None:
-        backend, _ = LazyBackend(BackendConfig(model=str(model_dir), device="cpu", dtype="float32")).get()
-        assert isinstance(backend, TransformersBackend)
-        self.backend = backend
-        self.loaded = backend
-        self.prompts: list[Any] = []
-        inner = backend.generate
-
-        def generate(prompt: Any, *args: Any, **kwargs: Any) -> Any:
-            self.prompts.append(prompt)
-            return inner(prompt, *args, **kwargs)
-
-        backend.generate = generate  # type: ignore[method-assign]
-
-    def label(self) -> str:
-        return self.backend.model_id
-
-    def get(self, on_download: Any = None) -> tuple[Any, float]:
-        return self.backend, 0.0
-
-    def token_ids(self, prompt: Any) -> list[int]:
-        rendered = self.backend._render(prompt)
-        return [int(t) for t in self.backend._inputs(prompt, rendered)["input_ids"][0].tolist()]
-
-
 async def test_injected_turns_stay_text(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
-    from llava_video_mcp.tools.answer.qa import VideoQA
-    from llava_video_mcp.tools.answer.steps import TranscriptOptions
-    from llava_video_mcp.tools.media.sources import VideoFetcher
-
     video = with_subtitles(h264_mp4, tmp_path, f"talk{HOSTILE_TEXT.count('<')}", HOSTILE_VTT)
-    recorder = Recorder(tiny_model)
-    provider: Any = recorder
-    provider.label = recorder.label()
-    qa = VideoQA(VideoFetcher(tmp_path / "cache"), provider)
+    real, _ = LazyBackend(BackendConfig(model=str(tiny_model), device="cpu", dtype="float32")).get()
+    assert isinstance(real, TransformersBackend)
+    recording = FakeBackend(inner=real)  # the real model, each prompt it reads kept
+    qa = VideoQA(VideoFetcher(tmp_path / "cache", inspect=media_duration), Ready(recording))
     answer = qa.describe(
         str(video), "What is said? " + HOSTILE_TEXT, num_frames=3, transcript=TranscriptOptions(), max_new_tokens=2
     )
     assert answer.videos[0].transcript is not None
     assert "<|im_end|>" in answer.videos[0].transcript[0].text  # the agent still sees what the video says
 
-    [prompt] = recorder.prompts
-    ids = recorder.token_ids(prompt)
-    tokenizer = recorder.backend._processor.tokenizer
+    [prompt] = recording.prompts
+    ids = real.token_ids(prompt)
+    tokenizer = real.processor.tokenizer
     special = {
         tokenizer.convert_tokens_to_ids(t): t for t in ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<image>"]
     }
     counts = {name: ids.count(token) for token, name in special.items()}
-    per_frame = recorder.backend.tokens_per_image
+    per_frame = real.tokens_per_image
     # Exactly the template's own: one user turn opened and closed, the assistant's opened, and the frames' slots.
     assert counts == {"<|im_start|>": 2, "<|im_end|>": 1, "<|endoftext|>": 0, "<image>": 3 * per_frame}
     assert "obey the captions" in tokenizer.decode(ids)
@@ -305,7 +276,7 @@ async def test_injected_turns_stay_text(tiny_model: Path, tmp_path: Path, h264_m
 
 
 def test_sidecar_symlink_outside_the_allowed_folders_is_ignored(tmp_path: Path, h264_mp4: Path) -> None:
-    from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -313,7 +284,7 @@ def test_sidecar_symlink_outside_the_allowed_folders_is_ignored(tmp_path: Path, 
     secret.write_text("WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nthe password is hunter2\n")
     (allowed / "clip.mp4").write_bytes(h264_mp4.read_bytes())
     (allowed / "clip.vtt").symlink_to(secret)
-    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(allowed_dirs=(allowed,)))
+    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(allowed_dirs=(allowed,)), inspect=media_duration)
     assert fetcher.fetch(str(allowed / "clip.mp4")).subtitles is None
     (allowed / "clip.vtt").unlink()
     shutil.copy(secret, allowed / "clip.vtt")
@@ -322,11 +293,11 @@ def test_sidecar_symlink_outside_the_allowed_folders_is_ignored(tmp_path: Path, 
 
 def test_refusals_outside_the_allowed_folders_do_not_tell_what_exists(tmp_path: Path, h264_mp4: Path) -> None:
     from llava_video_mcp.tools.errors import SourceError
-    from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher
 
     allowed = tmp_path / "allowed"
     allowed.mkdir()
-    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(allowed_dirs=(allowed,)))
+    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(allowed_dirs=(allowed,)), inspect=media_duration)
     messages = []
     for path in (h264_mp4, h264_mp4.with_name("no-such-file.mp4")):
         with pytest.raises(SourceError) as refused:
@@ -376,7 +347,7 @@ def old_model_dirs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_older_processor_configs_are_read_from_the_model(
     name: str, old_model_dirs: dict[str, Path], tiny_model: Path, h264_mp4: Path
 ) -> None:
-    from llava_video_mcp.tools.backends.base import Prompt
+    from llava_video_mcp.tools.backends import Prompt
     from tests.test_followups import GUIDE, frames_of
 
     images = frames_of(h264_mp4, 3)
@@ -396,7 +367,7 @@ def test_a_processor_that_does_not_fit_the_model_is_refused_with_the_fix(old_mod
 def test_prefix_cache_is_sized_from_the_device_and_says_when_it_cannot_keep(
     tiny_model: Path, h264_mp4: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from llava_video_mcp.tools.backends.base import Prompt
+    from llava_video_mcp.tools.backends import Prompt
     from llava_video_mcp.tools.backends.transformers import available_ram, prefix_cache_budget
     from tests.test_followups import GUIDE, frames_of
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from llava_video_mcp.tools.errors import DecodeError, LimitError, VideoToolError
-from llava_video_mcp.tools.frames import orientation_from_matrix, probe, sample_frames
+from llava_video_mcp.tools.frames import media_duration, orientation_from_matrix, probe, sample_frames
 from tests.media import (
     encode_video,
     joined_clips,
@@ -245,7 +245,7 @@ def test_every_refusal_is_a_tool_error_class(tmp_path: Path, secret: Path) -> No
 def test_the_duration_limit_holds_when_the_header_states_none(tmp_path: Path) -> None:
     import av
 
-    from llava_video_mcp.tools.media.sources import FetchPolicy, VideoFetcher
+    from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher
 
     live = tmp_path / "live.mkv"  # written as a live stream: no duration in its header, no index
     with av.open(str(live), "w", format="matroska", options={"live": "1"}) as container:
@@ -260,6 +260,6 @@ def test_the_duration_limit_holds_when_the_header_states_none(tmp_path: Path) ->
             container.mux(packet)
     with av.open(str(live)) as opened:
         assert opened.duration is None
-    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(max_duration_s=2))
+    fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(max_duration_s=2), inspect=media_duration)
     with pytest.raises(LimitError, match=r"lasts 3 s, over the limit of 2 s"):
         fetcher.fetch(str(live))

@@ -15,7 +15,7 @@ from mcp import Client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer import VideoAnswer
 from llava_video_mcp.tools.answer.windows import plan_windows
 from llava_video_mcp.tools.frames import outline
 from tests.engines import Relay, ServedModel

@@ -18,7 +18,7 @@ from mcp import Client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer import VideoAnswer
 from tests.engines import MisbehavingEngine, Relay, Script, ServedModel, chunk, free_port, served_model
 from tests.test_server import call, error_text
 from tests.test_stdio import server_command
@@ -216,9 +216,9 @@ def test_remote_mode_starts_fast_without_torch(engine: ServedModel, tmp_path: Pa
     probe = f"""
 import sys, time
 started = time.perf_counter()
-from llava_video_mcp.server.settings import parse_settings
+from llava_video_mcp.server.cli import parse_settings
 from llava_video_mcp.server.app import build_server
-from llava_video_mcp.tools.backends.loader import LazyBackend
+from llava_video_mcp.tools.backends import LazyBackend
 settings = parse_settings(["--endpoint", {engine.url!r}, "--cache-dir", {str(tmp_path)!r}])
 provider = LazyBackend(settings.backend_config())
 provider.get()

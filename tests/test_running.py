@@ -22,7 +22,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer import VideoAnswer
 from tests.engines import free_port
 from tests.fakehub import REPO, FakeHub
 from tests.httpserver import LoopbackServer

@@ -14,8 +14,8 @@ from mcp.types import CallToolResult, TextContent
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.answer.results import VideoAnswer
-from llava_video_mcp.tools.backends.base import DEFAULT_MODEL
+from llava_video_mcp.tools.answer import VideoAnswer
+from llava_video_mcp.tools.backends import DEFAULT_MODEL
 from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from tests.httpserver import LoopbackServer
 from tests.media import encode_audio_only, nearest_reference, reference_frames

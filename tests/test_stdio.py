@@ -20,7 +20,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer import VideoAnswer
 from tests.httpserver import LoopbackServer
 
 pytestmark = pytest.mark.anyio

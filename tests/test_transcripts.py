@@ -5,56 +5,24 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from llava_video_mcp.tools.answer.qa import VideoQA
-from llava_video_mcp.tools.answer.steps import TranscriptOptions
-from llava_video_mcp.tools.backends.base import Generation, InferenceProgress, Prompt, VideoLanguageBackend, no_progress
-from llava_video_mcp.tools.backends.loader import BackendConfig, LazyBackend
-from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.media.sources import VideoFetcher
+from llava_video_mcp.tools.answer import TranscriptOptions, VideoQA
+from llava_video_mcp.tools.backends import BackendConfig, LazyBackend, Ready
+from llava_video_mcp.tools.backends.fake import FakeBackend
+from llava_video_mcp.tools.frames import media_duration
+from llava_video_mcp.tools.media import VideoFetcher
 from tests.httpserver import LoopbackServer
 from tests.media import with_subtitles
 from tests.test_acquisition import VTT
 
 
-class RecordingBackend(VideoLanguageBackend):
-    """The real backend, with every prompt it is given kept for the test to read."""
-
-    def __init__(self, inner: VideoLanguageBackend) -> None:
-        super().__init__()
-        self.inner = inner
-        self.model_id, self.device, self.dtype = inner.model_id, inner.device, inner.dtype
-        self.prefill_dtype = inner.prefill_dtype
-        self.prompts: list[Prompt] = []
-
-    def generate(
-        self,
-        prompt: Prompt,
-        max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
-        cancel: CancelToken | None = None,
-    ) -> Generation:
-        self.prompts.append(prompt)
-        return self.inner.generate(prompt, max_new_tokens, on_progress, cancel)
-
-
-class RecordingProvider:
-    def __init__(self, model_dir: Path) -> None:
-        self.label = str(model_dir)
-        self.backend = RecordingBackend(LazyBackend(BackendConfig(model=str(model_dir))).get()[0])
-        self.loaded = self.backend
-
-    def get(self, on_download: Any = None) -> tuple[VideoLanguageBackend, float]:
-        return self.backend, 0.0
-
-
 @pytest.fixture
-def qa(tiny_model: Path, tmp_path: Path) -> tuple[VideoQA, RecordingBackend]:
-    provider = RecordingProvider(tiny_model)
-    return VideoQA(VideoFetcher(tmp_path / "cache"), provider), provider.backend
+def qa(tiny_model: Path, tmp_path: Path) -> tuple[VideoQA, FakeBackend]:
+    """The real model, with every prompt it is given kept (the shipped stand-in, passing prompts on)."""
+    recording = FakeBackend(inner=LazyBackend(BackendConfig(model=str(tiny_model))).get()[0])
+    return VideoQA(VideoFetcher(tmp_path / "cache", inspect=media_duration), Ready(recording)), recording
 
 
 @pytest.fixture
@@ -77,7 +45,7 @@ def talk_page(tmp_path: Path, h264_mp4: Path) -> Iterator[LoopbackServer]:
         yield server
 
 
-def test_sidecar_subtitles_reach_the_prompt_and_the_result(qa: tuple[VideoQA, RecordingBackend], lecture: Path) -> None:
+def test_sidecar_subtitles_reach_the_prompt_and_the_result(qa: tuple[VideoQA, FakeBackend], lecture: Path) -> None:
     service, backend = qa
     answer = service.describe(str(lecture), "What is said?", num_frames=2, max_new_tokens=2)
     text = backend.prompts[-1].text
@@ -88,14 +56,14 @@ def test_sidecar_subtitles_reach_the_prompt_and_the_result(qa: tuple[VideoQA, Re
     assert [c.text for c in transcript] == ["Hello there", "Goodbye & thanks"]
 
 
-def test_only_cues_inside_the_range(qa: tuple[VideoQA, RecordingBackend], lecture: Path) -> None:
+def test_only_cues_inside_the_range(qa: tuple[VideoQA, FakeBackend], lecture: Path) -> None:
     service, backend = qa
     answer = service.describe(str(lecture), "?", num_frames=2, start_s=1.8, end_s=3.0, max_new_tokens=1)
     assert "Hello there" not in backend.prompts[-1].text
     assert [c.text for c in answer.videos[0].transcript or []] == ["Goodbye & thanks"]
 
 
-def test_transcript_can_be_turned_off(qa: tuple[VideoQA, RecordingBackend], lecture: Path) -> None:
+def test_transcript_can_be_turned_off(qa: tuple[VideoQA, FakeBackend], lecture: Path) -> None:
     service, backend = qa
     answer = service.describe(
         str(lecture), "?", num_frames=2, transcript=TranscriptOptions(include=False), max_new_tokens=1
@@ -104,16 +72,14 @@ def test_transcript_can_be_turned_off(qa: tuple[VideoQA, RecordingBackend], lect
     assert answer.videos[0].transcript is None
 
 
-def test_site_subtitles_reach_the_prompt(qa: tuple[VideoQA, RecordingBackend], talk_page: LoopbackServer) -> None:
+def test_site_subtitles_reach_the_prompt(qa: tuple[VideoQA, FakeBackend], talk_page: LoopbackServer) -> None:
     service, backend = qa
     answer = service.describe(talk_page.url("talk.html"), "What is said?", num_frames=2, max_new_tokens=1)
     assert "[0.5 s] Hello there" in backend.prompts[-1].text
     assert answer.videos[0].transcript is not None
 
 
-def test_compare_labels_each_videos_subtitles(
-    qa: tuple[VideoQA, RecordingBackend], lecture: Path, h264_mp4: Path
-) -> None:
+def test_compare_labels_each_videos_subtitles(qa: tuple[VideoQA, FakeBackend], lecture: Path, h264_mp4: Path) -> None:
     service, backend = qa
     service.compare([str(h264_mp4), str(lecture)], "Which one talks?", frames_per_video=1, max_new_tokens=1)
     text = backend.prompts[-1].text

@@ -61,8 +61,3 @@ class CancelToken:
     def wait(self, timeout_s: float) -> bool:
         """Sleep up to `timeout_s`, waking early on cancellation; whether the call was cancelled."""
         return self._event.wait(timeout_s)
-
-
-def never() -> CancelToken:
-    """A token nobody cancels, for callers that do not cancel (notebooks, benchmarks)."""
-    return CancelToken()

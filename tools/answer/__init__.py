@@ -1,0 +1,46 @@
+"""Stage 5, the tools' logic: a question answered from sampled frames (`sampled`), or from notes on every window of
+a range (`watch`, over `windows`), as named steps over the stages before (`steps`), with the results and the
+evidence built once (`results`, `evidence`) and progress that measures work (`progress`).
+
+Nothing here (or anywhere in `tools`) imports MCP: `VideoQA` is usable from a notebook (see `qa`).
+"""
+
+from llava_video_mcp.tools.answer.progress import Progress, download_progress, no_progress
+from llava_video_mcp.tools.answer.qa import MAX_VIDEOS, MIN_VIDEOS, Clip, Coverage, VideoQA
+from llava_video_mcp.tools.answer.results import (
+    FrameInfo,
+    ModelInfo,
+    Segment,
+    Timings,
+    TokenCounts,
+    TranscriptCue,
+    VideoAnswer,
+    VideoInfo,
+)
+from llava_video_mcp.tools.answer.sampled import Evidence
+from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, TranscriptOptions
+from llava_video_mcp.tools.answer.watch import WindowOptions
+
+__all__ = [
+    "FRAME_SIDE",
+    "MAX_VIDEOS",
+    "MIN_VIDEOS",
+    "WITH_TRANSCRIPT",
+    "Clip",
+    "Coverage",
+    "Evidence",
+    "FrameInfo",
+    "ModelInfo",
+    "Progress",
+    "Segment",
+    "Timings",
+    "TokenCounts",
+    "TranscriptCue",
+    "TranscriptOptions",
+    "VideoAnswer",
+    "VideoInfo",
+    "VideoQA",
+    "WindowOptions",
+    "download_progress",
+    "no_progress",
+]

@@ -1,8 +1,19 @@
-"""The structured results the tools return: the answer and the evidence behind it."""
+"""The structured results the tools return, the answer and the evidence behind it, and the builders every kind
+of answer shares."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
 from pydantic import BaseModel, Field, PrivateAttr
+
+from llava_video_mcp.tools.backends import Generation, VideoLanguageBackend
+from llava_video_mcp.tools.frames import StreamInfo
+from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.prompt import Cue
 
 
 class FrameInfo(BaseModel):
@@ -118,3 +129,111 @@ class VideoAnswer(BaseModel):
     def with_images(self, images: list[bytes]) -> VideoAnswer:
         self._images = images
         return self
+
+
+# Built once, for every kind of answer: a sampled question, a full watch.
+
+
+def video_info(
+    video: LocalVideo,
+    info: StreamInfo,
+    *,
+    start_s: float,
+    end_s: float,
+    frames_requested: int,
+    frames: list[FrameInfo],
+    frames_from_cache: bool,
+    note: str | None,
+    cues: Sequence[Cue] = (),
+) -> VideoInfo:
+    """What was read from one source, and what of it the model saw."""
+    return VideoInfo(
+        source=video.source,
+        title=video.title,
+        duration_s=round(info.duration_s, 3),
+        fps=round(info.fps, 3) if info.fps else None,
+        width=info.width,
+        height=info.height,
+        codec=info.codec,
+        frame_count=info.frame_count,
+        from_cache=video.from_cache,
+        start_s=round(start_s, 3),
+        end_s=round(end_s, 3),
+        frames_requested=frames_requested,
+        frames=frames,
+        frames_from_cache=frames_from_cache,
+        note=note,
+        transcript=transcript_cues(cues),
+    )
+
+
+def transcript_cues(cues: Sequence[Cue]) -> list[TranscriptCue] | None:
+    return [TranscriptCue(start_s=c.start_s, end_s=c.end_s, text=c.text) for c in cues] or None
+
+
+def model_info(backend: VideoLanguageBackend) -> ModelInfo:
+    """The result's `model` block: what ran the call, and where."""
+    return ModelInfo(
+        id=backend.model_id,
+        device=backend.device,
+        endpoint=backend.endpoint,
+        dtype=backend.dtype,
+        prefill_dtype=backend.prefill_dtype,
+    )
+
+
+@dataclass
+class Clock:
+    """Where a call's time went, added up as it goes (from the threads of windows running together too)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    fetch_s: float = 0.0
+    decode_s: float = 0.0
+    load_s: float = 0.0
+    queue_s: float = 0.0
+    model_s: float = 0.0
+    """Time with the model, waiting in its queue included (queue_s is taken out of it)."""
+    reused: float = 0.0
+    """Windows whose notes came from an earlier call."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, amount: float) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def timings(self) -> Timings:
+        return Timings(
+            fetch_s=round(self.fetch_s, 3),
+            decode_s=round(self.decode_s, 3),
+            model_load_s=round(self.load_s, 3),
+            queue_s=round(self.queue_s, 3),
+            inference_s=round(max(self.model_s - self.queue_s, 0.0), 3),
+            total_s=round(time.perf_counter() - self.started, 3),
+        )
+
+
+def answer_of(
+    generation: Generation,
+    question: str,
+    videos: list[VideoInfo],
+    backend: VideoLanguageBackend,
+    clock: Clock,
+    segments: list[Segment] | None = None,
+    segments_from_cache: int | None = None,
+) -> VideoAnswer:
+    """The answer with the evidence it rests on, whatever way it was reached."""
+    return VideoAnswer(
+        answer=generation.text,
+        question=question,
+        videos=videos,
+        model=model_info(backend),
+        timings=clock.timings(),
+        tokens=TokenCounts(
+            prompt=generation.prompt_tokens,
+            generated=generation.generated_tokens,
+            reused=generation.reused_tokens,
+        ),
+        stopped_by_token_limit=generation.hit_token_limit,
+        segments=segments,
+        segments_from_cache=segments_from_cache,
+    )

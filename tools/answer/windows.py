@@ -25,14 +25,10 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llava_video_mcp.tools.prompt.subtitles import Cue
+from llava_video_mcp.tools.prompt import Cue, TimedText, span_label
 
 log = logging.getLogger(__name__)
 
-MAP_INSTRUCTION = (
-    "Describe in detail what happens in this part of the video: the setting, the people and objects, what they do "
-    "and say, any text shown, and how it changes. Give the time (MM:SS) of each event."
-)
 NOTES_TOKENS = 192
 """Length of each window's notes: a detailed paragraph."""
 REDUCE_CHARS = 12_000
@@ -47,14 +43,6 @@ class Window:
     """From 1."""
     start_s: float
     end_s: float
-
-
-def clock(seconds: float) -> str:
-    """MM:SS, or H:MM:SS past an hour."""
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def plan_windows(start_s: float, end_s: float, window_s: float, keyframes_s: Sequence[float]) -> list[Window]:
@@ -138,20 +126,21 @@ class NotesStore:
                 partial.unlink()
 
 
-def outline(notes: Sequence[WindowNotes]) -> str:
-    """The notes as one timestamped text, window after window."""
-    return "\n\n".join(f"[{clock(n.start_s)}-{clock(n.end_s)}] {n.notes}" for n in notes)
+def shown_length(notes: Sequence[TimedText]) -> int:
+    """Characters the notes take in a prompt, each with its time span."""
+    return sum(len(span_label(n.start_s, n.end_s)) + 1 + len(n.text) for n in notes)
 
 
-def groups_within(texts: Sequence[str], budget: int) -> list[list[str]]:
-    """Consecutive texts grouped so that each group stays within `budget` characters (a longer text alone)."""
-    groups: list[list[str]] = []
+def groups_within(notes: Sequence[TimedText], budget: int) -> list[list[TimedText]]:
+    """Consecutive notes grouped so that each group stays within `budget` characters (a longer one alone)."""
+    groups: list[list[TimedText]] = []
     size = 0
-    for text in texts:
-        if groups and size + len(text) <= budget:
-            groups[-1].append(text)
-            size += len(text)
+    for note in notes:
+        length = shown_length([note])
+        if groups and size + length <= budget:
+            groups[-1].append(note)
+            size += length
         else:
-            groups.append([text])
-            size = len(text)
+            groups.append([note])
+            size = length
     return groups

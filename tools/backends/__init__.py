@@ -1,10 +1,34 @@
-"""Model backends behind one small protocol (`base.VideoLanguageBackend`).
+"""Stage 4, prompt -> answer: model backends behind one small protocol (`base.VideoLanguageBackend`).
 
     base.py          Prompt, Generation, the protocol, ModelProvider; imports no implementation
     turns.py         how many calls a backend runs at once, and the queue in front of it
-    loader.py        picks the local or the remote backend from the settings, loads it once
+    loader.py        picks the local or the remote backend from the configuration, brings it up once
     transformers.py  in process: llava through transformers, with devices.py, prefix_cache.py and attention.py
     remote.py        an OpenAI-compatible serving engine (vLLM, SGLang, `transformers serve`) over HTTP
+    fake.py          a stand-in for tests and demos: scripted answers, prompts recorded
 
-Importing this package, `base`, `turns` or `remote` imports neither torch nor transformers.
+Importing this package imports neither torch nor transformers.
 """
+
+from llava_video_mcp.tools.backends.base import (
+    DEFAULT_MODEL,
+    Generation,
+    InferenceProgress,
+    ModelProvider,
+    Prompt,
+    VideoLanguageBackend,
+)
+from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE, BackendConfig, LazyBackend, Ready
+
+__all__ = [
+    "API_KEY_VARIABLE",
+    "DEFAULT_MODEL",
+    "BackendConfig",
+    "Generation",
+    "InferenceProgress",
+    "LazyBackend",
+    "ModelProvider",
+    "Prompt",
+    "Ready",
+    "VideoLanguageBackend",
+]

@@ -15,9 +15,11 @@ from typing import Protocol
 from PIL import Image
 
 from llava_video_mcp.tools.backends.turns import Turns
-from llava_video_mcp.tools.cancel import CancelToken, never
+from llava_video_mcp.tools.cancel import CancelToken
 
 DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
+API_KEY_VARIABLE = "LLAVA_VIDEO_MCP_API_KEY"
+"""The one place a remote engine's API key comes from: never a flag (flags show in process lists)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class VideoLanguageBackend(ABC):
         cancel: CancelToken | None = None,
     ) -> Generation:
         """Wait for a turn (reporting the queue), then generate."""
-        token = cancel if cancel is not None else never()
+        token = cancel if cancel is not None else CancelToken()
 
         def waiting(ahead: int) -> None:
             on_progress(0.0, f"Waiting for the model: {ahead} call{'' if ahead == 1 else 's'} ahead")

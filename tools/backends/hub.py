@@ -38,10 +38,12 @@ def hub_endpoint() -> str:
 
 def local_snapshot(model_id: str, on_download: DownloadProgress | None = None) -> str:
     """A local folder holding the model: the cached snapshot, or a fresh download with progress."""
-    hub: Any = __import__("huggingface_hub")
+    import huggingface_hub
+    from huggingface_hub import errors
+
     try:
-        return str(hub.snapshot_download(model_id, allow_patterns=_WANTED, local_files_only=True))
-    except (hub.errors.LocalEntryNotFoundError, OSError):
+        return str(huggingface_hub.snapshot_download(model_id, allow_patterns=_WANTED, local_files_only=True))
+    except (errors.LocalEntryNotFoundError, OSError):
         pass
     fix = (
         f"Download it where there is network (`hf download {model_id} --local-dir FOLDER`), copy the folder here, "
@@ -54,10 +56,12 @@ def local_snapshot(model_id: str, on_download: DownloadProgress | None = None) -
     _probe(model_id, fix)
     log.info("downloading %s from %s", model_id, hub_endpoint())
     try:
-        folder = hub.snapshot_download(model_id, allow_patterns=_WANTED, tqdm_class=_bytes_reporter(on_download))
-    except hub.errors.RepositoryNotFoundError as exc:
+        folder = huggingface_hub.snapshot_download(
+            model_id, allow_patterns=_WANTED, tqdm_class=_bytes_reporter(on_download)
+        )
+    except errors.RepositoryNotFoundError as exc:
         raise ModelError(f"The hub has no model '{model_id}' (or it is private). Check --model.") from exc
-    except (hub.errors.HfHubHTTPError, OSError) as exc:
+    except (errors.HfHubHTTPError, OSError) as exc:
         raise ModelError(
             f"Downloading the model '{model_id}' failed ({_first_line(exc)}). {fix}", retryable=True
         ) from exc

@@ -7,12 +7,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from llava_video_mcp.tools.backends.base import DEFAULT_MODEL, VideoLanguageBackend
+from llava_video_mcp.tools.backends.base import API_KEY_VARIABLE, DEFAULT_MODEL, VideoLanguageBackend
 from llava_video_mcp.tools.backends.hub import DownloadProgress
 from llava_video_mcp.tools.errors import ModelError
 
-API_KEY_VARIABLE = "LLAVA_VIDEO_MCP_API_KEY"
-"""The one place a remote engine's API key comes from: never a flag (flags show in process lists)."""
+__all__ = ["API_KEY_VARIABLE", "BackendConfig", "LazyBackend", "Ready"]
 
 
 @dataclass(frozen=True)
@@ -115,3 +114,24 @@ class LazyBackend:
             prefix_cache_gb=config.prefix_cache_gb,
             on_download=on_download,
         )
+
+
+class Ready:
+    """A provider for a backend that is already up (a test's, a notebook's): nothing to load."""
+
+    def __init__(self, backend: VideoLanguageBackend) -> None:
+        self.backend = backend
+
+    @property
+    def label(self) -> str:
+        return self.backend.model_id
+
+    @property
+    def loaded(self) -> VideoLanguageBackend | None:
+        return self.backend
+
+    def get(self, on_download: DownloadProgress | None = None) -> tuple[VideoLanguageBackend, float]:
+        return self.backend, 0.0
+
+    def close(self) -> None:
+        self.backend.close()

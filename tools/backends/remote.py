@@ -33,6 +33,7 @@ from openai.types.chat import ChatCompletionContentPartParam
 from PIL import Image
 
 from llava_video_mcp.tools.backends.base import (
+    API_KEY_VARIABLE,
     Generation,
     InferenceProgress,
     Prompt,
@@ -41,7 +42,6 @@ from llava_video_mcp.tools.backends.base import (
     generating,
     no_progress,
 )
-from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError, ModelError
 

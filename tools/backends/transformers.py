@@ -11,13 +11,14 @@ import hashlib
 import importlib
 import importlib.util
 import logging
-import os
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from llava_video_mcp.tools.backends import attention
 from llava_video_mcp.tools.backends.base import (
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_HEADROOM = 256
-"""Extra cache slots beyond this call's needs, so most follow-ups fit the prefix's cache as it is."""
+HEADROOM = 256
+"""Extra cache slots beyond a call's needs, so most follow-ups fit the prefix's cache as it is."""
 _VISION_SHARE, _PREFILL_SHARE = 0.5, 0.2
 """Rough shares of the model stage taken by encoding frames and reading the prompt, for progress fractions."""
 
@@ -97,17 +98,8 @@ def prefix_cache_budget(device: str) -> int:
 
 
 def available_ram() -> int:
-    """RAM available to new allocations (Linux's MemAvailable), else the physical total."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
+    """RAM available to new allocations, as the operating system counts it."""
+    return int(psutil.virtual_memory().available)
 
 
 def _match_processor_to_model(processor: Any, config: Any, model_id: str) -> None:
@@ -166,6 +158,7 @@ class TransformersBackend(VideoLanguageBackend):
         prefill_dtype: torch.dtype | None = None,
         vision_chunk: int = 8,
         prefix_cache_bytes: int = 4 * 2**30,
+        headroom: int = HEADROOM,
     ) -> None:
         super().__init__(max_concurrency=1)
         self._model = model
@@ -174,6 +167,7 @@ class TransformersBackend(VideoLanguageBackend):
         self._prefixes = PrefixCache(prefix_cache_bytes)
         self._prefill_dtype = prefill_dtype
         self._vision_chunk = vision_chunk
+        self._headroom = headroom
         self.model_id = model_id
         self.device = device
         if device == "cpu" and model.config.get_text_config()._attn_implementation == "sdpa":
@@ -194,6 +188,7 @@ class TransformersBackend(VideoLanguageBackend):
         *,
         prefix_cache_gb: float | None = None,
         on_download: DownloadProgress | None = None,
+        headroom: int = HEADROOM,
     ) -> TransformersBackend:
         """Load from a hub id (the cache, or a download reported through `on_download`) or a local folder; raise
         ModelError with a fix when that fails."""
@@ -244,7 +239,22 @@ class TransformersBackend(VideoLanguageBackend):
             chosen_device,
             prefill_dtype=mixed_prefill_dtype(dtype),
             prefix_cache_bytes=budget,
+            headroom=headroom,
         )
+
+    @property
+    def model(self) -> Any:
+        """The transformers model this backend runs (for inspection: its config, hooks)."""
+        return self._model
+
+    @property
+    def processor(self) -> Any:
+        """The transformers processor: the tokenizer and the image processor."""
+        return self._processor
+
+    def token_ids(self, prompt: Prompt) -> list[int]:
+        """The prompt as the model reads it: token ids, each frame's image tokens included."""
+        return [int(t) for t in self._inputs(prompt, self._render(prompt))["input_ids"][0].tolist()]
 
     def _render(self, prompt: Prompt) -> str:
         """The prompt as text, from the processor's own chat template, one image entry per frame."""
@@ -347,9 +357,9 @@ class TransformersBackend(VideoLanguageBackend):
         cache = self._prefixes.take(key)
         reused = cache is not None
         if cache is None:
-            cache = self._prefill(inputs, prefix_length, on_progress, capacity + _HEADROOM, cancel)
+            cache = self._prefill(inputs, prefix_length, on_progress, capacity + self._headroom, cancel)
         elif int(cache.layers[0].get_max_length()) < capacity:
-            cache = self._grown(cache, prefix_length, capacity + _HEADROOM)
+            cache = self._grown(cache, prefix_length, capacity + self._headroom)
         tokenizer = self._processor.tokenizer
         try:
             sequences = self._model.generate(
@@ -454,23 +464,6 @@ class TransformersBackend(VideoLanguageBackend):
         if not self._mixed_precision:
             return nullcontext()
         return torch.autocast(device_type=self._model.device.type, dtype=self._prefill_dtype)
-
-    def first_token_logits(self, prompt: Prompt) -> Any:
-        """Logits of the first answer token, computed as generate computes them (prefill, then the question)."""
-        import torch
-
-        with self._turn, torch.inference_mode():
-            rendered = self._render(prompt)
-            inputs = self._inputs(prompt, rendered)
-            prefix_length = self._prefix_length(prompt, rendered, inputs["input_ids"])
-            cache = self._prefill(inputs, prefix_length, no_progress, int(inputs["input_ids"].shape[1]))
-            output = self._model(
-                input_ids=inputs["input_ids"][:, prefix_length:],
-                attention_mask=inputs["attention_mask"],
-                cache=cache,
-                use_cache=True,
-            )
-        return output.logits[0, -1].float()
 
     def _prefix_length(self, prompt: Prompt, rendered: str, ids: Any) -> int:
         """Tokens before the question; at least one token is always left for the generation step itself."""

@@ -33,11 +33,6 @@ class Turns:
         self._running = 0
         self._waiting: deque[object] = deque()
 
-    @property
-    def running(self) -> int:
-        with self._changed:
-            return self._running
-
     @contextmanager
     def turn(self, cancel: CancelToken, on_wait: WaitReport | None = None) -> Iterator[float]:
         """Hold a turn for the block; yields the seconds spent waiting for it. Raises `Cancelled` while waiting."""

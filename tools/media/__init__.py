@@ -1,0 +1,30 @@
+"""Stage 1, source -> local file: a local path checked against the allowed folders, or a URL downloaded by yt-dlp
+(never a subprocess) into the cache, under guards on every connection.
+
+    sources   resolving a source: checks as text, allowed folders, the duration limit, sidecar subtitles
+    cache     the download cache: entries written whole, aliases, eviction, damage noticed, staging cleaned
+    ytdlp     yt-dlp behind one typed module: its options, its hooks, its errors, what it may read and fetch
+    netguard  guards on the connections a download makes: public addresses only, http(s) only, cut on demand
+"""
+
+from llava_video_mcp.tools.media.cache import remove_own_staging
+from llava_video_mcp.tools.media.sources import (
+    FetchPolicy,
+    Inspect,
+    LocalVideo,
+    VideoFetcher,
+    checked_source,
+    default_cache_dir,
+)
+from llava_video_mcp.tools.media.ytdlp import ProgressHook
+
+__all__ = [
+    "FetchPolicy",
+    "Inspect",
+    "LocalVideo",
+    "ProgressHook",
+    "VideoFetcher",
+    "checked_source",
+    "default_cache_dir",
+    "remove_own_staging",
+]

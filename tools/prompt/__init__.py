@@ -1,0 +1,48 @@
+"""Stage 3, images and text -> what the model reads: subtitles as timestamped cues, and every prompt text as a pure
+function (`templates`). Text from strangers is made harmless by `tools.untrusted`, shared by every stage."""
+
+from llava_video_mcp.tools.prompt.subtitles import (
+    MAX_TRANSCRIPT_CHARS,
+    Cue,
+    bounded,
+    cues_in_range,
+    parse_subtitles,
+    read_cues,
+    render,
+)
+from llava_video_mcp.tools.prompt.templates import (
+    DEFAULT_QUESTION,
+    MAP_INSTRUCTION,
+    PromptText,
+    Safe,
+    SeenVideo,
+    TimedText,
+    clock,
+    condense_prompt,
+    notes_prompt,
+    question_prompt,
+    span_label,
+    window_prompt,
+)
+
+__all__ = [
+    "DEFAULT_QUESTION",
+    "MAP_INSTRUCTION",
+    "MAX_TRANSCRIPT_CHARS",
+    "Cue",
+    "PromptText",
+    "Safe",
+    "SeenVideo",
+    "TimedText",
+    "bounded",
+    "clock",
+    "condense_prompt",
+    "cues_in_range",
+    "notes_prompt",
+    "parse_subtitles",
+    "question_prompt",
+    "read_cues",
+    "render",
+    "span_label",
+    "window_prompt",
+]

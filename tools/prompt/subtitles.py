@@ -1,4 +1,5 @@
-"""Subtitles as a compact, timestamped transcript for the model: WebVTT and SRT, cut to the sampled range."""
+"""Subtitles as a compact, timestamped transcript for the model: WebVTT and SRT read in linear time, cut to the
+sampled range and to a budget."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 MAX_TRANSCRIPT_CHARS = 2000
 """About 500 tokens: enough for the gist of a few minutes of speech, small beside the frames' image tokens."""
+MAX_SUBTITLE_BYTES = 4 * 2**20
+"""Most read of a subtitle file: hours of speech; a larger file is read only this far."""
 
 _TIMING = re.compile(
     r"\s*(?:(\d{1,9}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})\s*-->\s*(?:(\d{1,9}):)?(\d{1,2}):(\d{2})[.,](\d{1,3})"
@@ -83,15 +86,14 @@ def render(cues: Sequence[Cue]) -> str:
     return "\n".join(f"[{cue.start_s:.1f} s] {cue.text}" for cue in cues)
 
 
-def find_sidecar(video: Path, language: str) -> Path | None:
-    """A subtitle file beside a local video with the same name: NAME.LANG.vtt, NAME.vtt, or the same in .srt."""
-    for name in (
-        f"{video.stem}.{language}.vtt",
-        f"{video.stem}.vtt",
-        f"{video.stem}.{language}.srt",
-        f"{video.stem}.srt",
-    ):
-        candidate = video.with_name(name)
-        if candidate.is_file():
-            return candidate
-    return None
+def read_cues(path: Path | None) -> list[Cue]:
+    """The cues of a subtitle file (a site's, or a sidecar), read up to MAX_SUBTITLE_BYTES; none when there is no
+    file or it cannot be read."""
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as subtitles:
+            text = subtitles.read(MAX_SUBTITLE_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return parse_subtitles(text)

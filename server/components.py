@@ -1,0 +1,32 @@
+"""What the server and the terminal commands work with, built from the settings in one place: the fetcher (the
+media stage, told how the frames stage reads a file), the model (loaded on first use, or an engine), and the
+questions' logic over both. The MCP app, the HTTP app and the terminal share it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.answer import VideoQA
+from llava_video_mcp.tools.backends import LazyBackend, ModelProvider
+from llava_video_mcp.tools.frames import media_duration
+from llava_video_mcp.tools.media import VideoFetcher
+
+
+@dataclass(frozen=True)
+class Components:
+    fetcher: VideoFetcher
+    model: ModelProvider
+    qa: VideoQA
+
+
+def build(settings: Settings, model: ModelProvider | None = None) -> Components:
+    """The components for these settings; `model` when one is already up (started with --preload or --endpoint)."""
+    fetcher = VideoFetcher(
+        settings.cache_dir,
+        settings.fetch_policy(),
+        cache_max_bytes=int(settings.cache_max_gb * 2**30),
+        inspect=media_duration,
+    )
+    model = model if model is not None else LazyBackend(settings.backend_config())
+    return Components(fetcher, model, VideoQA(fetcher, model, windows=settings.window_options()))

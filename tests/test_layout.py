@@ -1,0 +1,101 @@
+"""The layout shows the design, and stays so: tools/ has one sub-package per stage, in the order data flows, and a
+stage imports only the stages before it; nothing in tools/ imports MCP or the server; there are no import circles;
+each stage has an explicit surface; no function is over 80 lines. Read from the source, not by importing it."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "llava_video_mcp"
+STAGES = ["foundation", "media", "frames", "prompt", "backends", "answer"]
+"""In the order data flows: a source becomes a file, the file timed images, images and text a prompt, the prompt
+an answer; the tools' logic uses them all. The foundation (errors, cancel, untrusted text, the shared LRU) is what
+every stage may use."""
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the installed package, by its dotted name, from the repository's folders."""
+    found = {}
+    for folder in ("server", "tools"):
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = [PACKAGE, folder, *path.relative_to(ROOT / folder).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+MODULES = modules()
+
+
+def imports(path: Path) -> Iterator[str]:
+    """The modules of this package that a file imports, at any depth (an import inside a function counts)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                yield submodule if submodule in MODULES else node.module
+
+
+def stage(module: str) -> str:
+    parts = module.split(".")
+    if parts[1] != "tools" or len(parts) < 3 or parts[2] not in STAGES:
+        return "foundation"
+    return parts[2]
+
+
+TOOLS = sorted(name for name in MODULES if name.startswith(f"{PACKAGE}.tools."))
+
+
+@pytest.mark.parametrize("module", TOOLS)
+def test_a_stage_imports_only_the_stages_before_it(module: str) -> None:
+    for imported in imports(MODULES[module]):
+        assert not imported.startswith(("mcp", f"{PACKAGE}.server")), f"{module} imports {imported}"
+        if imported.startswith(f"{PACKAGE}.tools"):
+            assert STAGES.index(stage(imported)) <= STAGES.index(stage(module)), f"{module} imports {imported}"
+
+
+def test_there_are_no_import_circles() -> None:
+    graph = {name: {i for i in imports(path) if i in MODULES and i != name} for name, path in MODULES.items()}
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        assert name not in visiting, " -> ".join([*visiting[visiting.index(name) :], name])
+        visiting.append(name)
+        for child in sorted(graph[name]):
+            visit(child)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+@pytest.mark.parametrize("stage_name", STAGES[1:])
+def test_each_stage_has_an_explicit_surface(stage_name: str) -> None:
+    source = (ROOT / "tools" / stage_name / "__init__.py").read_text()
+    tree = ast.parse(source)
+    names = [node for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "__all__"]  # type: ignore[attr-defined]
+    assert names, f"tools/{stage_name}/__init__.py has no __all__"
+    assert ast.get_docstring(tree), f"tools/{stage_name} says nothing of what it is"
+
+
+def test_no_function_is_over_80_lines() -> None:
+    long = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 80:
+                    long.append(f"{name}.{node.name}: {length} lines")
+    assert long == []

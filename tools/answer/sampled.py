@@ -1,0 +1,144 @@
+"""A question about frames sampled from one video or several, in one model call: fetch, sample, bring up the
+model, ask, and build the answer with the evidence it rests on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from llava_video_mcp.tools.answer.evidence import LabelledFrame, contact_sheet, frame_images, label
+from llava_video_mcp.tools.answer.progress import Progress, WorkPlan, model_progress
+from llava_video_mcp.tools.answer.results import Clock, FrameInfo, VideoAnswer, VideoInfo, answer_of, video_info
+from llava_video_mcp.tools.answer.steps import (
+    TranscriptOptions,
+    cues_of,
+    fetched,
+    index_file,
+    load_model,
+    safe_for,
+    timed,
+)
+from llava_video_mcp.tools.backends import ModelProvider, Prompt
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.frames import SampleCache, SampledVideo, SamplingPlan
+from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, Cue, SeenVideo, question_prompt
+
+Evidence = Literal["none", "sheet", "frames"]
+"""Images of the frames the model saw, returned with the answer: none, one contact sheet, or one per frame."""
+
+SPARSE_S = 30.0
+"""A sampled call with more seconds than this between frames gets a note that it saw little of its range."""
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    source: str
+    plan: SamplingPlan
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One video as this call saw it."""
+
+    video: LocalVideo
+    sample: SampledVideo
+    from_cache: bool
+    cues: list[Cue]
+
+
+def answer_sampled(
+    fetcher: VideoFetcher,
+    model: ModelProvider,
+    samples: SampleCache,
+    requests: Sequence[VideoRequest],
+    question: str,
+    transcript: TranscriptOptions,
+    max_new_tokens: int,
+    evidence: Evidence,
+    progress: Progress,
+    cancel: CancelToken | None,
+) -> VideoAnswer:
+    """Answer `question` from the frames of every request, all in one model context."""
+    clock = Clock()
+    work = WorkPlan(progress, loading=model.loaded is None)
+    count = len(requests)
+    fetching = [work.part("fetch", i, count) for i in range(count)]
+    with fetched(fetcher, [r.source for r in requests], transcript, fetching, clock, cancel) as videos:
+        seen = []
+        for number, (request, video) in enumerate(zip(requests, videos, strict=True), 1):
+            work.part("sample", number - 1, count)(0, 1, f"Sampling {request.plan.num_frames} frames from video "
+                                                     f"{number}/{count}")  # fmt: skip
+            with timed(clock, "decode_s"):
+                sample, hit = samples.sample(video.path, request.plan, cancel, index_file(video))
+            budget = MAX_TRANSCRIPT_CHARS // count
+            cues = cues_of(video, sample.start_s, sample.end_s, budget) if transcript.include else []
+            seen.append(_Seen(video, sample, hit, cues))
+    backend = load_model(model, work.part("load"), clock)
+    running = work.part("model")
+    running(0, 1, f"Running {backend.model_id} on {sum(len(s.sample.frames) for s in seen)} frames")
+    text = question_prompt(
+        [SeenVideo(s.video.title, s.sample.info.duration_s, [f.timestamp_s for f in s.sample.frames], s.cues)
+         for s in seen],
+        question,
+        safe_for(backend),
+    )  # fmt: skip
+    prompt = Prompt([f.image for s in seen for f in s.sample.frames], text.text, text.question_start)
+    with timed(clock, "model_s"):
+        generation = backend.answer(prompt, max_new_tokens, model_progress(running), cancel)
+    clock.add("queue_s", generation.queue_s)
+    running(1, 1, "Done")
+    result = answer_of(generation, question, _video_infos(seen), backend, clock)
+    return result.with_images(_evidence([s.sample for s in seen], evidence))
+
+
+def _video_infos(seen: Sequence[_Seen]) -> list[VideoInfo]:
+    infos = []
+    index = 0
+    for one in seen:
+        frames = [
+            FrameInfo(index=index + i, timestamp_s=round(f.timestamp_s, 3)) for i, f in enumerate(one.sample.frames)
+        ]
+        index += len(frames)
+        infos.append(
+            video_info(
+                one.video,
+                one.sample.info,
+                start_s=one.sample.start_s,
+                end_s=one.sample.end_s,
+                frames_requested=one.sample.frames_requested,
+                frames=frames,
+                frames_from_cache=one.from_cache,
+                note=_with_sparse_note(one.sample),
+                cues=one.cues,
+            )
+        )
+    return infos
+
+
+def _with_sparse_note(sample: SampledVideo) -> str | None:
+    """The sampler's note, and one saying so when the frames are far apart: the model then saw little of the range."""
+    spacing = (sample.end_s - sample.start_s) / max(len(sample.frames), 1)
+    if spacing <= SPARSE_S:
+        return sample.note
+    sparse = (
+        f"One frame every {spacing:.0f} s over {(sample.end_s - sample.start_s) / 60:.1f} min: the model saw little of "
+        'this range. Use coverage="full" to watch all of it, or start_s/end_s to look closer at a part.'
+    )
+    return f"{sample.note} {sparse}" if sample.note else sparse
+
+
+def _evidence(sampled: Sequence[SampledVideo], evidence: Evidence) -> list[bytes]:
+    """JPEGs of the frames the model saw (the same decoded images), each labelled with its reported timestamp."""
+    if evidence == "none":
+        return []
+    several = len(sampled) > 1
+    frames = [
+        LabelledFrame(frame.image, label(round(frame.timestamp_s, 3), number if several else None))
+        for number, sample in enumerate(sampled, 1)
+        for frame in sample.frames
+    ]
+    if evidence == "sheet":
+        return [contact_sheet(frames)[0]]
+    return frame_images(frames)

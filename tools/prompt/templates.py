@@ -1,0 +1,156 @@
+"""Every text the model reads, as pure functions of what a call saw: the question about sampled frames (one video
+or several), a window's notes request, condensing notes, and the question answered from notes.
+
+The chat template renders every image before the text, so the text is the only place the model learns which
+frames belong to which video and when each was taken. Text from strangers (titles, subtitles, notes that quote
+them, the question) goes through `safe` (the backend's neutralisation of special tokens) wherever it enters.
+Everything before the question is the same for every question about the same frames: backends reuse its work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from llava_video_mcp.tools.prompt.subtitles import Cue, render
+
+Safe = Callable[[str], str]
+"""Makes text from strangers harmless in a prompt (see `untrusted.neutralise`)."""
+
+DEFAULT_QUESTION = (
+    "Describe this video in detail: the setting, the people, animals or objects in it, "
+    "and what happens from beginning to end."
+)
+MAP_INSTRUCTION = (
+    "Describe in detail what happens in this part of the video: the setting, the people and objects, what they do "
+    "and say, any text shown, and how it changes. Give the time (MM:SS) of each event."
+)
+CONDENSE_INSTRUCTION = (
+    "\n\nCondense these notes into one shorter paragraph that keeps every event with its time (MM:SS)."
+)
+
+
+@dataclass(frozen=True)
+class PromptText:
+    """The text after the frames; `text[:question_start]` describes them and is the same for every question."""
+
+    text: str
+    question_start: int
+
+
+@dataclass(frozen=True)
+class SeenVideo:
+    """One video as a prompt describes it."""
+
+    title: str | None
+    duration_s: float
+    times_s: Sequence[float]
+    """Exact times of the frames the model sees, in order."""
+    cues: Sequence[Cue] = ()
+
+
+@dataclass(frozen=True)
+class TimedText:
+    """Text about a span of a video: a window's notes, or several windows' notes condensed."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+def clock(seconds: float) -> str:
+    """MM:SS, or H:MM:SS past an hour."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def question_prompt(videos: Sequence[SeenVideo], question: str, safe: Safe) -> PromptText:
+    """A question about sampled frames of one video or several: which frames are which, their subtitles, then the
+    question."""
+    context = _frame_guide(videos, safe) + _subtitles(videos, safe) + "\n\n"
+    return PromptText(context + safe(question), len(context))
+
+
+def window_prompt(
+    title: str | None, duration_s: float, start_s: float, end_s: float, times_s: Sequence[float], cues: Sequence[Cue],
+    safe: Safe,
+) -> PromptText:  # fmt: skip
+    """A window's notes request: its frames placed in the whole video, its subtitles, then MAP_INSTRUCTION."""
+    titled = f' "{safe(title)}"' if title else ""
+    guide = (
+        f"The {len(times_s)} images are frames from {clock(start_s)} to {clock(end_s)} of a video{titled} "
+        f"({clock(duration_s)} long), in time order, taken at {', '.join(_stamp(t) for t in times_s)}."
+    )
+    if cues:
+        guide += "\n\nSubtitles spoken in that part of the video:\n" + safe(render(cues))
+    guide += "\n\n"
+    return PromptText(guide + MAP_INSTRUCTION, len(guide))
+
+
+def condense_prompt(notes: Sequence[TimedText], safe: Safe) -> PromptText:
+    """Notes on consecutive parts, to be condensed into one shorter paragraph that keeps the times."""
+    context = "Notes on consecutive parts of a video, each with its time span:\n\n" + safe(_spans(notes))
+    return PromptText(context + CONDENSE_INSTRUCTION, len(context))
+
+
+def notes_prompt(
+    title: str | None, duration_s: float, notes: Sequence[TimedText], question: str, safe: Safe
+) -> PromptText:
+    """The question answered from the timestamped notes on the whole range (text only)."""
+    titled = f' "{title}"' if title else ""
+    context = (
+        f"Notes on consecutive parts of a video{safe(titled)} ({clock(duration_s)} long), each with its time span, "
+        "written while watching it:\n\n" + safe(_spans(notes)) + "\n\n"
+    )
+    return PromptText(context + safe(question), len(context))
+
+
+def span_label(start_s: float, end_s: float) -> str:
+    return f"[{clock(start_s)}-{clock(end_s)}]"
+
+
+def _spans(notes: Sequence[TimedText]) -> str:
+    return "\n\n".join(f"{span_label(n.start_s, n.end_s)} {n.text}" for n in notes)
+
+
+def _frame_guide(videos: Sequence[SeenVideo], safe: Safe) -> str:
+    def titled(video: SeenVideo) -> str:
+        return f' "{safe(video.title)}"' if video.title else ""
+
+    if len(videos) == 1:
+        [video] = videos
+        return (
+            f"The {len(video.times_s)} images are frames of one video{titled(video)} "
+            f"({video.duration_s:.1f} s long), in time order, taken at {_times(video.times_s)}."
+        )
+    total = sum(len(v.times_s) for v in videos)
+    lines = [f"The {total} images are frames from {len(videos)} videos, in order."]
+    first = 1
+    for number, video in enumerate(videos, 1):
+        last = first + len(video.times_s) - 1
+        images = f"Image {first}" if first == last else f"Images {first}-{last}"
+        lines.append(
+            f"{images}: Video {number}{titled(video)} ({video.duration_s:.1f} s long), taken at "
+            f"{_times(video.times_s)}."
+        )
+        first = last + 1
+    return "\n".join(lines)
+
+
+def _subtitles(videos: Sequence[SeenVideo], safe: Safe) -> str:
+    if not any(video.cues for video in videos):
+        return ""
+    if len(videos) == 1:
+        return "\n\nSubtitles spoken in that part of the video:\n" + safe(render(videos[0].cues))
+    parts = [f"Subtitles of Video {n}:\n{safe(render(v.cues))}" for n, v in enumerate(videos, 1) if v.cues]
+    return "\n\n" + "\n\n".join(parts)
+
+
+def _times(times_s: Sequence[float]) -> str:
+    return ", ".join(f"{t:.2f} s" for t in times_s)
+
+
+def _stamp(seconds: float) -> str:
+    return f"{clock(seconds)}.{int(seconds * 10) % 10}"
