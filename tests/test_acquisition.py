@@ -16,7 +16,7 @@ from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError
 from llava_video_mcp.tools.frames import media_duration, probe
 from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher, netguard
 from llava_video_mcp.tools.media.sources import find_sidecar
-from llava_video_mcp.tools.media.ytdlp import DownloadOptions, _explain
+from llava_video_mcp.tools.media.ytdlp import DownloadOptions, explain
 from llava_video_mcp.tools.prompt import bounded, cues_in_range, parse_subtitles
 from tests.httpserver import LoopbackServer
 from tests.media import encode_video
@@ -216,7 +216,7 @@ def test_login_walls_mention_cookies(message: str) -> None:
     error = yt_dlp.utils.DownloadError(
         f"ERROR: {message}", (yt_dlp.utils.ExtractorError, yt_dlp.utils.ExtractorError(message, expected=True), None)
     )
-    explained = _explain("https://video.example/watch?v=1", error, DownloadOptions())
+    explained = explain("https://video.example/watch?v=1", error, DownloadOptions())
     assert "--cookies FILE" in str(explained)
 
 
@@ -324,7 +324,7 @@ def test_dash_arguments_are_only_paths(tmp_path: Path, source: str) -> None:
 def test_geo_restriction_is_named() -> None:
     cause = yt_dlp.utils.GeoRestrictedError("The uploader has not made this video available in your country.")
     error = yt_dlp.utils.DownloadError(f"ERROR: {cause}", (type(cause), cause, None))
-    assert "not available from this server's country" in str(_explain("https://v.example/1", error, DownloadOptions()))
+    assert "not available from this server's country" in str(explain("https://v.example/1", error, DownloadOptions()))
 
 
 def test_a_cut_connection_is_released_at_the_end_of_its_session() -> None:

@@ -300,7 +300,7 @@ class YtdlpSession:
                 raise
             if isinstance(exc, (yt_dlp.utils.YoutubeDLError, OSError)):
                 # OSError: a guard's refusal (a scheme, an address, a program) that yt-dlp let through unwrapped.
-                raise _explain(url, exc, self._options) from exc
+                raise explain(url, exc, self._options) from exc
             raise
         if (stopped := self._stopped(url, None)) is not None:
             raise stopped
@@ -337,7 +337,7 @@ _NEEDS_LOGIN = re.compile(
 )
 
 
-def _explain(url: str, exc: Exception, options: DownloadOptions) -> Exception:
+def explain(url: str, exc: Exception, options: DownloadOptions) -> Exception:
     """Turn yt-dlp's error into one that says what went wrong and what to try."""
     host = urlsplit(url).hostname or url
     message = str(exc).removeprefix("ERROR: ").strip()
