@@ -63,18 +63,18 @@ def timed(fn: Any, repeats: int = 3) -> float:
 
 
 def exact_frames(path: Path, count: int = 8) -> dict[str, Any]:
-    import llava_video_mcp.tools.frames.sampler as frames
+    from llava_video_mcp.tools.frames import _index, _plan, sample_frames
 
-    sampled = frames.sample_frames(path, count)
-    targets = frames.uniform_targets(0.0, sampled.info.duration_s, count)
+    sampled = sample_frames(path, count)
+    targets = _plan.uniform_targets(0.0, sampled.info.duration_s, count)
     result: dict[str, Any] = {"frames": count, "video_frames": sampled.info.frame_count}
-    result["ours_s"] = round(timed(lambda: frames.sample_frames(path, count)), 3)
-    container_index = frames._ContainerIndex.read
+    result["ours_s"] = round(timed(lambda: sample_frames(path, count)), 3)
+    container_index = _index.ContainerIndex.read
     try:
-        frames._ContainerIndex.read = classmethod(lambda cls, *args: None)  # type: ignore[assignment]
-        result["ours_full_demux_s"] = round(timed(lambda: frames.sample_frames(path, count)), 3)
+        _index.ContainerIndex.read = classmethod(lambda cls, *args: None)  # type: ignore[assignment]
+        result["ours_full_demux_s"] = round(timed(lambda: sample_frames(path, count)), 3)
     finally:
-        frames._ContainerIndex.read = container_index  # type: ignore[method-assign]
+        _index.ContainerIndex.read = container_index  # type: ignore[method-assign]
     try:
         from torchcodec.decoders import VideoDecoder
     except Exception as exc:  # not installed, or its FFmpeg libraries are missing

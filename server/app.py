@@ -64,7 +64,7 @@ COMPARE = (
 
 Source = Annotated[str, Field(description="Local file path, http(s) video URL, or a video page URL.")]
 MaxNewTokens = Annotated[int, Field(ge=1, le=4096)]
-IncludeTranscript = Annotated[bool, Field(description="Give the model the video's subtitles, if any.")]
+IncludeTranscript = Annotated[bool, Field(description="Give the model what is said: subtitles, else speech heard.")]
 Language = Annotated[str, Field(max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="Of subtitles.")]
 ReturnFrames = Annotated[
     Literal["none", "sheet", "frames"], Field(description="Also return the frames seen: one sheet, or a JPEG each.")
@@ -93,11 +93,12 @@ class AppState:
         """The downloads a call needs first, one per source not in the cache yet (run in their own pool)."""
         language = transcript.language if transcript.include else None
         fetcher = self.qa.fetcher
+        hears = transcript.include and self.qa.hearing.hears
 
         def download(number: int, source: str) -> Download:
             def run(progress: Progress, cancel: CancelToken) -> None:
                 hook = download_progress(progress, 0, 1, number)
-                fetcher.download(source, subtitle_language=language, on_progress=hook, cancel=cancel)
+                fetcher.download(source, subtitle_language=language, sound=hears, on_progress=hook, cancel=cancel)
 
             return run
 
@@ -116,7 +117,7 @@ def build_server(settings: Settings, provider: ModelProvider | None = None) -> M
             pools = Pools.create(settings.max_concurrent_downloads)
             yield AppState(qa=components.qa, pools=pools, progress_interval_s=settings.progress_interval_s)
         finally:
-            components.model.close()
+            components.close()
 
     tools: list[Tool] = [
         StrictTool.define(

@@ -1,6 +1,7 @@
 """Configuration checked at start, so that a wrong flag stops the server (or a terminal command) at once with one
-line naming the flag, instead of failing on the first call: the model folder, the device, the engine, the cookies
-file, the allowed folders, the cache folder, and for HTTP the port, the token and a safe bind."""
+line naming the flag, instead of failing on the first call: the model folders (llava's and Whisper's), the device,
+the engine, the cookies file, the allowed folders, the cache folder, and for HTTP the port, the token and a safe
+bind."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def check(settings: Settings, *, serving_http: bool = False) -> Settings:
     if settings.endpoint is None:
         _check_model(settings.model or DEFAULT_MODEL)
         _check_device(settings.device)
+    if settings.asr_endpoint is None and settings.asr_model.strip().lower() not in ("auto", "none"):
+        _check_model(settings.asr_model, flag="--asr-model", kind="whisper")
     if settings.cookies is not None and not _readable(settings.cookies):
         raise ConfigError(
             f"--cookies {settings.cookies}: cannot read that file. Export cookies (Netscape format) there."
@@ -34,24 +37,25 @@ def check(settings: Settings, *, serving_http: bool = False) -> Settings:
     return settings
 
 
-def _check_model(model: str) -> None:
+def _check_model(model: str, *, flag: str = "--model", kind: str = "llava") -> None:
+    """A folder holding a model of `kind`, or a hub id that can be had."""
     local = Path(model).expanduser()
     if model.startswith((".", "/", "~")) or local.exists():
         if not local.is_dir():
-            raise ConfigError(f"--model {model}: no such folder. Pass a folder holding a llava model, or a hub id.")
+            raise ConfigError(f"{flag} {model}: no such folder. Pass a folder holding a {kind} model, or a hub id.")
         try:
             config = json.loads((local / "config.json").read_text())
         except (OSError, ValueError):
-            raise ConfigError(f"--model {model}: the folder holds no model (no readable config.json).") from None
-        if config.get("model_type") != "llava":
+            raise ConfigError(f"{flag} {model}: the folder holds no model (no readable config.json).") from None
+        if config.get("model_type") != kind:
             raise ConfigError(
-                f"--model {model}: the folder holds a '{config.get('model_type')}' model, not a llava model."
+                f"{flag} {model}: the folder holds a '{config.get('model_type')}' model, not a {kind} model."
             )
         return
     if _hub_offline() and not _cached(model):
         raise ConfigError(
-            f"--model {model}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set. Download it once "
-            f"(`hf download {model} --local-dir FOLDER`) and pass --model FOLDER."
+            f"{flag} {model}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set. Download it once "
+            f"(`hf download {model} --local-dir FOLDER`) and pass {flag} FOLDER."
         )
 
 

@@ -1,5 +1,6 @@
 """What the server and the terminal commands work with, built from the settings in one place: the fetcher (the
-media stage, told how the frames stage reads a file), the model (loaded on first use, or an engine), and the
+media stage, told how the frames stage reads a file), the model (loaded on first use, or an engine), the speech
+model (the same), and the
 questions' logic over both. The MCP app, the HTTP app and the terminal share it."""
 
 from __future__ import annotations
@@ -7,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.answer import VideoQA
-from llava_video_mcp.tools.backends import LazyBackend, ModelProvider
+from llava_video_mcp.tools.answer import Hearing, VideoQA
+from llava_video_mcp.tools.backends import LazyBackend, LazySpeech, ModelProvider
 from llava_video_mcp.tools.frames import media_duration
 from llava_video_mcp.tools.media import VideoFetcher
 
@@ -18,6 +19,11 @@ class Components:
     fetcher: VideoFetcher
     model: ModelProvider
     qa: VideoQA
+    speech: LazySpeech
+
+    def close(self) -> None:
+        self.model.close()
+        self.speech.close()
 
 
 def build(settings: Settings, model: ModelProvider | None = None) -> Components:
@@ -29,4 +35,6 @@ def build(settings: Settings, model: ModelProvider | None = None) -> Components:
         inspect=media_duration,
     )
     model = model if model is not None else LazyBackend(settings.backend_config())
-    return Components(fetcher, model, VideoQA(fetcher, model, windows=settings.window_options()))
+    speech = LazySpeech(settings.speech_config())
+    qa = VideoQA(fetcher, model, windows=settings.window_options(), hearing=Hearing(speech))
+    return Components(fetcher, model, qa, speech)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from llava_video_mcp.tools.backends import DEFAULT_MODEL, BackendConfig
+from llava_video_mcp.tools.backends import DEFAULT_MODEL, BackendConfig, SpeechConfig
 
 if TYPE_CHECKING:
     from llava_video_mcp.tools.answer import WindowOptions
@@ -132,6 +132,25 @@ class Settings(BaseModel):
         Flag("calls in flight to the engine at once, so it can batch them; more wait their turn",
              group="serving engine"),
     ] = 8  # fmt: skip
+    asr_model: Annotated[
+        str,
+        Field(min_length=1),
+        Flag(
+            "speech model that hears videos without subtitles: a Whisper hub id or folder; auto: "
+            "openai/whisper-large-v3-turbo on CUDA, else openai/whisper-base; none: subtitles only; with "
+            "--asr-endpoint, the served model's id",
+            group="speech",
+        ),
+    ] = "auto"
+    asr_endpoint: Annotated[
+        str | None,
+        Flag(
+            "base URL of an OpenAI-compatible server whose /v1/audio/transcriptions hears the speech (vLLM serving "
+            "Whisper); it shares --endpoint's API key",
+            group="speech",
+            metavar="URL",
+        ),
+    ] = None
     cache_dir: Annotated[
         Path, Flag("where downloaded videos, and what is derived from videos, are kept", group="downloads and cache")
     ] = Field(default_factory=lambda: _default_cache_dir())
@@ -245,7 +264,7 @@ class Settings(BaseModel):
     ] = 5.0
     verbose: Annotated[bool, Flag("debug logs on stderr", short="-v")] = False
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "asr_endpoint")
     @classmethod
     def _endpoint_has_a_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.lower().startswith(("http://", "https://")):
@@ -278,6 +297,17 @@ class Settings(BaseModel):
             request_retries=self.request_retries,
             max_concurrent_requests=self.max_concurrent_requests,
             prefix_cache_gb=self.prefix_cache_gb,
+        )
+
+    def speech_config(self) -> SpeechConfig:
+        return SpeechConfig(
+            model=self.asr_model,
+            device=self.device,
+            endpoint=self.asr_endpoint,
+            api_key=self.api_key,
+            request_timeout_s=self.request_timeout_s,
+            request_retries=self.request_retries,
+            max_concurrent_requests=self.max_concurrent_requests,
         )
 
     def window_options(self) -> WindowOptions:

@@ -83,7 +83,7 @@ def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None
         help=f"longest answer, in tokens, 1 to {MAX_NEW_TOKENS} (default: 256)",
     )  # fmt: skip
     parser.add_argument("--language", type=_language, default="en", help="language of the subtitles (default: en)")
-    parser.add_argument("--no-transcript", action="store_true", help="do not give the model the subtitles")
+    parser.add_argument("--no-transcript", action="store_true", help="give the model neither subtitles nor speech")
     parser.add_argument("--json", action="store_true", help="print the whole structured result as JSON")
 
 
@@ -115,7 +115,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     settings = check(settings)
     components = build(settings)
-    qa, provider = components.qa, components.model
+    qa = components.qa
     cancel = CancelToken()
     bar = _ProgressBar(enabled=sys.stderr.isatty() or settings.verbose)
     transcript = TranscriptOptions(not args.no_transcript, args.language)
@@ -159,7 +159,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 130
     finally:
         signal.signal(signal.SIGINT, previous)
-        provider.close()
+        components.close()
     bar.close()
     if args.json:
         print(answer.model_dump_json(exclude_none=True, indent=2))

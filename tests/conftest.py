@@ -14,6 +14,7 @@ from tests.engines import ServedModel, served_model
 from tests.httpserver import LoopbackServer
 from tests.llava_builder import build_llava
 from tests.media import encode_video
+from tests.whisper_builder import build_whisper
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +26,12 @@ def anyio_backend() -> str:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny llava-interleave-shaped model saved to disk, loaded by path like any local model."""
     return build_llava(tmp_path_factory.mktemp("models") / "tiny-llava-interleave")
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Whisper with the real special and timestamp tokens, saved to disk and loaded by --asr-model FOLDER."""
+    return build_whisper(tmp_path_factory.mktemp("models") / "tiny-whisper", max_length=24)
 
 
 @pytest.fixture(scope="session")

@@ -216,3 +216,60 @@ def joined_clips(path: Path, folder: Path) -> Path:
     second = encode_video(folder / "second.ts", seconds=2.0, fps=10, first_frame=20)
     path.write_bytes(first.read_bytes() + second.read_bytes())
     return path
+
+
+def with_sound(
+    path: Path,
+    *,
+    seconds: float = 3.0,
+    sound: str = "noise",
+    sound_seconds: float | None = None,
+    sound_start_s: float = 0.0,
+    rate: int = 16000,
+    layout: str = "mono",
+    fps: int = 2,
+    video: bool = True,
+    codec: str = "aac",
+    start_s: float = 0.0,
+) -> Path:
+    """A small video with a sound track: `noise` (loud enough to be heard, as speech would be) or `silence`, lasting
+    `sound_seconds` (the video's length unless given), starting `sound_start_s` after the first frame, at `rate` Hz
+    with `layout`'s channels, in `codec` (pcm_s16le for 8 channels: PyAV cannot fill planar frames of more than 6).
+    `video=False` makes a sound-only file (a site's separate audio); `start_s` shifts every timestamp (a segment of a
+    stream that began earlier)."""
+    rng = np.random.default_rng(7)
+    length = seconds if sound_seconds is None else sound_seconds
+    with av.open(str(path), mode="w") as container:
+        picture = container.add_stream("libx264", rate=fps) if video else None
+        audio = container.add_stream(codec, rate=rate, layout=layout)
+        if picture is not None:
+            picture.width, picture.height = 64, 48
+            picture.pix_fmt = "yuv420p"
+            picture.options = {"preset": "ultrafast", "g": str(fps * 2)}
+            for i in range(round(seconds * fps)):
+                frame = av.VideoFrame.from_ndarray(moving_frame(i, 64, 48), format="rgb24")
+                frame.pts = i + round(start_s * fps)
+                frame.time_base = Fraction(1, fps)
+                for packet in picture.encode(frame):
+                    container.mux(packet)
+            for packet in picture.encode():
+                container.mux(packet)
+        channels = av.AudioLayout(layout).nb_channels
+        start = round((start_s + sound_start_s) * rate)
+        for offset in range(0, round(length * rate), 1024):
+            shape = (channels, 1024)
+            data = (
+                rng.standard_normal(shape).astype(np.float32) * 0.1 if sound == "noise" else np.zeros(shape, np.float32)
+            )
+            if codec == "aac":
+                samples = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
+            else:
+                packed = (data.T.reshape(1, -1) * 32767).astype(np.int16)
+                samples = av.AudioFrame.from_ndarray(packed, format="s16", layout=layout)
+            samples.sample_rate = rate
+            samples.pts = start + offset
+            for packet in audio.encode(samples):
+                container.mux(packet)
+        for packet in audio.encode():
+            container.mux(packet)
+    return path

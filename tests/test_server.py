@@ -15,6 +15,7 @@ from mcp.types import CallToolResult, TextContent
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.answer import VideoAnswer
+from llava_video_mcp.tools.answer.progress import WorkPlan
 from llava_video_mcp.tools.backends import DEFAULT_MODEL
 from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from tests.httpserver import LoopbackServer
@@ -136,8 +137,11 @@ async def test_progress_is_reported_at_each_stage(client: Client, h264_mp4: Path
     assert stages[-1] == "Done"
     assert "Generating: 2 of at most 2 tokens" in messages
     assert values == sorted(set(values))  # MCP: progress only ever increases
-    # The bar measures work: the model's part (most of a call) starts at 30%, not at two thirds of the stages.
-    assert values[stages.index("Running")] == pytest.approx(30, abs=1)
+    # The bar measures work: the model's part (most of a call) starts after the shares of fetching, sampling,
+    # hearing (the speech model is on by default) and loading, not at two thirds of the stages.
+    shares = WorkPlan.SHARES
+    before = shares["fetch"] + shares["sample"] + shares["hear"] + shares["load"]
+    assert values[stages.index("Running")] == pytest.approx(100 * before / sum(shares.values()), abs=1)
     messages.clear()
     values.clear()
     await client.call_tool("describe_video", arguments | {"num_frames": 3}, progress_callback=on_progress)

@@ -23,11 +23,16 @@ class WorkPlan:
     reads hundreds of image tokens a frame (and loading it, the first time, is a stage of its own). Each part
     reports 0..1 of itself; the caller sees 0..100 of the whole."""
 
-    SHARES: ClassVar[Mapping[str, float]] = {"fetch": 10.0, "sample": 10.0, "load": 10.0, "model": 70.0}
+    SHARES: ClassVar[Mapping[str, float]] = {"fetch": 10.0, "sample": 10.0, "hear": 20.0, "load": 10.0,
+                                             "model": 70.0}  # fmt: skip
 
-    def __init__(self, progress: Progress, *, loading: bool) -> None:
+    def __init__(self, progress: Progress, *, loading: bool, hearing: bool = False) -> None:
         self._progress = progress
-        shares = dict(self.SHARES) if loading else {**self.SHARES, "load": 0.0}
+        shares = dict(self.SHARES)
+        if not loading:
+            shares["load"] = 0.0
+        if not hearing:
+            shares["hear"] = 0.0
         scale = 100.0 / sum(shares.values())
         start = 0.0
         self._spans: dict[str, tuple[float, float]] = {}

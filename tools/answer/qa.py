@@ -2,13 +2,14 @@
 
 Usable from a notebook:
 
-    from llava_video_mcp.tools.answer import VideoQA
-    from llava_video_mcp.tools.backends import BackendConfig, LazyBackend
+    from llava_video_mcp.tools.answer import Hearing, VideoQA
+    from llava_video_mcp.tools.backends import BackendConfig, LazyBackend, LazySpeech, SpeechConfig
     from llava_video_mcp.tools.frames import media_duration
     from llava_video_mcp.tools.media import VideoFetcher, default_cache_dir
 
     fetcher = VideoFetcher(default_cache_dir(), inspect=media_duration)
-    qa = VideoQA(fetcher, LazyBackend(BackendConfig()))
+    qa = VideoQA(fetcher, LazyBackend(BackendConfig()))                        # subtitles only
+    qa = VideoQA(fetcher, model, hearing=Hearing(LazySpeech(SpeechConfig())))  # and speech heard by Whisper
     print(qa.describe("clip.mp4", "What is the cat doing?").answer)
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from llava_video_mcp.tools.answer.hearing import Hearing
 from llava_video_mcp.tools.answer.progress import Progress, no_progress
 from llava_video_mcp.tools.answer.results import VideoAnswer
 from llava_video_mcp.tools.answer.sampled import Evidence, VideoRequest, answer_sampled
@@ -55,11 +57,14 @@ class VideoQA:
         model: ModelProvider,
         samples: SampleCache | None = None,
         windows: WindowOptions | None = None,
+        hearing: Hearing | None = None,
     ) -> None:
         self.fetcher = fetcher
         self.model = model
         self.samples = samples if samples is not None else SampleCache()
         self.windows = windows if windows is not None else WindowOptions()
+        self.hearing = hearing if hearing is not None else Hearing()
+        """Subtitles only unless given a speech model (see `hearing`)."""
 
     def describe(
         self,
@@ -86,11 +91,11 @@ class VideoQA:
         plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, FRAME_SIDE)
         asked = clean_question(question) or DEFAULT_QUESTION
         if coverage == "full":
-            watch = FullWatch(self.fetcher, self.model, self.windows, progress, cancel)
+            watch = FullWatch(self.fetcher, self.model, self.hearing, self.windows, progress, cancel)
             return watch.answer(source, asked, plan, transcript, max_new_tokens)
         return answer_sampled(
-            self.fetcher, self.model, self.samples, [VideoRequest(source, plan)], asked, transcript, max_new_tokens,
-            evidence, progress, cancel,
+            self.fetcher, self.model, self.samples, self.hearing, [VideoRequest(source, plan)], asked, transcript,
+            max_new_tokens, evidence, progress, cancel,
         )  # fmt: skip
 
     def compare(
@@ -123,6 +128,6 @@ class VideoQA:
             for clip in clips
         ]
         return answer_sampled(
-            self.fetcher, self.model, self.samples, requests, asked, transcript, max_new_tokens, evidence, progress,
-            cancel,
+            self.fetcher, self.model, self.samples, self.hearing, requests, asked, transcript, max_new_tokens, evidence,
+            progress, cancel,
         )  # fmt: skip

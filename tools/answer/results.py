@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -51,7 +52,11 @@ class VideoInfo(BaseModel):
     note: str | None = Field(default=None, description="Why fewer frames than requested were used, when so.")
     transcript: list[TranscriptCue] | None = Field(
         default=None,
-        description="Subtitle cues inside the sampled range that the model was given, when the video has subtitles.",
+        description="What is said inside the sampled range, as the model was given it: the video's subtitles, or the "
+        "speech heard in its sound.",
+    )
+    transcript_source: Literal["subtitles", "speech"] | None = Field(
+        default=None, description="Where the transcript came from: subtitles, or speech recognition."
     )
 
 
@@ -145,8 +150,9 @@ def video_info(
     frames_from_cache: bool,
     note: str | None,
     cues: Sequence[Cue] = (),
+    source: Literal["subtitles", "speech"] | None = None,
 ) -> VideoInfo:
-    """What was read from one source, and what of it the model saw."""
+    """What was read from one source, and what of it the model saw (and heard: `cues`, from `source`)."""
     return VideoInfo(
         source=video.source,
         title=video.title,
@@ -164,6 +170,7 @@ def video_info(
         frames_from_cache=frames_from_cache,
         note=note,
         transcript=transcript_cues(cues),
+        transcript_source=source,
     )
 
 

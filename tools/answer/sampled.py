@@ -4,15 +4,15 @@ model, ask, and build the answer with the evidence it rests on."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from llava_video_mcp.tools.answer.evidence import LabelledFrame, contact_sheet, frame_images, label
+from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
 from llava_video_mcp.tools.answer.progress import Progress, WorkPlan, model_progress
 from llava_video_mcp.tools.answer.results import Clock, FrameInfo, VideoAnswer, VideoInfo, answer_of, video_info
 from llava_video_mcp.tools.answer.steps import (
     TranscriptOptions,
-    cues_of,
     fetched,
     index_file,
     load_model,
@@ -23,7 +23,7 @@ from llava_video_mcp.tools.backends import ModelProvider, Prompt
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import SampleCache, SampledVideo, SamplingPlan
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
-from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, Cue, SeenVideo, question_prompt
+from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, SeenVideo, bounded, question_prompt
 
 Evidence = Literal["none", "sheet", "frames"]
 """Images of the frames the model saw, returned with the answer: none, one contact sheet, or one per frame."""
@@ -40,18 +40,19 @@ class VideoRequest:
 
 @dataclass(frozen=True)
 class _Seen:
-    """One video as this call saw it."""
+    """One video as this call saw (and heard) it."""
 
     video: LocalVideo
     sample: SampledVideo
     from_cache: bool
-    cues: list[Cue]
+    heard: Transcript
 
 
 def answer_sampled(
     fetcher: VideoFetcher,
     model: ModelProvider,
     samples: SampleCache,
+    hearing: Hearing,
     requests: Sequence[VideoRequest],
     question: str,
     transcript: TranscriptOptions,
@@ -62,24 +63,26 @@ def answer_sampled(
 ) -> VideoAnswer:
     """Answer `question` from the frames of every request, all in one model context."""
     clock = Clock()
-    work = WorkPlan(progress, loading=model.loaded is None)
+    hears = hearing.hears and transcript.include
+    work = WorkPlan(progress, loading=model.loaded is None, hearing=hears)
     count = len(requests)
     fetching = [work.part("fetch", i, count) for i in range(count)]
-    with fetched(fetcher, [r.source for r in requests], transcript, fetching, clock, cancel) as videos:
+    with fetched(fetcher, [r.source for r in requests], transcript, fetching, clock, cancel, hears) as videos:
         seen = []
         for number, (request, video) in enumerate(zip(requests, videos, strict=True), 1):
             work.part("sample", number - 1, count)(0, 1, f"Sampling {request.plan.num_frames} frames from video "
                                                      f"{number}/{count}")  # fmt: skip
             with timed(clock, "decode_s"):
                 sample, hit = samples.sample(video.path, request.plan, cancel, index_file(video))
-            budget = MAX_TRANSCRIPT_CHARS // count
-            cues = cues_of(video, sample.start_s, sample.end_s, budget) if transcript.include else []
-            seen.append(_Seen(video, sample, hit, cues))
+            listening = work.part("hear", number - 1, count)
+            heard = hearing.transcript(video, sample.start_s, sample.end_s, transcript, listening, cancel)
+            cues = bounded(heard.cues, MAX_TRANSCRIPT_CHARS // count)
+            seen.append(_Seen(video, sample, hit, replace(heard, cues=cues)))
     backend = load_model(model, work.part("load"), clock)
     running = work.part("model")
     running(0, 1, f"Running {backend.model_id} on {sum(len(s.sample.frames) for s in seen)} frames")
     text = question_prompt(
-        [SeenVideo(s.video.title, s.sample.info.duration_s, [f.timestamp_s for f in s.sample.frames], s.cues)
+        [SeenVideo(s.video.title, s.sample.info.duration_s, [f.timestamp_s for f in s.sample.frames], s.heard.cues)
          for s in seen],
         question,
         safe_for(backend),
@@ -110,8 +113,9 @@ def _video_infos(seen: Sequence[_Seen]) -> list[VideoInfo]:
                 frames_requested=one.sample.frames_requested,
                 frames=frames,
                 frames_from_cache=one.from_cache,
-                note=_with_sparse_note(one.sample),
-                cues=one.cues,
+                note=" ".join(n for n in (_with_sparse_note(one.sample), one.heard.note) if n) or None,
+                cues=one.heard.cues,
+                source=one.heard.source,
             )
         )
     return infos

@@ -15,7 +15,7 @@ from llava_video_mcp.tools.answer.results import Clock
 from llava_video_mcp.tools.backends import ModelProvider, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
-from llava_video_mcp.tools.prompt import Cue, Safe, bounded, cues_in_range, read_cues
+from llava_video_mcp.tools.prompt import Safe
 from llava_video_mcp.tools.untrusted import neutralise
 
 FRAME_SIDE = 384
@@ -45,9 +45,10 @@ def fetched(
     parts: Sequence[Progress],
     clock: Clock,
     cancel: CancelToken | None,
+    sound: bool = False,
 ) -> Iterator[list[LocalVideo]]:
     """The sources as local files, in order, each kept from eviction while the block runs; `parts[i]` reports the
-    fetch of source i."""
+    fetch of source i; with `sound`, their sound too where a site serves it apart."""
     videos: list[LocalVideo] = []
     with ExitStack() as in_use:
         for number, (source, progress) in enumerate(zip(sources, parts, strict=True), 1):
@@ -56,7 +57,11 @@ def fetched(
             videos.append(
                 in_use.enter_context(
                     fetcher.fetched(
-                        source, subtitle_language=transcript.subtitle_language, on_progress=hook, cancel=cancel
+                        source,
+                        subtitle_language=transcript.subtitle_language,
+                        sound=sound and transcript.include,
+                        on_progress=hook,
+                        cancel=cancel,
                     )
                 )
             )
@@ -85,12 +90,6 @@ def safe_for(backend: VideoLanguageBackend) -> Safe:
         return neutralise(text, backend.special_tokens)
 
     return safe
-
-
-def cues_of(video: LocalVideo, start_s: float, end_s: float, budget: int) -> list[Cue]:
-    """The video's subtitle cues inside the range, spread over it within `budget` characters. Read while the cache
-    entry is held: an evicted entry takes its subtitles with it."""
-    return bounded(cues_in_range(read_cues(video.subtitles), start_s, end_s), budget)
 
 
 @contextmanager

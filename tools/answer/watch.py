@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
 from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
 from llava_video_mcp.tools.answer.results import Clock, Segment, VideoAnswer, answer_of, transcript_cues, video_info
 from llava_video_mcp.tools.answer.steps import (
     FRAME_SIDE,
     TranscriptOptions,
-    cues_of,
     fetched,
     index_file,
     load_model,
@@ -50,8 +50,10 @@ from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.prompt import (
     MAX_TRANSCRIPT_CHARS,
     TimedText,
+    bounded,
     clock,
     condense_prompt,
+    cues_in_range,
     notes_prompt,
     window_prompt,
 )
@@ -73,6 +75,8 @@ class _Watching:
     info: StreamInfo
     plan: SamplingPlan
     transcript: TranscriptOptions
+    heard: Transcript
+    """What is said in the whole range, each window's share taken from it."""
     backend: VideoLanguageBackend
     windows: Sequence[Window]
     stages: int
@@ -83,12 +87,14 @@ class FullWatch:
         self,
         fetcher: VideoFetcher,
         model: ModelProvider,
+        hearing: Hearing,
         options: WindowOptions,
         progress: Progress,
         cancel: CancelToken | None,
     ) -> None:
         self.fetcher = fetcher
         self.model = model
+        self.hearing = hearing
         self.options = options
         self.progress = progress
         self.cancel = cancel
@@ -97,17 +103,20 @@ class FullWatch:
         self, source: str, question: str, plan: SamplingPlan, transcript: TranscriptOptions, max_new_tokens: int
     ) -> VideoAnswer:
         clock_ = Clock()
-        with fetched(self.fetcher, [source], transcript, [span(self.progress, 0, 1, 1)], clock_, self.cancel) as [
-            video
-        ]:
+        hears = self.hearing.hears
+        with fetched(
+            self.fetcher, [source], transcript, [span(self.progress, 0, 1, 1)], clock_, self.cancel, hears
+        ) as [video]:
             info, keyframes = outline(video.path, index_file(video))
             start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
             windows = plan_windows(start, end, self.options.window_s, keyframes)
             self._check_count(windows, start, end)
             stages = len(windows) + 2
+            heard = self.hearing.transcript(video, start, end, transcript, span(self.progress, 0, 1, stages),
+                                            self.cancel)  # fmt: skip
             backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
             self.progress(1, stages, f"Running {backend.model_id} on {len(windows)} windows")
-            watching = _Watching(video, info, plan, transcript, backend, windows, stages)
+            watching = _Watching(video, info, plan, transcript, heard, backend, windows, stages)
             notes = self._map(watching, clock_)
         self.progress(stages - 1, stages, f"Answering from the notes of {len(windows)} windows")
         generation = self._reduce(watching, notes, question, max_new_tokens, clock_)
@@ -118,7 +127,8 @@ class FullWatch:
         )
         seen = video_info(
             video, info, start_s=start, end_s=end, frames_requested=plan.num_frames, frames=[],
-            frames_from_cache=False, note=" ".join(n for n in (note, stream_notes(info)) if n),
+            frames_from_cache=False, note=" ".join(n for n in (note, stream_notes(info), heard.note) if n),
+            source=heard.source,
         )  # fmt: skip
         segments = [
             Segment(
@@ -157,9 +167,10 @@ class FullWatch:
 
     def _window(self, watching: _Watching, window: Window, store: NotesStore, clock_: Clock) -> WindowNotes:
         plan, backend = watching.plan, watching.backend
+        cues = bounded(cues_in_range(watching.heard.cues, window.start_s, window.end_s), MAX_TRANSCRIPT_CHARS)
         key = NotesStore.key(
             backend.model_id, window.start_s, window.end_s, plan.num_frames, plan.keyframes_only, FRAME_SIDE,
-            watching.transcript.subtitle_language, NOTES_TOKENS,
+            [(c.start_s, c.end_s, c.text) for c in cues], NOTES_TOKENS,
         )  # fmt: skip
         label = f"Window {window.number} of {len(watching.windows)} ({clock(window.start_s)}-{clock(window.end_s)})"
         kept = store.get(key)
@@ -173,8 +184,6 @@ class FullWatch:
             sample = sample_with_plan(
                 watching.video.path, window_plan, cancel=self.cancel, index_file=index_file(watching.video)
             )
-        include = watching.transcript.include
-        cues = cues_of(watching.video, window.start_s, window.end_s, MAX_TRANSCRIPT_CHARS) if include else []
         times = [f.timestamp_s for f in sample.frames]
         text = window_prompt(
             watching.video.title, watching.info.duration_s, window.start_s, window.end_s, times, cues,

@@ -5,6 +5,7 @@
     loader.py        picks the local or the remote backend from the configuration, brings it up once
     transformers.py  in process: llava through transformers, with devices.py, prefix_cache.py and attention.py
     remote.py        an OpenAI-compatible serving engine (vLLM, SGLang, `transformers serve`) over HTTP
+    speech.py        hearing: Whisper in process, or a serving engine's /v1/audio/transcriptions
     fake.py          a stand-in for tests and demos: scripted answers, prompts recorded
 
 Importing this package imports neither torch nor transformers.
@@ -19,16 +20,21 @@ from llava_video_mcp.tools.backends.base import (
     VideoLanguageBackend,
 )
 from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE, BackendConfig, LazyBackend, Ready
+from llava_video_mcp.tools.backends.speech import Heard, LazySpeech, SpeechBackend, SpeechConfig
 
 __all__ = [
     "API_KEY_VARIABLE",
     "DEFAULT_MODEL",
     "BackendConfig",
     "Generation",
+    "Heard",
     "InferenceProgress",
     "LazyBackend",
+    "LazySpeech",
     "ModelProvider",
     "Prompt",
     "Ready",
+    "SpeechBackend",
+    "SpeechConfig",
     "VideoLanguageBackend",
 ]

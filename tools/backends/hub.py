@@ -36,8 +36,9 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "").rstrip("/") or "https://huggingface.co"
 
 
-def local_snapshot(model_id: str, on_download: DownloadProgress | None = None) -> str:
-    """A local folder holding the model: the cached snapshot, or a fresh download with progress."""
+def local_snapshot(model_id: str, on_download: DownloadProgress | None = None, flag: str = "--model") -> str:
+    """A local folder holding the model: the cached snapshot, or a fresh download with progress; `flag` is the
+    setting that named it, for the fix."""
     import huggingface_hub
     from huggingface_hub import errors
 
@@ -47,7 +48,7 @@ def local_snapshot(model_id: str, on_download: DownloadProgress | None = None) -
         pass
     fix = (
         f"Download it where there is network (`hf download {model_id} --local-dir FOLDER`), copy the folder here, "
-        "and pass --model FOLDER."
+        f"and pass {flag} FOLDER."
     )
     if offline():
         raise ModelError(
@@ -60,7 +61,7 @@ def local_snapshot(model_id: str, on_download: DownloadProgress | None = None) -
             model_id, allow_patterns=_WANTED, tqdm_class=_bytes_reporter(on_download)
         )
     except errors.RepositoryNotFoundError as exc:
-        raise ModelError(f"The hub has no model '{model_id}' (or it is private). Check --model.") from exc
+        raise ModelError(f"The hub has no model '{model_id}' (or it is private). Check {flag}.") from exc
     except (errors.HfHubHTTPError, OSError) as exc:
         raise ModelError(
             f"Downloading the model '{model_id}' failed ({_first_line(exc)}). {fix}", retryable=True

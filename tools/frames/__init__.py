@@ -8,8 +8,18 @@ hostile file costs little and reads nothing else (`_containers`).
     _orientation  frames turned upright from the display matrix
     _sampler      the entry points: sample, probe, outline, media_duration
     _cache        sampled frames kept for follow-ups
+    _audio        the sound, in 30 s blocks of 16 kHz mono on the video's timeline, for hearing speech
 """
 
+from llava_video_mcp.tools.frames._audio import (
+    BLOCK_S,
+    SAMPLE_RATE,
+    AudioTrack,
+    audio_track,
+    decode_block,
+    is_silent,
+    level_dbfs,
+)
 from llava_video_mcp.tools.frames._cache import SampleCache
 from llava_video_mcp.tools.frames._decode import to_model_image
 from llava_video_mcp.tools.frames._orientation import orientation_from_matrix
@@ -26,13 +36,20 @@ from llava_video_mcp.tools.frames._plan import (
 from llava_video_mcp.tools.frames._sampler import media_duration, outline, probe, sample_frames, sample_with_plan
 
 __all__ = [
+    "BLOCK_S",
     "MAX_FRAMES",
+    "SAMPLE_RATE",
+    "AudioTrack",
     "SampleCache",
     "SampledFrame",
     "SampledVideo",
     "SamplingPlan",
     "StreamInfo",
+    "audio_track",
     "checked_range",
+    "decode_block",
+    "is_silent",
+    "level_dbfs",
     "media_duration",
     "orientation_from_matrix",
     "outline",

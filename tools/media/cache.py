@@ -128,6 +128,26 @@ class VideoCache:
             shutil.rmtree(entry)
         staging.rename(entry)
 
+    def lacks_sound(self, key: str) -> bool:
+        """Whether the entry's picture came without sound, it has no subtitles to read instead, and its sound was
+        never sought."""
+        meta = self.load(key)
+        if meta is None or meta.get("subtitles") or "sound_sought" in meta:
+            return False
+        return bool(meta.get("silent_picture"))
+
+    def amend(self, key: str, sound: Path | None) -> None:
+        """Add the sound fetched for an entry (None: the site has none to give), kept whole or not at all."""
+        entry = self.videos / key
+        meta = json.loads((entry / _META).read_text())
+        if sound is not None:
+            sound.replace(entry / sound.name)
+            meta["audio"] = sound.name
+        meta["sound_sought"] = True
+        partial = entry / f".{_META}.{os.getpid()}.{threading.get_ident()}"
+        partial.write_text(json.dumps(meta))
+        partial.replace(entry / _META)
+
     def alias(self, url: str, key: str) -> None:
         self.aliases.mkdir(parents=True, exist_ok=True)
         target = self.aliases / entry_key(url)

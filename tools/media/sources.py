@@ -35,6 +35,15 @@ from llava_video_mcp.tools.untrusted import short_title
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What a fetch brings besides the picture: subtitles in a language, the sound (where it comes apart)."""
+
+    subtitle_language: str | None
+    sound: bool
+
+
 MAX_SOURCE_CHARS = 4096
 """Longer than any path (PATH_MAX) or sensible URL: anything longer is not a source."""
 
@@ -70,6 +79,8 @@ class LocalVideo:
     from_cache: bool
     fetch_s: float
     subtitles: Path | None = None
+    audio: Path | None = None
+    """The sound, where a site served it apart from the picture; None: the video file's own."""
     cache_key: str | None = None
     store: Path | None = None
     """A folder for what is derived from this video (its packet index, notes on its windows): the cache entry of a
@@ -113,11 +124,15 @@ class VideoFetcher:
         source: str,
         *,
         subtitle_language: str | None = "en",
+        sound: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[LocalVideo]:
-        """The source as a local file, protected from cache eviction while the block runs."""
-        video = self.fetch(source, subtitle_language=subtitle_language, on_progress=on_progress, cancel=cancel)
+        """The source as a local file, protected from cache eviction while the block runs; with `sound`, its sound
+        too where a site serves it apart (speech will be heard)."""
+        video = self.fetch(
+            source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
+        )
         if cancel is not None and video.from_cache:
             with self._downloads_lock:
                 downloaded_s = self._downloaded.get(cancel, {}).pop(video.source, None)
@@ -144,12 +159,15 @@ class VideoFetcher:
         source: str,
         *,
         subtitle_language: str | None = "en",
+        sound: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken,
     ) -> None:
         """Bring `source` into the cache ahead of the call that needs it; that call (the same `cancel` token) then
         finds it there, and its result still says that it downloaded the video, and how long that took."""
-        with self.fetched(source, subtitle_language=subtitle_language, on_progress=on_progress, cancel=cancel) as got:
+        with self.fetched(
+            source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
+        ) as got:
             if not got.from_cache:
                 with self._downloads_lock:
                     self._downloaded.setdefault(cancel, {})[got.source] = got.fetch_s
@@ -159,6 +177,7 @@ class VideoFetcher:
         source: str,
         *,
         subtitle_language: str | None = "en",
+        sound: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> LocalVideo:
@@ -167,7 +186,7 @@ class VideoFetcher:
         parts = _split_url(text)
         scheme = parts.scheme.lower()
         if scheme in {"http", "https"}:
-            return self._fetch_url(text, subtitle_language, on_progress, cancel)
+            return self._fetch_url(text, _Wanted(subtitle_language, sound), on_progress, cancel)
         if scheme == "file":
             return self._local_file(source, Path(unquote(parts.path)), subtitle_language)
         if "://" in text:
@@ -178,14 +197,14 @@ class VideoFetcher:
         return self._local_file(source, Path(text), subtitle_language)
 
     def _fetch_url(
-        self, url: str, language: str | None, on_progress: ytdlp.ProgressHook | None, cancel: CancelToken | None
+        self, url: str, wanted: _Wanted, on_progress: ytdlp.ProgressHook | None, cancel: CancelToken | None
     ) -> LocalVideo:
         started = time.perf_counter()
         policy = self.policy
         if policy.block_private_urls:
             netguard.check_public_url(url)
         try:
-            return self._fetch_into_cache(url, language, on_progress, cancel, started)
+            return self._fetch_into_cache(url, wanted, on_progress, cancel, started)
         except OSError as exc:  # the network's errors come as VideoToolErrors: this is the cache's own folder
             raise DownloadError(
                 f"The download cache in {self.cache.root} (--cache-dir) cannot be used: {exc.strerror or exc}"
@@ -197,27 +216,44 @@ class VideoFetcher:
     def _fetch_into_cache(
         self,
         url: str,
-        language: str | None,
+        wanted: _Wanted,
         on_progress: ytdlp.ProgressHook | None,
         cancel: CancelToken | None,
         started: float,
     ) -> LocalVideo:
         policy = self.policy
+        options = ytdlp.DownloadOptions(
+            timeout_s=policy.download_timeout_s,
+            retries=policy.download_retries,
+            max_bytes=policy.max_download_bytes,
+            deadline_s=policy.download_deadline_s,
+            cookies=policy.cookies,
+            subtitle_language=wanted.subtitle_language,
+            sound=wanted.sound,
+        )
         with self.cache.locked("url:" + url, cancel):
             key = self.cache.entry_for_alias(url)
-            if key is not None:
-                log.info("cache hit for %s", url)
-                return self._cached(url, key, started)
-            options = ytdlp.DownloadOptions(
-                timeout_s=policy.download_timeout_s,
-                retries=policy.download_retries,
-                max_bytes=policy.max_download_bytes,
-                deadline_s=policy.download_deadline_s,
-                cookies=policy.cookies,
-                subtitle_language=language,
-            )
             with netguard.public_only() if policy.block_private_urls else nullcontext():
+                if key is not None:
+                    log.info("cache hit for %s", url)
+                    if wanted.sound and self.cache.lacks_sound(key):
+                        self._add_sound(url, key, options, on_progress, cancel)
+                    return self._cached(url, key, started)
                 return self._download(url, options, on_progress, started, cancel)
+
+    def _add_sound(
+        self,
+        url: str,
+        key: str,
+        options: ytdlp.DownloadOptions,
+        on_progress: ytdlp.ProgressHook | None,
+        cancel: CancelToken | None,
+    ) -> None:
+        """Fetch the sound of a cached video whose picture came without it, into its entry."""
+        with self.cache.staging() as staging, ytdlp.YtdlpSession(staging, options, on_progress, cancel) as session:
+            sound = session.download_sound(session.extract(url))
+            with self.cache.locked("key:" + key, cancel):
+                self.cache.amend(key, sound)
 
     def _download(
         self,
@@ -248,6 +284,9 @@ class VideoFetcher:
                     "url": url,
                     "file": downloaded.path.name,
                     "subtitles": downloaded.subtitles.name if downloaded.subtitles else None,
+                    "audio": downloaded.audio.name if downloaded.audio else None,
+                    "silent_picture": downloaded.silent_picture,
+                    **({"sound_sought": True} if options.sound else {}),
                     "title": short_title(metadata.title),
                     "extractor": metadata.extractor,
                     "video_id": metadata.video_id,
@@ -296,6 +335,7 @@ class VideoFetcher:
         entry = self.cache.videos / key
         title = meta.get("title")
         subtitles = meta.get("subtitles")
+        audio = meta.get("audio")
         return LocalVideo(
             source=url,
             store=entry,
@@ -304,6 +344,7 @@ class VideoFetcher:
             from_cache=from_cache,
             fetch_s=time.perf_counter() - started,
             subtitles=entry / subtitles if isinstance(subtitles, str) else None,
+            audio=entry / audio if isinstance(audio, str) else None,
             cache_key=key,
         )
 

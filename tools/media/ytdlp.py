@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 # The smallest stream of at least 384 px (the model's input size) capped at 480p, video-only first; else the
 # largest below 384; else the smallest there is. Never a pair to merge: that would need ffmpeg.
 VIDEO_FORMAT = "wv[height>=384][height<=480]/wv*[height>=384][height<=480]/bv[height<=480]/bv*[height<=480]/wv*/w"
+AUDIO_FORMAT = "wa[abr>=32]/wa"
+"""The smallest adequate audio-only stream (opus or m4a at 32 kbit/s and up: speech recognition reads 16 kHz), for
+sites that serve sound apart from the picture, fetched only when speech will be heard."""
 
 ProgressHook = Callable[[int, int | None], None]
 """Called with (bytes downloaded, total bytes if known)."""
@@ -76,6 +79,9 @@ class DownloadOptions:
     cookies: Path | None = None
     subtitle_language: str | None = "en"
     """Fetch subtitles or automatic captions in this language; None fetches none."""
+    sound: bool = False
+    """Fetch the sound as well where the picture comes without it (and there are no subtitles): speech will be
+    heard. It counts against `max_bytes` with the picture."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,10 @@ class VideoMetadata:
 class DownloadedVideo:
     path: Path
     subtitles: Path | None
+    audio: Path | None = None
+    """The sound, fetched apart from a picture that has none."""
+    silent_picture: bool = False
+    """The picture came without sound (its format is video only), whether or not the sound was fetched too."""
 
 
 class _LogToStderr:
@@ -163,16 +173,19 @@ class YtdlpSession:
         cancel: CancelToken | None = None,
     ) -> None:
         self._options = options
+        self._dest_dir = dest_dir
         self._cancel = cancel
         self._watch = ConnectionWatch()
         self._open = ExitStack()
         self._too_large: LimitError | None = None
         self._url = "the video"
+        self._earlier_bytes = 0
+        """Bytes of the files this session downloaded before the one in progress (the picture, then the sound)."""
 
         def hook(status: dict[str, Any]) -> None:
             if status.get("status") != "downloading":
                 return
-            done = int(status.get("downloaded_bytes") or 0)
+            done = self._earlier_bytes + int(status.get("downloaded_bytes") or 0)
             if options.max_bytes is not None and done > options.max_bytes:
                 # Stopped by cutting the connections rather than by raising here: yt-dlp's downloaders then fail
                 # the way they fail on a network error, closing their files (the HLS and DASH ones would catch an
@@ -285,7 +298,30 @@ class YtdlpSession:
             if path and Path(path).is_file():
                 subtitles = Path(path)
                 break
-        return DownloadedVideo(path=Path(filepath), subtitles=subtitles)
+        silent_picture = info.get("acodec") == "none"
+        audio = None
+        if silent_picture and subtitles is None and self._options.sound:
+            self._earlier_bytes = Path(filepath).stat().st_size
+            audio = self.download_sound(metadata)
+        return DownloadedVideo(Path(filepath), subtitles, audio, silent_picture)
+
+    def download_sound(self, metadata: VideoMetadata) -> Path | None:
+        """The smallest adequate audio-only stream, as `audio.<ext>`; None when the site offers none."""
+        ydl = self._ydl
+        ydl.format_selector = ydl.build_format_selector(AUDIO_FORMAT)
+        ydl.params["outtmpl"] = {"default": str(self._dest_dir / "audio.%(ext)s")}
+        ydl.params["writesubtitles"] = ydl.params["writeautomaticsub"] = False
+        try:
+            with self._explained(metadata.url):
+                info = ydl.process_ie_result(dict(metadata.raw), download=True)
+        except DownloadError as exc:
+            if "format is not available" not in str(exc):
+                raise
+            log.info("%s offers no audio-only stream: its picture is heard as silent", metadata.url)
+            return None
+        requested = info.get("requested_downloads") or []
+        path = requested[0].get("filepath") if requested else None
+        return Path(path) if path and Path(path).is_file() else None
 
     @contextmanager
     def _explained(self, url: str) -> Iterator[None]:
@@ -332,6 +368,8 @@ def _over_size_limit(what: str, limit: int, how: str) -> LimitError:
 
 
 _SHORT_READ = re.compile(r"Downloaded (\d+) bytes, expected (\d+) bytes")
+_CUT_READ = re.compile(r"(\d+) bytes read, (\d+) more expected")
+"""The same short read, as the downloader words it when its retries ran out mid-stream."""
 _NEEDS_LOGIN = re.compile(
     r"sign in|log ?in|cookies|private video|members[- ]only|age[- ]restricted|confirm your age|not a bot", re.I
 )
@@ -407,6 +445,9 @@ def explain(url: str, exc: Exception, options: DownloadOptions) -> Exception:
     short = _SHORT_READ.search(message)
     if short:
         return _dropped(host, url, f" (got {short[1]} of {short[2]} bytes)")
+    cut = _CUT_READ.search(message)
+    if cut:
+        return _dropped(host, url, f" (got {cut[1]} of {int(cut[1]) + int(cut[2])} bytes)")
     if "timed out" in message.lower():
         return _timed_out(host, url, options)
     return DownloadError(f"Downloading {url} failed: {message}")

@@ -1,0 +1,389 @@
+"""Speech heard where there are no subtitles: a tiny Whisper built here (real token layout, random weights) loaded
+through --asr-model FOLDER, videos with sound made by PyAV, and the real MCP client in memory.
+
+The vision model is the shipped `FakeBackend` (named as a stand-in: scripted answers, every prompt kept), since these
+tests are about what reaches its prompt; the speech model, the decoding and the cache are the real ones. A random
+Whisper samples at its fallback temperatures, so each test seeds torch: what it says is then the same every run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+import torch
+from mcp import Client
+
+from llava_video_mcp.server.app import build_server
+from llava_video_mcp.server.checks import check
+from llava_video_mcp.server.settings import ConfigError, Settings
+from llava_video_mcp.tools.answer import Hearing, TranscriptOptions, VideoAnswer
+from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig
+from llava_video_mcp.tools.backends.fake import FakeBackend
+from llava_video_mcp.tools.backends.speech import WhisperBackend
+from llava_video_mcp.tools.frames import BLOCK_S, audio_track, decode_block, is_silent, level_dbfs
+from llava_video_mcp.tools.media import LocalVideo
+from tests.engines import served_model
+from tests.httpserver import LoopbackServer
+from tests.media import with_sound, with_subtitles
+from tests.test_acquisition import VTT
+from tests.test_server import error_text
+from tests.whisper_builder import build_whisper
+
+pytestmark = pytest.mark.anyio
+
+LABEL = "Subtitles spoken in that part of the video:"
+_INCLUDE = TranscriptOptions()
+
+
+@pytest.fixture(autouse=True)
+def _same_words_every_run() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sounds")
+    with_sound(folder / "talk.mp4", seconds=40)  # two blocks of sound standing in for speech
+    with_sound(folder / "hush.mp4", seconds=8, sound="silence")
+    return folder
+
+
+def settings_for(tmp_path: Path, whisper: Path | str, **changes: Any) -> Settings:
+    values: dict[str, Any] = {"model": "stand-in", "device": "cpu", "cache_dir": tmp_path / "cache",
+                              "asr_model": str(whisper), "progress_interval_s": 0.2, **changes}  # fmt: skip
+    return Settings(**values)
+
+
+class Served:
+    """One server over a settings, the vision stand-in's prompts kept, and every progress message of its calls."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.vision = FakeBackend()
+        self.messages: list[str] = []
+
+    @property
+    def prompt(self) -> str:
+        return self.vision.prompts[-1].text
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        self.messages.append(message or "")
+
+    @property
+    def transcribed(self) -> list[str]:
+        return [m for m in self.messages if m.startswith("Transcribing")]
+
+
+@pytest.fixture
+async def served(tmp_path: Path, tiny_whisper: Path) -> AsyncIterator[tuple[Client, Served]]:
+    state = Served(settings_for(tmp_path, tiny_whisper))
+    async with Client(build_server(state.settings, Ready(state.vision))) as client:
+        yield client, state
+
+
+async def describe(client: Client, state: Served, **arguments: Any) -> VideoAnswer:
+    state.messages.clear()
+    result = await client.call_tool("describe_video", {"num_frames": 2, **arguments}, progress_callback=state.progress)
+    assert not result.is_error, error_text(result)
+    return VideoAnswer.model_validate(result.structured_content)
+
+
+# What is heard, and where it goes
+
+
+async def test_speech_is_heard_when_there_are_no_subtitles(served: tuple[Client, Served], sounds: Path) -> None:
+    client, state = served
+    answer = await describe(client, state, source=str(sounds / "talk.mp4"), start_s=5, end_s=35)
+    video = answer.videos[0]
+    assert video.transcript_source == "speech"
+    assert video.transcript, "the tiny model says something over noise"
+    for cue in video.transcript:
+        assert 5 - BLOCK_S <= cue.start_s < cue.end_s <= 40.0  # inside the video, and overlapping the range
+        assert cue.end_s > 5
+        assert cue.start_s < 35
+    assert f"{LABEL}\n[{video.transcript[0].start_s:g} s] {video.transcript[0].text}" in state.prompt
+    assert state.transcribed[0] == "Transcribing 00:00 of 00:40"
+    assert state.transcribed[-1].endswith("00:40 of 00:40")
+
+    without = await describe(client, state, source=str(sounds / "talk.mp4"), start_s=5, end_s=35,
+                             include_transcript=False)  # fmt: skip
+    assert without.videos[0].transcript is None
+    assert without.videos[0].transcript_source is None
+    assert LABEL not in state.prompt
+
+
+async def test_subtitles_are_preferred_and_nothing_is_heard(
+    served: tuple[Client, Served], sounds: Path, tmp_path: Path
+) -> None:
+    client, state = served
+    lecture = with_subtitles(sounds / "talk.mp4", tmp_path, "lecture", VTT)
+    answer = await describe(client, state, source=str(lecture))
+    assert answer.videos[0].transcript_source == "subtitles"
+    assert [c.text for c in answer.videos[0].transcript or []] == ["Hello there", "Goodbye & thanks"]
+    assert state.transcribed == []
+    assert not list((state.settings.cache_dir).rglob("speech"))
+
+
+async def test_silence_and_no_sound_answer_with_a_note(
+    served: tuple[Client, Served], sounds: Path, h264_mp4: Path
+) -> None:
+    client, state = served
+    hush = await describe(client, state, source=str(sounds / "hush.mp4"))
+    assert hush.videos[0].transcript is None
+    assert "No speech was heard in this range" in (hush.videos[0].note or "")
+    mute = await describe(client, state, source=str(h264_mp4))
+    assert mute.videos[0].transcript is None
+    assert "the video has no sound" in (mute.videos[0].note or "")
+
+
+async def test_heard_speech_is_kept_for_every_later_call_and_a_restart(
+    tmp_path: Path, tiny_whisper: Path, sounds: Path
+) -> None:
+    state = Served(settings_for(tmp_path, tiny_whisper))
+    async with Client(build_server(state.settings, Ready(state.vision))) as client:
+        first = await describe(client, state, source=str(sounds / "talk.mp4"), start_s=0, end_s=20)
+        assert state.transcribed  # block 0 heard
+        wider = await describe(client, state, source=str(sounds / "talk.mp4"))
+        assert state.transcribed
+        assert "of 01:00" not in state.transcribed[0]
+        assert [m for m in state.transcribed if m.startswith("Transcribing 00:30")]  # only block 1 was missing
+        again = await describe(client, state, source=str(sounds / "talk.mp4"))
+        assert state.transcribed == []
+    restarted = Served(settings_for(tmp_path, tiny_whisper))
+    async with Client(build_server(restarted.settings, Ready(restarted.vision))) as client:
+        after = await describe(client, restarted, source=str(sounds / "talk.mp4"))
+        assert restarted.transcribed == []
+    assert after.videos[0].transcript == again.videos[0].transcript == wider.videos[0].transcript
+    assert first.videos[0].transcript == [c for c in wider.videos[0].transcript or [] if c.start_s < 20]
+    kept = list(state.settings.cache_dir.rglob("speech/*/*.json"))
+    assert len(kept) == 2
+    assert not list(state.settings.cache_dir.rglob("speech/*/.*"))
+
+
+async def test_hearing_can_be_turned_off(tmp_path: Path, sounds: Path) -> None:
+    state = Served(settings_for(tmp_path, "none"))
+    async with Client(build_server(state.settings, Ready(state.vision))) as client:
+        answer = await describe(client, state, source=str(sounds / "talk.mp4"))
+    assert answer.videos[0].transcript is None
+    assert "speech" not in (answer.videos[0].note or "")
+    assert state.transcribed == []
+
+
+async def test_compare_and_full_coverage_carry_speech(
+    tmp_path: Path, tiny_whisper: Path, sounds: Path, h264_mp4: Path
+) -> None:
+    state = Served(settings_for(tmp_path, tiny_whisper, window_s=20))
+    async with Client(build_server(state.settings, Ready(state.vision))) as client:
+        result = await client.call_tool(
+            "compare_videos",
+            {
+                "sources": [str(sounds / "talk.mp4"), str(h264_mp4)],
+                "question": "Who speaks?",
+                "frames_per_video": 2,
+            },
+        )
+        assert not result.is_error, error_text(result)
+        compared = VideoAnswer.model_validate(result.structured_content)
+        assert compared.videos[0].transcript_source == "speech"
+        assert compared.videos[0].transcript
+        assert compared.videos[1].transcript is None
+        assert "no sound" in (compared.videos[1].note or "")
+        watched = await describe(client, state, source=str(sounds / "talk.mp4"), coverage="full")
+    assert watched.videos[0].transcript_source == "speech"
+    segments = watched.segments or []
+    assert len(segments) == 2
+    assert any(s.transcript for s in segments)
+    for segment in segments:
+        for cue in segment.transcript or []:
+            assert cue.end_s > segment.start_s
+            assert cue.start_s < segment.end_s
+
+
+# Cancellation
+
+
+async def test_cancelling_stops_between_blocks_and_keeps_only_whole_ones(tmp_path: Path, tiny_whisper: Path) -> None:
+    long = with_sound(tmp_path / "ten-minutes.mp4", seconds=600, fps=1)
+    state = Served(settings_for(tmp_path, tiny_whisper))
+    heard_one = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if (message or "").startswith("Transcribing 00:30 of 10:00"):
+            heard_one.set()
+
+    async with Client(build_server(state.settings, Ready(state.vision))) as client:
+        scope = anyio.CancelScope()
+
+        async def long_call() -> None:
+            with scope:
+                await client.call_tool("describe_video", {"source": str(long), "num_frames": 2},
+                                       progress_callback=on_progress)  # fmt: skip
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(long_call)
+            with anyio.fail_after(240):
+                await heard_one.wait()
+            scope.cancel()
+        # The server is free: the next call is answered (the model's turn was given back between blocks).
+        quick = await describe(client, state, source=str(long), include_transcript=False)
+        assert quick.answer
+    kept = list(state.settings.cache_dir.rglob("speech/*/*.json"))
+    assert 1 <= len(kept) < 20
+    assert not list(state.settings.cache_dir.rglob("speech/*/.*"))  # nothing half written
+
+
+# Configuration
+
+
+def test_a_bad_asr_model_stops_the_start(tmp_path: Path, tiny_model: Path) -> None:
+    for folder, says in [(tmp_path / "nowhere", "no such folder"), (tiny_model, "'llava' model, not a whisper")]:
+        with pytest.raises(ConfigError, match=f"--asr-model {folder}: .*{says}"):
+            check(Settings(model=str(tiny_model), asr_model=str(folder), cache_dir=tmp_path / "cache"))
+    check(Settings(model=str(tiny_model), asr_model="none", cache_dir=tmp_path / "cache"))
+
+
+async def test_an_unloadable_speech_model_is_a_note_not_a_failure(tmp_path: Path, sounds: Path) -> None:
+    state = Served(settings_for(tmp_path, "openai/whisper-base"))  # not cached, and the hub is offline here
+    async with Client(build_server(state.settings, Ready(state.vision))) as client:
+        answer = await describe(client, state, source=str(sounds / "talk.mp4"))
+    note = answer.videos[0].note or ""
+    assert answer.answer
+    assert "No speech was heard" in note
+    assert "--asr-model" in note
+
+
+# A site that serves the sound apart
+
+
+@pytest.fixture
+def split_site(tmp_path: Path) -> Iterator[LoopbackServer]:
+    """HLS with a video-only variant and the sound as a separate rendition (EXT-X-MEDIA TYPE=AUDIO)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    for segment in range(2):
+        with_sound(root / f"v_{segment}.ts", seconds=15, sound="silence", start_s=15 * segment)  # its sound unused
+        with_sound(root / f"a_{segment}.ts", seconds=15, video=False, start_s=15 * segment)
+    playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:15\n#EXT-X-MEDIA-SEQUENCE:0\n"
+    for kind in ("v", "a"):
+        (root / f"{kind}.m3u8").write_text(
+            playlist + "".join(f"#EXTINF:15.0,\n{kind}_{i}.ts\n" for i in range(2)) + "#EXT-X-ENDLIST\n"
+        )
+    (root / "master.m3u8").write_text(
+        '#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English",LANGUAGE="en",DEFAULT=YES,URI="a.m3u8"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=64x48,CODECS="avc1.64001e",AUDIO="aud"\nv.m3u8\n'
+    )
+    server = LoopbackServer(root)
+    with server.running():
+        yield server
+
+
+async def test_a_separate_audio_rendition_is_fetched_and_heard(
+    served: tuple[Client, Served], split_site: LoopbackServer
+) -> None:
+    client, state = served
+    answer = await describe(client, state, source=split_site.url("master.m3u8"))
+    assert split_site.count("a_0.ts") == split_site.count("v_0.ts") == 1
+    assert answer.videos[0].transcript_source == "speech"
+    assert answer.videos[0].transcript
+
+
+# Sound as strangers make it
+
+
+@pytest.mark.parametrize(
+    ("name", "made"),
+    [
+        ("eight-channels.mkv", {"layout": "7.1", "codec": "pcm_s16le"}),
+        ("8khz.mp4", {"rate": 8000}),
+        ("96khz.mp4", {"rate": 96000}),
+        ("late-and-short.mp4", {"sound_start_s": 4.0, "sound_seconds": 3.0}),
+        ("longer-sound.mp4", {"sound_seconds": 50.0}),
+    ],
+)
+def test_unusual_sound_is_read_on_the_video_timeline(tmp_path: Path, name: str, made: dict[str, Any]) -> None:
+    path = with_sound(tmp_path / name, seconds=10, **made)
+    track = audio_track(path, None, name)
+    assert track is not None
+    block = decode_block(track, 0)
+    assert len(block) == round(min(BLOCK_S, track.duration_s) * 16000)
+    assert block.dtype == np.float32
+    heard = np.flatnonzero(np.abs(block) > 1e-4) / 16000
+    start = made.get("sound_start_s", 0.0)
+    length = made.get("sound_seconds", 10.0)
+    assert abs(heard[0] - start) < 0.1
+    assert abs(heard[-1] - min(start + length, BLOCK_S)) < 0.15  # an AAC frame is 0.128 s at 8 kHz
+    assert -40 < level_dbfs(block[heard.astype(int).min() * 16000 :]) < -10
+    assert track.blocks(0, 10) == range(1)  # the video's range bounds what is heard, whatever the sound's length
+
+
+def test_a_broken_audio_packet_is_skipped(tmp_path: Path) -> None:
+    path = with_sound(tmp_path / "broken.mkv", seconds=10, codec="pcm_s16le", layout="stereo")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4000] = bytes(4000)  # a stretch of the sound zeroed, as a damaged download would be
+    path.write_bytes(bytes(data))
+    track = audio_track(path, None, "broken.mkv")
+    assert track is not None
+    block = decode_block(track, 0)
+    assert not is_silent(block[: 4 * 16000])
+    assert not is_silent(block[6 * 16000 : 10 * 16000])
+
+
+def test_sound_with_no_decoder_is_no_sound(tmp_path: Path, sounds: Path) -> None:
+    path = tmp_path / "undecodable.mkv"
+    data = (sounds / "hush.mp4").read_bytes()
+    with_sound(path, seconds=2, codec="pcm_s16le")
+    raw = bytearray(path.read_bytes())
+    codec_id = raw.find(b"A_PCM/INT/LIT")
+    assert codec_id > 0
+    assert data
+    raw[codec_id : codec_id + 13] = b"A_NOTACODEC!!"  # a codec id no decoder knows, same length
+    path.write_bytes(bytes(raw))
+    assert audio_track(path, None, "undecodable.mkv") is None
+
+
+def test_a_ten_hour_silent_track_costs_only_the_range(tmp_path: Path, tiny_whisper: Path) -> None:
+    """A sound file that says it lasts ten hours beside a 10 s video: only the video's range is read, and silence
+    asks no model."""
+    video = with_sound(tmp_path / "video.mp4", seconds=10, sound="silence")
+    sound = with_sound(tmp_path / "sound.mkv", seconds=36_000, sound="silence", video=False, codec="pcm_s16le",
+                       rate=8000)  # fmt: skip
+    speech = LazySpeech(SpeechConfig(model=str(tiny_whisper), device="cpu"))
+    local = LocalVideo("v", video, None, from_cache=True, fetch_s=0.0, audio=sound, store=tmp_path / "store")
+    heard = Hearing(speech).transcript(local, 0.0, 10.0, _INCLUDE)
+    assert heard.cues == []
+    assert "No speech was heard in this range" in (heard.note or "")
+    assert speech._backend is None  # silence never loads the model
+    assert [p.name for p in (tmp_path / "store").rglob("*.json")] == ["000000.json"]
+
+
+# Against a serving engine
+
+
+def test_speech_heard_on_a_real_transformers_serve(tmp_path: Path, sounds: Path) -> None:
+    """`transformers serve` answers /v1/audio/transcriptions with text only: one cue per 30 s block."""
+    folder = build_whisper(tmp_path / "served-whisper", max_length=24, words_only=True)
+    with served_model(folder, tmp_path / "serve.log") as engine:
+        speech = LazySpeech(SpeechConfig(endpoint=engine.url))
+        track = audio_track(sounds / "talk.mp4", None, "talk")
+        assert track is not None
+        local = LocalVideo("talk", sounds / "talk.mp4", None, from_cache=True, fetch_s=0.0,
+                           store=tmp_path / "store")  # fmt: skip
+        heard = Hearing(speech).transcript(local, 0.0, 40.0, _INCLUDE)
+    assert heard.source == "speech"
+    assert [(c.start_s, c.end_s) for c in heard.cues] == [(0.0, 30.0), (30.0, 40.0)]
+    assert all(c.text for c in heard.cues)
+
+
+def test_the_tiny_whisper_keeps_its_token_layout(tiny_whisper: Path) -> None:
+    backend = WhisperBackend.load(str(tiny_whisper), "cpu")
+    config = json.loads((tiny_whisper / "generation_config.json").read_text())
+    assert config["no_timestamps_token_id"] + 1 == backend._processor.tokenizer.convert_tokens_to_ids("<|0.00|>")
+    assert "<|en|>" in config["lang_to_id"]
+    assert set(config["task_to_id"]) == {"transcribe", "translate"}

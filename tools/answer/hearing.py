@@ -1,0 +1,209 @@
+"""What is said in a range of a video: its subtitles when it has them (a site's, or a file beside it), else the
+speech heard in its sound, as the same timestamped cues.
+
+Speech is heard in 30 s blocks on the video's timeline, each kept beside the video once heard (per speech model,
+written whole or not at all), so every later call, range, tool and window, and a restarted server, reads it
+instead of hearing it again; a range of a long video hears only the blocks it needs. Blocks whose level says there
+is nothing to hear are kept as silent without asking the model (speech models write text over silence). A video
+with no sound, or silent in the range, still answers: its note says no speech was heard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from llava_video_mcp.tools.answer.progress import Progress, no_progress
+from llava_video_mcp.tools.answer.steps import TranscriptOptions
+from llava_video_mcp.tools.backends import Heard, LazySpeech, SpeechBackend
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import DecodeError, ModelError
+from llava_video_mcp.tools.frames import BLOCK_S, AudioTrack, audio_track, decode_block, is_silent
+from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.prompt import Cue, clock, cues_in_range, read_cues
+
+log = logging.getLogger(__name__)
+
+Source = Literal["subtitles", "speech"]
+_FORMAT = 1
+"""Part of every block's key: a change in how blocks are heard makes earlier ones stale."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The cues of a range, where they came from, and what the caller should know when there are none."""
+
+    cues: list[Cue]
+    source: Source | None = None
+    note: str | None = None
+
+
+NOTHING = Transcript([])
+
+
+class Hearing:
+    """Transcripts of ranges, from subtitles or from speech (`speech`, None or disabled: subtitles only)."""
+
+    def __init__(self, speech: LazySpeech | None = None) -> None:
+        self.speech = speech
+
+    @property
+    def hears(self) -> bool:
+        return self.speech is not None and self.speech.enabled
+
+    def transcript(
+        self,
+        video: LocalVideo,
+        start_s: float,
+        end_s: float,
+        options: TranscriptOptions,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> Transcript:
+        """The range's cues. Read while the video's cache entry is held: an evicted entry takes them with it."""
+        if not options.include:
+            return NOTHING
+        if video.subtitles is not None:
+            subtitles = read_cues(video.subtitles)
+            if subtitles:
+                cues = cues_in_range(subtitles, start_s, end_s)
+                return Transcript(cues, "subtitles" if cues else None)
+        if not self.hears:
+            return NOTHING
+        assert self.speech is not None
+        try:
+            track = audio_track(video.path, video.audio, video.source)
+        except DecodeError as exc:
+            return Transcript([], note=f"No speech was heard: the sound could not be read ({exc}).")
+        if track is None:
+            return Transcript([], note="No speech was heard: the video has no sound this server can decode.")
+        try:
+            cues = _Listening(self.speech, video, track, progress, cancel).cues(start_s, end_s)
+        except ModelError as exc:
+            log.warning("speech was not heard: %s", exc)
+            return Transcript([], note=f"No speech was heard: {exc}")
+        if not cues:
+            return Transcript([], note="No speech was heard in this range (silence, or sound without words).")
+        return Transcript(cues, "speech")
+
+
+class _Listening:
+    """One call's hearing of one video: the blocks of a range, from the store or from the model."""
+
+    def __init__(
+        self,
+        speech: LazySpeech,
+        video: LocalVideo,
+        track: AudioTrack,
+        progress: Progress,
+        cancel: CancelToken | None,
+    ) -> None:
+        self.speech = speech
+        self.video = video
+        self.track = track
+        self.progress = progress
+        self.cancel = cancel
+        self.store = _BlockStore(video.store / "speech" if video.store is not None else None)
+
+    def cues(self, start_s: float, end_s: float) -> list[Cue]:
+        """The cues heard in the range; ModelError when the speech model could not be brought up or failed."""
+        blocks = self.track.blocks(start_s, end_s)
+        key = self.store.key(self.speech.identity(), self.track)
+        heard = {number: kept for number in blocks if (kept := self.store.get(key, number)) is not None}
+        missing = [number for number in blocks if number not in heard]
+        if missing:
+            heard |= self._hear(missing, key, len(blocks))
+        cues = [
+            Cue(number * BLOCK_S + h.start_s, number * BLOCK_S + h.end_s, h.text)
+            for number in blocks
+            for h in heard[number]
+        ]
+        return cues_in_range(cues, start_s, end_s)
+
+    def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[Heard]]:
+        """Hear the missing blocks a batch at a time, keeping each once heard."""
+        heard: dict[int, list[Heard]] = {}
+        backend: SpeechBackend | None = None
+        pending: list[tuple[int, np.ndarray]] = []
+        done = total - len(missing)
+        for number in missing:
+            self._report(done, total)
+            samples = decode_block(self.track, number, self.cancel)
+            if is_silent(samples):
+                heard[number] = []
+                self.store.put(key, number, [])
+                done += 1
+                continue
+            pending.append((number, samples))
+            if backend is None:
+                backend = self.speech.get()
+            if len(pending) >= max(backend.max_concurrency, 8 if backend.device == "cuda" else 1):
+                done += self._flush(backend, pending, heard, key)
+        if pending:
+            backend = backend or self.speech.get()
+            done += self._flush(backend, pending, heard, key)
+        self._report(total, total)
+        return heard
+
+    def _flush(
+        self, backend: SpeechBackend, pending: list[tuple[int, np.ndarray]], heard: dict[int, list[Heard]], key: str
+    ) -> int:
+        numbers = [number for number, _ in pending]
+        results = backend.transcribe([samples for _, samples in pending], None, cancel=self.cancel)
+        for number, result in zip(numbers, results, strict=True):
+            heard[number] = result
+            self.store.put(key, number, result)
+        pending.clear()
+        return len(numbers)
+
+    def _report(self, done: int, total: int) -> None:
+        seconds = min(done * BLOCK_S, self.track.duration_s)
+        whole = min(total * BLOCK_S, self.track.duration_s)
+        self.progress(done, max(total, 1), f"Transcribing {clock(seconds)} of {clock(whole)}")
+
+
+class _BlockStore:
+    """Heard blocks on disk, one file each, written whole or not at all; a folder that cannot be written (a damaged
+    cache) only costs the reuse."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def key(model: str, track: AudioTrack) -> str:
+        stat = track.path.stat()
+        parts = [_FORMAT, model, track.path.name, stat.st_size, stat.st_mtime_ns, track.stream_index, track.offset_s]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+    def get(self, key: str, number: int) -> list[Heard] | None:
+        if self.folder is None:
+            return None
+        try:
+            data = json.loads((self.folder / key / f"{number:06d}.json").read_text())
+            return [Heard(float(s), float(e), str(t)) for s, e, t in data]
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, key: str, number: int, heard: Sequence[Heard]) -> None:
+        if self.folder is None:
+            return
+        folder = self.folder / key
+        partial = folder / f".{number:06d}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps([[h.start_s, h.end_s, h.text] for h in heard]))
+            partial.replace(folder / f"{number:06d}.json")
+        except OSError as exc:
+            log.warning("could not keep heard speech at %s (%s)", folder, exc.strerror or exc)
+            with suppress(OSError):
+                partial.unlink()

@@ -1,0 +1,147 @@
+"""A video's sound as speech recognition takes it: mono float32 at 16 kHz, in 30 s blocks on the video's own
+timeline (block k is seconds [30k, 30k + 30) from the first video frame), decoded with PyAV and its resampler.
+
+Blocks are decoded on demand, one at a time, so memory stays flat in the audio's length; a broken packet is
+skipped (its stretch stays silent); a stream with no decoder is treated as no audio. The audio may come from the
+video's own file or from a separate file (a site that serves sound apart): both are placed on the video's
+timeline by their streams' start times. A block whose level says nothing is there (below `SILENCE_DBFS`) is
+silent: no model is asked to hear it, since speech models write text over silence.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.audio.resampler
+import av.audio.stream
+import av.error
+import numpy as np
+
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.frames._containers import ffmpeg_reason, open_input, open_video
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+BLOCK_S = 30.0
+"""Whisper's window: every block is heard on its own, and kept on its own."""
+SILENCE_DBFS = -50.0
+"""Below this RMS level a block holds no speech a model could hear (room tone, hiss, digital silence)."""
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """Where a video's sound is, and where it lies on the video's timeline."""
+
+    path: Path
+    stream_index: int
+    offset_s: float
+    """Seconds from the video's first frame to the audio's first sample (negative when the sound starts first)."""
+    duration_s: float
+    """Length of the sound on the video's timeline, counted from the video's first frame."""
+
+    def blocks(self, start_s: float, end_s: float) -> range:
+        """The block numbers that hold any of [start_s, end_s), within the sound."""
+        end = min(end_s, self.duration_s)
+        if end <= start_s:
+            return range(0)
+        return range(max(int(start_s // BLOCK_S), 0), math.ceil(end / BLOCK_S))
+
+
+def audio_track(video: Path, audio: Path | None, name: str) -> AudioTrack | None:
+    """The video's sound (from `audio` when the site served it apart), or None when there is none the server
+    can decode."""
+    with open_video(video, name) as container:
+        stream = container.streams.video[0]
+        video_start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        if audio is None:
+            return _track(container, video, video_start)
+    with open_input(audio, name) as container:
+        return _track(container, audio, video_start)
+
+
+def _track(container: av.container.InputContainer, path: Path, video_start: float) -> AudioTrack | None:
+    streams = [s for s in container.streams.audio if s.codec_context is not None]
+    if not streams:
+        return None
+    stream = streams[0]
+    time_base = stream.time_base
+    start = float(stream.start_time * time_base) if stream.start_time is not None and time_base else 0.0
+    if stream.duration is not None and time_base:
+        length = float(stream.duration * time_base)
+    elif container.duration is not None:
+        length = container.duration / av.time_base - max(start, 0.0)
+    else:
+        length = 0.0
+    offset = start - video_start
+    return AudioTrack(path, stream.index, offset, max(offset + length, 0.0))
+
+
+def decode_block(track: AudioTrack, number: int, cancel: CancelToken | None = None) -> np.ndarray:
+    """Block `number` as mono float32 at SAMPLE_RATE, up to 30 s and no further than the sound lasts; silence where
+    the sound has none (before it starts, across a broken packet)."""
+    start_s = number * BLOCK_S
+    length_s = min(BLOCK_S, max(track.duration_s - start_s, 0.0))
+    block = np.zeros(round(length_s * SAMPLE_RATE), dtype=np.float32)
+    with open_input(track.path, track.path.name) as container:
+        stream = container.streams[track.stream_index]
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        source_start = start_s - track.offset_s  # on the audio stream's own clock, from its first sample
+        first = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        if source_start > 1.0 and stream.time_base:
+            container.seek(round((first + source_start - 1.0) / stream.time_base), stream=stream, backward=True)
+        for time_s, samples in _resampled(container, stream, cancel):
+            at = round((time_s - first - source_start) * SAMPLE_RATE)
+            if at >= len(block):
+                break
+            if at + len(samples) <= 0:
+                continue
+            piece = samples[max(-at, 0) :]
+            at = max(at, 0)
+            block[at : at + len(piece)] = piece[: len(block) - at]
+    return block
+
+
+def _resampled(
+    container: av.container.InputContainer, stream: av.audio.stream.AudioStream, cancel: CancelToken | None
+) -> Iterator[tuple[float, np.ndarray]]:
+    """(start time in seconds, mono 16 kHz samples) of each decoded frame, the resampler flushed at the end."""
+    resampler = av.audio.resampler.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    next_time: float | None = None
+    for packet in container.demux(stream):
+        if cancel is not None:
+            cancel.check()
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            log.debug("skipping an undecodable audio packet: %s", ffmpeg_reason(exc))
+            next_time = None
+            continue
+        for frame in frames:
+            if frame.time is not None and next_time is None:
+                next_time = float(frame.time)
+            for out in resampler.resample(frame):
+                samples = out.to_ndarray().reshape(-1)
+                if next_time is not None:
+                    yield next_time, samples
+                    next_time += len(samples) / SAMPLE_RATE
+    for out in resampler.resample(None):
+        samples = out.to_ndarray().reshape(-1)
+        if next_time is not None:
+            yield next_time, samples
+            next_time += len(samples) / SAMPLE_RATE
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """The block's RMS level, in dB below full scale."""
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    return level_dbfs(samples) < SILENCE_DBFS
