@@ -62,9 +62,9 @@ COMPARE = (
     "all). Same model, costs and reuse as describe_video. A source may be an object with its own start_s/end_s."
 )
 
-Source = Annotated[str, Field(description="Local file path, http(s) video URL, or a video page URL.")]
+Source = Annotated[str, Field(description="Local path, http(s) video URL, or video page URL.")]
 MaxNewTokens = Annotated[int, Field(ge=1, le=4096)]
-IncludeTranscript = Annotated[bool, Field(description="Give the model what is said: subtitles, else speech heard.")]
+IncludeTranscript = Annotated[bool, Field(description="Give the model what is said: subtitles, else speech.")]
 Language = Annotated[str, Field(max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="Of subtitles.")]
 ReturnFrames = Annotated[
     Literal["none", "sheet", "frames"], Field(description="Also return the frames seen: one sheet, or a JPEG each.")

@@ -51,13 +51,9 @@ class VideoInfo(BaseModel):
     frames_from_cache: bool = Field(description="True when these frames were decoded by an earlier call.")
     note: str | None = Field(default=None, description="Why fewer frames than requested were used, when so.")
     transcript: list[TranscriptCue] | None = Field(
-        default=None,
-        description="What is said inside the sampled range, as the model was given it: the video's subtitles, or the "
-        "speech heard in its sound.",
+        default=None, description="What is said in the range, as the model got it: subtitles, or speech heard."
     )
-    transcript_source: Literal["subtitles", "speech"] | None = Field(
-        default=None, description="Where the transcript came from: subtitles, or speech recognition."
-    )
+    transcript_source: Literal["subtitles", "speech"] | None = None
 
 
 class ModelInfo(BaseModel):

@@ -214,6 +214,9 @@ class YtdlpSession:
             "fixup": "never",  # fixups need ffmpeg; the decoder reads the streams as they come
             "external_downloader": {"default": "native"},  # HLS and DASH by yt-dlp itself, never ffmpeg
             "color": {"stdout": "never", "stderr": "never"},
+            # urllib, whatever else is installed (requests, curl_cffi): the scheme guard reads urllib's audit events
+            # of every request and redirect, and the errors are mapped from urllib's.
+            "compat_opts": {"prefer-legacy-http-handler"},
         }
         if options.max_bytes is not None:
             params["max_filesize"] = options.max_bytes
