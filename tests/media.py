@@ -273,3 +273,54 @@ def with_sound(
         for packet in audio.encode():
             container.mux(packet)
     return path
+
+
+def scene_picture(scene: int, i: int, width: int, height: int) -> np.ndarray:
+    """A picture of the scene's own (colour and checker size), with a faint bar moving inside it."""
+    rng = np.random.default_rng(scene)
+    base = rng.integers(30, 226, size=3)
+    y, x = np.mgrid[0:height, 0:width]
+    cell = 4 + 4 * (scene % 4)
+    checker = ((x // cell + y // cell + scene) % 2).astype(np.int16)
+    image = np.empty((height, width, 3), np.int16)
+    for c in range(3):
+        image[..., c] = base[c] + (checker * 40 - 20) * (1 if (scene + c) % 2 else -1)
+    image[:, i % width : i % width + 2] += 10
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def cut_scenes(
+    path: Path,
+    lengths_s: list[float],
+    *,
+    fps: int = 10,
+    gop_s: float = 4.0,
+    width: int = 128,
+    height: int = 72,
+    fade_s: float = 0.0,
+    flashing: bool = False,
+) -> list[float]:
+    """Scenes lasting `lengths_s`, hard cuts between them (or fades of `fade_s` into the next), a fixed GOP and the
+    encoder's own scene detection off (sc_threshold=0), so that the cuts fall between keyframes, as on most
+    streaming sites; `flashing` alternates two pictures every frame. Returns the cut times."""
+    bounds = np.cumsum([0.0, *lengths_s])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, fps)
+        gop = str(round(gop_s * fps))
+        stream.options = {"g": gop, "keyint_min": gop, "preset": "ultrafast", "sc_threshold": "0", "bf": "2"}
+        for i in range(round(bounds[-1] * fps)):
+            t = i / fps
+            scene = int(np.searchsorted(bounds, t, side="right") - 1)
+            image = scene_picture(1000 + i % 2 if flashing else scene, i, width, height)
+            if fade_s and scene + 1 < len(lengths_s) and bounds[scene + 1] - t < fade_s:
+                weight = 1 - (bounds[scene + 1] - t) / fade_s
+                image = ((1 - weight) * image + weight * scene_picture(scene + 1, i, width, height)).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return [float(b) for b in bounds[1:-1]]

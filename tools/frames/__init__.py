@@ -8,6 +8,7 @@ hostile file costs little and reads nothing else (`_containers`).
     _orientation  frames turned upright from the display matrix
     _sampler      the entry points: sample, probe, outline, media_duration
     _cache        sampled frames kept for follow-ups
+    _scenes       scene changes found by looking at every frame, and frames chosen so that every scene is seen
     _audio        the sound, in 30 s blocks of 16 kHz mono on the video's timeline, for hearing speech
 """
 
@@ -34,12 +35,14 @@ from llava_video_mcp.tools.frames._plan import (
     uniform_targets,
 )
 from llava_video_mcp.tools.frames._sampler import media_duration, outline, probe, sample_frames, sample_with_plan
+from llava_video_mcp.tools.frames._scenes import Cut, detect_scenes, scene_targets
 
 __all__ = [
     "BLOCK_S",
     "MAX_FRAMES",
     "SAMPLE_RATE",
     "AudioTrack",
+    "Cut",
     "SampleCache",
     "SampledFrame",
     "SampledVideo",
@@ -48,6 +51,7 @@ __all__ = [
     "audio_track",
     "checked_range",
     "decode_block",
+    "detect_scenes",
     "is_silent",
     "level_dbfs",
     "media_duration",
@@ -56,6 +60,7 @@ __all__ = [
     "probe",
     "sample_frames",
     "sample_with_plan",
+    "scene_targets",
     "stream_notes",
     "to_model_image",
     "uniform_targets",

@@ -29,9 +29,9 @@ from llava_video_mcp.tools.frames._plan import (
     StreamInfo,
     checked_range,
     joined,
+    plan_targets,
     shortfall_note,
     stream_notes,
-    uniform_targets,
 )
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def sample_sequentially(
         )
     range_start, range_end = checked_range(plan.start_s, plan.end_s, info.duration_s)
     count = plan.frame_count(range_end - range_start)
-    targets = uniform_targets(range_start, range_end, count)
+    targets = plan_targets(plan, (range_start, range_end), count)
     best: list[tuple[float, av.VideoFrame] | None] = [None] * count
     container.seek(0)
     timeline = Timeline(1 / info.fps if info.fps else 0.04)

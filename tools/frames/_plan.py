@@ -49,6 +49,9 @@ class SamplingPlan:
     keyframes_only: bool = False
     """Fast and approximate: the keyframe nearest each target, reported with its true timestamp."""
     min_side: int = 384
+    times_s: tuple[float, ...] = ()
+    """Where to take the frames (seconds from the first frame, inside the range), instead of equal slices: the
+    frames nearest these times (see `_scenes.scene_targets`)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_frames <= MAX_FRAMES:
@@ -57,6 +60,8 @@ class SamplingPlan:
             raise LimitError(f"fps must be greater than 0; got {self.fps}.")
 
     def frame_count(self, range_s: float) -> int:
+        if self.times_s:
+            return len(self.times_s)
         if self.fps is None:
             return self.num_frames
         return max(1, min(self.num_frames, math.floor(range_s * self.fps + 1e-9)))
@@ -86,8 +91,17 @@ def uniform_targets(start_s: float, end_s: float, count: int) -> list[float]:
     return [start_s + (i + 0.5) * step for i in range(count)]
 
 
-def target_pts(first_pts: int, range_s: tuple[float, float], count: int, time_base: Fraction) -> list[int]:
-    return [first_pts + round(t / time_base) for t in uniform_targets(range_s[0], range_s[1], count)]
+def plan_targets(plan: SamplingPlan, range_s: tuple[float, float], count: int) -> list[float]:
+    """The plan's times, kept inside the range; or the centres of `count` equal slices of it."""
+    if plan.times_s:
+        return sorted(min(max(t, range_s[0]), range_s[1]) for t in plan.times_s)
+    return uniform_targets(range_s[0], range_s[1], count)
+
+
+def target_pts(
+    first_pts: int, range_s: tuple[float, float], count: int, time_base: Fraction, plan: SamplingPlan
+) -> list[int]:
+    return [first_pts + round(t / time_base) for t in plan_targets(plan, range_s, count)]
 
 
 def shortfall_note(

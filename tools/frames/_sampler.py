@@ -156,7 +156,7 @@ def plan_sampling(
         try:
             range_s = checked_range(plan.start_s, plan.end_s, around.info.duration_s)
             count = plan.frame_count(range_s[1] - range_s[0])
-            targets = target_pts(around.first_pts, range_s, count, stream_time_base(stream))
+            targets = target_pts(around.first_pts, range_s, count, stream_time_base(stream), plan)
             index = around.packets_around(targets, keyframes_only=plan.keyframes_only)
             return around.info, index, around.first_pts, range_s, count, targets
         except (av.error.FFmpegError, ValueError) as exc:
@@ -169,7 +169,7 @@ def plan_sampling(
     first_pts = min(full.pts)
     range_s = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
     count = plan.frame_count(range_s[1] - range_s[0])
-    return info, full, first_pts, range_s, count, target_pts(first_pts, range_s, count, stream_time_base(stream))
+    return info, full, first_pts, range_s, count, target_pts(first_pts, range_s, count, stream_time_base(stream), plan)
 
 
 def probe(path: Path, index_file: Path | None = None) -> StreamInfo:

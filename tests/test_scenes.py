@@ -1,0 +1,92 @@
+"""Scene changes found by looking at every frame, on videos made here whose hard cuts fall between keyframes (a
+fixed GOP, the encoder's scene detection off), and frames chosen so that every scene is seen."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from llava_video_mcp.tools.cancel import Cancelled, CancelToken
+from llava_video_mcp.tools.frames import Cut, detect_scenes, outline, scene_targets
+from tests.media import cut_scenes
+
+LENGTHS = [2.0, 10.0, 3.0, 20.0, 1.0, 24.0]
+"""A 2 s intro, a 3 s insert and a 1 s flash among long scenes: uniform frames would miss the short ones."""
+
+
+@pytest.fixture(scope="module")
+def six_scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float]]:
+    path = tmp_path_factory.mktemp("scenes") / "six.mp4"
+    return path, cut_scenes(path, LENGTHS, gop_s=3.3)  # keyframes every 33 frames: none on a cut
+
+
+def test_hard_cuts_between_keyframes_are_found_exact_to_the_frame(six_scenes: tuple[Path, list[float]]) -> None:
+    path, made = six_scenes
+    keyframes = outline(path)[1]
+    assert not set(made) & {round(k, 3) for k in keyframes}  # no cut is on a keyframe: keyframes cannot find them
+    assert [c.time_s for c in detect_scenes(path)] == pytest.approx(made, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "made", "most"),
+    [
+        ("static.mp4", {"lengths_s": [20.0]}, 0),
+        ("fades.mp4", {"lengths_s": [8.0, 8.0, 8.0], "fade_s": 2.0}, 0),
+        ("flashing.mp4", {"lengths_s": [20.0], "flashing": True}, 0),
+    ],
+)
+def test_no_storm_of_false_cuts(tmp_path: Path, name: str, made: dict[str, object], most: int) -> None:
+    path = tmp_path / name
+    cut_scenes(path, **made)  # type: ignore[arg-type]
+    assert len(detect_scenes(path)) <= most
+
+
+def test_cuts_are_kept_beside_the_video_and_read_back(tmp_path: Path, six_scenes: tuple[Path, list[float]]) -> None:
+    path, made = six_scenes
+    keep = tmp_path / "store" / "scenes.json"
+    seen: list[float] = []
+    first = detect_scenes(path, keep=keep, on_progress=seen.append)
+    assert seen
+    assert seen == sorted(seen)
+    kept = json.loads(keep.read_text())
+    kept["cuts"] = [[1.5, 99.0]]  # what was kept is what a second call reads: no second look at the frames
+    keep.write_text(json.dumps(kept))
+    assert detect_scenes(path, keep=keep, on_progress=seen.append) == [Cut(1.5, 99.0)]
+    keep.write_text("{damaged")
+    assert detect_scenes(path, keep=keep) == first  # damaged: looked at again, and kept again
+    assert [c.time_s for c in detect_scenes(path, keep=keep)] == pytest.approx(made)
+
+
+def test_cancelling_stops_the_look(six_scenes: tuple[Path, list[float]], tmp_path: Path) -> None:
+    path, _ = six_scenes
+    cancel = CancelToken()
+
+    def stop(at_s: float) -> None:
+        cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        detect_scenes(path, cancel, keep=tmp_path / "scenes.json", on_progress=stop)
+    assert not list(tmp_path.iterdir())  # nothing half found is kept
+
+
+def test_every_scene_gets_a_frame_and_the_longest_the_extra_ones() -> None:
+    bounds = [0.0, 2.0, 12.0, 15.0, 35.0, 36.0, 60.0]
+    cuts = [Cut(t, 30.0) for t in bounds[1:-1]]
+    six = scene_targets(cuts, 0.0, 60.0, 6)
+    assert six == [1.0, 7.0, 13.5, 25.0, 35.5, 48.0]  # one in each scene, at its middle
+    eight = scene_targets(cuts, 0.0, 60.0, 8)
+    assert len(eight) == 8
+    per_scene = [sum(a <= t < b for t in eight) for a, b in itertools.pairwise(bounds)]
+    assert per_scene == [1, 1, 1, 2, 1, 2]  # the two longest scenes (20 s and 24 s) get the extra frames
+    assert scene_targets([], 0.0, 60.0, 3) == [10.0, 30.0, 50.0]  # no cuts: uniform
+
+
+def test_with_more_scenes_than_frames_the_most_distinct_come_first() -> None:
+    cuts = [Cut(2.0, 20.0), Cut(12.0, 90.0), Cut(15.0, 40.0), Cut(35.0, 15.0), Cut(36.0, 60.0)]
+    three = scene_targets(cuts, 0.0, 60.0, 3)
+    assert three == [1.0, 13.5, 48.0]  # the range's first scene, then the scenes opened by the two strongest cuts
+    inside = scene_targets(cuts, 10.0, 40.0, 2)  # only the cuts inside the range count
+    assert inside == [11.0, 13.5]
