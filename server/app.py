@@ -69,6 +69,7 @@ Language = Annotated[str, Field(max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z
 ReturnFrames = Annotated[
     Literal["none", "sheet", "frames"], Field(description="Also return the frames seen: one sheet, or a JPEG each.")
 ]
+Scenes = Annotated[Literal["uniform", "scenes"], Field(description="scenes: a frame in every scene.")]
 Start = Annotated[float | None, Field(ge=0, description="Sample from this second on.")]
 End = Annotated[float | None, Field(gt=0, description="Sample up to this second.")]
 
@@ -164,6 +165,7 @@ async def describe_video(
         Literal["sampled", "full"],
         Field(description="full: watch the whole range in windows, then answer from their notes (slower, cached)."),
     ] = "sampled",
+    sampling: Scenes = "uniform",
 ) -> Annotated[CallToolResult, VideoAnswer]:
     state = ctx.request_context.lifespan_context
     transcript = TranscriptOptions(include_transcript, language)
@@ -183,6 +185,7 @@ async def describe_video(
             max_new_tokens=max_new_tokens,
             evidence=return_frames,
             coverage=coverage,
+            sampling=sampling,
             progress=progress,
             cancel=cancel,
         ),
@@ -203,6 +206,7 @@ async def compare_videos(
     language: Language = "en",
     max_new_tokens: MaxNewTokens = 256,
     return_frames: ReturnFrames = "none",
+    sampling: Scenes = "uniform",
 ) -> Annotated[CallToolResult, VideoAnswer]:
     state = ctx.request_context.lifespan_context
     clips = [Clip(s.source, s.start_s, s.end_s) if isinstance(s, SourceRange) else s for s in sources]
@@ -218,6 +222,7 @@ async def compare_videos(
             transcript=transcript,
             max_new_tokens=max_new_tokens,
             evidence=return_frames,
+            sampling=sampling,
             progress=progress,
             cancel=cancel,
         ),

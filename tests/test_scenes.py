@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
+from llava_video_mcp.server.app import build_server
+from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.backends import Ready
+from llava_video_mcp.tools.backends.fake import FakeBackend
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
-from llava_video_mcp.tools.frames import Cut, detect_scenes, outline, scene_targets
+from llava_video_mcp.tools.frames import Cut, detect_scenes, outline, sample_frames, scene_targets
 from tests.media import cut_scenes
+from tests.test_server import call
 
 LENGTHS = [2.0, 10.0, 3.0, 20.0, 1.0, 24.0]
 """A 2 s intro, a 3 s insert and a 1 s flash among long scenes: uniform frames would miss the short ones."""
@@ -90,3 +97,55 @@ def test_with_more_scenes_than_frames_the_most_distinct_come_first() -> None:
     assert three == [1.0, 13.5, 48.0]  # the range's first scene, then the scenes opened by the two strongest cuts
     inside = scene_targets(cuts, 10.0, 40.0, 2)  # only the cuts inside the range count
     assert inside == [11.0, 13.5]
+
+
+# Through the tools
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Client]:
+    """The server with the vision model a stand-in (FakeBackend, named as such): these tests are about which frames
+    and windows it is given."""
+    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10)
+    async with Client(build_server(settings, Ready(FakeBackend()))) as client:
+        yield client
+
+
+def scene_of(t: float) -> int:
+    bounds = list(itertools.accumulate(LENGTHS))
+    return sum(t >= b - 1e-6 for b in bounds)
+
+
+@pytest.mark.anyio
+async def test_scene_sampling_sees_every_scene(served: Client, six_scenes: tuple[Path, list[float]]) -> None:
+    path, _ = six_scenes
+    six = await call(served, "describe_video", source=str(path), num_frames=6, sampling="scenes")
+    times = [f.timestamp_s for f in six.videos[0].frames]
+    assert sorted(scene_of(t) for t in times) == [0, 1, 2, 3, 4, 5]
+    three = await call(served, "describe_video", source=str(path), num_frames=3, sampling="scenes")
+    assert len({scene_of(f.timestamp_s) for f in three.videos[0].frames}) == 3
+    uniform = await call(served, "describe_video", source=str(path), num_frames=6)
+    assert [f.timestamp_s for f in uniform.videos[0].frames] == [
+        f.timestamp_s for f in sample_frames(path, 6).frames
+    ]  # the default is unchanged
+    assert len({scene_of(f.timestamp_s) for f in uniform.videos[0].frames}) < 6  # and misses short scenes
+    compared = await call(
+        served, "compare_videos", sources=[str(path), str(path)], question="Same?", frames_per_video=6,
+        sampling="scenes",
+    )  # fmt: skip
+    for video in compared.videos:
+        assert sorted(scene_of(f.timestamp_s) for f in video.frames) == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.anyio
+async def test_full_coverage_windows_end_at_cuts_between_keyframes(
+    served: Client, six_scenes: tuple[Path, list[float]]
+) -> None:
+    path, made = six_scenes
+    watched = await call(served, "describe_video", source=str(path), coverage="full", num_frames=2)
+    segments = watched.segments or []
+    ends = [s.end_s for s in segments]
+    assert 15.0 in ends  # the 3 s insert's cut, between keyframes: windows used to end only at keyframes
+    for segment in segments:
+        assert segment.end_s - segment.start_s <= 10.0 + 1e-6
+        assert segment.end_s in made or segment.end_s == pytest.approx(segment.start_s + 10) or segment is segments[-1]

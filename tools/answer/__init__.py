@@ -20,7 +20,7 @@ from llava_video_mcp.tools.answer.results import (
     VideoInfo,
 )
 from llava_video_mcp.tools.answer.sampled import Evidence
-from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, TranscriptOptions
+from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, Sampling, TranscriptOptions
 from llava_video_mcp.tools.answer.watch import WindowOptions
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Hearing",
     "ModelInfo",
     "Progress",
+    "Sampling",
     "Segment",
     "Timings",
     "TokenCounts",

@@ -23,7 +23,7 @@ from llava_video_mcp.tools.answer.hearing import Hearing
 from llava_video_mcp.tools.answer.progress import Progress, no_progress
 from llava_video_mcp.tools.answer.results import VideoAnswer
 from llava_video_mcp.tools.answer.sampled import Evidence, VideoRequest, answer_sampled
-from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, TranscriptOptions
+from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, Sampling, TranscriptOptions
 from llava_video_mcp.tools.answer.watch import FullWatch, WindowOptions
 from llava_video_mcp.tools.backends import ModelProvider
 from llava_video_mcp.tools.cancel import CancelToken
@@ -80,6 +80,7 @@ class VideoQA:
         max_new_tokens: int = 256,
         evidence: Evidence = "none",
         coverage: Coverage = "sampled",
+        sampling: Sampling = "uniform",
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> VideoAnswer:
@@ -87,15 +88,17 @@ class VideoQA:
 
         With `evidence`, the result's `images` hold JPEGs of the frames the model saw (see `evidence`). With
         `coverage="full"`, the whole range is watched window by window, `num_frames` frames each, and the answer
-        comes from the windows' notes (see `watch`)."""
+        comes from the windows' notes (see `watch`). With `sampling="scenes"`, every scene of the range is seen (see
+        `steps.Sampling`)."""
         plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, FRAME_SIDE)
         asked = clean_question(question) or DEFAULT_QUESTION
         if coverage == "full":
             watch = FullWatch(self.fetcher, self.model, self.hearing, self.windows, progress, cancel)
             return watch.answer(source, asked, plan, transcript, max_new_tokens)
+        request = VideoRequest(source, plan, sampling)
         return answer_sampled(
-            self.fetcher, self.model, self.samples, self.hearing, [VideoRequest(source, plan)], asked, transcript,
-            max_new_tokens, evidence, progress, cancel,
+            self.fetcher, self.model, self.samples, self.hearing, [request], asked, transcript, max_new_tokens,
+            evidence, progress, cancel,
         )  # fmt: skip
 
     def compare(
@@ -107,6 +110,7 @@ class VideoQA:
         transcript: TranscriptOptions = WITH_TRANSCRIPT,
         max_new_tokens: int = 256,
         evidence: Evidence = "none",
+        sampling: Sampling = "uniform",
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> VideoAnswer:
@@ -124,7 +128,9 @@ class VideoQA:
             raise LimitError("compare_videos needs a question, e.g. 'What differs between these videos?'.")
         clips = [source if isinstance(source, Clip) else Clip(source) for source in sources]
         requests = [
-            VideoRequest(clip.source, SamplingPlan(frames_per_video, clip.start_s, clip.end_s, min_side=FRAME_SIDE))
+            VideoRequest(
+                clip.source, SamplingPlan(frames_per_video, clip.start_s, clip.end_s, min_side=FRAME_SIDE), sampling
+            )
             for clip in clips
         ]
         return answer_sampled(

@@ -9,14 +9,16 @@ from typing import Literal
 
 from llava_video_mcp.tools.answer.evidence import LabelledFrame, contact_sheet, frame_images, label
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
-from llava_video_mcp.tools.answer.progress import Progress, WorkPlan, model_progress
+from llava_video_mcp.tools.answer.progress import Progress, WorkPlan, model_progress, span
 from llava_video_mcp.tools.answer.results import Clock, FrameInfo, VideoAnswer, VideoInfo, answer_of, video_info
 from llava_video_mcp.tools.answer.steps import (
+    Sampling,
     TranscriptOptions,
     fetched,
     index_file,
     load_model,
     safe_for,
+    scene_plan,
     timed,
 )
 from llava_video_mcp.tools.backends import ModelProvider, Prompt
@@ -36,6 +38,7 @@ SPARSE_S = 30.0
 class VideoRequest:
     source: str
     plan: SamplingPlan
+    sampling: Sampling = "uniform"
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,13 @@ def answer_sampled(
     with fetched(fetcher, [r.source for r in requests], transcript, fetching, clock, cancel, hears) as videos:
         seen = []
         for number, (request, video) in enumerate(zip(requests, videos, strict=True), 1):
-            work.part("sample", number - 1, count)(0, 1, f"Sampling {request.plan.num_frames} frames from video "
-                                                     f"{number}/{count}")  # fmt: skip
+            sampling = work.part("sample", number - 1, count)
             with timed(clock, "decode_s"):
-                sample, hit = samples.sample(video.path, request.plan, cancel, index_file(video))
+                plan, share = request.plan, 0.0
+                if request.sampling == "scenes":
+                    plan, share = scene_plan(video, plan, span(sampling, 0, 0.8, 1), cancel), 0.9
+                sampling(share, 1, f"Sampling {request.plan.num_frames} frames from video {number}/{count}")
+                sample, hit = samples.sample(video.path, plan, cancel, index_file(video))
             listening = work.part("hear", number - 1, count)
             heard = hearing.transcript(video, sample.start_s, sample.end_s, transcript, listening, cancel)
             cues = bounded(heard.cues, MAX_TRANSCRIPT_CHARS // count)

@@ -1,21 +1,23 @@
 """The steps every kind of answer is made of, shared by a sampled question (`sampled`) and a full watch (`watch`):
 fetching with byte progress, the packet index's place, the model brought up with a stage of its own, a prompt made
-harmless for the backend at hand, and the subtitles of a range."""
+harmless for the backend at hand, and the scene changes of a video."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from llava_video_mcp.tools.answer.progress import Progress, download_progress, model_download_progress
 from llava_video_mcp.tools.answer.results import Clock
 from llava_video_mcp.tools.backends import ModelProvider, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.frames import Cut, SamplingPlan, checked_range, detect_scenes, outline, scene_targets
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
-from llava_video_mcp.tools.prompt import Safe
+from llava_video_mcp.tools.prompt import Safe, clock
 from llava_video_mcp.tools.untrusted import neutralise
 
 FRAME_SIDE = 384
@@ -35,6 +37,10 @@ class TranscriptOptions:
 
 
 WITH_TRANSCRIPT = TranscriptOptions()
+
+Sampling = Literal["uniform", "scenes"]
+"""`uniform`: frames at the centres of equal slices of the range. `scenes`: every scene of the range seen (see
+`frames.scene_targets`), at the cost of one look at every frame of the video, kept for later calls."""
 
 
 @contextmanager
@@ -72,6 +78,25 @@ def fetched(
 def index_file(video: LocalVideo) -> Path | None:
     """Where the video's packet index is kept, so later calls, plans and windows need not scan the file again."""
     return video.store / "index.bin" if video.store is not None else None
+
+
+def scene_cuts(video: LocalVideo, duration_s: float, progress: Progress, cancel: CancelToken | None) -> list[Cut]:
+    """The video's scene changes, found once and kept beside it (with the packet index)."""
+    whole = clock(duration_s)
+
+    def report(at_s: float) -> None:
+        progress(min(at_s, duration_s), max(duration_s, 1e-9), f"Finding scene changes: {clock(at_s)} of {whole}")
+
+    keep = video.store / "scenes.json" if video.store is not None else None
+    return detect_scenes(video.path, cancel, keep, report)
+
+
+def scene_plan(video: LocalVideo, plan: SamplingPlan, progress: Progress, cancel: CancelToken | None) -> SamplingPlan:
+    """`plan` with its frames placed so that every scene of its range is seen."""
+    info, _ = outline(video.path, index_file(video))
+    start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
+    cuts = scene_cuts(video, info.duration_s, progress, cancel)
+    return replace(plan, times_s=tuple(scene_targets(cuts, start, end, plan.frame_count(end - start))))
 
 
 def load_model(model: ModelProvider, progress: Progress, clock: Clock) -> VideoLanguageBackend:

@@ -23,6 +23,7 @@ from llava_video_mcp.tools.answer.steps import (
     index_file,
     load_model,
     safe_for,
+    scene_cuts,
     timed,
 )
 from llava_video_mcp.tools.answer.windows import (
@@ -109,7 +110,8 @@ class FullWatch:
         ) as [video]:
             info, keyframes = outline(video.path, index_file(video))
             start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
-            windows = plan_windows(start, end, self.options.window_s, keyframes)
+            cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
+            windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
             self._check_count(windows, start, end)
             stages = len(windows) + 2
             heard = self.hearing.transcript(video, start, end, transcript, span(self.progress, 0, 1, stages),

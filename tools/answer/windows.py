@@ -45,13 +45,16 @@ class Window:
     end_s: float
 
 
-def plan_windows(start_s: float, end_s: float, window_s: float, keyframes_s: Sequence[float]) -> list[Window]:
+def plan_windows(
+    start_s: float, end_s: float, window_s: float, keyframes_s: Sequence[float], cuts_s: Sequence[float] | None = None
+) -> list[Window]:
     """Consecutive windows tiling [start_s, end_s] with no gaps or overlaps, each at most `window_s` long.
 
-    A window ends at the last scene-change keyframe (one that comes sooner than the stream's usual keyframe
-    interval) in its second half, when there is one; else `window_s` after it starts.
+    A window ends at the last scene change in its second half, when there is one; else `window_s` after it starts.
+    The scene changes are `cuts_s` (found by looking at the frames), or without them the scene-change keyframes
+    (ones that come sooner than the stream's usual keyframe interval: none on a stream with a fixed interval).
     """
-    cuts = _scene_cuts(keyframes_s)
+    cuts = sorted(cuts_s) if cuts_s is not None else _scene_cuts(keyframes_s)
     windows: list[Window] = []
     start = start_s
     while end_s - start > 1e-6:
