@@ -1,4 +1,4 @@
-"""The MCPServer app: two tools over `tools.video_qa`, the model owned by the lifespan.
+"""The MCPServer app: three tools over `tools.answer.VideoQA`, the models owned by the lifespan.
 
 The tools' contract (strict arguments, lean schemas, results and errors) is `server.contract`; running a call's
 blocking work in a worker thread, with progress and cancellation, is `server.worker`.
@@ -25,9 +25,11 @@ from llava_video_mcp.server.contract import StrictTool
 from llava_video_mcp.server.settings import Settings, version
 from llava_video_mcp.server.worker import Download, Pools, run_call
 from llava_video_mcp.tools.answer import (
+    MAX_MOMENTS,
     MAX_VIDEOS,
     MIN_VIDEOS,
     Clip,
+    MomentsAnswer,
     Progress,
     TranscriptOptions,
     VideoAnswer,
@@ -43,11 +45,11 @@ log = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Tools that watch videos: describe_video answers a question about one video (or describes it), compare_videos "
-    "answers one question across 2-4 videos seen together. A source is a local file path, a direct http(s) link to "
-    "a video file, or a page URL on any site yt-dlp supports. Results give the exact timestamps of the frames the "
-    "model saw: ask again with start_s/end_s to look closer at a moment."
+    "answers one question across 2-4 videos seen together, find_moments says when something happens. A source is a "
+    "local file path, a direct http(s) link to a video file, or a page URL on any site yt-dlp supports. Results "
+    "give the exact timestamps of the frames the model saw: ask again with start_s/end_s to look closer at a moment."
 )
-DIAGNOSTICS = ("model", "timings", "tokens", "segments")
+DIAGNOSTICS = ("videos", "model", "timings", "tokens", "segments")
 """Result fields published as plain objects in the output schema: their fields explain themselves in every result."""
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
@@ -56,6 +58,11 @@ DESCRIBE = (
     "runs a larger one) sees num_frames frames at 384 px, 729 tokens each: good at scenes and actions, unable to "
     "read small text; verify important claims (return_frames shows what it saw). A first call takes minutes on CPU, "
     "seconds on a GPU; asking again about the same source and sampling reuses the frames and is fast."
+)
+MOMENTS = (
+    "Find when something happens in one video: 1 to max_moments time ranges, best first, each with its frames and "
+    "what it rests on (words said, frames, or both). Watches the range in windows as coverage=full does (same cost; "
+    "the notes are shared and kept), then looks closer at the best."
 )
 COMPARE = (
     "Answer one question across 2-4 videos seen together in one context, frames_per_video from each (32 frames in "
@@ -134,6 +141,13 @@ def build_server(settings: Settings, provider: ModelProvider | None = None) -> M
             description=COMPARE,
             annotations=_ANNOTATIONS,
             open_objects=DIAGNOSTICS,
+        ),
+        StrictTool.define(
+            find_moments,
+            title="Find moments",
+            description=MOMENTS,
+            annotations=_ANNOTATIONS,
+            open_objects=("videos", "model", "timings", "tokens"),
         ),
     ]
     return MCPServer(
@@ -228,4 +242,33 @@ async def compare_videos(
         ),
         state.pools,
         state.downloads([clip if isinstance(clip, str) else clip.source for clip in clips], transcript),
+    )
+
+
+async def find_moments(
+    ctx: Context[AppState, Any],
+    source: Source,
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to find.")],
+    start_s: Start = None,
+    end_s: End = None,
+    max_moments: Annotated[int, Field(ge=1, le=MAX_MOMENTS)] = 3,
+    return_frames: ReturnFrames = "none",
+) -> Annotated[CallToolResult, MomentsAnswer]:
+    state = ctx.request_context.lifespan_context
+    return await run_call(
+        ctx,
+        "find_moments",
+        state.progress_interval_s,
+        lambda progress, cancel: state.qa.moments(
+            source,
+            query,
+            start_s=start_s,
+            end_s=end_s,
+            max_moments=max_moments,
+            evidence=return_frames,
+            progress=progress,
+            cancel=cancel,
+        ),
+        state.pools,
+        state.downloads([source], TranscriptOptions()),
     )

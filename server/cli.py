@@ -28,8 +28,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def server_parser() -> argparse.ArgumentParser:
-    """The command line: the MCP server by default, or a terminal command (`describe`, `compare`) with its own
-    arguments. The shared settings' flags may stand before or after the command."""
+    """The command line: the MCP server by default, or a terminal command (`describe`, `compare`, `moments`) with
+    its own arguments. The shared settings' flags may stand before or after the command."""
     parser = argparse.ArgumentParser(
         prog="llava-video-mcp",
         description="MCP server that answers questions about videos with llava-interleave. With a command, answers "
@@ -51,6 +51,7 @@ def server_parser() -> argparse.ArgumentParser:
 COMMAND_HELP = {
     "describe": "answer a question about one video (or describe it): the answer on stdout, progress on stderr",
     "compare": "answer one question across 2 to 4 videos, like the compare_videos tool",
+    "moments": "find when something happens in one video, like the find_moments tool: one moment a line",
 }
 
 

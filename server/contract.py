@@ -20,7 +20,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
-from llava_video_mcp.tools.answer import VideoAnswer
+from llava_video_mcp.tools.answer import Answered
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _opened(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": kinds}
 
 
-def answer_result(answer: VideoAnswer) -> CallToolResult:
+def answer_result(answer: Answered) -> CallToolResult:
     """The answer as structured content, with its compact JSON as the text block (for clients that read only text;
     MCP asks for both) and the evidence images after it. Fields that are null (no note, no transcript) are left out
     of both."""

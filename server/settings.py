@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "LLAVA_VIDEO_MCP_"
 AUTH_TOKEN_VARIABLE = ENV_PREFIX + "AUTH_TOKEN"
-COMMANDS = ("describe", "compare")
+COMMANDS = ("describe", "compare", "moments")
 
 
 class ConfigError(Exception):

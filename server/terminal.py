@@ -1,5 +1,5 @@
-"""One question from a shell, with the same code as the tools: `llava-video-mcp describe SOURCE -q QUESTION` and
-`llava-video-mcp compare SOURCE SOURCE ... -q QUESTION`.
+"""One question from a shell, with the same code as the tools: `llava-video-mcp describe SOURCE -q QUESTION`,
+`llava-video-mcp compare SOURCE SOURCE ... -q QUESTION` and `llava-video-mcp moments SOURCE -q QUERY`.
 
 The answer goes to stdout (or, with --json, the whole structured result), with control and escape characters
 removed; a progress bar goes to stderr on a terminal, and a line saying what was done otherwise. The command's
@@ -17,13 +17,18 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llava_video_mcp.server.settings import Settings
+
+if TYPE_CHECKING:
+    from llava_video_mcp.tools.answer import Answered, Progress, Sampling, VideoQA
+    from llava_video_mcp.tools.cancel import CancelToken
 
 MAX_FRAMES = 32
 MAX_NEW_TOKENS = 4096
 MIN_VIDEOS, MAX_VIDEOS = 2, 4
+MAX_MOMENTS = 10
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$")
 
 
@@ -55,6 +60,17 @@ def _language(text: str) -> str:
 
 def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """A terminal command's own arguments, with the tools' limits."""
+    if command == "moments":
+        parser.add_argument("source", help="local file path, http(s) URL of a video, or a video page URL")
+        parser.add_argument("-q", "--query", required=True, help="what to find, e.g. 'the goal'")
+        parser.add_argument("--start", type=_number(float, 0, None), help="search from this second on")
+        parser.add_argument("--end", type=_number(float, 0, None, above=True), help="search up to this second")
+        parser.add_argument(
+            "--max-moments", type=_number(int, 1, MAX_MOMENTS), default=3,
+            help=f"moments to return at most, 1 to {MAX_MOMENTS} (default: 3)",
+        )  # fmt: skip
+        parser.add_argument("--json", action="store_true", help="print the whole structured result as JSON")
+        return
     if command == "describe":
         parser.add_argument("source", help="local file path, http(s) URL of a video, or a video page URL")
         parser.add_argument("-q", "--question", help="what to answer (default: describe the video in detail)")
@@ -78,6 +94,7 @@ def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None
             "--frames", type=_number(int, 1, per_video), default=6,
             help=f"frames to sample from each video, 1 to {per_video}, {MAX_FRAMES} in all (default: 6)",
         )  # fmt: skip
+    parser.add_argument("--scenes", action="store_true", help="a frame in every scene (sampling=scenes)")
     parser.add_argument(
         "--max-new-tokens", type=_number(int, 1, MAX_NEW_TOKENS), default=256,
         help=f"longest answer, in tokens, 1 to {MAX_NEW_TOKENS} (default: 256)",
@@ -89,7 +106,7 @@ def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None
 
 def command_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with a command's arguments as a whole (argparse checked each one), in the command's words."""
-    if args.command == "describe":
+    if args.command in ("describe", "moments"):
         if args.start is not None and args.end is not None and args.end <= args.start:
             return f"--end ({args.end:g}) must be greater than --start ({args.start:g})"
         return None
@@ -108,46 +125,21 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """Answer the command's question; the exit status."""
     from llava_video_mcp.server.checks import check
     from llava_video_mcp.server.components import build
-    from llava_video_mcp.tools.answer import TranscriptOptions
     from llava_video_mcp.tools.cancel import Cancelled, CancelToken
     from llava_video_mcp.tools.errors import VideoToolError
     from llava_video_mcp.tools.media import remove_own_staging
 
     settings = check(settings)
     components = build(settings)
-    qa = components.qa
     cancel = CancelToken()
     bar = _ProgressBar(enabled=sys.stderr.isatty() or settings.verbose)
-    transcript = TranscriptOptions(not args.no_transcript, args.language)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
         cancel.cancel()
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        if args.command == "describe":
-            answer = qa.describe(
-                args.source,
-                args.question,
-                num_frames=args.frames,
-                start_s=args.start,
-                end_s=args.end,
-                transcript=transcript,
-                max_new_tokens=args.max_new_tokens,
-                coverage="full" if args.full else "sampled",
-                progress=bar.update,
-                cancel=cancel,
-            )
-        else:
-            answer = qa.compare(
-                args.sources,
-                args.question,
-                frames_per_video=args.frames,
-                transcript=transcript,
-                max_new_tokens=args.max_new_tokens,
-                progress=bar.update,
-                cancel=cancel,
-            )
+        answer = _answered(components.qa, args, bar.update, cancel)
     except VideoToolError as exc:
         bar.close()
         print(f"llava-video-mcp: {exc}", file=sys.stderr)
@@ -161,9 +153,50 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
         components.close()
     bar.close()
+    _show(answer, args)
+    return 0
+
+
+def _answered(qa: VideoQA, args: argparse.Namespace, progress: Progress, cancel: CancelToken) -> Answered:
+    from llava_video_mcp.tools.answer import TranscriptOptions
+
+    if args.command == "moments":
+        return qa.moments(
+            args.source, args.query, start_s=args.start, end_s=args.end, max_moments=args.max_moments,
+            progress=progress, cancel=cancel,
+        )  # fmt: skip
+    transcript = TranscriptOptions(not args.no_transcript, args.language)
+    sampling: Sampling = "scenes" if args.scenes else "uniform"
+    if args.command == "describe":
+        return qa.describe(
+            args.source, args.question, num_frames=args.frames, start_s=args.start, end_s=args.end,
+            transcript=transcript, max_new_tokens=args.max_new_tokens, coverage="full" if args.full else "sampled",
+            sampling=sampling, progress=progress, cancel=cancel,
+        )  # fmt: skip
+    return qa.compare(
+        args.sources, args.question, frames_per_video=args.frames, transcript=transcript,
+        max_new_tokens=args.max_new_tokens, sampling=sampling, progress=progress, cancel=cancel,
+    )  # fmt: skip
+
+
+def _show(answer: Answered, args: argparse.Namespace) -> None:
+    """The answer on stdout (one moment a line for `moments`), what was done on stderr."""
+    from llava_video_mcp.tools.answer import MomentsAnswer, VideoAnswer
+    from llava_video_mcp.tools.prompt import clock
+
     if args.json:
         print(answer.model_dump_json(exclude_none=True, indent=2))
-    else:
+    if isinstance(answer, MomentsAnswer):
+        if not args.json:
+            for moment in answer.moments:
+                said = "+".join(moment.basis)
+                print(printable(f"{clock(moment.start_s)}-{clock(moment.end_s)}  {moment.description}  [{said}]"))
+        frames = sum(len(m.frames) for m in answer.moments)
+        print(f"llava-video-mcp: found {len(answer.moments)} moments in {answer.timings.total_s:.1f} s "
+              f"({frames} frames behind them)", file=sys.stderr)  # fmt: skip
+        return
+    assert isinstance(answer, VideoAnswer)
+    if not args.json:
         print(printable(answer.answer))
     frames = sum(len(video.frames) for video in answer.videos) + sum(len(s.frames) for s in answer.segments or [])
     print(
@@ -171,7 +204,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         f"{answer.tokens.generated} tokens{', cut by --max-new-tokens' if answer.stopped_by_token_limit else ''})",
         file=sys.stderr,
     )
-    return 0
 
 
 def printable(answer: str) -> str:

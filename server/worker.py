@@ -38,14 +38,14 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 
 from llava_video_mcp.server.contract import answer_result, error_result, incident_result
-from llava_video_mcp.tools.answer import VideoAnswer
+from llava_video_mcp.tools.answer import Answered
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.errors import VideoToolError
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float, str], None]
-Work = Callable[[Progress, CancelToken], VideoAnswer]
+Work = Callable[[Progress, CancelToken], Answered]
 """The blocking work: called with a progress callback (progress, total, message) and a cancel token."""
 Download = Callable[[Progress, CancelToken], None]
 """A download the work needs, run first in the downloads' pool (the work then finds the video in the cache)."""
@@ -190,7 +190,7 @@ async def run_call(
     """Run the call's `downloads`, then its `work`, in worker threads, and turn the outcome into the tool's result."""
     cancel = CancelToken()
     relay = _ProgressRelay(ctx, interval_s, cancel)
-    outcome: list[VideoAnswer] = []
+    outcome: list[Answered] = []
     failure: list[BaseException] = []
     running = threading.Event()
     running.set()  # set while no worker thread runs: what a cancellation waits for

@@ -161,7 +161,7 @@ async def authorised_client_works(port: int) -> None:
     with anyio.fail_after(60):
         async with authorised, Client(streamable_http_client(url, http_client=authorised)) as client:
             listed = await client.list_tools()
-    assert {tool.name for tool in listed.tools} == {"describe_video", "compare_videos"}
+    assert {tool.name for tool in listed.tools} == {"describe_video", "compare_videos", "find_moments"}
 
 
 async def test_a_token_in_the_query_string_is_refused_and_never_logged(http_server: Served) -> None:

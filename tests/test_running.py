@@ -246,7 +246,7 @@ async def test_http_needs_the_token_and_a_known_host(http_server: tuple[str, sub
     authorised = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, trust_env=False)
     async with authorised, Client(streamable_http_client(url, http_client=authorised)) as client:
         tools = await client.list_tools()
-        assert {tool.name for tool in tools.tools} == {"describe_video", "compare_videos"}
+        assert {tool.name for tool in tools.tools} == {"describe_video", "compare_videos", "find_moments"}
 
 
 @pytest.mark.anyio

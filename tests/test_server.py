@@ -45,7 +45,7 @@ def error_text(result: CallToolResult) -> str:
 
 async def test_both_tools_are_listed_with_schemas(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == {"describe_video", "compare_videos"}
+    assert set(tools) == {"describe_video", "compare_videos", "find_moments"}
     for tool in tools.values():
         assert tool.output_schema is not None
         assert {"answer", "videos", "model", "timings", "tokens"} <= set(tool.output_schema["properties"])

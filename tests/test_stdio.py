@@ -83,7 +83,7 @@ async def test_stdio_server_lists_and_calls_both_tools(
     with stderr_path.open("w") as stderr:
         async with Client(stdio_client(params, errlog=stderr)) as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-            assert set(tools) == {"describe_video", "compare_videos"}
+            assert set(tools) == {"describe_video", "compare_videos", "find_moments"}
             assert all(tool.output_schema for tool in tools.values())
 
             described = await client.call_tool(

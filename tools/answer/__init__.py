@@ -1,17 +1,21 @@
 """Stage 5, the tools' logic: a question answered from sampled frames (`sampled`), or from notes on every window of
-a range (`watch`, over `windows`), as named steps over the stages before (`steps`), with what is said taken from
-subtitles or heard in the sound (`hearing`), the results and the evidence built once (`results`, `evidence`) and
-progress that measures work (`progress`).
+a range (`watch`, over `windows`), or when something happens (`moments`), as named steps over the stages before
+(`steps`), with what is said taken from subtitles or heard in the sound (`hearing`), the results and the evidence
+built once (`results`, `evidence`) and progress that measures work (`progress`).
 
 Nothing here (or anywhere in `tools`) imports MCP: `VideoQA` is usable from a notebook (see `qa`).
 """
 
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
+from llava_video_mcp.tools.answer.moments import MAX_MOMENTS
 from llava_video_mcp.tools.answer.progress import Progress, download_progress, no_progress
 from llava_video_mcp.tools.answer.qa import MAX_VIDEOS, MIN_VIDEOS, Clip, Coverage, VideoQA
 from llava_video_mcp.tools.answer.results import (
+    Answered,
     FrameInfo,
     ModelInfo,
+    Moment,
+    MomentsAnswer,
     Segment,
     Timings,
     TokenCounts,
@@ -25,15 +29,19 @@ from llava_video_mcp.tools.answer.watch import WindowOptions
 
 __all__ = [
     "FRAME_SIDE",
+    "MAX_MOMENTS",
     "MAX_VIDEOS",
     "MIN_VIDEOS",
     "WITH_TRANSCRIPT",
+    "Answered",
     "Clip",
     "Coverage",
     "Evidence",
     "FrameInfo",
     "Hearing",
     "ModelInfo",
+    "Moment",
+    "MomentsAnswer",
     "Progress",
     "Sampling",
     "Segment",

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llava_video_mcp.tools.answer.hearing import Hearing
+from llava_video_mcp.tools.answer.moments import MomentSearch
 from llava_video_mcp.tools.answer.progress import Progress, no_progress
-from llava_video_mcp.tools.answer.results import VideoAnswer
+from llava_video_mcp.tools.answer.results import MomentsAnswer, VideoAnswer
 from llava_video_mcp.tools.answer.sampled import Evidence, VideoRequest, answer_sampled
 from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, Sampling, TranscriptOptions
 from llava_video_mcp.tools.answer.watch import FullWatch, WindowOptions
@@ -137,3 +138,21 @@ class VideoQA:
             self.fetcher, self.model, self.samples, self.hearing, requests, asked, transcript, max_new_tokens, evidence,
             progress, cancel,
         )  # fmt: skip
+
+    def moments(
+        self,
+        source: str,
+        query: str,
+        *,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        max_moments: int = 3,
+        evidence: Evidence = "none",
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> MomentsAnswer:
+        """When `query` happens in the video (or its range): 1 to `max_moments` time ranges, best first, each with
+        its frames and what it rests on (see `moments`). The range is watched as `coverage="full"` watches it, and
+        each reuses the other's notes."""
+        search = MomentSearch(self.fetcher, self.model, self.hearing, self.windows, progress, cancel)
+        return search.find(source, query, start_s, end_s, max_moments, evidence)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -101,7 +101,22 @@ class Segment(BaseModel):
     notes: str = Field(description="The model's timestamped description of this window.")
 
 
-class VideoAnswer(BaseModel):
+class Answered(BaseModel):
+    """What every tool returns: a structured result, and JPEGs of the frames behind it when asked for."""
+
+    _images: list[bytes] = PrivateAttr(default_factory=list)
+
+    @property
+    def images(self) -> list[bytes]:
+        """JPEGs of the frames the model saw, when asked for (`evidence`): sent as images, not in the JSON."""
+        return self._images
+
+    def with_images(self, images: list[bytes]) -> Self:
+        self._images = images
+        return self
+
+
+class VideoAnswer(Answered):
     """The answer to a question about one or more videos, with the evidence it rests on."""
 
     answer: str
@@ -120,16 +135,31 @@ class VideoAnswer(BaseModel):
     segments_from_cache: int | None = Field(
         default=None, description="How many windows' notes came from an earlier call (no model time spent on them)."
     )
-    _images: list[bytes] = PrivateAttr(default_factory=list)
 
-    @property
-    def images(self) -> list[bytes]:
-        """JPEGs of the frames the model saw, when asked for (`evidence`): sent as images, not in the JSON."""
-        return self._images
 
-    def with_images(self, images: list[bytes]) -> VideoAnswer:
-        self._images = images
-        return self
+Basis = Literal["subtitles", "speech", "frames"]
+
+
+class Moment(BaseModel):
+    """Where something happens: a time range, the frames seen there, and what the finding rests on."""
+
+    start_s: float
+    end_s: float
+    frames: list[float] = Field(description="Exact times of the frames behind it, seconds.")
+    description: str
+    basis: list[Basis] = Field(description="What it rests on: words said (subtitles or speech), frames, or both.")
+
+
+class MomentsAnswer(Answered):
+    """When something happens in a video: the moments found, best first, with the evidence they rest on."""
+
+    query: str
+    moments: list[Moment]
+    videos: list[VideoInfo]
+    model: ModelInfo
+    timings: Timings
+    tokens: TokenCounts
+    segments_from_cache: int | None = None
 
 
 # Built once, for every kind of answer: a sampled question, a full watch.

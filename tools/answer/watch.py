@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
 from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
-from llava_video_mcp.tools.answer.results import Clock, Segment, VideoAnswer, answer_of, transcript_cues, video_info
+from llava_video_mcp.tools.answer.results import (
+    Clock,
+    Segment,
+    VideoAnswer,
+    VideoInfo,
+    answer_of,
+    transcript_cues,
+    video_info,
+)
 from llava_video_mcp.tools.answer.steps import (
     FRAME_SIDE,
     TranscriptOptions,
@@ -40,6 +48,7 @@ from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelP
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError
 from llava_video_mcp.tools.frames import (
+    Cut,
     SamplingPlan,
     StreamInfo,
     checked_range,
@@ -69,7 +78,7 @@ class WindowOptions:
 
 
 @dataclass(frozen=True)
-class _Watching:
+class Watching:
     """What every window of one call shares."""
 
     video: LocalVideo
@@ -81,6 +90,9 @@ class _Watching:
     backend: VideoLanguageBackend
     windows: Sequence[Window]
     stages: int
+    start_s: float
+    end_s: float
+    cuts: Sequence[Cut]
 
 
 class FullWatch:
@@ -104,22 +116,12 @@ class FullWatch:
         self, source: str, question: str, plan: SamplingPlan, transcript: TranscriptOptions, max_new_tokens: int
     ) -> VideoAnswer:
         clock_ = Clock()
-        hears = self.hearing.hears
         with fetched(
-            self.fetcher, [source], transcript, [span(self.progress, 0, 1, 1)], clock_, self.cancel, hears
-        ) as [video]:
-            info, keyframes = outline(video.path, index_file(video))
-            start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
-            cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
-            windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
-            self._check_count(windows, start, end)
-            stages = len(windows) + 2
-            heard = self.hearing.transcript(video, start, end, transcript, span(self.progress, 0, 1, stages),
-                                            self.cancel)  # fmt: skip
-            backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
-            self.progress(1, stages, f"Running {backend.model_id} on {len(windows)} windows")
-            watching = _Watching(video, info, plan, transcript, heard, backend, windows, stages)
-            notes = self._map(watching, clock_)
+            self.fetcher, [source], transcript, [span(self.progress, 0, 1, 1)], clock_, self.cancel,
+            self.hearing.hears,
+        ) as [video]:  # fmt: skip
+            watching, notes = self.watch(video, plan, transcript, clock_)
+        stages, windows = watching.stages, watching.windows
         self.progress(stages - 1, stages, f"Answering from the notes of {len(windows)} windows")
         generation = self._reduce(watching, notes, question, max_new_tokens, clock_)
         self.progress(stages, stages, "Done")
@@ -127,22 +129,25 @@ class FullWatch:
             f'coverage="full": {len(windows)} windows of at most {self.options.window_s:g} s, up to '
             f"{plan.num_frames} frames each; the frames seen and each window's notes are in segments."
         )
-        seen = video_info(
-            video, info, start_s=start, end_s=end, frames_requested=plan.num_frames, frames=[],
-            frames_from_cache=False, note=" ".join(n for n in (note, stream_notes(info), heard.note) if n),
-            source=heard.source,
-        )  # fmt: skip
-        segments = [
-            Segment(
-                start_s=round(n.start_s, 3),
-                end_s=round(n.end_s, 3),
-                frames=[round(t, 3) for t in n.frames],
-                transcript=transcript_cues(n.cues),
-                notes=n.notes,
-            )
-            for n in notes
-        ]
-        return answer_of(generation, question, [seen], backend, clock_, segments, int(clock_.reused))
+        seen = watched_info(watching, note)
+        return answer_of(generation, question, [seen], watching.backend, clock_, segments_of(notes), int(clock_.reused))
+
+    def watch(
+        self, video: LocalVideo, plan: SamplingPlan, transcript: TranscriptOptions, clock_: Clock, extra_stages: int = 1
+    ) -> tuple[Watching, list[WindowNotes]]:
+        """The range's windows and their notes (the map step), each from the store or the model; the stages after
+        them (`extra_stages`: the answer, or a search's) are the caller's."""
+        info, keyframes = outline(video.path, index_file(video))
+        start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
+        cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
+        windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
+        self._check_count(windows, start, end)
+        stages = len(windows) + 1 + extra_stages
+        heard = self.hearing.transcript(video, start, end, transcript, span(self.progress, 0, 1, stages), self.cancel)
+        backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
+        self.progress(1, stages, f"Running {backend.model_id} on {len(windows)} windows")
+        watching = Watching(video, info, plan, transcript, heard, backend, windows, stages, start, end, cuts)
+        return watching, self._map(watching, clock_)
 
     def _check_count(self, windows: Sequence[Window], start: float, end: float) -> None:
         limit = self.options.max_windows
@@ -157,7 +162,7 @@ class FullWatch:
             f"the server with --window-s {math.ceil(length / limit)} or --max-windows {len(windows)}."
         )
 
-    def _map(self, watching: _Watching, clock_: Clock) -> list[WindowNotes]:
+    def _map(self, watching: Watching, clock_: Clock) -> list[WindowNotes]:
         """Each window's notes: from the store, or from the model; windows run as many at a time as the backend
         takes calls (one in process), and only complete notes are stored."""
         video, backend, windows = watching.video, watching.backend, watching.windows
@@ -167,7 +172,7 @@ class FullWatch:
         with ThreadPoolExecutor(max_workers=min(backend.max_concurrency, len(windows))) as pool:
             return list(pool.map(lambda window: self._window(watching, window, store, clock_), windows))
 
-    def _window(self, watching: _Watching, window: Window, store: NotesStore, clock_: Clock) -> WindowNotes:
+    def _window(self, watching: Watching, window: Window, store: NotesStore, clock_: Clock) -> WindowNotes:
         plan, backend = watching.plan, watching.backend
         cues = bounded(cues_in_range(watching.heard.cues, window.start_s, window.end_s), MAX_TRANSCRIPT_CHARS)
         key = NotesStore.key(
@@ -199,7 +204,7 @@ class FullWatch:
         return notes
 
     def _reduce(
-        self, watching: _Watching, notes: Sequence[WindowNotes], question: str, max_new_tokens: int, clock_: Clock
+        self, watching: Watching, notes: Sequence[WindowNotes], question: str, max_new_tokens: int, clock_: Clock
     ) -> Generation:
         """The answer from the notes; notes longer than one prompt takes are condensed group by group first."""
         backend, safe, stages = watching.backend, safe_for(watching.backend), watching.stages
@@ -225,3 +230,26 @@ class FullWatch:
             generation = backend.answer(prompt, max_new_tokens, relay, self.cancel)
         clock_.add("queue_s", generation.queue_s)
         return generation
+
+
+def watched_info(watching: Watching, note: str) -> VideoInfo:
+    """The result's `videos` entry of a watched range: no frames of its own (they are the segments')."""
+    return video_info(
+        watching.video, watching.info, start_s=watching.start_s, end_s=watching.end_s,
+        frames_requested=watching.plan.num_frames, frames=[], frames_from_cache=False,
+        note=" ".join(n for n in (note, stream_notes(watching.info), watching.heard.note) if n),
+        source=watching.heard.source,
+    )  # fmt: skip
+
+
+def segments_of(notes: Sequence[WindowNotes]) -> list[Segment]:
+    return [
+        Segment(
+            start_s=round(n.start_s, 3),
+            end_s=round(n.end_s, 3),
+            frames=[round(t, 3) for t in n.frames],
+            transcript=transcript_cues(n.cues),
+            notes=n.notes,
+        )
+        for n in notes
+    ]

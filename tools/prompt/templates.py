@@ -107,6 +107,29 @@ def notes_prompt(
     return PromptText(context + safe(question), len(context))
 
 
+def rank_prompt(title: str | None, duration_s: float, notes: Sequence[TimedText], query: str, safe: Safe) -> PromptText:
+    """Which of the numbered parts (windows' notes) show what the query names (text only)."""
+    titled = f' "{title}"' if title else ""
+    parts = "\n\n".join(f"Part {i} {span_label(n.start_s, n.end_s)}: {n.text}" for i, n in enumerate(notes, 1))
+    context = (
+        f"Notes on consecutive parts of a video{safe(titled)} ({clock(duration_s)} long), written while watching "
+        "it:\n\n" + safe(parts) + "\n\n"
+    )
+    question = (
+        f"Which parts show or mention this: {query}\nReply with the part numbers, best first, separated by commas, "
+        "or none."
+    )
+    return PromptText(context + safe(question), len(context))
+
+
+def look_question(query: str, frames: int) -> str:
+    """What the model is asked of the frames around a candidate moment (goes through `question_prompt`)."""
+    return (
+        f"In which of these frames does this happen: {query}\nReply with the frame numbers (1 to {frames}), then "
+        "one short line saying what happens there."
+    )
+
+
 def span_label(start_s: float, end_s: float) -> str:
     return f"[{clock(start_s)}-{clock(end_s)}]"
 

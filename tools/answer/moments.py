@@ -1,0 +1,271 @@
+"""`find_moments`: when something happens in a video, as time ranges with the frames and words they rest on.
+
+1. Words first: a cue (subtitles, or speech heard) that holds every content word of the query is a moment, exact
+   to the cue, with no model call.
+2. The range is watched window by window (`watch`: the same notes as `coverage="full"`, computed once and kept), and
+   the model ranks the windows' notes against the query in one text-only call.
+3. The best windows are looked at again: frames placed so that every scene in the window is seen, and the model
+   says in which of them it happens; the range is trimmed to those frames.
+
+Replies from the model are read as data: only numbers in range are taken from them, and a reply that names none
+leaves the window whole (its description then says so). There is always at least one moment: with no words and no
+window named, the window whose notes share the most words with the query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from llava_video_mcp.tools.answer.evidence import LabelledFrame, contact_sheet, frame_images, label
+from llava_video_mcp.tools.answer.hearing import Hearing
+from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
+from llava_video_mcp.tools.answer.results import (
+    Basis,
+    Clock,
+    Moment,
+    MomentsAnswer,
+    TokenCounts,
+    model_info,
+)
+from llava_video_mcp.tools.answer.sampled import Evidence
+from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, fetched, index_file, safe_for, timed
+from llava_video_mcp.tools.answer.watch import FullWatch, Watching, WindowOptions, watched_info
+from llava_video_mcp.tools.answer.windows import WindowNotes
+from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import LimitError
+from llava_video_mcp.tools.frames import SampledFrame, SamplingPlan, sample_with_plan, scene_targets
+from llava_video_mcp.tools.media import VideoFetcher
+from llava_video_mcp.tools.prompt import Cue, SeenVideo, TimedText, look_question, question_prompt, rank_prompt
+from llava_video_mcp.tools.untrusted import clean_question, without_controls
+
+MAX_MOMENTS = 10
+LOOK_FRAMES = 8
+"""Frames a candidate window is looked at again with."""
+NOTES_FRAMES = 8
+"""Frames a window's notes are written from: the same as a default `coverage="full"` call's, so each reuses the
+other's notes."""
+RANK_TOKENS = 32
+LOOK_TOKENS = 64
+DESCRIPTION_CHARS = 200
+_STOP_WORDS = frozenset(
+    (
+        "a", "an", "the", "is", "are", "was", "were", "be", "been", "of", "in", "on", "at", "to", "for", "from",
+        "by", "with", "and", "or", "but", "does", "do", "did", "when", "where", "what", "who", "which", "how", "it",
+        "its", "this", "that", "these", "those", "there", "he", "she", "they", "we", "you", "i", "his", "her",
+        "their", "our", "your",
+    )
+)  # fmt: skip
+_WORD = re.compile(r"\w+")
+_NUMBERS_FIRST = re.compile(r"^\s*(?:frames?\s*)?\d+(?:\s*(?:,|and|&|-|to)\s*\d+)*\s*[-:.,;]?\s*", re.IGNORECASE)
+"""The frame numbers a reply starts with, taken off its description."""
+
+
+@dataclass
+class _Candidate:
+    start_s: float
+    end_s: float
+    basis: list[Basis]
+    description: str = ""
+    window: int | None = None
+    """The window it came from (0-based), to be looked at again."""
+    frames: list[SampledFrame] = field(default_factory=list)
+
+
+def words(text: str) -> list[str]:
+    """The content words of a text, lower case."""
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS]
+
+
+def said(cues: Sequence[Cue], query: str, basis: Basis) -> list[_Candidate]:
+    """The cues holding every content word of the query, neighbours within 2 s merged, in time order."""
+    wanted = set(words(query))
+    if not wanted:
+        return []
+    found: list[_Candidate] = []
+    for cue in cues:
+        if not wanted <= set(words(cue.text)):
+            continue
+        if found and cue.start_s - found[-1].end_s <= 2.0:
+            found[-1].end_s = max(found[-1].end_s, cue.end_s)
+            found[-1].description += " " + cue.text
+        else:
+            found.append(_Candidate(cue.start_s, cue.end_s, [basis], cue.text))
+    for candidate in found:
+        candidate.description = f'Said: "{_short(candidate.description)}"'
+    return found
+
+
+def numbers_in(reply: str, highest: int) -> list[int]:
+    """The numbers 1..highest a reply names, in its order, each once (the reply is data: nothing else is used)."""
+    seen: list[int] = []
+    for token in re.findall(r"\d+", reply):
+        number = int(token)
+        if 1 <= number <= highest and number not in seen:
+            seen.append(number)
+    return seen
+
+
+def _short(text: str) -> str:
+    line = " ".join(without_controls(text).split())
+    return line if len(line) <= DESCRIPTION_CHARS else line[: DESCRIPTION_CHARS - 1] + "…"
+
+
+class MomentSearch:
+    """One `find_moments` call."""
+
+    def __init__(
+        self,
+        fetcher: VideoFetcher,
+        model: ModelProvider,
+        hearing: Hearing,
+        windows: WindowOptions,
+        progress: Progress,
+        cancel: CancelToken | None,
+    ) -> None:
+        self.fetcher = fetcher
+        self.hearing = hearing
+        self.watch = FullWatch(fetcher, model, hearing, windows, progress, cancel)
+        self.progress = progress
+        self.cancel = cancel
+        self._prompt_tokens = 0
+        self._generated = 0
+
+    def find(
+        self,
+        source: str,
+        query: str,
+        start_s: float | None,
+        end_s: float | None,
+        max_moments: int,
+        evidence: Evidence,
+    ) -> MomentsAnswer:
+        asked = clean_question(query)
+        if asked is None or not _WORD.search(asked):
+            raise LimitError("find_moments needs a query: what to find, e.g. 'the goal' or 'when the dog barks'.")
+        if not 1 <= max_moments <= MAX_MOMENTS:
+            raise LimitError(f"max_moments must be 1 to {MAX_MOMENTS}; got {max_moments}.")
+        clock = Clock()
+        plan = SamplingPlan(NOTES_FRAMES, start_s, end_s, min_side=FRAME_SIDE)
+        with fetched(
+            self.fetcher, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel,
+            self.hearing.hears,
+        ) as [video]:  # fmt: skip
+            watching, notes = self.watch.watch(video, plan, WITH_TRANSCRIPT, clock, extra_stages=1 + max_moments)
+            candidates = self._candidates(watching, notes, asked, max_moments, clock)
+            for number, candidate in enumerate(candidates, 1):
+                self._look(watching, candidate, asked, number, clock)
+        self.progress(watching.stages, watching.stages, "Done")
+        moments = [
+            Moment(
+                start_s=round(c.start_s, 3),
+                end_s=round(c.end_s, 3),
+                frames=[round(f.timestamp_s, 3) for f in c.frames],
+                description=c.description,
+                basis=c.basis,
+            )
+            for c in candidates
+        ]
+        seen = watched_info(watching, f"find_moments: {len(watching.windows)} windows watched for the query.")
+        answer = MomentsAnswer(
+            query=asked,
+            moments=moments,
+            videos=[seen],
+            model=model_info(watching.backend),
+            timings=clock.timings(),
+            tokens=TokenCounts(prompt=self._prompt_tokens or None, generated=self._generated),
+            segments_from_cache=int(clock.reused),
+        )
+        return answer.with_images(_evidence(candidates, evidence))
+
+    def _candidates(
+        self, watching: Watching, notes: Sequence[WindowNotes], query: str, most: int, clock: Clock
+    ) -> list[_Candidate]:
+        """Words said first, then the windows the model names, then (with neither) the closest window by words."""
+        basis: Basis = "speech" if watching.heard.source == "speech" else "subtitles"
+        chosen = said(watching.heard.cues, query, basis)[:most]
+        ranked = self._rank(watching, notes, query, clock)
+        for window in ranked:
+            note = notes[window]
+            overlapping = [c for c in chosen if c.start_s < note.end_s and c.end_s > note.start_s]
+            for candidate in overlapping:
+                if "frames" not in candidate.basis:
+                    candidate.basis.append("frames")
+            if not overlapping and len(chosen) < most:
+                chosen.append(_Candidate(note.start_s, note.end_s, ["frames"], window=window))
+        if not chosen:
+            wanted = set(words(query))
+            closest = max(range(len(notes)), key=lambda i: (len(wanted & set(words(notes[i].notes))), -i))
+            chosen.append(_Candidate(notes[closest].start_s, notes[closest].end_s, ["frames"], window=closest))
+        return chosen
+
+    def _rank(self, watching: Watching, notes: Sequence[WindowNotes], query: str, clock: Clock) -> list[int]:
+        """The windows the model names for the query, best first (0-based)."""
+        stage = len(watching.windows)
+        self.progress(stage, watching.stages, f"Ranking {len(notes)} windows against the query")
+        spans = [TimedText(n.start_s, n.end_s, n.notes) for n in notes]
+        text = rank_prompt(watching.video.title, watching.info.duration_s, spans, query, safe_for(watching.backend))
+        relay = model_progress(self.progress, stage, watching.stages, "Ranking")
+        reply = self._ask(watching, Prompt([], text.text, text.question_start), RANK_TOKENS, relay, clock)
+        return [n - 1 for n in numbers_in(reply.text, len(notes))]
+
+    def _look(self, watching: Watching, candidate: _Candidate, query: str, number: int, clock: Clock) -> None:
+        """The candidate's frames, scene by scene; for a window, the model says which show it, and the range is
+        trimmed to them."""
+        stage = len(watching.windows) + number
+        label_ = f"Looking closer at moment {number} ({candidate.start_s:.1f}-{candidate.end_s:.1f} s)"
+        self.progress(stage, watching.stages, label_)
+        count = LOOK_FRAMES if candidate.window is not None else 2
+        times = scene_targets(watching.cuts, candidate.start_s, candidate.end_s, count)
+        plan = SamplingPlan(count, candidate.start_s, candidate.end_s, min_side=FRAME_SIDE, times_s=tuple(times))
+        with timed(clock, "decode_s"):
+            sample = sample_with_plan(
+                watching.video.path, plan, cancel=self.cancel, index_file=index_file(watching.video)
+            )
+        candidate.frames = sample.frames
+        if candidate.window is None:
+            return
+        seen = SeenVideo(watching.video.title, watching.info.duration_s, [f.timestamp_s for f in sample.frames])
+        text = question_prompt([seen], look_question(query, len(sample.frames)), safe_for(watching.backend))
+        relay = model_progress(self.progress, stage, watching.stages, f"Moment {number}")
+        prompt = Prompt([f.image for f in sample.frames], text.text, text.question_start)
+        reply = self._ask(watching, prompt, LOOK_TOKENS, relay, clock).text
+        first_line, _, rest = reply.strip().partition("\n")
+        picked = numbers_in(first_line, len(sample.frames))
+        described = _short(rest if picked and rest.strip() else _NUMBERS_FIRST.sub("", reply))
+        if picked:
+            frames = [sample.frames[i - 1] for i in sorted(picked)]
+            step = (candidate.end_s - candidate.start_s) / max(len(sample.frames), 1) / 2
+            candidate.start_s = max(candidate.start_s, frames[0].timestamp_s - step)
+            candidate.end_s = min(candidate.end_s, frames[-1].timestamp_s + step)
+            candidate.frames = frames
+        candidate.description = described or (
+            "The window's notes match the query; the model named no frame in it." if not picked else "Seen here."
+        )
+
+    def _ask(
+        self, watching: Watching, prompt: Prompt, max_new_tokens: int, relay: InferenceProgress, clock: Clock
+    ) -> Generation:
+        with timed(clock, "model_s"):
+            generation = watching.backend.answer(prompt, max_new_tokens, relay, self.cancel)
+        clock.add("queue_s", generation.queue_s)
+        self._prompt_tokens += generation.prompt_tokens or 0
+        self._generated += generation.generated_tokens
+        return generation
+
+
+def _evidence(candidates: Sequence[_Candidate], evidence: Evidence) -> list[bytes]:
+    if evidence == "none":
+        return []
+    frames = [
+        LabelledFrame(frame.image, f"M{number} {label(round(frame.timestamp_s, 3))}")
+        for number, candidate in enumerate(candidates, 1)
+        for frame in candidate.frames
+    ]
+    if not frames:
+        return []
+    if evidence == "sheet":
+        return [contact_sheet(frames)[0]]
+    return frame_images(frames)
