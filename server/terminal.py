@@ -192,7 +192,8 @@ def _show(answer: Answered, args: argparse.Namespace) -> None:
                 said = "+".join(moment.basis)
                 print(printable(f"{clock(moment.start_s)}-{clock(moment.end_s)}  {moment.description}  [{said}]"))
         frames = sum(len(m.frames) for m in answer.moments)
-        print(f"llava-video-mcp: found {len(answer.moments)} moments in {answer.timings.total_s:.1f} s "
+        count = len(answer.moments)
+        print(f"llava-video-mcp: found {count} moment{'s' if count != 1 else ''} in {answer.timings.total_s:.1f} s "
               f"({frames} frames behind them)", file=sys.stderr)  # fmt: skip
         return
     assert isinstance(answer, VideoAnswer)

@@ -279,7 +279,7 @@ async def test_a_bug_is_an_error_with_an_incident_id_and_the_server_keeps_servin
         [incident] = re.findall(r"incident ([0-9a-f]{8})", text)
         assert any(incident in record.getMessage() and record.exc_info for record in caplog.records)
         listed = await broken.list_tools()  # still serving
-        assert len(listed.tools) == 2
+        assert len(listed.tools) == 3
 
 
 # Evidence frames

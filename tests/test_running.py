@@ -334,6 +334,10 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
     before = run(*common, "describe", str(h264_mp4), "--frames", "2", "--max-new-tokens", "2")
     assert before.returncode == 0, before.stderr
     assert re.fullmatch(r"llava-video-mcp: answered in [\d.]+ s \(2 frames seen, \d+ tokens.*\)\n", before.stderr)
+    found = run("moments", str(h264_mp4), "-q", "the bar", "--max-moments", "1", "--asr-model", "none", *common)
+    assert found.returncode == 0, found.stderr
+    assert re.fullmatch(r"\d\d:\d\d-\d\d:\d\d  .+  \[frames\]\n", found.stdout), found.stdout
+    assert re.fullmatch(r"llava-video-mcp: found 1 moment in [\d.]+ s \(\d+ frames behind them\)\n", found.stderr)
 
 
 @pytest.mark.parametrize(
@@ -348,6 +352,9 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
         (["compare", "a.mp4", "b.mp4", "c.mp4", "-q", "x", "--frames", "16"], "Use --frames 10 or fewer"),
         (["describe"], "the following arguments are required: source"),
         (["--window-s", "0", "describe", "clip.mp4"], "--window-s 0: must be 1 or more."),
+        (["moments", "clip.mp4"], "the following arguments are required: -q/--query"),
+        (["moments", "clip.mp4", "-q", "x", "--max-moments", "11"], "argument --max-moments: must be 1 to 10; got 11"),
+        (["moments", "clip.mp4", "-q", "x", "--start", "5", "--end", "2"], "--end (2) must be greater than --start"),
     ],
 )
 def test_terminal_usage_errors_exit_2_before_any_model_loads(args: list[str], says: str) -> None:
