@@ -136,6 +136,9 @@ async def test_the_range_is_kept_to(scripted: tuple[Client, Scripted], garden: P
     client, _ = scripted
     found = await moments(client, source=str(garden), query="the fence", start_s=12, end_s=40, max_moments=3)
     assert_sane(found, 12.0, 40.0)
+    crossing = await moments(client, source=str(garden), query="red kite lands", start_s=21, end_s=40)
+    assert (crossing.moments[0].start_s, crossing.moments[0].end_s) == (21.0, 22.5)  # the cue, cut at the range
+    assert_sane(crossing, 21.0, 40.0)
 
 
 async def test_replies_naming_nothing_still_give_a_moment(tmp_path: Path, garden: Path) -> None:

@@ -186,6 +186,9 @@ class MomentSearch:
         """Words said first, then the windows the model names, then (with neither) the closest window by words."""
         basis: Basis = "speech" if watching.heard.source == "speech" else "subtitles"
         chosen = said(watching.heard.cues, query, basis)[:most]
+        for candidate in chosen:  # a cue may reach past the range asked for
+            candidate.start_s = max(candidate.start_s, watching.start_s)
+            candidate.end_s = min(candidate.end_s, watching.end_s)
         ranked = self._rank(watching, notes, query, clock)
         for window in ranked:
             note = notes[window]

@@ -28,6 +28,7 @@ from pathlib import Path
 import av
 import av.error
 import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames._containers import ffmpeg_reason, open_video
@@ -84,6 +85,7 @@ def _look(path: Path, cancel: CancelToken | None, on_progress: ScanProgress | No
         timeline = Timeline(1.0 / fps)
         time_base = stream.time_base
         previous: np.ndarray | None = None
+        scaler = VideoReformatter()  # one scaler for the whole pass: a new one a frame costs more than decoding
         history: collections.deque[float] = collections.deque(maxlen=HISTORY)
         for packet in container.demux(stream):
             if cancel is not None:
@@ -100,7 +102,9 @@ def _look(path: Path, cancel: CancelToken | None, on_progress: ScanProgress | No
                 if on_progress is not None and at - reported >= 1.0:
                     on_progress(at)
                     reported = at
-                thumb = frame.reformat(width=THUMB[0], height=THUMB[1], format="gray").to_ndarray()
+                thumb = scaler.reformat(
+                    frame, width=THUMB[0], height=THUMB[1], format="gray", interpolation=Interpolation.FAST_BILINEAR
+                ).to_ndarray()
                 if previous is not None:
                     difference = float(np.mean(np.abs(thumb.astype(np.int16) - previous.astype(np.int16))))
                     if _is_cut(difference, history) and (not cuts or at - cuts[-1].time_s >= MIN_SCENE_S):
