@@ -63,3 +63,22 @@ def test_a_long_video_watched_in_full(tiny_model: Path, tmp_path: Path) -> None:
     assert (first.segments[0].start_s, first.segments[-1].end_s) == (0.0, 150.0)
     second = qa.describe(str(talk), "When does it turn light?", num_frames=4, max_new_tokens=8, coverage="full")
     assert second.segments_from_cache == len(first.segments)
+
+
+def test_speech_is_heard_in_batches_on_cuda(tiny_whisper: Path) -> None:
+    """On CUDA, blocks go 8 at a time in float16; every block gets its own result, in order, and each block's times
+    stay inside it."""
+    import numpy as np
+
+    from llava_video_mcp.tools.backends.speech import CUDA_BATCH, WhisperBackend
+
+    backend = WhisperBackend.load(str(tiny_whisper), "auto")
+    assert backend.device == "cuda"
+    rng = np.random.default_rng(0)
+    blocks = [(rng.standard_normal(16000 * 30) * 0.1).astype(np.float32) for _ in range(CUDA_BATCH + 2)]
+    blocks[3] = blocks[3][: 16000 * 7]  # a short last block, as the end of a track is
+    done: list[int] = []
+    heard = backend.transcribe(blocks, None, on_block=done.append)
+    assert len(heard) == len(blocks)
+    assert done[-1] == len(blocks)
+    assert all(h.end_s <= len(block) / 16000 for block, found in zip(blocks, heard, strict=True) for h in found)
