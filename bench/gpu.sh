@@ -11,8 +11,9 @@
 #   4. bench/long.py --device cuda          the 60-minute video watched in full: map step per window, reduce step
 #      --skip-decode
 #
-# The results this run wrote (bench/results/*-cuda.json), summary.txt and logs.tgz come back under $OUT. Prepare the wheels here first
-# (bench/gpu-wheels.sh), then call the device tool's run with carry [".whl"] and the command `bash bench/gpu.sh`.
+# The results this run wrote (bench/results/*-cuda.json), summary.txt and logs.tgz come back under $OUT. Prepare
+# the wheels here first (bench/gpu-wheels.sh), then call the device tool's run with carry [".whl"] and the command
+# `bash bench/gpu.sh`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu-out}"
@@ -26,8 +27,11 @@ else
     export PYTHONPATH="$PWD"
 fi
 LOGS=$(mktemp -d)
-{ date -u +%FT%TZ; nvidia-smi -L; python3 -c 'import torch, transformers; print(torch.__version__, transformers.__version__)'; } \
-    >"$OUT/summary.txt" 2>&1
+{
+    date -u +%FT%TZ
+    nvidia-smi -L
+    python3 -c 'import torch, transformers; print(torch.__version__, transformers.__version__)'
+} >"$OUT/summary.txt" 2>&1
 
 step() {  # step NAME SECONDS COMMAND...
     local name=$1 limit=$2
