@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.backends import Ready
 from llava_video_mcp.tools.backends.fake import FakeBackend
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
-from llava_video_mcp.tools.frames import Cut, detect_scenes, outline, sample_frames, scene_targets
+from llava_video_mcp.tools.frames import Cut, detect_scenes, outline, sample_frames, scene_numbers, scene_targets
 from tests.media import cut_scenes
 from tests.test_server import call
 
@@ -99,6 +100,12 @@ def test_with_more_scenes_than_frames_the_most_distinct_come_first() -> None:
     assert inside == [11.0, 13.5]
 
 
+def test_a_frame_at_a_cut_opens_the_new_scene() -> None:
+    cuts = [Cut(12.0, 90.0), Cut(2.0, 20.0)]  # in any order
+    assert scene_numbers(cuts, [0.0, 1.999, 2.0, 11.0, 12.0, 50.0]) == [1, 1, 2, 2, 3, 3]
+    assert scene_numbers([], [0.0, 5.0]) == [1, 1]
+
+
 # Through the tools
 
 
@@ -135,6 +142,24 @@ async def test_scene_sampling_sees_every_scene(served: Client, six_scenes: tuple
     )  # fmt: skip
     for video in compared.videos:
         assert sorted(scene_of(f.timestamp_s) for f in video.frames) == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.anyio
+async def test_the_frame_guide_says_which_scene_each_frame_is_in(
+    tmp_path: Path, six_scenes: tuple[Path, list[float]]
+) -> None:
+    path, _ = six_scenes
+    stand_in = FakeBackend()
+    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none")
+    async with Client(build_server(settings, Ready(stand_in))) as client:
+        await call(client, "describe_video", source=str(path), num_frames=8, sampling="scenes")
+        await call(client, "describe_video", source=str(path), num_frames=8)
+    by_scene, uniform = (prompt.text for prompt in stand_in.prompts)
+    labelled = [(float(t), int(n)) for t, n in re.findall(r"(\d+\.\d+) s \(scene (\d+)\)", by_scene)]
+    assert len(labelled) == 8
+    assert [n for _, n in labelled] == [scene_of(t) + 1 for t, _ in labelled]  # the scene each frame is really in
+    assert {n for _, n in labelled} == {1, 2, 3, 4, 5, 6}
+    assert "scene" not in uniform  # uniform frames: the guide is as before
 
 
 @pytest.mark.anyio

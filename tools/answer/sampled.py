@@ -23,7 +23,7 @@ from llava_video_mcp.tools.answer.steps import (
 )
 from llava_video_mcp.tools.backends import ModelProvider, Prompt
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.frames import SampleCache, SampledVideo, SamplingPlan
+from llava_video_mcp.tools.frames import Cut, SampleCache, SampledVideo, SamplingPlan, scene_numbers
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, SeenVideo, bounded, question_prompt
 
@@ -49,6 +49,8 @@ class _Seen:
     sample: SampledVideo
     from_cache: bool
     heard: Transcript
+    cuts: Sequence[Cut] | None
+    """The video's scene changes when the frames were placed by them (sampling="scenes"), else None."""
 
 
 def answer_sampled(
@@ -75,24 +77,19 @@ def answer_sampled(
         for number, (request, video) in enumerate(zip(requests, videos, strict=True), 1):
             sampling = work.part("sample", number - 1, count)
             with timed(clock, "decode_s"):
-                plan, share = request.plan, 0.0
+                plan, share, cuts = request.plan, 0.0, None
                 if request.sampling == "scenes":
-                    plan, share = scene_plan(video, plan, span(sampling, 0, 0.8, 1), cancel), 0.9
+                    (plan, cuts), share = scene_plan(video, plan, span(sampling, 0, 0.8, 1), cancel), 0.9
                 sampling(share, 1, f"Sampling {request.plan.num_frames} frames from video {number}/{count}")
                 sample, hit = samples.sample(video.path, plan, cancel, index_file(video))
             listening = work.part("hear", number - 1, count)
             heard = hearing.transcript(video, sample.start_s, sample.end_s, transcript, listening, cancel)
             cues = bounded(heard.cues, MAX_TRANSCRIPT_CHARS // count)
-            seen.append(_Seen(video, sample, hit, replace(heard, cues=cues)))
+            seen.append(_Seen(video, sample, hit, replace(heard, cues=cues), cuts))
     backend = load_model(model, work.part("load"), clock)
     running = work.part("model")
     running(0, 1, f"Running {backend.model_id} on {sum(len(s.sample.frames) for s in seen)} frames")
-    text = question_prompt(
-        [SeenVideo(s.video.title, s.sample.info.duration_s, [f.timestamp_s for f in s.sample.frames], s.heard.cues)
-         for s in seen],
-        question,
-        safe_for(backend),
-    )  # fmt: skip
+    text = question_prompt([_seen_video(s) for s in seen], question, safe_for(backend))
     prompt = Prompt([f.image for s in seen for f in s.sample.frames], text.text, text.question_start)
     with timed(clock, "model_s"):
         generation = backend.answer(prompt, max_new_tokens, model_progress(running), cancel)
@@ -100,6 +97,12 @@ def answer_sampled(
     running(1, 1, "Done")
     result = answer_of(generation, question, _video_infos(seen), backend, clock)
     return result.with_images(_evidence([s.sample for s in seen], evidence))
+
+
+def _seen_video(seen: _Seen) -> SeenVideo:
+    times = [f.timestamp_s for f in seen.sample.frames]
+    scenes = scene_numbers(seen.cuts, times) if seen.cuts is not None else ()
+    return SeenVideo(seen.video.title, seen.sample.info.duration_s, times, seen.heard.cues, scenes)
 
 
 def _video_infos(seen: Sequence[_Seen]) -> list[VideoInfo]:

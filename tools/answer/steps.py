@@ -91,12 +91,14 @@ def scene_cuts(video: LocalVideo, duration_s: float, progress: Progress, cancel:
     return detect_scenes(video.path, cancel, keep, report)
 
 
-def scene_plan(video: LocalVideo, plan: SamplingPlan, progress: Progress, cancel: CancelToken | None) -> SamplingPlan:
-    """`plan` with its frames placed so that every scene of its range is seen."""
+def scene_plan(
+    video: LocalVideo, plan: SamplingPlan, progress: Progress, cancel: CancelToken | None
+) -> tuple[SamplingPlan, list[Cut]]:
+    """`plan` with its frames placed so that every scene of its range is seen, and the video's cuts."""
     info, _ = outline(video.path, index_file(video))
     start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
     cuts = scene_cuts(video, info.duration_s, progress, cancel)
-    return replace(plan, times_s=tuple(scene_targets(cuts, start, end, plan.frame_count(end - start))))
+    return replace(plan, times_s=tuple(scene_targets(cuts, start, end, plan.frame_count(end - start)))), cuts
 
 
 def load_model(model: ModelProvider, progress: Progress, clock: Clock) -> VideoLanguageBackend:

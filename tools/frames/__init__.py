@@ -35,7 +35,7 @@ from llava_video_mcp.tools.frames._plan import (
     uniform_targets,
 )
 from llava_video_mcp.tools.frames._sampler import media_duration, outline, probe, sample_frames, sample_with_plan
-from llava_video_mcp.tools.frames._scenes import Cut, detect_scenes, scene_targets
+from llava_video_mcp.tools.frames._scenes import Cut, detect_scenes, scene_numbers, scene_targets
 
 __all__ = [
     "BLOCK_S",
@@ -60,6 +60,7 @@ __all__ = [
     "probe",
     "sample_frames",
     "sample_with_plan",
+    "scene_numbers",
     "scene_targets",
     "stream_notes",
     "to_model_image",

@@ -14,6 +14,7 @@ decode of the file (README, Benchmarks: about its cost per hour), stopped betwee
 
 from __future__ import annotations
 
+import bisect
 import collections
 import json
 import logging
@@ -147,6 +148,12 @@ def _write(keep: Path, identity: str, cuts: Sequence[Cut]) -> None:
         log.warning("could not keep the scene cuts at %s (%s)", keep, exc.strerror or exc)
         with suppress(OSError):
             partial.unlink()
+
+
+def scene_numbers(cuts: Sequence[Cut], times_s: Sequence[float]) -> list[int]:
+    """The scene (1 for the video's first) that each time falls in; a frame shown at a cut opens the new scene."""
+    edges = sorted(c.time_s for c in cuts)
+    return [bisect.bisect_right(edges, t + 1e-6) + 1 for t in times_s]
 
 
 def scene_targets(cuts: Sequence[Cut], start_s: float, end_s: float, count: int) -> list[float]:

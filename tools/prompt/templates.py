@@ -47,6 +47,8 @@ class SeenVideo:
     times_s: Sequence[float]
     """Exact times of the frames the model sees, in order."""
     cues: Sequence[Cue] = ()
+    scenes: Sequence[int] = ()
+    """The scene (1 for the video's first) each frame is in, where the frames were placed by scene; else empty."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def _frame_guide(videos: Sequence[SeenVideo], safe: Safe) -> str:
         [video] = videos
         return (
             f"The {len(video.times_s)} images are frames of one video{titled(video)} "
-            f"({video.duration_s:.1f} s long), in time order, taken at {_times(video.times_s)}."
+            f"({video.duration_s:.1f} s long), in time order, taken at {_times(video)}."
         )
     total = sum(len(v.times_s) for v in videos)
     lines = [f"The {total} images are frames from {len(videos)} videos, in order."]
@@ -155,8 +157,7 @@ def _frame_guide(videos: Sequence[SeenVideo], safe: Safe) -> str:
         last = first + len(video.times_s) - 1
         images = f"Image {first}" if first == last else f"Images {first}-{last}"
         lines.append(
-            f"{images}: Video {number}{titled(video)} ({video.duration_s:.1f} s long), taken at "
-            f"{_times(video.times_s)}."
+            f"{images}: Video {number}{titled(video)} ({video.duration_s:.1f} s long), taken at {_times(video)}."
         )
         first = last + 1
     return "\n".join(lines)
@@ -171,8 +172,12 @@ def _subtitles(videos: Sequence[SeenVideo], safe: Safe) -> str:
     return "\n\n" + "\n\n".join(parts)
 
 
-def _times(times_s: Sequence[float]) -> str:
-    return ", ".join(f"{t:.2f} s" for t in times_s)
+def _times(video: SeenVideo) -> str:
+    """Each frame's time, with the scene it is in where the frames were placed by scene (scenes counted from the
+    video's start, so frames of one scene share a number)."""
+    if not video.scenes:
+        return ", ".join(f"{t:.2f} s" for t in video.times_s)
+    return ", ".join(f"{t:.2f} s (scene {n})" for t, n in zip(video.times_s, video.scenes, strict=True))
 
 
 def _stamp(seconds: float) -> str:
