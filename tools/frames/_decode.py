@@ -21,7 +21,7 @@ from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError
 from llava_video_mcp.tools.frames._containers import ffmpeg_reason, open_video, prepare_video_stream
 from llava_video_mcp.tools.frames._index import PacketIndex, gop_groups, header_info
-from llava_video_mcp.tools.frames._orientation import UPRIGHT, orientation_of
+from llava_video_mcp.tools.frames._orientation import UPRIGHT, Orientation, orientation_of
 from llava_video_mcp.tools.frames._plan import (
     SampledFrame,
     SampledVideo,
@@ -187,16 +187,36 @@ def sample_sequentially(
         if candidate is not None and (not frames or frames[-1].timestamp_s != candidate[0]):
             orientation = orientation_of(candidate[1])
             frames.append(SampledFrame(timestamp_s=candidate[0], image=to_model_image(candidate[1], plan.min_side)))
+    return finished_sample(
+        path, info, orientation, plan, (range_start, range_end), frames, decoded, (count, len(frames), [])
+    )
+
+
+def finished_sample(
+    path: Path,
+    info: StreamInfo,
+    orientation: Orientation,
+    plan: SamplingPlan,
+    span: tuple[float, float],
+    frames: list[SampledFrame],
+    decoded: int,
+    shortfall: tuple[int, int, Sequence[float]],
+) -> SampledVideo:
+    """The sample as callers get it, whichever way it was decoded: the stream's info turned upright, and notes on the
+    stream and on any shortfall (`shortfall`: frames planned, distinct frames chosen, times that could not be
+    decoded); DecodeError when no frame at all was decoded."""
     if not frames:
         raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
+    start_s, end_s = span
+    planned, distinct, damaged = shortfall
     return SampledVideo(
         info=orientation.applied_to(info),
-        start_s=range_start,
-        end_s=range_end,
+        start_s=start_s,
+        end_s=end_s,
         frames_requested=plan.num_frames,
         frames=frames,
         frames_decoded=decoded,
-        note=joined(shortfall_note(plan, count, len(frames), [], range_end - range_start), stream_notes(info)),
+        note=joined(shortfall_note(plan, planned, distinct, damaged, end_s - start_s), stream_notes(info)),
     )
 
 

@@ -25,12 +25,12 @@ import av.video.frame
 import av.video.stream
 
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.errors import DecodeError
 from llava_video_mcp.tools.frames._containers import open_video
 from llava_video_mcp.tools.frames._decode import (
     FrameCollector,
     decode_chosen,
     decode_sequential_exact,
+    finished_sample,
     sample_sequentially,
 )
 from llava_video_mcp.tools.frames._index import (
@@ -50,10 +50,7 @@ from llava_video_mcp.tools.frames._plan import (
     SamplingPlan,
     StreamInfo,
     checked_range,
-    joined,
     nearest_pts,
-    shortfall_note,
-    stream_notes,
     target_pts,
 )
 
@@ -124,16 +121,8 @@ def sample_with_plan(
         ]
         damaged = [float((pts - first_pts) * time_base) for pts in chosen if pts not in found.images]
         orientation = found.orientation
-    if not frames:
-        raise DecodeError(f"No frame of {path.name} could be decoded: the video stream is damaged or empty.")
-    return SampledVideo(
-        info=orientation.applied_to(info),
-        start_s=range_start,
-        end_s=range_end,
-        frames_requested=plan.num_frames,
-        frames=frames,
-        frames_decoded=decoded,
-        note=joined(shortfall_note(plan, count, len(chosen), damaged, range_end - range_start), stream_notes(info)),
+    return finished_sample(
+        path, info, orientation, plan, (range_start, range_end), frames, decoded, (count, len(chosen), damaged)
     )
 
 

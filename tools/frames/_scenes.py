@@ -26,14 +26,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-import av.error
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.frames._containers import ffmpeg_reason, open_video
-from llava_video_mcp.tools.frames._decode import Timeline
+from llava_video_mcp.tools.frames._containers import open_video
+from llava_video_mcp.tools.frames._decode import Timeline, decode_packets
 from llava_video_mcp.tools.frames._index import stream_fps
 
 log = logging.getLogger(__name__)
@@ -88,30 +86,22 @@ def _look(path: Path, cancel: CancelToken | None, on_progress: ScanProgress | No
         previous: np.ndarray | None = None
         scaler = VideoReformatter()  # one scaler for the whole pass: a new one a frame costs more than decoding
         history: collections.deque[float] = collections.deque(maxlen=HISTORY)
-        for packet in container.demux(stream):
-            if cancel is not None:
-                cancel.check()
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError as exc:
-                log.debug("scene pass: skipping an undecodable packet: %s", ffmpeg_reason(exc))
+        for frame in decode_packets(container, stream, cancel=cancel):
+            if frame.pts is None or time_base is None:
                 continue
-            for frame in frames:
-                if frame.pts is None or time_base is None:
-                    continue
-                at = timeline.place(float(frame.pts * time_base))
-                if on_progress is not None and at - reported >= 1.0:
-                    on_progress(at)
-                    reported = at
-                thumb = scaler.reformat(
-                    frame, width=THUMB[0], height=THUMB[1], format="gray", interpolation=Interpolation.FAST_BILINEAR
-                ).to_ndarray()
-                if previous is not None:
-                    difference = float(np.mean(np.abs(thumb.astype(np.int16) - previous.astype(np.int16))))
-                    if _is_cut(difference, history) and (not cuts or at - cuts[-1].time_s >= MIN_SCENE_S):
-                        cuts.append(Cut(round(at, 6), round(difference, 2)))
-                    history.append(difference)
-                previous = thumb
+            at = timeline.place(float(frame.pts * time_base))
+            if on_progress is not None and at - reported >= 1.0:
+                on_progress(at)
+                reported = at
+            thumb = scaler.reformat(
+                frame, width=THUMB[0], height=THUMB[1], format="gray", interpolation=Interpolation.FAST_BILINEAR
+            ).to_ndarray()
+            if previous is not None:
+                difference = float(np.mean(np.abs(thumb.astype(np.int16) - previous.astype(np.int16))))
+                if _is_cut(difference, history) and (not cuts or at - cuts[-1].time_s >= MIN_SCENE_S):
+                    cuts.append(Cut(round(at, 6), round(difference, 2)))
+                history.append(difference)
+            previous = thumb
     return cuts
 
 
