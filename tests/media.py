@@ -4,11 +4,34 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+
+def encode_all(
+    container: av.container.OutputContainer,
+    stream: av.video.stream.VideoStream | av.audio.stream.AudioStream,
+    frames: Iterable[av.VideoFrame] | Iterable[av.AudioFrame],
+) -> None:
+    """Encodes `frames` into `stream` in order, then flushes its encoder, muxing every packet."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def rgb_frame(image: np.ndarray, pts: int, time_base: Fraction | None = None) -> av.VideoFrame:
+    """A frame of `image` (height x width x 3, uint8) at `pts`, in `time_base` when given (else the stream's)."""
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    frame.pts = pts
+    if time_base is not None:
+        frame.time_base = time_base
+    return frame
 
 
 def moving_frame(i: int, width: int, height: int) -> np.ndarray:
@@ -67,27 +90,28 @@ def encode_video(
         stream.options = options
         if audio is not None:
             mux_silence(container, audio, 1.0)
-        for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(moving_frame(first_frame + i, width, height), format="rgb24")
-            frame.pts = round(t / time_base)
-            frame.time_base = time_base
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_all(
+            container,
+            stream,
+            (
+                rgb_frame(moving_frame(first_frame + i, width, height), round(t / time_base), time_base)
+                for i, t in enumerate(times)
+            ),
+        )
     return path
 
 
 def mux_silence(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float) -> None:
     """Encode and mux `seconds` of mono silence at 16 kHz into the container's audio stream."""
-    for start in range(0, int(seconds * 16000), 1024):
-        samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
-        samples.sample_rate = 16000
-        samples.pts = start
-        for packet in stream.encode(samples):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
+
+    def silence() -> Iterator[av.AudioFrame]:
+        for start in range(0, int(seconds * 16000), 1024):
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+            samples.sample_rate = 16000
+            samples.pts = start
+            yield samples
+
+    encode_all(container, stream, silence())
 
 
 def encode_audio_only(path: Path, seconds: float = 1.0) -> Path:
@@ -129,17 +153,16 @@ def scenes(path: Path, seconds: int = 240, fps: int = 2, width: int = 96, height
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = stream.codec_context.time_base = Fraction(1, fps)
         stream.options = {"g": str(30 * fps), "keyint_min": "1", "preset": "veryfast", "sc_threshold": "40", "bf": "0"}
-        for i in range(seconds * fps):
-            scene = sum(i / fps >= cut for cut in CUTS)
-            image = np.full((height, width, 3), 235 if scene % 2 else 16, np.uint8)
-            x = (i // 2) % (width - 4)
-            image[:4, x : x + 4] = 128
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+
+        def pictures() -> Iterator[av.VideoFrame]:
+            for i in range(seconds * fps):
+                scene = sum(i / fps >= cut for cut in CUTS)
+                image = np.full((height, width, 3), 235 if scene % 2 else 16, np.uint8)
+                x = (i // 2) % (width - 4)
+                image[:4, x : x + 4] = 128
+                yield rgb_frame(image, i)
+
+        encode_all(container, stream, pictures())
     vtt = "WEBVTT\n\n" + "\n\n".join(
         f"00:{int(a) // 60:02d}:{a % 60:06.3f} --> 00:{int(b) // 60:02d}:{b % 60:06.3f}\n{text}" for a, b, text in CUES
     )
@@ -197,15 +220,9 @@ def with_display_matrix(path: Path, matrix: list[int], *, width: int = 32, heigh
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.set_display_matrix(matrix)
         stream.options = {"preset": "ultrafast"}
-        for i in range(3):
-            image = np.zeros((height, width, 3), np.uint8)
-            image[: height // 2, : width // 4] = 255
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        image = np.zeros((height, width, 3), np.uint8)
+        image[: height // 2, : width // 4] = 255
+        encode_all(container, stream, (rgb_frame(image, i) for i in range(3)))
     return path
 
 
@@ -246,32 +263,33 @@ def with_sound(
             picture.width, picture.height = 64, 48
             picture.pix_fmt = "yuv420p"
             picture.options = {"preset": "ultrafast", "g": str(fps * 2)}
-            for i in range(round(seconds * fps)):
-                frame = av.VideoFrame.from_ndarray(moving_frame(i, 64, 48), format="rgb24")
-                frame.pts = i + round(start_s * fps)
-                frame.time_base = Fraction(1, fps)
-                for packet in picture.encode(frame):
-                    container.mux(packet)
-            for packet in picture.encode():
-                container.mux(packet)
+            first = round(start_s * fps)
+            encode_all(
+                container,
+                picture,
+                (rgb_frame(moving_frame(i, 64, 48), i + first, Fraction(1, fps)) for i in range(round(seconds * fps))),
+            )
         channels = av.AudioLayout(layout).nb_channels
         start = round((start_s + sound_start_s) * rate)
-        for offset in range(0, round(length * rate), 1024):
-            shape = (channels, 1024)
-            data = (
-                rng.standard_normal(shape).astype(np.float32) * 0.1 if sound == "noise" else np.zeros(shape, np.float32)
-            )
-            if codec == "aac":
-                samples = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
-            else:
-                packed = (data.T.reshape(1, -1) * 32767).astype(np.int16)
-                samples = av.AudioFrame.from_ndarray(packed, format="s16", layout=layout)
-            samples.sample_rate = rate
-            samples.pts = start + offset
-            for packet in audio.encode(samples):
-                container.mux(packet)
-        for packet in audio.encode():
-            container.mux(packet)
+
+        def sound_frames() -> Iterator[av.AudioFrame]:
+            for offset in range(0, round(length * rate), 1024):
+                shape = (channels, 1024)
+                data = (
+                    rng.standard_normal(shape).astype(np.float32) * 0.1
+                    if sound == "noise"
+                    else np.zeros(shape, np.float32)
+                )
+                if codec == "aac":
+                    samples = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
+                else:
+                    packed = (data.T.reshape(1, -1) * 32767).astype(np.int16)
+                    samples = av.AudioFrame.from_ndarray(packed, format="s16", layout=layout)
+                samples.sample_rate = rate
+                samples.pts = start + offset
+                yield samples
+
+        encode_all(container, audio, sound_frames())
     return path
 
 
@@ -310,17 +328,18 @@ def cut_scenes(
         stream.time_base = stream.codec_context.time_base = Fraction(1, fps)
         gop = str(round(gop_s * fps))
         stream.options = {"g": gop, "keyint_min": gop, "preset": "ultrafast", "sc_threshold": "0", "bf": "2"}
-        for i in range(round(bounds[-1] * fps)):
-            t = i / fps
-            scene = int(np.searchsorted(bounds, t, side="right") - 1)
-            image = scene_picture(1000 + i % 2 if flashing else scene, i, width, height)
-            if fade_s and scene + 1 < len(lengths_s) and bounds[scene + 1] - t < fade_s:
-                weight = 1 - (bounds[scene + 1] - t) / fade_s
-                image = ((1 - weight) * image + weight * scene_picture(scene + 1, i, width, height)).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+
+        def pictures() -> Iterator[av.VideoFrame]:
+            for i in range(round(bounds[-1] * fps)):
+                t = i / fps
+                scene = int(np.searchsorted(bounds, t, side="right") - 1)
+                image = scene_picture(1000 + i % 2 if flashing else scene, i, width, height)
+                if fade_s and scene + 1 < len(lengths_s) and bounds[scene + 1] - t < fade_s:
+                    weight = 1 - (bounds[scene + 1] - t) / fade_s
+                    image = ((1 - weight) * image + weight * scene_picture(scene + 1, i, width, height)).astype(
+                        np.uint8
+                    )
+                yield rgb_frame(image, i)
+
+        encode_all(container, stream, pictures())
     return [float(b) for b in bounds[1:-1]]

@@ -15,11 +15,13 @@ import pytest
 from llava_video_mcp.tools.errors import DecodeError, LimitError, VideoToolError
 from llava_video_mcp.tools.frames import media_duration, orientation_from_matrix, probe, sample_frames
 from tests.media import (
+    encode_all,
     encode_video,
     joined_clips,
     moving_frame,
     png_video,
     reference_frames,
+    rgb_frame,
     sample_count_bomb,
     with_display_matrix,
 )
@@ -251,13 +253,7 @@ def test_the_duration_limit_holds_when_the_header_states_none(tmp_path: Path) ->
     with av.open(str(live), "w", format="matroska", options={"live": "1"}) as container:
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        for i in range(30):
-            frame = av.VideoFrame.from_ndarray(moving_frame(i, 96, 64), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_all(container, stream, (rgb_frame(moving_frame(i, 96, 64), i) for i in range(30)))
     with av.open(str(live)) as opened:
         assert opened.duration is None
     fetcher = VideoFetcher(tmp_path / "cache", FetchPolicy(max_duration_s=2), inspect=media_duration)
