@@ -6,6 +6,7 @@ built once (`results`, `evidence`) and progress that measures work (`progress`).
 Nothing here (or anywhere in `tools`) imports MCP: `VideoQA` is usable from a notebook (see `qa`).
 """
 
+from llava_video_mcp.tools.answer.evidence import Evidence
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
 from llava_video_mcp.tools.answer.moments import MAX_MOMENTS
 from llava_video_mcp.tools.answer.progress import Progress, download_progress, no_progress
@@ -23,7 +24,6 @@ from llava_video_mcp.tools.answer.results import (
     VideoAnswer,
     VideoInfo,
 )
-from llava_video_mcp.tools.answer.sampled import Evidence
 from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, Sampling, TranscriptOptions
 from llava_video_mcp.tools.answer.watch import WindowOptions
 

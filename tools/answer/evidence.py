@@ -13,8 +13,12 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from PIL import Image, ImageDraw, ImageFont
+
+Evidence = Literal["none", "sheet", "frames"]
+"""Images of the frames the model saw, returned with the answer: none, one contact sheet, or one per frame."""
 
 MAX_FRAME_SIDE = 768
 SHEET_MAX_BYTES = 200_000
@@ -27,6 +31,15 @@ class LabelledFrame:
     image: Image.Image
     label: str
     """What is drawn on it: its timestamp, with the video's number when several are compared."""
+
+
+def evidence_images(frames: Sequence[LabelledFrame], evidence: Evidence) -> list[bytes]:
+    """The images a call returns as `evidence` asks: none, one contact sheet of `frames`, or a JPEG each."""
+    if evidence == "none" or not frames:
+        return []
+    if evidence == "sheet":
+        return [contact_sheet(frames)[0]]
+    return frame_images(frames)
 
 
 def label(timestamp_s: float, video: int | None = None) -> str:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llava_video_mcp.tools.answer.evidence import LabelledFrame, contact_sheet, frame_images, label
+from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
 from llava_video_mcp.tools.answer.hearing import Hearing
 from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
 from llava_video_mcp.tools.answer.results import (
@@ -29,7 +29,6 @@ from llava_video_mcp.tools.answer.results import (
     TokenCounts,
     model_info,
 )
-from llava_video_mcp.tools.answer.sampled import Evidence
 from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, fetched, index_file, safe_for, timed
 from llava_video_mcp.tools.answer.watch import FullWatch, Watching, WindowOptions, watched_info
 from llava_video_mcp.tools.answer.windows import WindowNotes
@@ -267,8 +266,4 @@ def _evidence(candidates: Sequence[_Candidate], evidence: Evidence) -> list[byte
         for number, candidate in enumerate(candidates, 1)
         for frame in candidate.frames
     ]
-    if not frames:
-        return []
-    if evidence == "sheet":
-        return [contact_sheet(frames)[0]]
-    return frame_images(frames)
+    return evidence_images(frames, evidence)

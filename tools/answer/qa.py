@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from llava_video_mcp.tools.answer.evidence import Evidence
 from llava_video_mcp.tools.answer.hearing import Hearing
 from llava_video_mcp.tools.answer.moments import MomentSearch
 from llava_video_mcp.tools.answer.progress import Progress, no_progress
 from llava_video_mcp.tools.answer.results import MomentsAnswer, VideoAnswer
-from llava_video_mcp.tools.answer.sampled import Evidence, VideoRequest, answer_sampled
+from llava_video_mcp.tools.answer.sampled import VideoRequest, answer_sampled
 from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, Sampling, TranscriptOptions
 from llava_video_mcp.tools.answer.watch import FullWatch, WindowOptions
 from llava_video_mcp.tools.backends import ModelProvider

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
-from llava_video_mcp.tools.answer.evidence import LabelledFrame, contact_sheet, frame_images, label
+from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
 from llava_video_mcp.tools.answer.progress import Progress, WorkPlan, model_progress, span
 from llava_video_mcp.tools.answer.results import Clock, FrameInfo, VideoAnswer, VideoInfo, answer_of, video_info
@@ -26,9 +25,6 @@ from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import Cut, SampleCache, SampledVideo, SamplingPlan, scene_numbers
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, SeenVideo, bounded, question_prompt
-
-Evidence = Literal["none", "sheet", "frames"]
-"""Images of the frames the model saw, returned with the answer: none, one contact sheet, or one per frame."""
 
 SPARSE_S = 30.0
 """A sampled call with more seconds than this between frames gets a note that it saw little of its range."""
@@ -152,6 +148,4 @@ def _evidence(sampled: Sequence[SampledVideo], evidence: Evidence) -> list[bytes
         for number, sample in enumerate(sampled, 1)
         for frame in sample.frames
     ]
-    if evidence == "sheet":
-        return [contact_sheet(frames)[0]]
-    return frame_images(frames)
+    return evidence_images(frames, evidence)
