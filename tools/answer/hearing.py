@@ -147,7 +147,7 @@ class _Listening:
             pending.append((number, samples))
             if backend is None:
                 backend = self.speech.get()
-            if len(pending) >= max(backend.max_concurrency, 8 if backend.device == "cuda" else 1):
+            if len(pending) >= backend.blocks_at_once:
                 done += self._flush(backend, pending, heard, key)
         if pending:
             backend = backend or self.speech.get()

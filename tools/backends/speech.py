@@ -70,7 +70,8 @@ class Heard:
 class SpeechBackend(ABC):
     model_id: str
     device: str
-    max_concurrency: int = 1
+    blocks_at_once: int = 1
+    """Blocks worth handing to one `transcribe` call: a batch on CUDA, or the requests an engine takes at once."""
 
     @abstractmethod
     def transcribe(
@@ -94,7 +95,7 @@ class WhisperBackend(SpeechBackend):
         self._turn = threading.Lock()
         self.model_id = model_id
         self.device = device
-        self._batch = CUDA_BATCH if device == "cuda" else 1
+        self.blocks_at_once = CUDA_BATCH if device == "cuda" else 1
         self._languages = {key.strip("<|>") for key in getattr(model.generation_config, "lang_to_id", {})}
 
     @classmethod
@@ -143,10 +144,10 @@ class WhisperBackend(SpeechBackend):
         heard: list[list[Heard]] = []
         language = language if language in self._languages else None
         with self._turn, torch.inference_mode():
-            for start in range(0, len(blocks), self._batch):
+            for start in range(0, len(blocks), self.blocks_at_once):
                 if cancel is not None:
                     cancel.check()
-                batch = blocks[start : start + self._batch]
+                batch = blocks[start : start + self.blocks_at_once]
                 heard.extend(self._batch_heard(batch, language, cancel))
                 if on_block is not None:
                     on_block(len(heard))
@@ -227,7 +228,7 @@ class RemoteSpeech(SpeechBackend):
         self._endpoint = endpoint
         self.model_id = model or ""
         self.device = "remote"
-        self.max_concurrency = max_concurrency
+        self.blocks_at_once = max_concurrency
 
     def connect(self) -> None:
         """The served speech model: the one named, or the first the engine lists."""
@@ -262,9 +263,9 @@ class RemoteSpeech(SpeechBackend):
                     on_block(done[0])
             return heard
 
-        if self.max_concurrency == 1 or len(blocks) == 1:
+        if self.blocks_at_once == 1 or len(blocks) == 1:
             return [one(block) for block in blocks]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(blocks))) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.blocks_at_once, len(blocks))) as pool:
             return list(pool.map(one, blocks))
 
     def _request(self, block: np.ndarray, language: str | None) -> list[Heard]:
