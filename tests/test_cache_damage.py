@@ -17,6 +17,7 @@ from mcp import Client
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
+from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.frames import media_duration
 from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher
 from tests.httpserver import LoopbackServer
@@ -161,3 +162,15 @@ def test_waiting_for_another_calls_download_stops_at_once(tmp_path: Path, site: 
     assert isinstance(outcomes["first"], Cancelled)
     assert not list((tmp_path / "cache" / "videos").glob(".partial-*"))
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_a_kept_file_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    kept = tmp_path / "notes.json"
+    write_whole(kept, "old")
+    write_whole(kept, b"new")
+    assert kept.read_text() == "new"
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_whole(tmp_path / "taken", "a folder stands there")  # the rename fails at the very end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.json", "taken"]  # no part left behind
+    assert kept.read_text() == "new"

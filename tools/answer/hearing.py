@@ -13,10 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import threading
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,6 +25,7 @@ from llava_video_mcp.tools.answer.steps import TranscriptOptions
 from llava_video_mcp.tools.backends import Heard, LazySpeech, SpeechBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
+from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.frames import BLOCK_S, AudioTrack, audio_track, decode_block, is_silent
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.prompt import Cue, clock, cues_in_range, read_cues
@@ -198,12 +196,8 @@ class _BlockStore:
         if self.folder is None:
             return
         folder = self.folder / key
-        partial = folder / f".{number:06d}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps([[h.start_s, h.end_s, h.text] for h in heard]))
-            partial.replace(folder / f"{number:06d}.json")
+            write_whole(folder / f"{number:06d}.json", json.dumps([[h.start_s, h.end_s, h.text] for h in heard]))
         except OSError as exc:
             log.warning("could not keep heard speech at %s (%s)", folder, exc.strerror or exc)
-            with suppress(OSError):
-                partial.unlink()

@@ -17,14 +17,12 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import statistics
-import threading
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.prompt import Cue, TimedText, span_label
 
 log = logging.getLogger(__name__)
@@ -118,15 +116,11 @@ class NotesStore:
         """Keep the notes; a folder that cannot be written (a damaged cache) only costs the reuse."""
         if self.folder is None:
             return
-        partial = self.folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(asdict(notes)))
-            partial.replace(self.folder / f"{key}.json")
+            write_whole(self.folder / f"{key}.json", json.dumps(asdict(notes)))
         except OSError as exc:
             log.warning("could not keep a window's notes at %s (%s)", self.folder, exc.strerror or exc)
-            with suppress(OSError):
-                partial.unlink()
 
 
 def shown_length(notes: Sequence[TimedText]) -> int:

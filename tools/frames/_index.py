@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import struct
-import threading
 from array import array
 from collections.abc import Sequence
 from contextlib import suppress
@@ -26,6 +24,7 @@ import av.video.frame
 import av.video.stream
 
 from llava_video_mcp.tools.errors import DecodeError
+from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.frames._containers import ffmpeg_reason
 from llava_video_mcp.tools.frames._plan import StreamInfo
 
@@ -227,15 +226,11 @@ def indexed(
         pass  # none yet, or damaged (cut short, overwritten): made again below
     index = read_index(container, stream)
     if index is not None:
-        partial = index_file.with_name(f".{index_file.name}.{os.getpid()}.{threading.get_ident()}")
         try:
             index_file.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_bytes(INDEX_MAGIC + identity + b"\n\n" + index.to_bytes())
-            partial.replace(index_file)
+            write_whole(index_file, INDEX_MAGIC + identity + b"\n\n" + index.to_bytes())
         except OSError as exc:  # a time saver only: the call goes on without it
             log.warning("could not keep the packet index at %s (%s)", index_file, exc.strerror or exc)
-            with suppress(OSError):
-                partial.unlink()
     return index
 
 

@@ -18,11 +18,8 @@ import bisect
 import collections
 import json
 import logging
-import os
 import statistics
-import threading
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.frames._containers import open_video
 from llava_video_mcp.tools.frames._decode import Timeline, decode_packets
 from llava_video_mcp.tools.frames._index import stream_fps
@@ -129,15 +127,11 @@ def _read(keep: Path, identity: str) -> list[Cut] | None:
 
 
 def _write(keep: Path, identity: str, cuts: Sequence[Cut]) -> None:
-    partial = keep.with_name(f".{keep.name}.{os.getpid()}.{threading.get_ident()}")
     try:
         keep.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"identity": identity, "cuts": [[c.time_s, c.strength] for c in cuts]}))
-        partial.replace(keep)
+        write_whole(keep, json.dumps({"identity": identity, "cuts": [[c.time_s, c.strength] for c in cuts]}))
     except OSError as exc:  # a time saver only
         log.warning("could not keep the scene cuts at %s (%s)", keep, exc.strerror or exc)
-        with suppress(OSError):
-            partial.unlink()
 
 
 def scene_numbers(cuts: Sequence[Cut], times_s: Sequence[float]) -> list[int]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.files import write_whole
 
 try:
     import fcntl
@@ -144,16 +145,11 @@ class VideoCache:
             sound.replace(entry / sound.name)
             meta["audio"] = sound.name
         meta["sound_sought"] = True
-        partial = entry / f".{_META}.{os.getpid()}.{threading.get_ident()}"
-        partial.write_text(json.dumps(meta))
-        partial.replace(entry / _META)
+        write_whole(entry / _META, json.dumps(meta))
 
     def alias(self, url: str, key: str) -> None:
         self.aliases.mkdir(parents=True, exist_ok=True)
-        target = self.aliases / entry_key(url)
-        partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        partial.write_text(key)
-        partial.replace(target)
+        write_whole(self.aliases / entry_key(url), key)
 
     def touch(self, key: str) -> None:
         os.utime(self.videos / key / _META)
