@@ -29,7 +29,7 @@ from llava_video_mcp.tools.answer.results import (
     TokenCounts,
     model_info,
 )
-from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, fetched, index_file, safe_for, timed
+from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, ask, fetched, index_file, safe_for, timed
 from llava_video_mcp.tools.answer.watch import FullWatch, Watching, WindowOptions, watched_info
 from llava_video_mcp.tools.answer.windows import WindowNotes
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt
@@ -250,9 +250,7 @@ class MomentSearch:
     def _ask(
         self, watching: Watching, prompt: Prompt, max_new_tokens: int, relay: InferenceProgress, clock: Clock
     ) -> Generation:
-        with timed(clock, "model_s"):
-            generation = watching.backend.answer(prompt, max_new_tokens, relay, self.cancel)
-        clock.add("queue_s", generation.queue_s)
+        generation = ask(watching.backend, prompt, max_new_tokens, relay, clock, self.cancel)
         self._prompt_tokens += generation.prompt_tokens or 0
         self._generated += generation.generated_tokens
         return generation

@@ -13,6 +13,7 @@ from llava_video_mcp.tools.answer.results import Clock, FrameInfo, VideoAnswer, 
 from llava_video_mcp.tools.answer.steps import (
     Sampling,
     TranscriptOptions,
+    ask,
     fetched,
     index_file,
     load_model,
@@ -87,9 +88,7 @@ def answer_sampled(
     running(0, 1, f"Running {backend.model_id} on {sum(len(s.sample.frames) for s in seen)} frames")
     text = question_prompt([_seen_video(s) for s in seen], question, safe_for(backend))
     prompt = Prompt([f.image for s in seen for f in s.sample.frames], text.text, text.question_start)
-    with timed(clock, "model_s"):
-        generation = backend.answer(prompt, max_new_tokens, model_progress(running), cancel)
-    clock.add("queue_s", generation.queue_s)
+    generation = ask(backend, prompt, max_new_tokens, model_progress(running), clock, cancel)
     running(1, 1, "Done")
     result = answer_of(generation, question, _video_infos(seen), backend, clock)
     return result.with_images(_evidence([s.sample for s in seen], evidence))

@@ -1,6 +1,6 @@
 """The steps every kind of answer is made of, shared by a sampled question (`sampled`) and a full watch (`watch`):
 fetching with byte progress, the packet index's place, the model brought up with a stage of its own, a prompt made
-harmless for the backend at hand, and the scene changes of a video."""
+harmless for the backend at hand, a model call with its time on the clock, and the scene changes of a video."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Literal
 
 from llava_video_mcp.tools.answer.progress import Progress, download_progress, model_download_progress
 from llava_video_mcp.tools.answer.results import Clock
-from llava_video_mcp.tools.backends import ModelProvider, VideoLanguageBackend
+from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import Cut, SamplingPlan, checked_range, detect_scenes, outline, scene_targets
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
@@ -99,6 +99,21 @@ def scene_plan(
     start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
     cuts = scene_cuts(video, info.duration_s, progress, cancel)
     return replace(plan, times_s=tuple(scene_targets(cuts, start, end, plan.frame_count(end - start)))), cuts
+
+
+def ask(
+    backend: VideoLanguageBackend,
+    prompt: Prompt,
+    max_new_tokens: int,
+    relay: InferenceProgress,
+    clock: Clock,
+    cancel: CancelToken | None,
+) -> Generation:
+    """One model call, its time (waiting for a turn included) and its wait added to the clock."""
+    with timed(clock, "model_s"):
+        generation = backend.answer(prompt, max_new_tokens, relay, cancel)
+    clock.add("queue_s", generation.queue_s)
+    return generation
 
 
 def load_model(model: ModelProvider, progress: Progress, clock: Clock) -> VideoLanguageBackend:

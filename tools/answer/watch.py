@@ -27,6 +27,7 @@ from llava_video_mcp.tools.answer.results import (
 from llava_video_mcp.tools.answer.steps import (
     FRAME_SIDE,
     TranscriptOptions,
+    ask,
     fetched,
     index_file,
     load_model,
@@ -44,7 +45,7 @@ from llava_video_mcp.tools.answer.windows import (
     plan_windows,
     shown_length,
 )
-from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt, VideoLanguageBackend
+from llava_video_mcp.tools.backends import Generation, ModelProvider, Prompt, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError
 from llava_video_mcp.tools.frames import (
@@ -198,7 +199,7 @@ class FullWatch:
         )  # fmt: skip
         relay = model_progress(self.progress, window.number, watching.stages, label)
         prompt = Prompt([f.image for f in sample.frames], text.text, text.question_start)
-        generation = self._ask(backend, prompt, NOTES_TOKENS, relay, clock_)
+        generation = ask(backend, prompt, NOTES_TOKENS, relay, clock_, self.cancel)
         notes = WindowNotes(window.start_s, window.end_s, times, cues, generation.text)
         store.put(key, notes)
         return notes
@@ -216,20 +217,12 @@ class FullWatch:
             for number, group in enumerate(groups, 1):
                 self.progress(stages - 1, stages, f"Condensing the notes: group {number} of {len(groups)}")
                 text = condense_prompt(group, safe)
-                generation = self._ask(backend, Prompt([], text.text, text.question_start), NOTES_TOKENS, relay, clock_)
+                condense = Prompt([], text.text, text.question_start)
+                generation = ask(backend, condense, NOTES_TOKENS, relay, clock_, self.cancel)
                 condensed.append(TimedText(group[0].start_s, group[-1].end_s, generation.text))
             spans = condensed
         text = notes_prompt(watching.video.title, watching.info.duration_s, spans, question, safe)
-        return self._ask(backend, Prompt([], text.text, text.question_start), max_new_tokens, relay, clock_)
-
-    def _ask(
-        self, backend: VideoLanguageBackend, prompt: Prompt, max_new_tokens: int, relay: InferenceProgress,
-        clock_: Clock,
-    ) -> Generation:  # fmt: skip
-        with timed(clock_, "model_s"):
-            generation = backend.answer(prompt, max_new_tokens, relay, self.cancel)
-        clock_.add("queue_s", generation.queue_s)
-        return generation
+        return ask(backend, Prompt([], text.text, text.question_start), max_new_tokens, relay, clock_, self.cancel)
 
 
 def watched_info(watching: Watching, note: str) -> VideoInfo:
