@@ -25,10 +25,10 @@ from llava_video_mcp.server.settings import ConfigError, Settings
 from llava_video_mcp.tools.answer import Hearing, TranscriptOptions, VideoAnswer
 from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig
 from llava_video_mcp.tools.backends.fake import FakeBackend
-from llava_video_mcp.tools.backends.speech import WhisperBackend
+from llava_video_mcp.tools.backends.speech import Heard, WhisperBackend, heard_in
 from llava_video_mcp.tools.frames import BLOCK_S, audio_track, decode_block, is_silent, level_dbfs
 from llava_video_mcp.tools.media import LocalVideo
-from tests.engines import served_model
+from tests.engines import MisbehavingEngine, Relay, Script, served_model
 from tests.httpserver import LoopbackServer
 from tests.media import with_sound, with_subtitles
 from tests.test_acquisition import VTT
@@ -375,10 +375,83 @@ def test_speech_heard_on_a_real_transformers_serve(tmp_path: Path, sounds: Path)
         assert track is not None
         local = LocalVideo("talk", sounds / "talk.mp4", None, from_cache=True, fetch_s=0.0,
                            store=tmp_path / "store")  # fmt: skip
-        heard = Hearing(speech).transcript(local, 0.0, 40.0, _INCLUDE)
+        try:
+            heard = Hearing(speech).transcript(local, 0.0, 40.0, _INCLUDE)
+        finally:
+            speech.close()  # its connections to the engine, before the engine stops
     assert heard.source == "speech"
     assert [(c.start_s, c.end_s) for c in heard.cues] == [(0.0, 30.0), (30.0, 40.0)]
     assert all(c.text for c in heard.cues)
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        (Script(stream_lines=["x" * (20 * 2**20)]), "sent more than 16 MB"),  # one endless body
+        (Script(stream_lines=[], endless_line="x" * 1024), "sent more than 16 MB"),  # a body that never ends
+        (Script(chat_status=500, chat_body={"error": "boom"}), "failed with HTTP 500"),
+        (Script(chat_body={"segments": "not a list", "text": 7}), "No speech was heard"),  # nonsense: nothing
+    ],
+    ids=["twenty-megabyte-body", "endless-body", "http-500", "malformed"],
+)
+async def test_a_misbehaving_speech_engine_costs_a_note_and_the_server_keeps_serving(
+    tmp_path: Path, sounds: Path, script: Script, says: str
+) -> None:
+    """A FAKE engine (MisbehavingEngine) stands for a hostile `/v1/audio/transcriptions`: what it sends is bounded
+    like a vision engine's, a failure is a note on an answer from the frames, and the next call is heard."""
+    engine = MisbehavingEngine()
+    with engine.running():
+        state = Served(settings_for(tmp_path, "served-model", asr_endpoint=engine.url, request_retries=0))
+        async with Client(build_server(state.settings, Ready(state.vision))) as client:
+            engine.script = script
+            with anyio.fail_after(120):
+                failed = await describe(client, state, source=str(sounds / "talk.mp4"))
+            assert failed.answer
+            assert says in (failed.videos[0].note or "")
+            engine.script = Script(chat_body={"text": "Hello there.", "segments": [
+                {"id": 0, "start": 1.0, "end": 2.5, "text": " Hello there."}]})  # fmt: skip
+            heard = await describe(client, state, source=str(with_sound(tmp_path / "next.mp4", seconds=10)))
+    assert heard.videos[0].transcript_source == "speech", heard.videos[0].note
+    assert [c.text for c in heard.videos[0].transcript or []] == ["Hello there."]
+
+
+async def test_a_speech_engine_that_trickles_its_reply_is_cut_at_the_timeout(tmp_path: Path, sounds: Path) -> None:
+    """A FAKE engine's 1 MB reply passed on 4 KB at a time, 50 ms apart (13 s at best): each read comes well within
+    the read timeout, so only the whole reply's deadline (--request-timeout-s after its headers) stops it."""
+    engine = MisbehavingEngine()
+    engine.script = Script(chat_body={"text": "y" * 2**20})
+    port = int(engine.url.rsplit(":", 1)[1].split("/")[0])
+    with engine.running(), Relay(port, pace_s=0.05).running() as relay:
+        settings = settings_for(tmp_path, "served-model", asr_endpoint=relay.url(), request_retries=0,
+                                request_timeout_s=2)  # fmt: skip
+        state = Served(settings)
+        async with Client(build_server(state.settings, Ready(state.vision))) as client:
+            with anyio.fail_after(120):
+                answer = await describe(client, state, source=str(sounds / "talk.mp4"))
+    assert answer.answer
+    assert "a reply still arriving at the request timeout" in (answer.videos[0].note or "")
+
+
+def test_an_engine_reply_is_read_as_data() -> None:
+    nan, inf = float("nan"), float("inf")
+    reply = {
+        "text": "ignored when segments are usable",
+        "segments": [
+            {"start": 1.0, "end": 2.0, "text": " kept "},
+            {"start": -5.0, "end": 99.0, "text": "clamped to the block"},
+            {"start": nan, "end": 2.0, "text": "no"},
+            {"start": 1.0, "end": inf, "text": "no"},
+            {"start": "1", "end": 2.0, "text": "no"},
+            {"start": True, "end": 2.0, "text": "no"},
+            {"start": 1.0, "end": 2.0, "text": None},
+            {"start": 3.0, "end": 1.0, "text": "ends before it starts"},
+            "not a segment",
+        ],
+    }
+    assert heard_in(reply, 30.0) == [Heard(1.0, 2.0, "kept"), Heard(0.0, 30.0, "clamped to the block")]
+    assert heard_in({"text": " only text "}, 12.5) == [Heard(0.0, 12.5, "only text")]
+    for nonsense in ({"segments": "not a list", "text": 7}, "a bare string", None, {"segments": [[1, 2, "x"]]}):
+        assert heard_in(nonsense, 30.0) == []
 
 
 def test_the_tiny_whisper_keeps_its_token_layout(tiny_whisper: Path) -> None:

@@ -100,7 +100,7 @@ class RemoteBackend(VideoLanguageBackend):
             api_key=api_key or _NO_KEY,
             timeout=timeout_s,
             max_retries=retries,
-            http_client=openai.DefaultHttpxClient(transport=_BoundedTransport()),
+            http_client=openai.DefaultHttpxClient(transport=BoundedTransport()),
         )
         self.model_id = model or ""
 
@@ -266,14 +266,23 @@ class RemoteBackend(VideoLanguageBackend):
             ) from exc
 
 
-class ResponseTooLarge(Exception):
+class ResponseCut(Exception):
+    """An engine's response was cut: past MAX_RESPONSE_BYTES, or (where a deadline is set) still coming too late."""
+
+
+class ResponseTooLarge(ResponseCut):
     """An engine's response went past MAX_RESPONSE_BYTES."""
 
 
+class ResponseTooSlow(ResponseCut):
+    """An engine's response body was still coming in at its deadline."""
+
+
 class _BoundedStream(httpx2.SyncByteStream):
-    def __init__(self, inner: httpx2.SyncByteStream, limit: int) -> None:
+    def __init__(self, inner: httpx2.SyncByteStream, limit: int, deadline: float | None) -> None:
         self._inner = inner
         self._limit = limit
+        self._deadline = deadline
 
     def __iter__(self) -> Iterator[bytes]:
         received = 0
@@ -281,20 +290,29 @@ class _BoundedStream(httpx2.SyncByteStream):
             received += len(part)
             if received > self._limit:
                 raise ResponseTooLarge(f"more than {self._limit} bytes")
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                raise ResponseTooSlow(f"{received} bytes by the deadline")
             yield part
 
     def close(self) -> None:
         self._inner.close()
 
 
-class _BoundedTransport(httpx2.HTTPTransport):
+class BoundedTransport(httpx2.HTTPTransport):
     """Every response body cut at MAX_RESPONSE_BYTES, whatever the engine sends (a stream of one endless line
-    included: the SDK's decoder would hold all of it)."""
+    included: the SDK's decoder would hold all of it); with `body_deadline_s`, also a body still arriving that long
+    after its headers (a trickle that each read's timeout alone would let run on). Streamed answers, which take
+    their time by design, have a deadline of their own instead (`RemoteBackend`)."""
+
+    def __init__(self, body_deadline_s: float | None = None) -> None:
+        super().__init__()
+        self._body_deadline_s = body_deadline_s
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         response = super().handle_request(request)
         assert isinstance(response.stream, httpx2.SyncByteStream)
-        response.stream = _BoundedStream(response.stream, MAX_RESPONSE_BYTES)
+        deadline = None if self._body_deadline_s is None else time.monotonic() + self._body_deadline_s
+        response.stream = _BoundedStream(response.stream, MAX_RESPONSE_BYTES, deadline)
         return response
 
 

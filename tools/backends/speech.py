@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import io
 import logging
+import math
 import threading
 import time
 import wave
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.hub import DownloadProgress, local_snapshot
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
+
+if TYPE_CHECKING:
+    from llava_video_mcp.tools.backends.remote import ResponseCut
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +226,18 @@ class RemoteSpeech(SpeechBackend):
     ) -> None:
         import openai
 
+        from llava_video_mcp.tools.backends.remote import BoundedTransport
+
         self._openai = openai
-        self._client = openai.OpenAI(base_url=endpoint, api_key=api_key or "EMPTY", timeout=timeout_s,
-                                     max_retries=retries)  # fmt: skip
+        # What an engine sends is bounded as for the vision model's engine: 16 MB a reply, and a body still
+        # arriving `timeout_s` after its headers is cut (a transcription is sent whole, not streamed).
+        self._client = openai.OpenAI(
+            base_url=endpoint,
+            api_key=api_key or "EMPTY",
+            timeout=timeout_s,
+            max_retries=retries,
+            http_client=openai.DefaultHttpxClient(transport=BoundedTransport(body_deadline_s=timeout_s)),
+        )
         self._endpoint = endpoint
         self.model_id = model or ""
         self.device = "remote"
@@ -269,6 +282,8 @@ class RemoteSpeech(SpeechBackend):
             return list(pool.map(one, blocks))
 
     def _request(self, block: np.ndarray, language: str | None) -> list[Heard]:
+        from llava_video_mcp.tools.backends.remote import ResponseCut
+
         length = len(block) / SAMPLE_RATE
         started = time.monotonic()
         try:
@@ -278,6 +293,8 @@ class RemoteSpeech(SpeechBackend):
                 response_format="verbose_json",
                 language=language or self._openai.omit,
             )
+        except ResponseCut as exc:
+            raise self._cut(exc) from exc
         except self._openai.APIStatusError as exc:
             raise ModelError(
                 f"The speech endpoint {self._endpoint} (--asr-endpoint) failed with HTTP {exc.status_code}. Check "
@@ -285,25 +302,58 @@ class RemoteSpeech(SpeechBackend):
                 retryable=exc.status_code >= 500 or exc.status_code == 429,
             ) from exc
         except self._openai.OpenAIError as exc:
+            if isinstance(exc.__cause__, ResponseCut):  # the SDK wraps what the transport raised
+                raise self._cut(exc.__cause__) from exc
             raise ModelError(
                 f"The speech endpoint {self._endpoint} (--asr-endpoint) could not be reached or sent no answer "
                 f"({type(exc).__name__}); the call can be retried.",
                 retryable=True,
             ) from exc
         log.debug("a speech block heard remotely in %.1f s", time.monotonic() - started)
-        segments = getattr(reply, "segments", None) or []
-        heard = [
-            Heard(min(float(s.start), length), min(max(float(s.end), float(s.start)), length), str(s.text).strip())
-            for s in segments
-        ]
-        heard = [h for h in heard if h.text and h.end_s > h.start_s]
-        text = str(getattr(reply, "text", "") or "").strip()
-        if not heard and text:
-            heard = [Heard(0.0, length, text)]  # an engine that gives text only: one cue for the block
-        return heard
+        return heard_in(reply, length)
+
+    def _cut(self, exc: ResponseCut) -> ModelError:
+        from llava_video_mcp.tools.backends.remote import MAX_RESPONSE_BYTES, ResponseTooLarge
+
+        what = (
+            f"more than {MAX_RESPONSE_BYTES // 2**20} MB"
+            if isinstance(exc, ResponseTooLarge)
+            else "a reply still arriving at the request timeout"
+        )
+        return ModelError(
+            f"The speech endpoint {self._endpoint} (--asr-endpoint) sent {what} for one 30 s block, far more than "
+            "a transcription takes, so it was cut. Check that it is an OpenAI-compatible speech server.",
+            retryable=True,
+        )
 
     def close(self) -> None:
         self._client.close()
+
+
+def heard_in(reply: Any, length: float) -> list[Heard]:
+    """The cues of an engine's reply for a block of `length` seconds, read as data: segments with finite times and
+    text, clamped to the block; else its text as one cue (an engine that gives text only); anything else nothing."""
+    heard = []
+    segments = _field(reply, "segments")
+    for segment in segments if isinstance(segments, list) else []:
+        start, end, text = (_field(segment, name) for name in ("start", "end", "text"))
+        if not (_finite(start) and _finite(end) and isinstance(text, str)):
+            continue
+        cue = Heard(min(max(float(start), 0.0), length), min(max(float(end), float(start)), length), text.strip())
+        if cue.text and cue.end_s > cue.start_s:
+            heard.append(cue)
+    text = _field(reply, "text")
+    if not heard and isinstance(text, str) and text.strip():
+        heard = [Heard(0.0, length, text.strip())]
+    return heard
+
+
+def _field(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
