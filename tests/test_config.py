@@ -131,9 +131,10 @@ def test_the_settings_with_a_range_are_all_covered() -> None:
     assert {"transport", "device", "dtype", "preload", "verbose", "trust_network"} <= checked
 
 
-def test_an_endpoint_needs_a_scheme() -> None:
-    with pytest.raises(ConfigError, match=r"--endpoint gpu-box:8000/v1: needs a scheme"):
-        parse_settings(["--endpoint", "gpu-box:8000/v1"], {})
+@pytest.mark.parametrize("flag", ["--endpoint", "--asr-endpoint"])
+def test_an_endpoint_needs_a_scheme(flag: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{flag} gpu-box:8000/v1: needs a scheme"):
+        parse_settings([flag, "gpu-box:8000/v1"], {})
 
 
 def test_choices_are_read_in_any_case() -> None:
