@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from llava_video_mcp.server.settings import Settings
+from llava_video_mcp.tools.plural import plural
 
 if TYPE_CHECKING:
     from llava_video_mcp.tools.answer import Answered, Progress, Sampling, VideoQA
@@ -193,16 +194,17 @@ def _show(answer: Answered, args: argparse.Namespace) -> None:
                 print(printable(f"{clock(moment.start_s)}-{clock(moment.end_s)}  {moment.description}  [{said}]"))
         frames = sum(len(m.frames) for m in answer.moments)
         count = len(answer.moments)
-        print(f"llava-video-mcp: found {count} moment{'s' if count != 1 else ''} in {answer.timings.total_s:.1f} s "
-              f"({frames} frames behind them)", file=sys.stderr)  # fmt: skip
+        print(f"llava-video-mcp: found {plural(count, 'moment')} in {answer.timings.total_s:.1f} s "
+              f"({plural(frames, 'frame')} behind them)", file=sys.stderr)  # fmt: skip
         return
     assert isinstance(answer, VideoAnswer)
     if not args.json:
         print(printable(answer.answer))
     frames = sum(len(video.frames) for video in answer.videos) + sum(len(s.frames) for s in answer.segments or [])
+    cut = ", cut by --max-new-tokens" if answer.stopped_by_token_limit else ""
     print(
-        f"llava-video-mcp: answered in {answer.timings.total_s:.1f} s ({frames} frames seen, "
-        f"{answer.tokens.generated} tokens{', cut by --max-new-tokens' if answer.stopped_by_token_limit else ''})",
+        f"llava-video-mcp: answered in {answer.timings.total_s:.1f} s ({plural(frames, 'frame')} seen, "
+        f"{plural(answer.tokens.generated, 'token')}{cut})",
         file=sys.stderr,
     )
 

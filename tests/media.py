@@ -343,3 +343,93 @@ def cut_scenes(
 
         encode_all(container, stream, pictures())
     return [float(b) for b in bounds[1:-1]]
+
+
+REEL_LOOKS = ("grain", "pan", "object", "fast", "shake")
+"""What moves in a reel's scene: grain alone, a slow pan, a bright object crossing, a fast pan, a shaking camera."""
+
+
+def _reel_scene(seed: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """A scene's picture as real footage has one, at any size: soft shapes of colour (what tells scenes apart), with
+    fine texture over them (what a naive thumbnail aliases); returned as the colour field and the texture, both a
+    little larger than the frame so that the camera can move over them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pad_w, pad_h = width + width // 4, height + height // 4
+    blobs = Image.fromarray(rng.integers(20, 236, (4, 6, 3), dtype=np.uint8)).resize((pad_w, pad_h), Image.BILINEAR)
+    cell = max(2, width // 240)
+    fine = rng.integers(-36, 37, (pad_h // cell + 1, pad_w // cell + 1, 1), dtype=np.int16)
+    texture = np.kron(fine, np.ones((cell, cell, 1), dtype=np.int16))[:pad_h, :pad_w]
+    return np.asarray(blobs, dtype=np.int16), texture
+
+
+def _to_and_fro(distance: int, span: int) -> int:
+    """Where a camera that moves `distance` pixels back and forth over `span` pixels is (no jump: a jump is a cut)."""
+    span = max(span, 1)
+    return distance % span if (distance // span) % 2 == 0 else span - distance % span
+
+
+def scene_reel(
+    path: Path,
+    *,
+    width: int,
+    height: int,
+    fps: int = 15,
+    scene_s: float = 2.0,
+    looks: Iterable[str] = REEL_LOOKS,
+    cuts: int = 8,
+    fade_s: float = 0.0,
+    flash_frames: int = 0,
+    bit_rate: int | None = None,
+) -> list[float]:
+    """Footage that is hard to cut right: `cuts + 1` scenes of `scene_s` seconds, each with fine texture and film
+    grain that changes every frame, moving as the `looks` say in turn (see REEL_LOOKS); hard cuts between them with
+    a fixed GOP and the encoder's scene detection off (no keyframe at a cut); then, when asked, a fade through black
+    of `fade_s` seconds into one more scene of the same length, and a white flash of `flash_frames` frames in the
+    middle of the last scene. The same content at every size, scaled. Returns the time of every hard cut (what a
+    detector should report; the fade and the flash are not cuts)."""
+    looks = list(looks)
+    rng = np.random.default_rng(7)
+    grain = [rng.integers(-14, 15, (height, width, 1), dtype=np.int16) for _ in range(5)]
+    per_scene = round(scene_s * fps)
+    scenes = [_reel_scene(100 + n, width, height) for n in range(cuts + 2)]
+    total_scenes = cuts + 1 + (1 if fade_s else 0)
+    fade = round(fade_s * fps)
+    flash_at = (total_scenes - 1) * per_scene + per_scene // 2 if flash_frames else -1
+
+    def picture(i: int) -> np.ndarray:
+        number = min(i // per_scene, total_scenes - 1)
+        j = i - number * per_scene
+        blobs, texture = scenes[number]
+        look = looks[number % len(looks)]
+        pad_x, pad_y = blobs.shape[1] - width, blobs.shape[0] - height
+        x, y = pad_x // 2, pad_y // 2
+        if look in ("pan", "object"):
+            x = _to_and_fro(round(j * width / 800), pad_x)
+        elif look == "fast":
+            x = _to_and_fro(round(j * width / 60), pad_x)
+        elif look == "shake":
+            x += int(rng.integers(-1, 2) * max(1, width // 120))
+            y += int(rng.integers(-1, 2) * max(1, height // 120))
+        image = blobs[y : y + height, x : x + width] + texture[y : y + height, x : x + width] + grain[i % len(grain)]
+        if look == "object":
+            side = height // 8
+            ox = round(j * (width - side) / max(per_scene - 1, 1))
+            image[height // 3 : height // 3 + side, ox : ox + side] = 250
+        if fade and number >= cuts and (cuts + 1) * per_scene - fade <= i < (cuts + 1) * per_scene + fade:
+            image = image * (abs(i - (cuts + 1) * per_scene + 0.5) / fade)  # through black: out, then in
+        if flash_at <= i < flash_at + flash_frames:
+            image = np.full_like(image, 250)
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, fps)
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        gop = str(8 * fps)
+        stream.options = {"g": gop, "keyint_min": gop, "preset": "veryfast", "sc_threshold": "0", "bf": "3"}
+        encode_all(container, stream, (rgb_frame(picture(i), i) for i in range(total_scenes * per_scene)))
+    return [n * per_scene / fps for n in range(1, cuts + 1)]

@@ -116,6 +116,27 @@ async def test_a_subtitled_phrase_is_found_where_it_is(scripted: tuple[Client, S
     assert_sane(found)
 
 
+class NeverLoaded(Ready):
+    """A provider that fails the test if the model is asked for."""
+
+    def get(self, on_download: Any = None) -> tuple[Any, float]:
+        raise AssertionError("the model was loaded")
+
+
+async def test_words_that_hold_every_moment_asked_for_need_no_model(tmp_path: Path, garden: Path) -> None:
+    model = Scripted()
+    async with served(tmp_path, NeverLoaded(model)) as client:
+        found = await moments(client, source=str(garden), query="red kite lands", max_moments=1)
+    assert [(m.start_s, m.end_s, m.basis) for m in found.moments] == [(20.0, 22.5, ["subtitles"])]
+    assert found.model is None
+    assert model.prompts == []  # no window watched, nothing ranked
+    assert found.tokens.generated == 0
+    note = found.videos[0].note or ""
+    assert "no model ran" in note
+    assert "1 moment " in note
+    assert_sane(found)
+
+
 async def test_windows_are_ranked_then_looked_at_closer(scripted: tuple[Client, Scripted], garden: Path) -> None:
     client, model = scripted
     found = await moments(client, source=str(garden), query="a blue door", max_moments=2)
@@ -169,6 +190,22 @@ async def test_the_notes_of_a_full_watch_are_reused(scripted: tuple[Client, Scri
     assert len(model.prompts) - before == 2  # the ranking and one look: no window watched again
     again = await moments(client, source=str(garden), query="the garden")
     assert again.segments_from_cache == windows
+
+
+async def test_notes_are_reused_whatever_frames_the_watch_used(scripted: tuple[Client, Scripted], garden: Path) -> None:
+    client, model = scripted
+    watched = await call(client, "describe_video", source=str(garden), coverage="full", num_frames=4)
+    windows = len(watched.segments or [])
+    before = len(model.prompts)
+    found = await moments(client, source=str(garden), query="a blue door", max_moments=1)
+    assert found.segments_from_cache == windows
+    assert len(model.prompts) - before == 2  # the ranking and one look
+    assert found.videos[0].note is not None
+    assert f"{windows} windows watched" in found.videos[0].note
+    more = await call(client, "describe_video", source=str(garden), coverage="full", num_frames=6)
+    assert more.segments_from_cache == 0  # 4 frames a window is less than asked: watched again, with 6
+    fewer = await call(client, "describe_video", source=str(garden), coverage="full", num_frames=5)
+    assert fewer.segments_from_cache == windows  # notes from 6 frames serve a call asking for 5
 
 
 async def test_bad_arguments_are_refused_clearly(scripted: tuple[Client, Scripted], garden: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,8 +18,16 @@ from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.backends import Ready
 from llava_video_mcp.tools.backends.fake import FakeBackend
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
-from llava_video_mcp.tools.frames import Cut, detect_scenes, outline, sample_frames, scene_numbers, scene_targets
-from tests.media import cut_scenes
+from llava_video_mcp.tools.frames import (
+    PROGRESS_EVERY_S,
+    Cut,
+    detect_scenes,
+    outline,
+    sample_frames,
+    scene_numbers,
+    scene_targets,
+)
+from tests.media import REEL_LOOKS, cut_scenes, scene_reel
 from tests.test_server import call
 
 LENGTHS = [2.0, 10.0, 3.0, 20.0, 1.0, 24.0]
@@ -52,13 +61,40 @@ def test_no_storm_of_false_cuts(tmp_path: Path, name: str, made: dict[str, objec
     assert len(detect_scenes(path)) <= most
 
 
+SIZES = [(256, 144), (640, 360)]
+"""Two sizes of the same content: cuts must not depend on the frame's size (thumbnails average, never sample)."""
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_every_cut_in_grainy_moving_footage_is_found_and_nothing_else(tmp_path: Path, width: int, height: int) -> None:
+    path = tmp_path / "reel.mp4"
+    made = scene_reel(path, width=width, height=height, scene_s=1.5, fade_s=0.5, flash_frames=3)
+    assert len(made) == 8  # between textured, grainy scenes: panning, a bright object, fast, shaking
+    assert not set(made) & {round(k, 3) for k in outline(path)[1]}  # no keyframe at any cut
+    cuts = detect_scenes(path)
+    assert [c.time_s for c in cuts] == pytest.approx(made, abs=1e-6)  # exact to the frame; no cut at fade or flash
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+@pytest.mark.parametrize(
+    "made",
+    [*({"looks": [look]} for look in REEL_LOOKS), {"fade_s": 0.6}, {"flash_frames": 3}, {"flash_frames": 1}],
+    ids=[*REEL_LOOKS, "fade-through-black", "3-frame-flash", "1-frame-flash"],
+)
+def test_one_shot_has_no_cut(tmp_path: Path, made: dict[str, object], width: int, height: int) -> None:
+    path = tmp_path / "shot.mp4"
+    scene_reel(path, width=width, height=height, scene_s=2.0, cuts=0, **made)  # type: ignore[arg-type]
+    assert detect_scenes(path) == []
+
+
 def test_cuts_are_kept_beside_the_video_and_read_back(tmp_path: Path, six_scenes: tuple[Path, list[float]]) -> None:
     path, made = six_scenes
     keep = tmp_path / "store" / "scenes.json"
     seen: list[float] = []
+    started = time.monotonic()
     first = detect_scenes(path, keep=keep, on_progress=seen.append)
-    assert seen
     assert seen == sorted(seen)
+    assert 1 <= len(seen) <= 1 + (time.monotonic() - started) / PROGRESS_EVERY_S  # once at the start, then by the clock
     kept = json.loads(keep.read_text())
     kept["cuts"] = [[1.5, 99.0]]  # what was kept is what a second call reads: no second look at the frames
     keep.write_text(json.dumps(kept))

@@ -1,7 +1,8 @@
 """`find_moments`: when something happens in a video, as time ranges with the frames and words they rest on.
 
 1. Words first: a cue (subtitles, or speech heard) that holds every content word of the query is a moment, exact
-   to the cue, with no model call.
+   to the cue, with no model call; when the words hold `max_moments` moments, they are the answer, and the model
+   is never loaded nor a window watched.
 2. The range is watched window by window (`watch`: the same notes as `coverage="full"`, computed once and kept), and
    the model ranks the windows' notes against the query in one text-only call.
 3. The best windows are looked at again: frames placed so that every scene in the window is seen, and the model
@@ -28,6 +29,7 @@ from llava_video_mcp.tools.answer.results import (
     MomentsAnswer,
     TokenCounts,
     model_info,
+    video_info,
 )
 from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, ask, fetched, index_file, safe_for, timed
 from llava_video_mcp.tools.answer.watch import FullWatch, Watching, WindowOptions, watched_info
@@ -35,8 +37,18 @@ from llava_video_mcp.tools.answer.windows import WindowNotes
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames import SampledFrame, SamplingPlan, sample_with_plan, scene_targets
-from llava_video_mcp.tools.media import VideoFetcher
+from llava_video_mcp.tools.frames import (
+    Cut,
+    SampledFrame,
+    SamplingPlan,
+    checked_range,
+    outline,
+    sample_with_plan,
+    scene_targets,
+    stream_notes,
+)
+from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.plural import plural
 from llava_video_mcp.tools.prompt import Cue, SeenVideo, TimedText, look_question, question_prompt, rank_prompt
 from llava_video_mcp.tools.untrusted import clean_question, without_controls
 
@@ -152,25 +164,22 @@ class MomentSearch:
             self.fetcher, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel,
             self.hearing.hears,
         ) as [video]:  # fmt: skip
-            watching, notes = self.watch.watch(video, plan, WITH_TRANSCRIPT, clock, extra_stages=1 + max_moments)
+            worded = self._said_enough(video, plan, asked, max_moments, clock)
+            if worded is not None:
+                answered, chosen = worded
+                return answered.with_images(_evidence(chosen, evidence))
+            # Notes of any earlier watch of these windows serve a search, whatever its frame count.
+            watching, notes = self.watch.watch(
+                video, plan, WITH_TRANSCRIPT, clock, extra_stages=1 + max_moments, least_frames=1
+            )
             candidates = self._candidates(watching, notes, asked, max_moments, clock)
             for number, candidate in enumerate(candidates, 1):
                 self._look(watching, candidate, asked, number, clock)
         self.progress(watching.stages, watching.stages, "Done")
-        moments = [
-            Moment(
-                start_s=round(c.start_s, 3),
-                end_s=round(c.end_s, 3),
-                frames=[round(f.timestamp_s, 3) for f in c.frames],
-                description=c.description,
-                basis=c.basis,
-            )
-            for c in candidates
-        ]
-        seen = watched_info(watching, f"find_moments: {len(watching.windows)} windows watched for the query.")
+        seen = watched_info(watching, f"find_moments: {plural(len(watching.windows), 'window')} watched for the query.")
         answer = MomentsAnswer(
             query=asked,
-            moments=moments,
+            moments=_moments(candidates),
             videos=[seen],
             model=model_info(watching.backend),
             timings=clock.timings(),
@@ -178,6 +187,42 @@ class MomentSearch:
             segments_from_cache=int(clock.reused),
         )
         return answer.with_images(_evidence(candidates, evidence))
+
+    def _said_enough(
+        self, video: LocalVideo, plan: SamplingPlan, query: str, most: int, clock: Clock
+    ) -> tuple[MomentsAnswer, list[_Candidate]] | None:
+        """The answer from the words alone when they hold `most` moments: no model loaded, no window watched (the
+        frames behind each moment are decoded, nothing more); else None."""
+        info, _ = outline(video.path, index_file(video))
+        start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
+        hearing = span(self.progress, 0, 1, 2)
+        heard = self.hearing.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel)
+        basis: Basis = "speech" if heard.source == "speech" else "subtitles"
+        chosen = said(heard.cues, query, basis)[:most]
+        if len(chosen) < most:
+            return None
+        self.progress(1, 2, f"Found {plural(len(chosen), 'moment')} in the words said; taking their frames")
+        for candidate in chosen:
+            candidate.start_s, candidate.end_s = max(candidate.start_s, start), min(candidate.end_s, end)
+            candidate.frames = self._frames(video, (), candidate, 2, clock)
+        self.progress(2, 2, "Done")
+        note = (
+            f"find_moments: the words said hold {plural(len(chosen), 'moment')} (max_moments={most}), so no frame "
+            "was watched and no model ran; ask for more moments to have the frames watched too."
+        )
+        seen = video_info(
+            video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,
+            note=" ".join(n for n in (note, stream_notes(info), heard.note) if n), source=heard.source,
+        )  # fmt: skip
+        answered = MomentsAnswer(
+            query=query,
+            moments=_moments(chosen),
+            videos=[seen],
+            model=None,
+            timings=clock.timings(),
+            tokens=TokenCounts(prompt=None, generated=0),
+        )
+        return answered, chosen
 
     def _candidates(
         self, watching: Watching, notes: Sequence[WindowNotes], query: str, most: int, clock: Clock
@@ -206,7 +251,7 @@ class MomentSearch:
     def _rank(self, watching: Watching, notes: Sequence[WindowNotes], query: str, clock: Clock) -> list[int]:
         """The windows the model names for the query, best first (0-based)."""
         stage = len(watching.windows)
-        self.progress(stage, watching.stages, f"Ranking {len(notes)} windows against the query")
+        self.progress(stage, watching.stages, f"Ranking {plural(len(notes), 'window')} against the query")
         spans = [TimedText(n.start_s, n.end_s, n.notes) for n in notes]
         text = rank_prompt(watching.video.title, watching.info.duration_s, spans, query, safe_for(watching.backend))
         relay = model_progress(self.progress, stage, watching.stages, "Ranking")
@@ -220,32 +265,36 @@ class MomentSearch:
         label_ = f"Looking closer at moment {number} ({candidate.start_s:.1f}-{candidate.end_s:.1f} s)"
         self.progress(stage, watching.stages, label_)
         count = LOOK_FRAMES if candidate.window is not None else 2
-        times = scene_targets(watching.cuts, candidate.start_s, candidate.end_s, count)
-        plan = SamplingPlan(count, candidate.start_s, candidate.end_s, min_side=FRAME_SIDE, times_s=tuple(times))
-        with timed(clock, "decode_s"):
-            sample = sample_with_plan(
-                watching.video.path, plan, cancel=self.cancel, index_file=index_file(watching.video)
-            )
-        candidate.frames = sample.frames
+        shown = self._frames(watching.video, watching.cuts, candidate, count, clock)
+        candidate.frames = shown
         if candidate.window is None:
             return
-        seen = SeenVideo(watching.video.title, watching.info.duration_s, [f.timestamp_s for f in sample.frames])
-        text = question_prompt([seen], look_question(query, len(sample.frames)), safe_for(watching.backend))
+        seen = SeenVideo(watching.video.title, watching.info.duration_s, [f.timestamp_s for f in shown])
+        text = question_prompt([seen], look_question(query, len(shown)), safe_for(watching.backend))
         relay = model_progress(self.progress, stage, watching.stages, f"Moment {number}")
-        prompt = Prompt([f.image for f in sample.frames], text.text, text.question_start)
+        prompt = Prompt([f.image for f in shown], text.text, text.question_start)
         reply = self._ask(watching, prompt, LOOK_TOKENS, relay, clock).text
         first_line, _, rest = reply.strip().partition("\n")
-        picked = numbers_in(first_line, len(sample.frames))
+        picked = numbers_in(first_line, len(shown))
         described = _short(rest if picked and rest.strip() else _NUMBERS_FIRST.sub("", reply))
         if picked:
-            frames = [sample.frames[i - 1] for i in sorted(picked)]
-            step = (candidate.end_s - candidate.start_s) / max(len(sample.frames), 1) / 2
+            frames = [shown[i - 1] for i in sorted(picked)]
+            step = (candidate.end_s - candidate.start_s) / max(len(shown), 1) / 2
             candidate.start_s = max(candidate.start_s, frames[0].timestamp_s - step)
             candidate.end_s = min(candidate.end_s, frames[-1].timestamp_s + step)
             candidate.frames = frames
         candidate.description = described or (
             "The window's notes match the query; the model named no frame in it." if not picked else "Seen here."
         )
+
+    def _frames(
+        self, video: LocalVideo, cuts: Sequence[Cut], candidate: _Candidate, count: int, clock: Clock
+    ) -> list[SampledFrame]:
+        """`count` frames of the candidate's range, one in each of its scenes where `cuts` are known."""
+        times = scene_targets(cuts, candidate.start_s, candidate.end_s, count)
+        plan = SamplingPlan(count, candidate.start_s, candidate.end_s, min_side=FRAME_SIDE, times_s=tuple(times))
+        with timed(clock, "decode_s"):
+            return sample_with_plan(video.path, plan, cancel=self.cancel, index_file=index_file(video)).frames
 
     def _ask(
         self, watching: Watching, prompt: Prompt, max_new_tokens: int, relay: InferenceProgress, clock: Clock
@@ -254,6 +303,19 @@ class MomentSearch:
         self._prompt_tokens += generation.prompt_tokens or 0
         self._generated += generation.generated_tokens
         return generation
+
+
+def _moments(candidates: Sequence[_Candidate]) -> list[Moment]:
+    return [
+        Moment(
+            start_s=round(c.start_s, 3),
+            end_s=round(c.end_s, 3),
+            frames=[round(f.timestamp_s, 3) for f in c.frames],
+            description=c.description,
+            basis=c.basis,
+        )
+        for c in candidates
+    ]
 
 
 def _evidence(candidates: Sequence[_Candidate], evidence: Evidence) -> list[bytes]:

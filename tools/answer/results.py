@@ -156,7 +156,7 @@ class MomentsAnswer(Answered):
     query: str
     moments: list[Moment]
     videos: list[VideoInfo]
-    model: ModelInfo
+    model: ModelInfo | None = Field(default=None, description="What ran the call; absent when the words said answered.")
     timings: Timings
     tokens: TokenCounts
     segments_from_cache: int | None = None

@@ -25,6 +25,7 @@ from llava_video_mcp.tools.backends import ModelProvider, Prompt
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import Cut, SampleCache, SampledVideo, SamplingPlan, scene_numbers
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.plural import plural
 from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, SeenVideo, bounded, question_prompt
 
 SPARSE_S = 30.0
@@ -77,7 +78,7 @@ def answer_sampled(
                 plan, share, cuts = request.plan, 0.0, None
                 if request.sampling == "scenes":
                     (plan, cuts), share = scene_plan(video, plan, span(sampling, 0, 0.8, 1), cancel), 0.9
-                sampling(share, 1, f"Sampling {request.plan.num_frames} frames from video {number}/{count}")
+                sampling(share, 1, f"Sampling {plural(request.plan.num_frames, 'frame')} from video {number}/{count}")
                 sample, hit = samples.sample(video.path, plan, cancel, index_file(video))
             listening = work.part("hear", number - 1, count)
             heard = hearing.transcript(video, sample.start_s, sample.end_s, transcript, listening, cancel)
@@ -85,7 +86,7 @@ def answer_sampled(
             seen.append(_Seen(video, sample, hit, replace(heard, cues=cues), cuts))
     backend = load_model(model, work.part("load"), clock)
     running = work.part("model")
-    running(0, 1, f"Running {backend.model_id} on {sum(len(s.sample.frames) for s in seen)} frames")
+    running(0, 1, f"Running {backend.model_id} on {plural(sum(len(s.sample.frames) for s in seen), 'frame')}")
     text = question_prompt([_seen_video(s) for s in seen], question, safe_for(backend))
     prompt = Prompt([f.image for s in seen for f in s.sample.frames], text.text, text.question_start)
     generation = ask(backend, prompt, max_new_tokens, model_progress(running), clock, cancel)

@@ -58,6 +58,7 @@ from llava_video_mcp.tools.frames import (
     stream_notes,
 )
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.plural import plural
 from llava_video_mcp.tools.prompt import (
     MAX_TRANSCRIPT_CHARS,
     TimedText,
@@ -94,6 +95,8 @@ class Watching:
     start_s: float
     end_s: float
     cuts: Sequence[Cut]
+    least_frames: int
+    """Notes kept by an earlier watch are reused when it asked for at least this many frames a window."""
 
 
 class FullWatch:
@@ -123,21 +126,29 @@ class FullWatch:
         ) as [video]:  # fmt: skip
             watching, notes = self.watch(video, plan, transcript, clock_)
         stages, windows = watching.stages, watching.windows
-        self.progress(stages - 1, stages, f"Answering from the notes of {len(windows)} windows")
+        self.progress(stages - 1, stages, f"Answering from the notes of {plural(len(windows), 'window')}")
         generation = self._reduce(watching, notes, question, max_new_tokens, clock_)
         self.progress(stages, stages, "Done")
         note = (
-            f'coverage="full": {len(windows)} windows of at most {self.options.window_s:g} s, up to '
-            f"{plan.num_frames} frames each; the frames seen and each window's notes are in segments."
+            f'coverage="full": {plural(len(windows), "window")} of at most {self.options.window_s:g} s, up to '
+            f"{plural(plan.num_frames, 'frame')} each; the frames seen and each window's notes are in segments."
         )
         seen = watched_info(watching, note)
         return answer_of(generation, question, [seen], watching.backend, clock_, segments_of(notes), int(clock_.reused))
 
     def watch(
-        self, video: LocalVideo, plan: SamplingPlan, transcript: TranscriptOptions, clock_: Clock, extra_stages: int = 1
+        self,
+        video: LocalVideo,
+        plan: SamplingPlan,
+        transcript: TranscriptOptions,
+        clock_: Clock,
+        extra_stages: int = 1,
+        least_frames: int | None = None,
     ) -> tuple[Watching, list[WindowNotes]]:
         """The range's windows and their notes (the map step), each from the store or the model; the stages after
-        them (`extra_stages`: the answer, or a search's) are the caller's."""
+        them (`extra_stages`: the answer, or a search's) are the caller's. Kept notes are reused when their watch
+        asked for at least `least_frames` frames a window (the plan's count unless given): a watch with more frames
+        saw at least as much."""
         info, keyframes = outline(video.path, index_file(video))
         start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
         cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
@@ -146,8 +157,9 @@ class FullWatch:
         stages = len(windows) + 1 + extra_stages
         heard = self.hearing.transcript(video, start, end, transcript, span(self.progress, 0, 1, stages), self.cancel)
         backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
-        self.progress(1, stages, f"Running {backend.model_id} on {len(windows)} windows")
-        watching = Watching(video, info, plan, transcript, heard, backend, windows, stages, start, end, cuts)
+        self.progress(1, stages, f"Running {backend.model_id} on {plural(len(windows), 'window')}")
+        least = plan.num_frames if least_frames is None else least_frames
+        watching = Watching(video, info, plan, transcript, heard, backend, windows, stages, start, end, cuts, least)
         return watching, self._map(watching, clock_)
 
     def _check_count(self, windows: Sequence[Window], start: float, end: float) -> None:
@@ -177,16 +189,16 @@ class FullWatch:
         plan, backend = watching.plan, watching.backend
         cues = bounded(cues_in_range(watching.heard.cues, window.start_s, window.end_s), MAX_TRANSCRIPT_CHARS)
         key = NotesStore.key(
-            backend.model_id, window.start_s, window.end_s, plan.num_frames, plan.keyframes_only, FRAME_SIDE,
+            backend.model_id, window.start_s, window.end_s, plan.keyframes_only, FRAME_SIDE,
             [(c.start_s, c.end_s, c.text) for c in cues], NOTES_TOKENS,
         )  # fmt: skip
         label = f"Window {window.number} of {len(watching.windows)} ({clock(window.start_s)}-{clock(window.end_s)})"
         kept = store.get(key)
-        if kept is not None:
+        if kept is not None and kept.asked_frames >= watching.least_frames:
             clock_.add("reused", 1)
             self.progress(window.number, watching.stages, f"{label}: notes from an earlier call")
             return kept
-        self.progress(window.number, watching.stages, f"{label}: sampling {plan.num_frames} frames")
+        self.progress(window.number, watching.stages, f"{label}: sampling {plural(plan.num_frames, 'frame')}")
         window_plan = SamplingPlan(plan.num_frames, window.start_s, window.end_s, plan.fps, plan.keyframes_only)
         with timed(clock_, "decode_s"):
             sample = sample_with_plan(
@@ -200,7 +212,7 @@ class FullWatch:
         relay = model_progress(self.progress, window.number, watching.stages, label)
         prompt = Prompt([f.image for f in sample.frames], text.text, text.question_start)
         generation = ask(backend, prompt, NOTES_TOKENS, relay, clock_, self.cancel)
-        notes = WindowNotes(window.start_s, window.end_s, times, cues, generation.text)
+        notes = WindowNotes(window.start_s, window.end_s, times, cues, generation.text, plan.num_frames)
         store.put(key, notes)
         return notes
 

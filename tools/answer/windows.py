@@ -85,6 +85,9 @@ class WindowNotes:
     frames: list[float]
     cues: list[Cue]
     notes: str
+    asked_frames: int = 0
+    """The frames the watch that wrote them asked for (a short window may give fewer): notes are reused by a watch
+    asking for as many or fewer."""
 
 
 class NotesStore:
@@ -108,6 +111,7 @@ class NotesStore:
                 frames=[float(t) for t in data["frames"]],
                 cues=[Cue(float(c["start_s"]), float(c["end_s"]), str(c["text"])) for c in data["cues"]],
                 notes=str(data["notes"]),
+                asked_frames=int(data.get("asked_frames", 0)),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None

@@ -16,6 +16,7 @@ from PIL import Image
 
 from llava_video_mcp.tools.backends.turns import Turns
 from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.plural import plural
 
 DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
 API_KEY_VARIABLE = "LLAVA_VIDEO_MCP_API_KEY"
@@ -108,7 +109,7 @@ class VideoLanguageBackend(ABC):
         token = cancel if cancel is not None else CancelToken()
 
         def waiting(ahead: int) -> None:
-            on_progress(0.0, f"Waiting for the model: {ahead} call{'' if ahead == 1 else 's'} ahead")
+            on_progress(0.0, f"Waiting for the model: {plural(ahead, 'call')} ahead")
 
         with self._turns.turn(token, waiting) as queue_s:
             generation = self.generate(prompt, max_new_tokens, on_progress, token)

@@ -35,11 +35,12 @@ from llava_video_mcp.tools.frames._plan import (
     uniform_targets,
 )
 from llava_video_mcp.tools.frames._sampler import media_duration, outline, probe, sample_frames, sample_with_plan
-from llava_video_mcp.tools.frames._scenes import Cut, detect_scenes, scene_numbers, scene_targets
+from llava_video_mcp.tools.frames._scenes import PROGRESS_EVERY_S, Cut, detect_scenes, scene_numbers, scene_targets
 
 __all__ = [
     "BLOCK_S",
     "MAX_FRAMES",
+    "PROGRESS_EVERY_S",
     "SAMPLE_RATE",
     "AudioTrack",
     "Cut",

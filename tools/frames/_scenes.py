@@ -1,15 +1,21 @@
-"""Scene changes, found by looking: one cheap pass over every frame, as small grey thumbnails made by the decoder's
-own scaler (nothing is ever converted at full size), each compared with the one before.
+"""Scene changes, found by looking: one cheap pass over every frame, as small colour thumbnails made by the
+decoder's own scaler (nothing is ever converted at full size), each compared with the one before.
 
-A cut is a frame that differs from the one before far more than the frames before it differed from each other: the
-difference must pass an absolute floor and a multiple of the recent differences' median, so steady motion, a fade
-(many small steps) and a flashing picture (every step large) give no storm of cuts, while a hard cut between
-keyframes is found exact to the frame (its presentation time). Cuts are at least `MIN_SCENE_S` apart, which also
-bounds how many a file can have.
+The thumbnails are area averages (each of their pixels the mean of the block of the frame it stands for), not
+samples: sampled thumbnails alias fine texture and film grain into large differences between every two frames,
+which hide real cuts, and more so the larger the frame. Averaged, the same content gives about the same
+differences at 480p and at 4K, and texture, grain, panning and shake leave them small.
+
+A cut is a frame that differs from the one before far more than the frames around it do: past an absolute floor,
+a multiple of the recent differences' median, and a multiple of the steps just before and after it (a fade, or a
+picture flashing every frame, is many similar steps). A few frames are looked at past each candidate: when one of
+them looks like the frame before the candidate again, the candidate was a flash, not a cut. A cut is found exact to
+the frame (its presentation time); cuts are at least `MIN_SCENE_S` apart, which also bounds how many a file has.
 
 The pass runs once per file: its cuts are kept beside the video (with the packet index) and read by every later
-call, plan and window. Memory stays flat in the video's length (two thumbnails and a short history); time is one
-decode of the file (README, Benchmarks: about its cost per hour), stopped between packets when cancelled.
+call, plan and window. Memory stays flat in the video's length (a few thumbnails and a short history); time is one
+decode of the file (README, Benchmarks: its cost per hour, beside PySceneDetect's), stopped between packets when
+cancelled.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import bisect
 import collections
 import json
 import logging
+import math
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,27 +43,33 @@ from llava_video_mcp.tools.frames._index import stream_fps
 log = logging.getLogger(__name__)
 
 THUMB = (64, 36)
-"""Width and height of the grey thumbnails compared: enough to tell scenes apart, nothing to decode at full size."""
+"""Width and height of the colour thumbnails compared: enough to tell scenes apart, nothing to decode at full size."""
 FLOOR = 12.0
-"""Smallest mean absolute difference (0-255) between two thumbnails that can be a cut."""
+"""Smallest difference between two thumbnails that can be a cut: mean absolute difference (0-255) of the luma, plus
+half that of each colour plane."""
 RATIO = 4.0
 """A cut differs from the frame before at least this many times more than recent frames differed (the median)."""
+NEIGHBOUR_RATIO = 2.0
+"""... and at least this many times more than the step just before it and the step just after it."""
 HISTORY = 24
 MIN_SCENE_S = 0.3
-_FORMAT = 1
+"""Scenes shorter than this are not scenes: a flash (the picture back within this time) is not a cut."""
+PROGRESS_EVERY_S = 1.0
+"""Wall-clock seconds between two progress reports of the pass: what a person reads, whatever the video's length."""
+_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class Cut:
     """Where a new scene starts (seconds from the first frame, the first frame of the scene) and how different it
-    is from the frame before (mean absolute difference of the thumbnails, 0-255): the more, the more distinct."""
+    is from the frame before (the thumbnails' difference, see FLOOR): the more, the more distinct."""
 
     time_s: float
     strength: float
 
 
 ScanProgress = Callable[[float], None]
-"""Called with the seconds of video looked at so far, about once a second of video."""
+"""Called with the seconds of video looked at so far, about once a second of wall time."""
 
 
 def detect_scenes(
@@ -73,42 +87,81 @@ def detect_scenes(
 
 
 def _look(path: Path, cancel: CancelToken | None, on_progress: ScanProgress | None) -> list[Cut]:
-    cuts: list[Cut] = []
-    reported = 0.0
+    reported = -math.inf  # the first frame is reported at once: the pass has begun
     with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = stream_fps(stream) or 25.0
         timeline = Timeline(1.0 / fps)
         time_base = stream.time_base
-        previous: np.ndarray | None = None
+        detector = _Detector(fps)
         scaler = VideoReformatter()  # one scaler for the whole pass: a new one a frame costs more than decoding
-        history: collections.deque[float] = collections.deque(maxlen=HISTORY)
         for frame in decode_packets(container, stream, cancel=cancel):
             if frame.pts is None or time_base is None:
                 continue
             at = timeline.place(float(frame.pts * time_base))
-            if on_progress is not None and at - reported >= 1.0:
+            if on_progress is not None and time.monotonic() - reported >= PROGRESS_EVERY_S:
                 on_progress(at)
-                reported = at
+                reported = time.monotonic()
             thumb = scaler.reformat(
-                frame, width=THUMB[0], height=THUMB[1], format="gray", interpolation=Interpolation.FAST_BILINEAR
+                frame, width=THUMB[0], height=THUMB[1], format="yuv444p", interpolation=Interpolation.AREA
             ).to_ndarray()
-            if previous is not None:
-                difference = float(np.mean(np.abs(thumb.astype(np.int16) - previous.astype(np.int16))))
-                if _is_cut(difference, history) and (not cuts or at - cuts[-1].time_s >= MIN_SCENE_S):
-                    cuts.append(Cut(round(at, 6), round(difference, 2)))
-                history.append(difference)
-            previous = thumb
-    return cuts
+            detector.push(at, thumb.astype(np.int16))
+    return detector.finish()
 
 
-def _is_cut(difference: float, history: Sequence[float]) -> bool:
-    """Past the floor, and far past what the frames before did (a few of them seen first: a flashing picture's
-    second frame is not a cut)."""
-    if difference < FLOOR or len(history) < 2:
-        return False
-    return difference >= RATIO * statistics.median(history) + 2.0
+@dataclass(frozen=True)
+class _Seen:
+    time_s: float
+    thumb: np.ndarray
+    step: float | None
+    """Its difference from the frame before; None for the first frame."""
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> float:
+    planes = np.abs(a - b).mean(axis=(1, 2))
+    return float(planes[0] + 0.5 * (planes[1] + planes[2]))
+
+
+class _Detector:
+    """Judges each frame once the few frames after it are seen: the frame before, the candidate, the look ahead."""
+
+    def __init__(self, fps: float) -> None:
+        self._ahead = max(2, math.ceil(MIN_SCENE_S * fps))
+        self._frames: collections.deque[_Seen] = collections.deque(maxlen=self._ahead + 2)
+        self._history: collections.deque[float] = collections.deque(maxlen=HISTORY)
+        self._quiet_until = -math.inf
+        self.cuts: list[Cut] = []
+
+    def push(self, time_s: float, thumb: np.ndarray) -> None:
+        step = _difference(self._frames[-1].thumb, thumb) if self._frames else None
+        self._frames.append(_Seen(time_s, thumb, step))
+        if len(self._frames) == self._frames.maxlen:
+            self._judge()
+
+    def finish(self) -> list[Cut]:
+        """The cuts, once the last frames are judged with what follows them."""
+        while len(self._frames) > 1:
+            if len(self._frames) < (self._frames.maxlen or 0):
+                self._judge()
+            self._frames.popleft()
+        return self.cuts
+
+    def _judge(self) -> None:
+        before, candidate, *after = self._frames
+        step = candidate.step
+        assert step is not None
+        usual = RATIO * statistics.median(self._history) + 2.0 if len(self._history) >= 2 else math.inf
+        around = [s for s in (before.step, after[0].step if after else None) if s is not None]
+        level = max(FLOOR, usual, NEIGHBOUR_RATIO * max(around, default=0.0))
+        spaced = not self.cuts or candidate.time_s - self.cuts[-1].time_s >= MIN_SCENE_S
+        if step >= level and spaced and candidate.time_s > self._quiet_until:
+            back = next((s for s in after if _difference(before.thumb, s.thumb) < max(FLOOR, usual)), None)
+            if back is not None:
+                self._quiet_until = back.time_s  # a flash: the picture came back; nothing in it is a cut
+            else:
+                self.cuts.append(Cut(round(candidate.time_s, 6), round(step, 2)))
+        self._history.append(step)
 
 
 def _identity(path: Path) -> str:
