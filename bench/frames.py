@@ -20,7 +20,6 @@ import argparse
 import json
 import multiprocessing
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # The sampler's own index and choice of frames (internal modules), for the floor it is measured against.
+from bench.model import own_peak_rss_mb  # noqa: E402
 from llava_video_mcp.tools.frames import _index, _plan, sample_frames  # noqa: E402
 
 MEDIA = ROOT / "bench" / ".media"
@@ -191,14 +191,7 @@ def timed_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tupl
 
 def _peak_rss_child(path: str, num_frames: int, queue: Any) -> None:
     sample_frames(Path(path), num_frames)
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child would report its parent's peak.
-    status = Path("/proc/self/status").read_text()
-    if "VmHWM:" in status:
-        queue.put(int(status.split("VmHWM:")[1].split()[0]) / 1024)
-    else:
-        queue.put(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * (1024 if sys.platform == "darwin" else 1))
-        )
+    queue.put(own_peak_rss_mb())
 
 
 def peak_rss_mb(path: Path, num_frames: int) -> float:

@@ -219,6 +219,19 @@ def measure(config_name: str, device: str, count: int, new_tokens: int) -> dict[
     return result
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS (MB): VmHWM, not ru_maxrss, since Linux carries ru_maxrss across fork and exec, so a
+    child would report its parent's peak."""
+    status = Path("/proc/self/status")
+    if status.exists() and "VmHWM:" in (text := status.read_text()):
+        return round(int(text.split("VmHWM:")[1].split()[0]) / 1024)
+    import resource
+
+    return round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * (1024 if sys.platform == "darwin" else 1))
+    )
+
+
 def machine(device: str) -> dict[str, Any]:
     import torch
 

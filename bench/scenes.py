@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.model import machine  # noqa: E402
+from bench.model import machine, own_peak_rss_mb  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scenes.json"
 MEDIA = ROOT / "bench" / ".media"
@@ -97,9 +96,7 @@ def _child(detector: str, path: str, queue: Any) -> None:
     started = time.perf_counter()
     cuts = _cuts(detector, path)
     seconds = time.perf_counter() - started
-    queue.put(
-        {"s": seconds, "cuts": cuts, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
-    )
+    queue.put({"s": seconds, "cuts": cuts, "peak_rss_mb": own_peak_rss_mb()})
 
 
 def measured(detector: str, path: Path) -> dict[str, Any]:
