@@ -103,8 +103,10 @@ def build_llava(
     vocab_size: int | None = None,
     init_std: float = 0.2,
     context: int = 32768,
+    endless: bool = True,
 ) -> Path:
-    """Save a randomly initialised llava-interleave-shaped model with its processor to `path`."""
+    """Save a randomly initialised llava-interleave-shaped model with its processor to `path`; `endless`: it never
+    says <|im_end|> (see below)."""
     tokenizer = build_tokenizer()
     vision = sizes["vision"]
     image_processor = SiglipImageProcessorPil(
@@ -140,6 +142,11 @@ def build_llava(
     model = LlavaForConditionalGeneration(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    # Random weights may pick <|im_end|> within a few tokens, or not for thousands, depending on the machine's float
+    # rounding (greedy decoding of noise is chaotic): it is suppressed, so every answer runs to max_new_tokens on
+    # every machine, and tests that need a generation in progress get one.
+    if endless:
+        model.generation_config.suppress_tokens = [tokenizer.eos_token_id]
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
