@@ -1,21 +1,25 @@
-"""Speech benchmark: what hearing a video costs, on the full-size architecture of the default speech model.
+"""Speech benchmark: our engines beside faster-whisper (CTranslate2, int8), on the same audio, in the same run.
 
-No hub is reachable here, so the model is Whisper's full-size architecture with random weights, built by the tests'
-builder (whisper-base on CPU, whisper-large-v3-turbo on CUDA, saved once under bench/.models). Random weights never
-choose to stop, so each block's tokens are capped at --tokens (128 by default: a 30 s block of fast speech, about
-75 words, is about 100 tokens) and only the first temperature runs (a real model passes Whisper's checks at
-temperature 0 on most blocks; a block that fails all six costs up to 6x). Both are stated in the output.
+No hub is reachable here, so the model is Whisper's full-size architecture with random weights and its real
+vocabulary (51,865 ids; 51,866 for v3), built by the tests' builder (whisper-base on CPU, whisper-large-v3-turbo on
+CUDA) and saved once under bench/.models; it is converted once to CTranslate2 int8 by the server's own conversion,
+and that one folder is what both our CTranslate2 engine and faster-whisper run. Random weights never choose to stop,
+so each window's tokens are capped at --tokens (128 by default: a 30 s window of fast speech, about 75 words, is
+about 100 tokens) and only the first temperature runs, for every engine alike (a real model passes Whisper's checks
+at temperature 0 on most windows). Both are stated in the output.
 
-On a 10-minute track of noise (heard as speech would be: no block is skipped as silent), in one run:
+On --minutes of noise (heard as speech would be: nothing is skipped as silent), each engine in a child process of
+its own (for a clean peak RSS):
 
-1. decode: the track decoded and resampled to 16 kHz mono block by block (`tools.frames.decode_block`), the
-   baseline the model's time is measured against;
-2. transcribe: every block through `WhisperBackend` (batches of 8 on CUDA, one at a time on CPU), in a child
-   process for a clean peak RSS; the real-time factor is (decode + transcribe) / audio length, and
-   `seconds_per_audio_hour` what an hour of sound costs;
-3. first call: `describe_video` on the 10-minute video without hearing (`--asr-model none`) and with it (the
-   speech model loaded by the call, as a first call does), the vision model a stand-in, so the difference is
-   what hearing adds to a first call; a second call reads the kept transcript.
+1. whole transcription: ours through `WhisperSpeech.transcribe` (language told once, one encoding a block; 8 blocks
+   a batch on CUDA), faster-whisper through `WhisperModel.transcribe` (greedy, as ours; and at its default beam of
+   5), each as it runs for a user: seconds per audio minute, real-time factor, tokens said, peak RSS;
+2. equal work: 2 windows, each encoded once, then 24 tokens decoded from the same prompt with the end token
+   suppressed: encoder seconds per window and seconds per token.
+
+Our engines: `ctranslate2` (the CPU default) and `transformers` (float32 on CPU, float16 on CUDA: the CUDA default).
+Then `describe_video`'s first call on the video without hearing and with it (the vision model a stand-in): what
+hearing adds to a first call, and that a second call reads the kept transcript.
 
 Prints a table and a final JSON line; writes bench/results/speech-<device>.json with the machine it ran on.
 
@@ -27,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import sys
 import tempfile
 import time
@@ -37,22 +40,36 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.model import machine  # noqa: E402
+from bench.model import machine, own_peak_rss_mb  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MODELS = ROOT / "bench" / ".models"
 MEDIA = ROOT / "bench" / ".media"
+EQUAL_WINDOWS = 2
+EQUAL_TOKENS = 24
 
 
 def ensure_model(device: str, tokens: int) -> Path:
     from tests.whisper_builder import BASE, LARGE_V3_TURBO, build_whisper
 
-    name, sizes = ("whisper-large-v3-turbo", LARGE_V3_TURBO) if device == "cuda" else ("whisper-base", BASE)
-    folder = MODELS / f"{name}-random-{tokens}"
+    if device == "cuda":
+        name, sizes, layout = "whisper-large-v3-turbo", LARGE_V3_TURBO, "v3"
+    else:
+        name, sizes, layout = "whisper-base", BASE, "multilingual"
+    folder = MODELS / f"{name}-real-vocab-random-{tokens}"
     if not (folder / "model.safetensors").exists():
         print(f"building {folder.name} (once) ...", flush=True)
-        build_whisper(folder, sizes, init_std=0.02, max_length=tokens)
+        build_whisper(folder, sizes, init_std=0.02, max_length=tokens, layout=layout)
     return folder
+
+
+def ensure_converted(model: Path) -> tuple[Path, float]:
+    """The CTranslate2 int8 folder both CTranslate2 engines run, made by the server's own conversion (timed)."""
+    from llava_video_mcp.tools.backends.whisper import converted, folder_identity
+
+    started = time.perf_counter()
+    folder = converted(model, model.name, MODELS / "converted", folder_identity(model))
+    return folder, round(time.perf_counter() - started, 2)
 
 
 def ensure_video(minutes: int) -> Path:
@@ -67,53 +84,136 @@ def ensure_video(minutes: int) -> Path:
 
 
 def _first_temperature_only() -> None:
-    from llava_video_mcp.tools.backends import speech
+    from llava_video_mcp.tools.backends import whisper
 
-    speech.THRESHOLDS["temperature"] = (0.0,)
+    whisper.TEMPERATURES = (0.0,)
 
 
-def _transcribe_child(model: str, device: str, video: str, queue: Any) -> None:
-    from llava_video_mcp.tools.backends.speech import WhisperBackend
+def _blocks(video: str) -> tuple[list[Any], float, float]:
     from llava_video_mcp.tools.frames import audio_track, decode_block
 
-    _first_temperature_only()
     track = audio_track(Path(video), None, "bench")
     assert track is not None
-    numbers = track.blocks(0.0, track.duration_s)
     started = time.perf_counter()
-    blocks = [decode_block(track, n) for n in numbers]
-    decode_s = time.perf_counter() - started
+    blocks = [decode_block(track, n) for n in track.blocks(0.0, track.duration_s)]
+    return blocks, time.perf_counter() - started, track.duration_s
+
+
+def _ours(engine: str, model: str, device: str, video: str, store: str) -> dict[str, Any]:
+    import numpy as np
+
+    from llava_video_mcp.tools.backends.whisper import load_whisper
+
+    _first_temperature_only()
+    blocks, decode_s, audio_s = _blocks(video)
     loading = time.perf_counter()
-    backend = WhisperBackend.load(model, device)
+    speech = load_whisper(model, model, engine, device, Path(store))
     load_s = time.perf_counter() - loading
     started = time.perf_counter()
-    heard = backend.transcribe(blocks, None)
-    transcribe_s = time.perf_counter() - started
-    queue.put(
-        {
-            "audio_s": round(track.duration_s, 1),
-            "blocks": len(blocks),
-            "decode_s": round(decode_s, 2),
-            "load_s": round(load_s, 2),
-            "transcribe_s": round(transcribe_s, 2),
-            "segments": sum(len(h) for h in heard),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        }
-    )
+    heard = speech.transcribe(blocks, None)
+    whole_s = time.perf_counter() - started
+    runner = speech._engine  # the engine itself, for the equal-work measure
+    prompt = speech._layout.prompt("en")
+    features = speech._features(blocks[:EQUAL_WINDOWS], sampling_rate=16000, return_tensors="np")["input_features"]
+    started = time.perf_counter()
+    encoded = runner.encode(np.ascontiguousarray(features, dtype=np.float32))
+    encode_s = (time.perf_counter() - started) / EQUAL_WINDOWS
+    decode = _equal_decode(engine, runner, encoded, prompt, speech._layout.end)
+    return {"audio_s": audio_s, "decode_s": decode_s, "load_s": load_s, "whole_s": whole_s,
+            "segments": sum(len(h) for h in heard.heard), "tokens": speech.tokens_decoded, "language": heard.language,
+            "encoder_s_per_window": encode_s, **decode}  # fmt: skip
 
 
-def transcribe(model: Path, device: str, video: Path) -> dict[str, Any]:
+def _equal_decode(engine: str, runner: Any, encoded: Any, prompt: list[int], end: int) -> dict[str, Any]:
+    """EQUAL_TOKENS tokens for each of the windows, the end token suppressed: the decoder's cost per token."""
+    started = time.perf_counter()
+    if engine == "transformers":
+        import torch
+        from transformers import GenerationMixin
+        from transformers.modeling_outputs import BaseModelOutput
+
+        model = runner._model
+        with torch.inference_mode():
+            for row in range(EQUAL_WINDOWS):
+                GenerationMixin.generate(
+                    model, encoder_outputs=BaseModelOutput(last_hidden_state=encoded[row : row + 1]),
+                    decoder_input_ids=torch.tensor([prompt], device=encoded.device), max_new_tokens=EQUAL_TOKENS,
+                    min_new_tokens=EQUAL_TOKENS, do_sample=False, eos_token_id=end, pad_token_id=end,
+                )  # fmt: skip
+    else:
+        import ctranslate2
+        import numpy as np
+
+        for row in range(EQUAL_WINDOWS):
+            view = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[row : row + 1]))
+            runner._model.generate(view, [prompt], beam_size=1, max_length=EQUAL_TOKENS, suppress_tokens=[-1, end])
+    return {"s_per_token": (time.perf_counter() - started) / (EQUAL_WINDOWS * EQUAL_TOKENS)}
+
+
+def _faster_whisper(folder: str, device: str, video: str, beam_size: int, tokens: int) -> dict[str, Any]:
+    import ctranslate2
+    import numpy as np
+    import torch
+    from faster_whisper import WhisperModel
+
+    blocks, decode_s, audio_s = _blocks(video)
+    audio = np.concatenate(blocks)
+    loading = time.perf_counter()
+    model = WhisperModel(folder, device=device, compute_type="int8" if device == "cpu" else "float16",
+                         cpu_threads=torch.get_num_threads(), local_files_only=True)  # fmt: skip
+    load_s = time.perf_counter() - loading
+    started = time.perf_counter()
+    segments, info = model.transcribe(
+        audio, beam_size=beam_size, temperature=0.0, condition_on_previous_text=False, vad_filter=False,
+        max_new_tokens=tokens - 4,
+    )  # fmt: skip
+    said = list(segments)
+    whole_s = time.perf_counter() - started
+    features = np.stack([model.feature_extractor(block)[:, :3000] for block in blocks[:EQUAL_WINDOWS]])
+    features = np.pad(features, ((0, 0), (0, 0), (0, 3000 - features.shape[-1])))
+    started = time.perf_counter()
+    encoded = model.encode(np.ascontiguousarray(features, dtype=np.float32))
+    encode_s = (time.perf_counter() - started) / EQUAL_WINDOWS
+    prompt = [model.hf_tokenizer.token_to_id(t) for t in ("<|startoftranscript|>", "<|en|>", "<|transcribe|>")]
+    end = model.hf_tokenizer.token_to_id("<|endoftext|>")
+    array = np.array(encoded)
+    started = time.perf_counter()
+    for row in range(EQUAL_WINDOWS):
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(array[row : row + 1]))
+        model.model.generate(view, [prompt], beam_size=1, max_length=EQUAL_TOKENS, suppress_tokens=[-1, end])
+    per_token = (time.perf_counter() - started) / (EQUAL_WINDOWS * EQUAL_TOKENS)
+    return {"audio_s": audio_s, "decode_s": decode_s, "load_s": load_s, "whole_s": whole_s, "segments": len(said),
+            "tokens": sum(len(s.tokens) for s in said), "language": info.language,
+            "encoder_s_per_window": encode_s, "s_per_token": per_token}  # fmt: skip
+
+
+def _child(kind: str, args: tuple[Any, ...], queue: Any) -> None:
+    result = _faster_whisper(*args) if kind == "faster-whisper" else _ours(kind, *args)
+    result["peak_rss_mb"] = own_peak_rss_mb()
+    queue.put(result)
+
+
+def measured(kind: str, *args: Any) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_transcribe_child, args=(str(model), device, str(video), queue))
+    process = context.Process(target=_child, args=(kind, args, queue))
     process.start()
     result: dict[str, Any] = queue.get(timeout=7200)
     process.join()
-    heard_s = result["decode_s"] + result["transcribe_s"]
-    result["real_time_factor"] = round(heard_s / result["audio_s"], 3)
-    result["seconds_per_audio_hour"] = round(heard_s * 3600 / result["audio_s"], 1)
-    result["model_over_decode"] = round(result["transcribe_s"] / max(result["decode_s"], 1e-9), 1)
-    return result
+    minutes = result["audio_s"] / 60
+    heard_s = result["decode_s"] + result["whole_s"]
+    return {
+        "s_per_audio_minute": round(heard_s / minutes, 2),
+        "real_time_factor": round(heard_s / result["audio_s"], 3),
+        "seconds_per_audio_hour": round(heard_s * 3600 / result["audio_s"], 1),
+        "load_s": round(result["load_s"], 2),
+        "segments": result["segments"],
+        "tokens": result["tokens"],
+        "language": result["language"],
+        "encoder_s_per_window": round(result["encoder_s_per_window"], 3),
+        "ms_per_token": round(result["s_per_token"] * 1000, 1),
+        "peak_rss_mb": result["peak_rss_mb"],
+    }
 
 
 def first_call(model: Path, device: str, video: Path) -> dict[str, Any]:
@@ -128,12 +228,14 @@ def first_call(model: Path, device: str, video: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as cache:
         fetcher = VideoFetcher(Path(cache), inspect=media_duration)
-        hearing = Hearing(LazySpeech(SpeechConfig(model=str(model), device=device)))
+        speech = SpeechConfig(model=str(model), device=device, store=MODELS / "converted")
+        hearing = Hearing(LazySpeech(speech))
         for name, hears in [("without_hearing_s", Hearing()), ("with_hearing_s", hearing), ("second_call_s", hearing)]:
             qa = VideoQA(fetcher, Ready(FakeBackend()), hearing=hears)
             started = time.perf_counter()
-            qa.describe(str(video), "What is said?", num_frames=8)
+            answer = qa.describe(str(video), "What is said?", num_frames=8)
             result[name] = round(time.perf_counter() - started, 2)
+            result[name.replace("_s", "_transcribe_s")] = answer.timings.transcribe_s
     result["added_by_hearing_s"] = round(result["with_hearing_s"] - result["without_hearing_s"], 2)
     return result
 
@@ -142,32 +244,58 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--minutes", type=int, default=10)
-    parser.add_argument("--tokens", type=int, default=128, help="tokens a block may say at most (random weights)")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens a window may say at most (random weights)")
+    parser.add_argument("--skip-first-call", action="store_true", help="only the engines, not describe_video")
+    parser.add_argument("--only-ours", action="store_true", help="our default engine alone (a GPU run's time limit)")
     args = parser.parse_args()
     from llava_video_mcp.tools.backends.devices import pick_device
 
     device = pick_device(args.device)
     model = ensure_model(device, args.tokens)
+    folder, convert_s = ensure_converted(model)
     video = ensure_video(args.minutes)
-    heard = transcribe(model, device, video)
-    call = first_call(model, device, video)
+    store = str(MODELS / "converted")
+    rows: dict[str, dict[str, Any]] = {}
+    default = "ours ctranslate2 int8" if device == "cpu" else "ours transformers"
+    if device == "cpu":
+        rows[default] = measured("ctranslate2", str(model), device, str(video), store)
+    if device != "cpu" or not args.only_ours:
+        rows["ours transformers"] = measured("transformers", str(model), device, str(video), store)
+    if not args.only_ours:
+        for name, beam in (("faster-whisper greedy", 1), ("faster-whisper beam 5", 5)):
+            rows[name] = measured("faster-whisper", str(folder), device, str(video), beam, args.tokens)
+    ours = rows[default]
+    peers = [row for name, row in rows.items() if name.startswith("faster-whisper")]
+    peer = min(peers, key=lambda r: r["s_per_audio_minute"], default=None)
+    ratios = {} if peer is None else {
+        "whole_vs_fastest_faster_whisper": round(peer["s_per_audio_minute"] / ours["s_per_audio_minute"], 2),
+        "per_token_vs_faster_whisper": round(peer["ms_per_token"] / ours["ms_per_token"], 2),
+        "encoder_vs_faster_whisper": round(peer["encoder_s_per_window"] / ours["encoder_s_per_window"], 2),
+        "peak_rss_vs_faster_whisper": round(ours["peak_rss_mb"] / peer["peak_rss_mb"], 2),
+    }  # fmt: skip
+    call = {} if args.skip_first_call else first_call(model, device, video)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(device),
-        "model": model.name.rsplit("-random", 1)[0] + " (full-size architecture, random weights)",
-        "method": f"at most {args.tokens} tokens a block, first temperature only; {args.minutes} min of noise",
-        "transcribe": heard,
+        "model": model.name.split("-real-vocab", 1)[0] + " (full-size architecture, real vocabulary, random weights)",
+        "method": f"at most {args.tokens} tokens a window, first temperature only; {args.minutes} min of noise; "
+        f"equal work: {EQUAL_WINDOWS} windows x {EQUAL_TOKENS} tokens",
+        "conversion_to_ctranslate2_s": convert_s,
+        "engines": rows,
+        "ours_over_peer": ratios,
         "first_call": call,
     }
-    print(f"{'audio':>10} {'decode':>8} {'model':>8} {'RTF':>6} {'s/audio h':>10} {'peak RSS':>9}")
-    print(
-        f"{heard['audio_s']:>9.0f}s {heard['decode_s']:>7.1f}s {heard['transcribe_s']:>7.1f}s "
-        f"{heard['real_time_factor']:>6.3f} {heard['seconds_per_audio_hour']:>10.0f} {heard['peak_rss_mb']:>7d}MB"
-    )
-    print(
-        f"first describe: {call['without_hearing_s']} s without hearing, {call['with_hearing_s']} s with "
-        f"(+{call['added_by_hearing_s']} s); a second call {call['second_call_s']} s (the transcript is kept)"
-    )
+    print(f"{'engine':<24} {'s/audio min':>11} {'RTF':>6} {'enc s/win':>9} {'ms/token':>8} {'RSS MB':>7} {'tokens':>7}")
+    for name, row in rows.items():
+        print(f"{name:<24} {row['s_per_audio_minute']:>11} {row['real_time_factor']:>6} "
+              f"{row['encoder_s_per_window']:>9} {row['ms_per_token']:>8} {row['peak_rss_mb']:>7} "
+              f"{row['tokens'] if row['tokens'] is not None else '-':>7}")  # fmt: skip
+    print(f"ours against the faster faster-whisper: {ratios}")
+    if call:
+        print(
+            f"first describe: {call['without_hearing_s']} s without hearing, {call['with_hearing_s']} s with "
+            f"(+{call['added_by_hearing_s']} s); a second call {call['second_call_s']} s (the transcript is kept)"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"speech-{device}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

@@ -72,7 +72,10 @@ COMPARE = (
 Source = Annotated[str, Field(description="Local path, http(s) video URL, or video page URL.")]
 MaxNewTokens = Annotated[int, Field(ge=1, le=4096)]
 IncludeTranscript = Annotated[bool, Field(description="Give the model what is said: subtitles, else speech.")]
-Language = Annotated[str, Field(max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="Of subtitles.")]
+Language = Annotated[
+    str | None,
+    Field(max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="Of subtitles (en), and of speech."),
+]
 ReturnFrames = Annotated[
     Literal["none", "sheet", "frames"], Field(description="Also return the frames seen: one sheet, or a JPEG each.")
 ]
@@ -172,7 +175,7 @@ async def describe_video(
     fps: Annotated[float | None, Field(gt=0, le=60, description="At most this many frames a second.")] = None,
     keyframes_only: Annotated[bool, Field(description="Faster: nearest keyframes instead of exact frames.")] = False,
     include_transcript: IncludeTranscript = True,
-    language: Language = "en",
+    language: Language = None,
     max_new_tokens: MaxNewTokens = 256,
     return_frames: ReturnFrames = "none",
     coverage: Annotated[
@@ -217,7 +220,7 @@ async def compare_videos(
     question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)],
     frames_per_video: Annotated[int, Field(ge=1, le=MAX_FRAMES // MIN_VIDEOS)] = 6,
     include_transcript: IncludeTranscript = True,
-    language: Language = "en",
+    language: Language = None,
     max_new_tokens: MaxNewTokens = 256,
     return_frames: ReturnFrames = "none",
     sampling: Scenes = "uniform",

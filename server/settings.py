@@ -142,6 +142,14 @@ class Settings(BaseModel):
             group="speech",
         ),
     ] = "auto"
+    asr_engine: Annotated[
+        Literal["auto", "ctranslate2", "transformers"],
+        Flag(
+            "what runs Whisper in process: ctranslate2 (int8, the folder converted once into the cache); "
+            "transformers (float16 and batched on CUDA); auto: ctranslate2 on CPU, transformers elsewhere",
+            group="speech",
+        ),
+    ] = "auto"
     asr_endpoint: Annotated[
         str | None,
         Flag(
@@ -271,7 +279,7 @@ class Settings(BaseModel):
             raise ValueError("needs a scheme: http://HOST:PORT/v1 or https://...")
         return value
 
-    @field_validator("transport", "device", "dtype", mode="before")
+    @field_validator("transport", "device", "dtype", "asr_engine", mode="before")
     @classmethod
     def _choices_in_any_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -303,6 +311,8 @@ class Settings(BaseModel):
         return SpeechConfig(
             model=self.asr_model,
             device=self.device,
+            engine=self.asr_engine,
+            store=self.cache_dir / "speech-models",
             endpoint=self.asr_endpoint,
             api_key=self.api_key,
             request_timeout_s=self.request_timeout_s,

@@ -100,7 +100,8 @@ def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None
         "--max-new-tokens", type=_number(int, 1, MAX_NEW_TOKENS), default=256,
         help=f"longest answer, in tokens, 1 to {MAX_NEW_TOKENS} (default: 256)",
     )  # fmt: skip
-    parser.add_argument("--language", type=_language, default="en", help="language of the subtitles (default: en)")
+    parser.add_argument("--language", type=_language, default=None,
+                        help="of the subtitles (default: en) and of speech (default: told by the model)")  # fmt: skip
     parser.add_argument("--no-transcript", action="store_true", help="give the model neither subtitles nor speech")
     parser.add_argument("--json", action="store_true", help="print the whole structured result as JSON")
 

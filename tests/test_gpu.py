@@ -70,15 +70,17 @@ def test_speech_is_heard_in_batches_on_cuda(tiny_whisper: Path) -> None:
     stay inside it."""
     import numpy as np
 
-    from llava_video_mcp.tools.backends.speech import CUDA_BATCH, WhisperBackend
+    from llava_video_mcp.tools.backends.whisper import CUDA_BATCH, load_whisper
 
-    backend = WhisperBackend.load(str(tiny_whisper), "auto")
+    backend = load_whisper(str(tiny_whisper), str(tiny_whisper), "transformers", "cuda", None)
     assert backend.device == "cuda"
+    assert backend.compute == "float16"
     rng = np.random.default_rng(0)
     blocks = [(rng.standard_normal(16000 * 30) * 0.1).astype(np.float32) for _ in range(CUDA_BATCH + 2)]
-    blocks[3] = blocks[3][: 16000 * 7]  # a short last block, as the end of a track is
+    blocks[3] = blocks[3][: 16000 * 7]  # a short block among full ones, as the end of a track is
     done: list[int] = []
     heard = backend.transcribe(blocks, None, on_block=done.append)
-    assert len(heard) == len(blocks)
+    assert len(heard.heard) == len(blocks)
+    assert heard.language is not None
     assert done[-1] == len(blocks)
-    assert all(h.end_s <= len(block) / 16000 for block, found in zip(blocks, heard, strict=True) for h in found)
+    assert all(h.end_s <= len(block) / 16000 for block, found in zip(blocks, heard.heard, strict=True) for h in found)

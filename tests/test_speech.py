@@ -23,9 +23,9 @@ from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.checks import check
 from llava_video_mcp.server.settings import ConfigError, Settings
 from llava_video_mcp.tools.answer import Hearing, TranscriptOptions, VideoAnswer
-from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig
+from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, speech_loader, whisper
 from llava_video_mcp.tools.backends.fake import FakeBackend
-from llava_video_mcp.tools.backends.speech import Heard, WhisperBackend, heard_in
+from llava_video_mcp.tools.backends.speech import Heard, heard_in
 from llava_video_mcp.tools.frames import BLOCK_S, audio_track, decode_block, is_silent, level_dbfs
 from llava_video_mcp.tools.media import LocalVideo
 from tests.engines import MisbehavingEngine, Relay, Script, served_model
@@ -33,7 +33,7 @@ from tests.httpserver import LoopbackServer
 from tests.media import with_sound, with_subtitles
 from tests.test_acquisition import VTT
 from tests.test_server import error_text
-from tests.whisper_builder import build_whisper
+from tests.whisper_builder import TIMESTAMPS, build_whisper
 
 pytestmark = pytest.mark.anyio
 
@@ -107,7 +107,7 @@ async def test_speech_is_heard_when_there_are_no_subtitles(served: tuple[Client,
         assert 5 - BLOCK_S <= cue.start_s < cue.end_s <= 40.0  # inside the video, and overlapping the range
         assert cue.end_s > 5
         assert cue.start_s < 35
-    assert f"{LABEL}\n[{video.transcript[0].start_s:g} s] {video.transcript[0].text}" in state.prompt
+    assert f"{LABEL}\n[{video.transcript[0].start_s:.1f} s] {video.transcript[0].text}" in state.prompt
     assert state.transcribed[0] == "Transcribing 00:00 of 00:40"
     assert state.transcribed[-1].endswith("00:40 of 00:40")
 
@@ -161,8 +161,11 @@ async def test_heard_speech_is_kept_for_every_later_call_and_a_restart(
         assert restarted.transcribed == []
     assert after.videos[0].transcript == again.videos[0].transcript == wider.videos[0].transcript
     assert first.videos[0].transcript == [c for c in wider.videos[0].transcript or [] if c.start_s < 20]
-    kept = list(state.settings.cache_dir.rglob("speech/*/*.json"))
+    kept = list(state.settings.cache_dir.rglob("speech/*/0*.json"))
     assert len(kept) == 2
+    assert [p.read_text() for p in state.settings.cache_dir.rglob("speech/*/language.json")] == [
+        json.dumps(after.videos[0].speech_language)
+    ]  # told once, kept with the blocks
     assert not list(state.settings.cache_dir.rglob("speech/*/.*"))
 
 
@@ -233,7 +236,7 @@ async def test_cancelling_stops_between_blocks_and_keeps_only_whole_ones(tmp_pat
         # The server is free: the next call is answered (the model's turn was given back between blocks).
         quick = await describe(client, state, source=str(long), include_transcript=False)
         assert quick.answer
-    kept = list(state.settings.cache_dir.rglob("speech/*/*.json"))
+    kept = list(state.settings.cache_dir.rglob("speech/*/0*.json"))
     assert 1 <= len(kept) < 20
     assert not list(state.settings.cache_dir.rglob("speech/*/.*"))  # nothing half written
 
@@ -454,9 +457,166 @@ def test_an_engine_reply_is_read_as_data() -> None:
         assert heard_in(nonsense, 30.0) == []
 
 
-def test_the_tiny_whisper_keeps_its_token_layout(tiny_whisper: Path) -> None:
-    backend = WhisperBackend.load(str(tiny_whisper), "cpu")
-    config = json.loads((tiny_whisper / "generation_config.json").read_text())
-    assert config["no_timestamps_token_id"] + 1 == backend._processor.tokenizer.convert_tokens_to_ids("<|0.00|>")
-    assert "<|en|>" in config["lang_to_id"]
-    assert set(config["task_to_id"]) == {"transcribe", "translate"}
+# Whisper's real token layout, on both engines
+
+
+@pytest.mark.parametrize(
+    ("layout", "ids"),
+    [
+        ("multilingual", {"<|endoftext|>": 50257, "<|startoftranscript|>": 50258, "<|en|>": 50259, "<|0.00|>": 50364}),
+        ("v3", {"<|endoftext|>": 50257, "<|startoftranscript|>": 50258, "<|yue|>": 50358, "<|0.00|>": 50365}),
+    ],
+)
+@pytest.mark.parametrize("engine", ["ctranslate2", "transformers"])
+def test_the_real_token_layouts_are_heard_on_both_engines(
+    tmp_path: Path, layout: str, ids: dict[str, int], engine: str
+) -> None:
+    folder = build_whisper(tmp_path / layout, max_length=24, layout=layout)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["vocab_size"] == (51866 if layout == "v3" else 51865)
+    assert config["num_mel_bins"] == (128 if layout == "v3" else 80)
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    added = {entry["content"]: entry["id"] for entry in tokenizer["added_tokens"]}
+    assert {token: added[token] for token in ids} == ids
+    assert added[TIMESTAMPS[-1]] == config["vocab_size"] - 1  # <|30.00|> is the last id
+    speech = whisper.load_whisper(str(folder), str(folder), engine, "cpu", tmp_path / "converted")
+    assert speech.compute == ("int8" if engine == "ctranslate2" else "float32")
+    assert len(speech.languages) == (100 if layout == "v3" else 99)
+    rng = np.random.default_rng(0)
+    blocks = [(rng.standard_normal(16000 * 30) * 0.1).astype(np.float32), np.zeros(16000 * 7, dtype=np.float32)]
+    told = speech.transcribe(blocks, None)
+    assert told.language in speech.languages  # told once, from the first block
+    assert len(told.heard) == 2
+    for block, said in zip(blocks, told.heard, strict=True):
+        assert all(0 <= h.start_s < h.end_s <= len(block) / 16000 for h in said)
+    assert speech.transcribe(blocks[:1], "de").language == "de"  # a language the model knows is given, not told
+
+
+def test_each_block_is_encoded_once_and_the_language_told_once(
+    tmp_path: Path, tiny_whisper: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random model fails Whisper's checks at every temperature, the worst case: six decodings a block, still one
+    encoding; the language is told from the first block of the video and given to every later one."""
+    calls = {"encode": 0, "language": 0, "decode": 0}
+
+    def counted(name: str) -> Any:
+        original = getattr(whisper.CTranslate2Engine, name)
+
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in calls:
+        monkeypatch.setattr(whisper.CTranslate2Engine, name, counted(name))
+    video = with_sound(tmp_path / "talk.mp4", seconds=75, fps=1)
+    speech = LazySpeech(SpeechConfig(model=str(tiny_whisper), device="cpu", store=tmp_path / "models"))
+    local = LocalVideo("talk", video, None, from_cache=True, fetch_s=0.0, store=tmp_path / "store")
+    first = Hearing(speech).transcript(local, 0.0, 30.0, _INCLUDE)
+    assert calls["encode"] == 1
+    assert calls["language"] == 1
+    assert calls["decode"] == len(whisper.TEMPERATURES)  # every fallback temperature, on the one encoding
+    assert first.language is not None
+    rest = Hearing(speech).transcript(local, 0.0, 75.0, _INCLUDE)
+    assert calls["encode"] == 3  # the two blocks not heard yet, once each
+    assert calls["language"] == 1  # the video's language is kept with its blocks
+    assert rest.language == first.language
+    forced = Hearing(speech).transcript(local, 0.0, 30.0, TranscriptOptions(language="de"))
+    assert forced.language == "de"
+    assert calls["language"] == 1
+    assert calls["encode"] == 4  # heard again, in German
+
+
+async def test_the_result_says_the_language_and_the_time_spent_hearing(
+    served: tuple[Client, Served], sounds: Path
+) -> None:
+    client, state = served
+    first = await describe(client, state, source=str(sounds / "talk.mp4"))
+    video = first.videos[0]
+    assert video.transcript_source == "speech"
+    assert video.speech_language is not None
+    assert first.timings.transcribe_s is not None
+    assert first.timings.transcribe_s > 0
+    parts = first.timings.fetch_s + first.timings.decode_s + first.timings.inference_s + first.timings.transcribe_s
+    assert parts <= first.timings.total_s + 1e-3
+    asked = await describe(client, state, source=str(sounds / "talk.mp4"), language="fr")
+    assert asked.videos[0].speech_language == "fr"
+    assert (asked.timings.transcribe_s or 0) > 0
+
+
+def _cut_short(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _other_size(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["d_model"] = 32
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _other_mel_bins(folder: Path) -> None:
+    preprocessor = folder / "processor_config.json"
+    data = json.loads(preprocessor.read_text())
+    data["feature_extractor"]["feature_size"] = 128
+    preprocessor.write_text(json.dumps(data))
+
+
+def _no_tokenizer(folder: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "added_tokens.json",
+                 "special_tokens_map.json"):  # fmt: skip
+        (folder / name).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (_cut_short, "Could not load the speech model"),
+        (_other_size, "weights that do not match its config.json"),
+        (_other_mel_bins, "the model reads 80 mel bins, preprocessor_config.json makes 128"),
+        (_no_tokenizer, "has no usable tokenizer"),
+    ],
+    ids=["cut-short-weights", "config-of-another-size", "other-mel-bins", "no-tokenizer"],
+)
+@pytest.mark.parametrize("engine", ["ctranslate2", "transformers"])
+async def test_a_broken_whisper_folder_is_a_note_until_it_is_fixed(
+    tmp_path: Path, sounds: Path, monkeypatch: pytest.MonkeyPatch, damage: Any, says: str, engine: str
+) -> None:
+    folder = build_whisper(tmp_path / "whisper", max_length=24)
+    damage(folder)
+    loads: list[str] = []
+    real_load = whisper.load_whisper
+    monkeypatch.setattr(speech_loader, "load_whisper", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    state = Served(settings_for(tmp_path, folder, asr_engine=engine))
+    async with Client(build_server(state.settings, Ready(state.vision))) as client:
+        broken = await describe(client, state, source=str(sounds / "talk.mp4"))
+        assert broken.answer
+        assert broken.videos[0].transcript is None
+        note = broken.videos[0].note or ""
+        assert says in note, note
+        assert "No speech was heard in this range" not in note  # never reported as silence
+        again = await describe(client, state, source=str(sounds / "talk.mp4"))
+        assert again.videos[0].note == broken.videos[0].note
+        assert len(loads) == 1  # not tried again while the folder is the same
+        build_whisper(folder, max_length=24, seed=1)  # fixed in place: every file written anew
+        fixed = await describe(client, state, source=str(sounds / "talk.mp4"))
+    assert fixed.videos[0].transcript_source == "speech", fixed.videos[0].note
+    assert len(loads) == 2
+
+
+async def test_kept_speech_follows_what_the_folder_holds(tmp_path: Path, sounds: Path) -> None:
+    folder = build_whisper(tmp_path / "whisper", max_length=24)
+    state = Served(settings_for(tmp_path, folder))
+    async with Client(build_server(state.settings, Ready(state.vision))) as client:
+        await describe(client, state, source=str(sounds / "talk.mp4"))
+        assert state.transcribed
+        await describe(client, state, source=str(sounds / "talk.mp4"))
+        assert state.transcribed == []  # kept
+    build_whisper(folder, max_length=24, seed=3)  # another model in the same folder
+    restarted = Served(settings_for(tmp_path, folder))
+    async with Client(build_server(restarted.settings, Ready(restarted.vision))) as client:
+        await describe(client, restarted, source=str(sounds / "talk.mp4"))
+    assert restarted.transcribed  # heard again: what was kept came from the other model
+    converted = list((tmp_path / "cache" / "speech-models").glob("*-ct2-*"))
+    assert len(converted) == 2  # one CTranslate2 conversion per model, kept in the cache

@@ -1,11 +1,14 @@
 """What is said in a range of a video: its subtitles when it has them (a site's, or a file beside it), else the
 speech heard in its sound, as the same timestamped cues.
 
-Speech is heard in 30 s blocks on the video's timeline, each kept beside the video once heard (per speech model,
-written whole or not at all), so every later call, range, tool and window, and a restarted server, reads it
+Speech is heard in 30 s blocks on the video's timeline, each kept beside the video once heard (per speech model, by
+what its folder holds, and per language asked for; written whole or not at all), so every later call, range, tool
+and window, and a restarted server, reads it
 instead of hearing it again; a range of a long video hears only the blocks it needs. Blocks whose level says there
 is nothing to hear are kept as silent without asking the model (speech models write text over silence). A video
-with no sound, or silent in the range, still answers: its note says no speech was heard.
+with no sound, or silent in the range, still answers: its note says no speech was heard. The language is told
+once a video (from the first block with speech, kept with its blocks) and then given to every block, unless the
+caller names one the model knows.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Literal
 import numpy as np
 
 from llava_video_mcp.tools.answer.progress import Progress, no_progress
-from llava_video_mcp.tools.answer.steps import TranscriptOptions
+from llava_video_mcp.tools.answer.results import Clock
+from llava_video_mcp.tools.answer.steps import TranscriptOptions, timed
 from llava_video_mcp.tools.backends import Heard, LazySpeech, SpeechBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
@@ -33,7 +37,7 @@ from llava_video_mcp.tools.prompt import Cue, clock, cues_in_range, read_cues
 log = logging.getLogger(__name__)
 
 Source = Literal["subtitles", "speech"]
-_FORMAT = 1
+_FORMAT = 2
 """Part of every block's key: a change in how blocks are heard makes earlier ones stale."""
 
 
@@ -44,6 +48,8 @@ class Transcript:
     cues: list[Cue]
     source: Source | None = None
     note: str | None = None
+    language: str | None = None
+    """Of the speech heard: the one asked for, or the one the model told."""
 
 
 NOTHING = Transcript([])
@@ -67,8 +73,10 @@ class Hearing:
         options: TranscriptOptions,
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
+        clock: Clock | None = None,
     ) -> Transcript:
-        """The range's cues. Read while the video's cache entry is held: an evicted entry takes them with it."""
+        """The range's cues. Read while the video's cache entry is held: an evicted entry takes them with it. The
+        time spent hearing (the speech model's loading too) goes to the clock's `transcribe_s`."""
         if not options.include:
             return NOTHING
         if video.subtitles is not None:
@@ -85,14 +93,16 @@ class Hearing:
             return Transcript([], note=f"No speech was heard: the sound could not be read ({exc}).")
         if track is None:
             return Transcript([], note="No speech was heard: the video has no sound this server can decode.")
+        listening = _Listening(self.speech, video, track, progress, cancel, options.speech_language)
         try:
-            cues = _Listening(self.speech, video, track, progress, cancel).cues(start_s, end_s)
+            with timed(clock or Clock(), "transcribe_s"):
+                cues, language = listening.cues(start_s, end_s)
         except ModelError as exc:
             log.warning("speech was not heard: %s", exc)
             return Transcript([], note=f"No speech was heard: {exc}")
         if not cues:
             return Transcript([], note="No speech was heard in this range (silence, or sound without words).")
-        return Transcript(cues, "speech")
+        return Transcript(cues, "speech", language=language)
 
 
 class _Listening:
@@ -105,18 +115,25 @@ class _Listening:
         track: AudioTrack,
         progress: Progress,
         cancel: CancelToken | None,
+        asked: str | None,
     ) -> None:
         self.speech = speech
         self.video = video
         self.track = track
         self.progress = progress
         self.cancel = cancel
+        self.asked = asked
+        """The language the caller named; used only if the model knows it."""
+        self.language: str | None = None
         self.store = _BlockStore(video.store / "speech" if video.store is not None else None)
 
-    def cues(self, start_s: float, end_s: float) -> list[Cue]:
-        """The cues heard in the range; ModelError when the speech model could not be brought up or failed."""
+    def cues(self, start_s: float, end_s: float) -> tuple[list[Cue], str | None]:
+        """The cues heard in the range and their language; ModelError when the speech model could not be brought
+        up or failed."""
         blocks = self.track.blocks(start_s, end_s)
-        key = self.store.key(self.speech.identity(), self.track)
+        asked = self.asked
+        key = self.store.key(self.speech.identity(), self.track, asked)
+        self.language = self.store.language(key) or asked  # what was told wins: `asked` may be unknown to it
         heard = {number: kept for number in blocks if (kept := self.store.get(key, number)) is not None}
         missing = [number for number in blocks if number not in heard]
         if missing:
@@ -126,7 +143,7 @@ class _Listening:
             for number in blocks
             for h in heard[number]
         ]
-        return cues_in_range(cues, start_s, end_s)
+        return cues_in_range(cues, start_s, end_s), self.language
 
     def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[Heard]]:
         """Hear the missing blocks a batch at a time, keeping each once heard."""
@@ -157,10 +174,14 @@ class _Listening:
         self, backend: SpeechBackend, pending: list[tuple[int, np.ndarray]], heard: dict[int, list[Heard]], key: str
     ) -> int:
         numbers = [number for number, _ in pending]
-        results = backend.transcribe([samples for _, samples in pending], None, cancel=self.cancel)
-        for number, result in zip(numbers, results, strict=True):
-            heard[number] = result
-            self.store.put(key, number, result)
+        given = self.language if self.language in backend.languages else None
+        result = backend.transcribe([samples for _, samples in pending], given, cancel=self.cancel)
+        if given is None and result.language is not None:
+            self.language = result.language  # told once: every later block of this video is heard in it
+            self.store.put_language(key, result.language)
+        for number, said in zip(numbers, result.heard, strict=True):
+            heard[number] = said
+            self.store.put(key, number, said)
         pending.clear()
         return len(numbers)
 
@@ -178,10 +199,30 @@ class _BlockStore:
         self.folder = folder
 
     @staticmethod
-    def key(model: str, track: AudioTrack) -> str:
+    def key(model: str, track: AudioTrack, language: str | None) -> str:
         stat = track.path.stat()
-        parts = [_FORMAT, model, track.path.name, stat.st_size, stat.st_mtime_ns, track.stream_index, track.offset_s]
+        parts = [_FORMAT, model, track.path.name, stat.st_size, stat.st_mtime_ns, track.stream_index, track.offset_s,
+                 language]  # fmt: skip
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+    def language(self, key: str) -> str | None:
+        """The language told for these blocks, when one was."""
+        if self.folder is None:
+            return None
+        try:
+            told = json.loads((self.folder / key / "language.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return told if isinstance(told, str) and told.isalpha() and len(told) <= 8 else None
+
+    def put_language(self, key: str, language: str) -> None:
+        if self.folder is None:
+            return
+        try:
+            (self.folder / key).mkdir(parents=True, exist_ok=True)
+            write_whole(self.folder / key / "language.json", json.dumps(language))
+        except OSError as exc:
+            log.warning("could not keep the language heard at %s (%s)", self.folder, exc.strerror or exc)
 
     def get(self, key: str, number: int) -> list[Heard] | None:
         if self.folder is None:

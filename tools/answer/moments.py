@@ -196,7 +196,7 @@ class MomentSearch:
         info, _ = outline(video.path, index_file(video))
         start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
         hearing = span(self.progress, 0, 1, 2)
-        heard = self.hearing.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel)
+        heard = self.hearing.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel, clock)
         basis: Basis = "speech" if heard.source == "speech" else "subtitles"
         chosen = said(heard.cues, query, basis)[:most]
         if len(chosen) < most:
@@ -213,6 +213,7 @@ class MomentSearch:
         seen = video_info(
             video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,
             note=" ".join(n for n in (note, stream_notes(info), heard.note) if n), source=heard.source,
+            language=heard.language,
         )  # fmt: skip
         answered = MomentsAnswer(
             query=query,

@@ -54,6 +54,9 @@ class VideoInfo(BaseModel):
         default=None, description="What is said in the range, as the model got it: subtitles, or speech heard."
     )
     transcript_source: Literal["subtitles", "speech"] | None = None
+    speech_language: str | None = Field(
+        default=None, description="Language of the speech heard (Whisper's code): the one asked for, else told once."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -75,6 +78,9 @@ class Timings(BaseModel):
     model_load_s: float = Field(description="Loading the model, when this call was the one that loaded it; else 0.")
     queue_s: float = Field(default=0.0, description="Waiting for a turn at the model behind other calls.")
     inference_s: float = Field(description="Image encoding, prefill and generation.")
+    transcribe_s: float | None = Field(
+        default=None, description="Hearing speech (the speech model's loading too); absent when nothing was heard."
+    )
     total_s: float
 
 
@@ -177,8 +183,10 @@ def video_info(
     note: str | None,
     cues: Sequence[Cue] = (),
     source: Literal["subtitles", "speech"] | None = None,
+    language: str | None = None,
 ) -> VideoInfo:
-    """What was read from one source, and what of it the model saw (and heard: `cues`, from `source`)."""
+    """What was read from one source, and what of it the model saw (and heard: `cues`, from `source`, speech in
+    `language`)."""
     return VideoInfo(
         source=video.source,
         title=video.title,
@@ -197,6 +205,7 @@ def video_info(
         note=note,
         transcript=transcript_cues(cues),
         transcript_source=source,
+        speech_language=language if source == "speech" else None,
     )
 
 
@@ -226,6 +235,7 @@ class Clock:
     queue_s: float = 0.0
     model_s: float = 0.0
     """Time with the model, waiting in its queue included (queue_s is taken out of it)."""
+    transcribe_s: float = 0.0
     reused: float = 0.0
     """Windows whose notes came from an earlier call."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -241,6 +251,7 @@ class Clock:
             model_load_s=round(self.load_s, 3),
             queue_s=round(self.queue_s, 3),
             inference_s=round(max(self.model_s - self.queue_s, 0.0), 3),
+            transcribe_s=round(self.transcribe_s, 3) or None,
             total_s=round(time.perf_counter() - self.started, 3),
         )
 

@@ -81,7 +81,7 @@ def answer_sampled(
                 sampling(share, 1, f"Sampling {plural(request.plan.num_frames, 'frame')} from video {number}/{count}")
                 sample, hit = samples.sample(video.path, plan, cancel, index_file(video))
             listening = work.part("hear", number - 1, count)
-            heard = hearing.transcript(video, sample.start_s, sample.end_s, transcript, listening, cancel)
+            heard = hearing.transcript(video, sample.start_s, sample.end_s, transcript, listening, cancel, clock)
             cues = bounded(heard.cues, MAX_TRANSCRIPT_CHARS // count)
             seen.append(_Seen(video, sample, hit, replace(heard, cues=cues), cuts))
     backend = load_model(model, work.part("load"), clock)
@@ -121,6 +121,7 @@ def _video_infos(seen: Sequence[_Seen]) -> list[VideoInfo]:
                 note=" ".join(n for n in (_with_sparse_note(one.sample), one.heard.note) if n) or None,
                 cues=one.heard.cues,
                 source=one.heard.source,
+                language=one.heard.language,
             )
         )
     return infos

@@ -28,12 +28,19 @@ call, so an answer never depends on whether the model happened to be loaded yet.
 @dataclass(frozen=True)
 class TranscriptOptions:
     include: bool = True
-    language: str = "en"
+    language: str | None = None
+    """The caller's language: of the subtitles (English when not given), and of the speech heard (told by the
+    model when not given, or not one it knows)."""
 
     @property
     def subtitle_language(self) -> str | None:
         """The language to fetch subtitles in, None when they are not wanted."""
-        return self.language if self.include else None
+        return (self.language or "en") if self.include else None
+
+    @property
+    def speech_language(self) -> str | None:
+        """The language asked for, as a speech model names it (pt-BR: pt); None to let the model tell."""
+        return self.language.split("-")[0].lower() if self.language else None
 
 
 WITH_TRANSCRIPT = TranscriptOptions()

@@ -155,7 +155,8 @@ class FullWatch:
         windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
         self._check_count(windows, start, end)
         stages = len(windows) + 1 + extra_stages
-        heard = self.hearing.transcript(video, start, end, transcript, span(self.progress, 0, 1, stages), self.cancel)
+        hearing = span(self.progress, 0, 1, stages)
+        heard = self.hearing.transcript(video, start, end, transcript, hearing, self.cancel, clock_)
         backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
         self.progress(1, stages, f"Running {backend.model_id} on {plural(len(windows), 'window')}")
         least = plan.num_frames if least_frames is None else least_frames
@@ -243,7 +244,7 @@ def watched_info(watching: Watching, note: str) -> VideoInfo:
         watching.video, watching.info, start_s=watching.start_s, end_s=watching.end_s,
         frames_requested=watching.plan.num_frames, frames=[], frames_from_cache=False,
         note=" ".join(n for n in (note, stream_notes(watching.info), watching.heard.note) if n),
-        source=watching.heard.source,
+        source=watching.heard.source, language=watching.heard.language,
     )  # fmt: skip
 
 

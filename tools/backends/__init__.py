@@ -5,7 +5,9 @@
     loader.py        picks the local or the remote backend from the configuration, brings it up once
     transformers.py  in process: llava through transformers, with devices.py, prefix_cache.py and attention.py
     remote.py        an OpenAI-compatible serving engine (vLLM, SGLang, `transformers serve`) over HTTP
-    speech.py        hearing: Whisper in process, or a serving engine's /v1/audio/transcriptions
+    speech.py        hearing: the protocol, and a serving engine's /v1/audio/transcriptions
+    speech_loader.py hearing's configuration, and the backend it brings up once
+    whisper.py       hearing in process: Whisper's decoding policy over CTranslate2 (int8, CPU) or transformers
     fake.py          a stand-in for tests and demos: scripted answers, prompts recorded
 
 Importing this package imports neither torch nor transformers.
@@ -20,7 +22,8 @@ from llava_video_mcp.tools.backends.base import (
     VideoLanguageBackend,
 )
 from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE, BackendConfig, LazyBackend, Ready
-from llava_video_mcp.tools.backends.speech import Heard, LazySpeech, SpeechBackend, SpeechConfig
+from llava_video_mcp.tools.backends.speech import Heard, SpeechBackend, Transcription
+from llava_video_mcp.tools.backends.speech_loader import LazySpeech, SpeechConfig
 
 __all__ = [
     "API_KEY_VARIABLE",
@@ -36,5 +39,6 @@ __all__ = [
     "Ready",
     "SpeechBackend",
     "SpeechConfig",
+    "Transcription",
     "VideoLanguageBackend",
 ]

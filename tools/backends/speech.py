@@ -1,10 +1,7 @@
 """Hearing: speech in 30 s blocks of 16 kHz mono audio to timestamped text, behind one small protocol.
 
-- `WhisperBackend`: Whisper through transformers, in process: `WhisperForConditionalGeneration` and its processor,
-  Whisper's own `generate(..., return_timestamps=True, return_segments=True)`, greedy with Whisper's temperature
-  fallback, its no-speech / log-prob / compression-ratio thresholds, and `condition_on_prev_tokens=False` (text
-  invented over music or silence is the failure to avoid). Blocks go a batch at a time (several on CUDA, one on
-  CPU, where batching gains nothing); cancelling stops between batches and between tokens.
+- In process, Whisper (`whisper.WhisperSpeech`): Whisper's own decoding policy over CTranslate2 (int8, the CPU
+  default) or transformers (float16 and batched on CUDA); see that module.
 - `RemoteSpeech`: an OpenAI-compatible `/v1/audio/transcriptions` endpoint (vLLM serves Whisper there) through the
   `openai` SDK: `verbose_json` segments where the engine gives them; an engine that returns text only (`transformers
   serve`) gives one segment per block. Blocks run concurrently up to `--max-concurrent-requests`.
@@ -16,7 +13,6 @@ blocks, and on a GPU blocks batch. The cost: a word spoken across an edge may be
 
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 import math
@@ -27,14 +23,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llava_video_mcp.tools.backends.base import API_KEY_VARIABLE
-from llava_video_mcp.tools.backends.devices import pick_device
-from llava_video_mcp.tools.backends.hub import DownloadProgress, local_snapshot
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
 
@@ -44,20 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-CPU_DEFAULT = "openai/whisper-base"
-"""74M parameters: about 0.2x real time on one core (README, Speech)."""
-CUDA_DEFAULT = "openai/whisper-large-v3-turbo"
-"""809M parameters, the English word error rate of large-v3 in published evaluations, fast on a GPU."""
-CUDA_BATCH = 8
-THRESHOLDS: dict[str, Any] = {
-    "temperature": (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-    "compression_ratio_threshold": 1.35,
-    "logprob_threshold": -1.0,
-    "no_speech_threshold": 0.6,
-    "condition_on_prev_tokens": False,
-}
-"""Whisper's own safeguards against invented text, as its long-form decoding uses them."""
-
 BlockProgress = Callable[[int], None]
 """Called with the number of blocks heard so far in this request."""
 
@@ -71,11 +50,27 @@ class Heard:
     text: str
 
 
+@dataclass(frozen=True)
+class Transcription:
+    """What each block of a request says, in order, and the language it was heard in (the one given, or the one
+    the model told from the first block; None when the engine does not say)."""
+
+    heard: list[list[Heard]]
+    language: str | None
+
+
 class SpeechBackend(ABC):
     model_id: str
     device: str
+    compute: str = ""
+    """What the model runs in (int8, float16, float32), where it is known."""
     blocks_at_once: int = 1
     """Blocks worth handing to one `transcribe` call: a batch on CUDA, or the requests an engine takes at once."""
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """The language codes the model can be told to hear (empty: it cannot be told)."""
+        return frozenset()
 
     @abstractmethod
     def transcribe(
@@ -84,119 +79,12 @@ class SpeechBackend(ABC):
         language: str | None,
         on_block: BlockProgress | None = None,
         cancel: CancelToken | None = None,
-    ) -> list[list[Heard]]:
+    ) -> Transcription:
         """What is said in each block (mono float32 at 16 kHz, at most 30 s), in order; `language` None lets the
         model tell."""
 
     def close(self) -> None:
         return None
-
-
-class WhisperBackend(SpeechBackend):
-    def __init__(self, model: Any, processor: Any, model_id: str, device: str) -> None:
-        self._model = model
-        self._processor = processor
-        self._turn = threading.Lock()
-        self.model_id = model_id
-        self.device = device
-        self.blocks_at_once = CUDA_BATCH if device == "cuda" else 1
-        self._languages = {key.strip("<|>") for key in getattr(model.generation_config, "lang_to_id", {})}
-
-    @classmethod
-    def load(cls, model_id: str, device: str = "auto", on_download: DownloadProgress | None = None) -> WhisperBackend:
-        """From a local folder or a hub id (the cache, or a download with progress); ModelError with the fix."""
-        hf: Any = importlib.import_module("transformers")
-        import torch
-
-        chosen = pick_device(device)
-        local = Path(model_id).expanduser()
-        is_folder = model_id.startswith((".", "/", "~")) or local.exists()
-        source = str(local) if is_folder else local_snapshot(model_id, on_download, flag="--asr-model")
-        try:
-            config = hf.AutoConfig.from_pretrained(source)
-            if config.model_type != "whisper":
-                raise ModelError(f"--asr-model {model_id} is a '{config.model_type}' model, not a Whisper model.")
-            processor = hf.WhisperProcessor.from_pretrained(source)
-            dtype = torch.float16 if chosen == "cuda" else torch.float32
-            model = hf.WhisperForConditionalGeneration.from_pretrained(source, dtype=dtype)
-        except ModelError:
-            raise
-        except (OSError, ValueError, KeyError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"Could not load the speech model '{model_id}' ({reason}). Set --asr-model to a Whisper hub id or "
-                "folder, or to none to hear nothing."
-            ) from exc
-        if not hasattr(model.generation_config, "no_timestamps_token_id"):
-            raise ModelError(
-                f"The speech model '{model_id}' has no timestamp tokens in its generation config (an old or re-saved "
-                "checkpoint): download it again, or set --asr-model none."
-            )
-        model.to(chosen)
-        model.eval()
-        return cls(model, processor, str(local) if is_folder else model_id, chosen)
-
-    def transcribe(
-        self,
-        blocks: Sequence[np.ndarray],
-        language: str | None,
-        on_block: BlockProgress | None = None,
-        cancel: CancelToken | None = None,
-    ) -> list[list[Heard]]:
-        import torch
-
-        heard: list[list[Heard]] = []
-        language = language if language in self._languages else None
-        with self._turn, torch.inference_mode():
-            for start in range(0, len(blocks), self.blocks_at_once):
-                if cancel is not None:
-                    cancel.check()
-                batch = blocks[start : start + self.blocks_at_once]
-                heard.extend(self._batch_heard(batch, language, cancel))
-                if on_block is not None:
-                    on_block(len(heard))
-        return heard
-
-    def _batch_heard(self, batch: Sequence[np.ndarray], language: str | None, cancel: CancelToken | None) -> Any:
-        inputs = self._processor(list(batch), sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        features = inputs["input_features"].to(self._model.device, dtype=self._model.dtype)
-        output = self._model.generate(
-            features,
-            return_timestamps=True,
-            return_segments=True,
-            task="transcribe",
-            language=language,
-            stopping_criteria=[_Stop(cancel)] if cancel is not None else None,
-            **THRESHOLDS,
-        )
-        results = []
-        for audio, segments in zip(batch, output["segments"], strict=True):
-            length = len(audio) / SAMPLE_RATE
-            results.append([h for s in segments if (h := self._heard(s, length)) is not None])
-        return results
-
-    def _heard(self, segment: dict[str, Any], length_s: float) -> Heard | None:
-        """A segment as a cue inside the block: times clamped to the audio there is (a model may emit them past
-        its end), no empty text."""
-        text = str(self._processor.decode(segment["tokens"], skip_special_tokens=True)).strip()
-        start = min(max(float(segment["start"]), 0.0), length_s)
-        end = min(max(float(segment["end"]), start), length_s)
-        return Heard(start, end, text) if text and end > start else None
-
-
-class _Stop:
-    """A stopping criterion that ends generation at the next token once the call is cancelled (raising, so that
-    nothing half heard is kept)."""
-
-    def __init__(self, cancel: CancelToken | None) -> None:
-        self._cancel = cancel
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        if self._cancel is not None:
-            self._cancel.check()
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def wav_bytes(samples: np.ndarray) -> bytes:
@@ -262,7 +150,7 @@ class RemoteSpeech(SpeechBackend):
         language: str | None,
         on_block: BlockProgress | None = None,
         cancel: CancelToken | None = None,
-    ) -> list[list[Heard]]:
+    ) -> Transcription:
         done = [0]
         lock = threading.Lock()
 
@@ -277,9 +165,9 @@ class RemoteSpeech(SpeechBackend):
             return heard
 
         if self.blocks_at_once == 1 or len(blocks) == 1:
-            return [one(block) for block in blocks]
+            return Transcription([one(block) for block in blocks], language)
         with ThreadPoolExecutor(max_workers=min(self.blocks_at_once, len(blocks))) as pool:
-            return list(pool.map(one, blocks))
+            return Transcription(list(pool.map(one, blocks)), language)
 
     def _request(self, block: np.ndarray, language: str | None) -> list[Heard]:
         from llava_video_mcp.tools.backends.remote import ResponseCut
@@ -354,88 +242,3 @@ def _field(value: Any, name: str) -> Any:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@dataclass(frozen=True)
-class SpeechConfig:
-    model: str = "auto"
-    """A Whisper hub id or folder, `auto` (by device), or `none` (hear nothing); with an endpoint, the served id."""
-    device: str = "auto"
-    endpoint: str | None = None
-    api_key: str | None = None
-    request_timeout_s: float = 120.0
-    request_retries: int = 2
-    max_concurrent_requests: int = 8
-
-    @property
-    def enabled(self) -> bool:
-        return self.model.strip().lower() != "none"
-
-
-def resolved_model(model: str, device: str) -> str:
-    """`auto`: the large, fast model on CUDA, the small one elsewhere; any other name as it is."""
-    if model != "auto":
-        return model
-    return CUDA_DEFAULT if pick_device(device) == "cuda" else CPU_DEFAULT
-
-
-class LazySpeech:
-    """Brings up the speech backend on first use, once; a failure is remembered for a minute instead of tried on
-    every call (a fixed folder or a network back is picked up after it)."""
-
-    def __init__(self, config: SpeechConfig) -> None:
-        self.config = config
-        self._backend: SpeechBackend | None = None
-        self._lock = threading.Lock()
-        self._failed: tuple[ModelError, float] | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.config.enabled
-
-    @property
-    def label(self) -> str:
-        if self._backend is not None:
-            return self._backend.model_id
-        return self.config.endpoint or self.config.model
-
-    def identity(self) -> str:
-        """Which model hears, the same before and after it is loaded: what kept speech is keyed by."""
-        config = self.config
-        if config.endpoint:
-            return f"{config.endpoint} {config.model}"
-        return resolved_model(config.model, config.device)
-
-    def get(self, on_download: DownloadProgress | None = None) -> SpeechBackend:
-        with self._lock:
-            if self._backend is not None:
-                return self._backend
-            if self._failed is not None and time.monotonic() - self._failed[1] < 60:
-                raise self._failed[0]
-            try:
-                self._backend = self._bring_up(on_download)
-            except ModelError as exc:
-                self._failed = (exc, time.monotonic())
-                raise
-            return self._backend
-
-    def _bring_up(self, on_download: DownloadProgress | None) -> SpeechBackend:
-        config = self.config
-        if config.endpoint:
-            remote = RemoteSpeech(
-                config.endpoint,
-                None if config.model in ("auto", "") else config.model,
-                api_key=config.api_key,
-                timeout_s=config.request_timeout_s,
-                retries=config.request_retries,
-                max_concurrency=config.max_concurrent_requests,
-            )
-            remote.connect()
-            return remote
-        return WhisperBackend.load(resolved_model(config.model, config.device), config.device, on_download)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._backend is not None:
-                self._backend.close()
-                self._backend = None

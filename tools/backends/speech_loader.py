@@ -1,0 +1,149 @@
+"""Hearing, brought up: the speech configuration, which model and engine it names, and the one backend it brings up
+on first use (a serving engine's, or Whisper in process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llava_video_mcp.tools.backends.devices import pick_device
+from llava_video_mcp.tools.backends.hub import DownloadProgress, local_snapshot
+from llava_video_mcp.tools.backends.speech import RemoteSpeech, SpeechBackend
+from llava_video_mcp.tools.backends.whisper import folder_identity, load_whisper
+from llava_video_mcp.tools.errors import ModelError
+
+CPU_DEFAULT = "openai/whisper-base"
+"""74M parameters: the CPU default (README, Speech: what it costs)."""
+CUDA_DEFAULT = "openai/whisper-large-v3-turbo"
+"""809M parameters, the English word error rate of large-v3 in published evaluations, fast on a GPU."""
+
+Engine = Literal["auto", "ctranslate2", "transformers"]
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    model: str = "auto"
+    """A Whisper hub id or folder, `auto` (by device), or `none` (hear nothing); with an endpoint, the served id."""
+    device: str = "auto"
+    engine: Engine = "auto"
+    """In process: `ctranslate2` (int8) on CPU and `transformers` elsewhere when `auto`."""
+    store: Path | None = None
+    """Where models converted for CTranslate2 are kept (under the cache folder)."""
+    endpoint: str | None = None
+    api_key: str | None = None
+    request_timeout_s: float = 120.0
+    request_retries: int = 2
+    max_concurrent_requests: int = 8
+
+    @property
+    def enabled(self) -> bool:
+        return self.model.strip().lower() != "none"
+
+
+def resolved_model(model: str, device: str) -> str:
+    """`auto`: the large, fast model on CUDA, the small one elsewhere; any other name as it is."""
+    if model != "auto":
+        return model
+    return CUDA_DEFAULT if pick_device(device) == "cuda" else CPU_DEFAULT
+
+
+def resolved_engine(engine: Engine, device: str) -> Literal["ctranslate2", "transformers"]:
+    """`auto`: CTranslate2 where it runs faster (on CPU, where it is installed), transformers elsewhere."""
+    if engine != "auto":
+        return engine
+    if pick_device(device) == "cpu" and importlib.util.find_spec("ctranslate2") is not None:
+        return "ctranslate2"
+    return "transformers"
+
+
+def _local_folder(model: str) -> Path | None:
+    local = Path(model).expanduser()
+    return local if model.startswith((".", "/", "~")) or local.exists() else None
+
+
+class LazySpeech:
+    """Brings up the speech backend on first use, once. A failure is remembered: a folder that cannot be loaded is
+    not tried again until what it holds changes (fixed, or replaced); anything else (a hub or a network down) is
+    tried again after a minute."""
+
+    RETRY_S = 60.0
+
+    def __init__(self, config: SpeechConfig) -> None:
+        self.config = config
+        self._backend: SpeechBackend | None = None
+        self._lock = threading.Lock()
+        self._failed: tuple[ModelError, str, float] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    @property
+    def label(self) -> str:
+        if self._backend is not None:
+            return self._backend.model_id
+        return self.config.endpoint or self.config.model
+
+    def identity(self) -> str:
+        """Which model hears, and how: what kept speech is keyed by. A folder counts by what it holds (its files'
+        names, sizes and times), not where it is, so a fixed or replaced folder hears again."""
+        config = self.config
+        if config.endpoint:
+            return f"{config.endpoint} {config.model}"
+        model = resolved_model(config.model, config.device)
+        folder = _local_folder(model)
+        if folder is not None and folder.is_dir():
+            model = f"folder:{folder_identity(folder)}"
+        return f"{model} {resolved_engine(config.engine, config.device)}"
+
+    def get(self, on_download: DownloadProgress | None = None) -> SpeechBackend:
+        with self._lock:
+            if self._backend is not None:
+                return self._backend
+            identity = self.identity()
+            if self._failed is not None:
+                error, failed_identity, when = self._failed
+                settled = identity.startswith("folder:") and not error.retryable  # a folder fails until it changes
+                if failed_identity == identity and (settled or time.monotonic() - when < self.RETRY_S):
+                    raise error
+            try:
+                self._backend = self._bring_up(on_download)
+            except ModelError as exc:
+                self._failed = (exc, identity, time.monotonic())
+                raise
+            self._failed = None
+            return self._backend
+
+    def _bring_up(self, on_download: DownloadProgress | None) -> SpeechBackend:
+        config = self.config
+        if config.endpoint:
+            remote = RemoteSpeech(
+                config.endpoint,
+                None if config.model in ("auto", "") else config.model,
+                api_key=config.api_key,
+                timeout_s=config.request_timeout_s,
+                retries=config.request_retries,
+                max_concurrency=config.max_concurrent_requests,
+            )
+            remote.connect()
+            return remote
+        model = resolved_model(config.model, config.device)
+        folder = _local_folder(model)
+        source = str(folder) if folder is not None else local_snapshot(model, on_download, flag="--asr-model")
+        engine = resolved_engine(config.engine, config.device)
+        store = config.store
+        if store is None:
+            from llava_video_mcp.tools.media.sources import default_cache_dir
+
+            store = default_cache_dir() / "speech-models"
+        return load_whisper(str(folder) if folder else model, source, engine, pick_device(config.device), store)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
