@@ -8,10 +8,12 @@ a shell. The heavy parts (the MCP stack, torch) are imported only when they are 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from llava_video_mcp.server.settings import (
     ENV_PREFIX,
@@ -52,6 +54,7 @@ COMMAND_HELP = {
     "describe": "answer a question about one video (or describe it): the answer on stdout, progress on stderr",
     "compare": "answer one question across 2 to 4 videos, like the compare_videos tool",
     "moments": "find when something happens in one video, like the find_moments tool: one moment a line",
+    "selftest": "run the three tools on tiny random models and videos made here: no model download (about a minute)",
 }
 
 
@@ -76,6 +79,13 @@ def configure_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         for chatty in ("transformers", "huggingface_hub", "uvicorn.access"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # a library's warnings.warn reads like every other line
+    transformers_logging: Any = importlib.import_module("transformers.utils.logging")
+
+    # transformers writes through a handler and progress bars of its own ("Loading weights"): through ours instead.
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
+    transformers_logging.disable_progress_bar()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -108,6 +118,10 @@ def _serve(settings: Settings) -> int:
 
 
 def _command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "selftest":
+        from llava_video_mcp.server import selftest
+
+        return selftest.run(settings)
     from llava_video_mcp.server.terminal import run
 
     return run(settings, args)

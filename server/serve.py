@@ -31,6 +31,8 @@ from llava_video_mcp.server.http_guard import (
 from llava_video_mcp.server.settings import Settings, version
 from llava_video_mcp.server.worker import ACTIVE_CALLS
 from llava_video_mcp.tools.backends import DEFAULT_MODEL, LazyBackend
+from llava_video_mcp.tools.backends.devices import pick_device
+from llava_video_mcp.tools.backends.speech_loader import resolved_engine, resolved_model
 from llava_video_mcp.tools.errors import VideoToolError
 from llava_video_mcp.tools.media import remove_own_staging
 
@@ -78,7 +80,9 @@ def startup_line(settings: Settings, provider: LazyBackend) -> str:
     elif settings.endpoint:
         model = f"{settings.model or 'the first model'} served at {settings.endpoint}"
     else:
-        model = f"{settings.model or DEFAULT_MODEL} on {settings.device} ({settings.dtype}; loaded on the first call)"
+        device = settings.device if settings.device != "auto" else f"{pick_device('auto')} (the best found)"
+        dtype = "" if settings.dtype == "auto" else f", {settings.dtype}"
+        model = f"{settings.model or DEFAULT_MODEL} on {device}{dtype}, loaded on the first call"
     policy = settings.fetch_policy()
     if not policy.local_files:
         files = "none"
@@ -91,9 +95,16 @@ def startup_line(settings: Settings, provider: LazyBackend) -> str:
         transport = f"http://{_host_for_url(settings.host)}:{settings.port}/mcp, {auth}"
     else:
         transport = "stdio"
+    speech = settings.speech_config()
+    if not speech.enabled:
+        hearing = "off"
+    elif speech.endpoint:
+        hearing = f"served at {speech.endpoint}"
+    else:
+        hearing = f"{resolved_model(speech.model, speech.device)} on {resolved_engine(speech.engine, speech.device)}"
     return (
-        f"llava-video-mcp {version()} | model {model} | cache {settings.cache_dir} | {transport} | local files: "
-        f"{files} | private URLs: {'refused' if policy.block_private_urls else 'allowed'}"
+        f"llava-video-mcp {version()} | model {model} | speech {hearing} | cache {settings.cache_dir} | {transport} "
+        f"| local files: {files} | private URLs: {'refused' if policy.block_private_urls else 'allowed'}"
     )
 
 

@@ -13,6 +13,7 @@ and all three, with no extra dependency.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -465,7 +466,10 @@ def _metavar(item: Declared) -> str:
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
-    """Validate what was given: flags win over the environment; ConfigError names the flag or the variable."""
+    """Validate what was given: flags win over the environment; ConfigError names the flag or the variable. A
+    variable with this server's prefix that names no setting (a typo) is refused with the closest one, not
+    ignored."""
+    _refuse_unknown_variables(environ)
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
     given = vars(args)
@@ -488,6 +492,22 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         error = exc.errors(include_url=False)[0]
         name = str(error["loc"][0]) if error["loc"] else ""
         raise ConfigError(f"{sources.get(name, name)}: {_problem(error)}") from None
+
+
+def _refuse_unknown_variables(environ: Mapping[str, str]) -> None:
+    known = sorted(item.variable for item in declared() if item.variable)
+    unknown = sorted(name for name in environ if name.upper().startswith(ENV_PREFIX) and name not in known)
+    if not unknown:
+        return
+    name = unknown[0]
+    stems = [variable.removeprefix(ENV_PREFIX) for variable in known]
+    close = difflib.get_close_matches(name.upper().removeprefix(ENV_PREFIX), stems, n=1, cutoff=0.6)
+    hint = (
+        f"did you mean {ENV_PREFIX}{close[0]}?"
+        if close
+        else f"they are {ENV_PREFIX}<FLAG>, one for each flag in --help."
+    )
+    raise ConfigError(f"{name}: this server has no such setting; {hint}")
 
 
 def _problem(error: Any) -> str:

@@ -61,6 +61,8 @@ def _language(text: str) -> str:
 
 def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """A terminal command's own arguments, with the tools' limits."""
+    if command == "selftest":
+        return
     if command == "moments":
         parser.add_argument("source", help="local file path, http(s) URL of a video, or a video page URL")
         parser.add_argument("-q", "--query", required=True, help="what to find, e.g. 'the goal'")
@@ -108,6 +110,8 @@ def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None
 
 def command_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with a command's arguments as a whole (argparse checked each one), in the command's words."""
+    if args.command == "selftest":
+        return None
     if args.command in ("describe", "moments"):
         if args.start is not None and args.end is not None and args.end <= args.start:
             return f"--end ({args.end:g}) must be greater than --start ({args.start:g})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,19 @@ def test_mcp_json_is_a_working_host_config() -> None:
     assert all(key.startswith(ENV_PREFIX) for key in entry["env"])
     settings = parse_settings(entry["args"], entry["env"])
     assert settings.model == entry["env"]["LLAVA_VIDEO_MCP_MODEL"]
+
+
+def test_mcp_json_starts_the_server_from_any_folder(tmp_path: Path) -> None:
+    """The command is found on PATH (the installed entry point), not relative to this repository."""
+    [entry] = json.loads((ROOT / "mcp.json").read_text())["mcpServers"].values()
+    installed = Path(sys.executable).parent  # where the install put the entry point, as PATH would hold it
+    path = f"{installed}{os.pathsep}{os.environ.get('PATH', '')}"
+    started = subprocess.run(
+        [shutil.which(entry["command"], path=path) or entry["command"], *entry["args"], "--version"],
+        cwd=tmp_path, env={**os.environ, "PATH": path, **entry["env"]}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("llava-video-mcp ")
 
 
 def test_flags_win_over_environment(tmp_path: Path) -> None:
@@ -135,6 +149,22 @@ def test_the_settings_with_a_range_are_all_covered() -> None:
 def test_an_endpoint_needs_a_scheme(flag: str) -> None:
     with pytest.raises(ConfigError, match=rf"{flag} gpu-box:8000/v1: needs a scheme"):
         parse_settings([flag, "gpu-box:8000/v1"], {})
+
+
+@pytest.mark.parametrize(
+    ("variable", "says"),
+    [
+        ("LLAVA_VIDEO_MCP_MODLE", "did you mean LLAVA_VIDEO_MCP_MODEL?"),
+        ("LLAVA_VIDEO_MCP_CACHE_DIRS", "did you mean LLAVA_VIDEO_MCP_CACHE_DIR?"),
+        ("llava_video_mcp_asr_modle", "did you mean LLAVA_VIDEO_MCP_ASR_MODEL?"),
+        ("LLAVA_VIDEO_MCP_QQQ", "one for each flag in --help"),
+    ],
+)
+def test_a_mistyped_variable_is_refused_with_the_closest_name(variable: str, says: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_settings([], {variable: "x"})
+    assert str(refused.value) == f"{variable}: this server has no such setting; {says}" or says in str(refused.value)
+    assert str(refused.value).startswith(f"{variable}: this server has no such setting; ")
 
 
 def test_choices_are_read_in_any_case() -> None:

@@ -206,6 +206,13 @@ def test_text_file_is_not_a_video(tmp_path: Path) -> None:
         sample_frames(path, 4)
 
 
+def test_an_empty_file_is_named_empty(tmp_path: Path) -> None:
+    path = tmp_path / "empty.mp4"
+    path.touch()
+    with pytest.raises(DecodeError, match=r"empty.mp4 is empty \(0 bytes\)"):
+        sample_frames(path, 4)
+
+
 def test_image_is_not_a_video(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -145,6 +145,8 @@ def test_a_stdio_server_says_what_it_serves_and_stops_cleanly(tmp_path: Path, ti
             "| stdio |",
             f"only in {tmp_path}",
             "private URLs: allowed",
+            "on cpu (the best found), loaded on the first call",
+            "| speech openai/whisper-base on ctranslate2 |",
         ):
             assert part in line, line
         stopped = time.monotonic()
@@ -457,3 +459,23 @@ async def test_no_network_fails_at_once_and_is_remembered(
     assert "failed" in texts[1]
     assert "tries again" in texts[1]
     assert max(timings) < 8
+
+
+def test_the_selftest_runs_the_three_tools_without_a_download(tmp_path: Path) -> None:
+    """`llava-video-mcp selftest`, as the quick start says, on a machine with no model in any cache."""
+    env = {**os.environ, "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    ran = subprocess.run(
+        [server_command(), "selftest", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=280,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    lines = ran.stdout.splitlines()
+    assert "random tiny models" in lines[0]  # honest about what answers
+    assert "the answers below are noise" in lines[1]
+    for tool in ("describe_video", "compare_videos", "find_moments"):
+        [line] = [line for line in lines if line.strip().startswith(f"{tool}: ")]
+        assert re.match(rf"\s+{tool}: [\d.]+ s; ", line), line
+    assert re.search(r"\d+ cues? heard \(speech in \w+\)", ran.stdout)  # the tiny Whisper heard the video with sound
+    assert "1 moment, 1.0-3.0 s" in ran.stdout  # found from the subtitles' words, no model call
+    assert lines[-1].startswith("All three tools ran.")
+    assert not list(tmp_path.glob("hf/**/*.safetensors"))  # nothing downloaded, nothing left behind

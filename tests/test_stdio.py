@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -57,6 +58,9 @@ def describe_raw(source: str) -> str:
     return "".join(json.dumps(m) + "\n" for m in messages)
 
 
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
+
+
 def wait_for_partial_download(cache: Path, timeout_s: float = 60) -> None:
     """Until a download has written a partial file into the cache's staging."""
     deadline = time.monotonic() + timeout_s
@@ -65,7 +69,7 @@ def wait_for_partial_download(cache: Path, timeout_s: float = 60) -> None:
         time.sleep(0.05)
 
 
-async def test_stdio_server_lists_and_calls_both_tools(
+async def test_stdio_server_lists_and_calls_the_three_tools(
     tiny_model: Path, tmp_path: Path, h264_mp4: Path, http_server: LoopbackServer
 ) -> None:
     params = StdioServerParameters(
@@ -109,6 +113,10 @@ async def test_stdio_server_lists_and_calls_both_tools(
     log = stderr_path.read_text()
     assert "loaded " in log
     assert "No file at" in log
+    # One format on stderr: no progress bar or handler of a library's own ("Loading weights", "[transformers]").
+    assert "Loading weights" not in log
+    odd = [line for line in log.splitlines() if line.strip() and not LOG_LINE.match(line) and not line[0].isspace()]
+    assert odd == []
 
 
 @pytest.fixture

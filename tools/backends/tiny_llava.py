@@ -1,4 +1,8 @@
-"""Builds llava-interleave-shaped models from scratch and saves them like a hub checkpoint.
+# mypy: disable-error-code="arg-type,no-untyped-call,operator"
+# (transformers' own annotations of config keyword arguments and processors are partial; these builders pass them
+# the documented keywords)
+"""Builds llava-interleave-shaped models from scratch and saves them like a hub checkpoint (for the tests, the
+benchmarks and `llava-video-mcp selftest`).
 
 No hub is reachable here, so tests (tiny sizes) and benchmarks (full size, random weights) make their own model:
 a Qwen2 text model, a SigLIP vision tower, a byte-level tokenizer built with `tokenizers` carrying the special

@@ -130,6 +130,15 @@ def _size(pixels: int) -> str:
 
 
 def _unreadable(path: Path, name: str, exc: av.error.FFmpegError) -> str:
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        return (
+            f"{name} is empty (0 bytes): nothing was written to it, or a copy or download stopped before it began. "
+            "Pass the complete video file."
+        )
     kind = _referencing_kind(path)
     if kind is not None:
         return (
