@@ -7,6 +7,7 @@ ends within about two seconds. It does not wait for a blocked read of stdin or f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -65,6 +66,12 @@ def serve(settings: Settings) -> None:
                 shlex.join([sys.argv[0], *sys.argv[1:]]),
             )
         app.run("stdio")
+        # The client has gone (stdin closed): end as a signal would, without the interpreter's teardown, which waits
+        # on every library's threads (a torch or tokenizer thread pool can keep a finished server alive).
+        _stopping.set()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        _finish()
         return
     _serve_http(app, settings)
 
