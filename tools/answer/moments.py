@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
-from llava_video_mcp.tools.answer.hearing import Hearing
+from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
 from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
 from llava_video_mcp.tools.answer.results import (
     Basis,
@@ -41,6 +41,7 @@ from llava_video_mcp.tools.frames import (
     Cut,
     SampledFrame,
     SamplingPlan,
+    StreamInfo,
     checked_range,
     outline,
     sample_with_plan,
@@ -164,13 +165,18 @@ class MomentSearch:
             self.fetcher, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel,
             self.hearing.hears,
         ) as [video]:  # fmt: skip
-            worded = self._said_enough(video, plan, asked, max_moments, clock)
+            info, _ = outline(video.path, index_file(video))
+            start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
+            hearing = span(self.progress, 0, 1, 2)
+            heard = self.hearing.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel, clock)
+            worded = self._said_enough(video, info, start, end, heard, asked, max_moments, clock)
             if worded is not None:
                 answered, chosen = worded
                 return answered.with_images(_evidence(chosen, evidence))
-            # Notes of any earlier watch of these windows serve a search, whatever its frame count.
+            # Notes of any earlier watch of these windows serve a search, whatever its frame count; what is said
+            # in the range was heard above.
             watching, notes = self.watch.watch(
-                video, plan, WITH_TRANSCRIPT, clock, extra_stages=1 + max_moments, least_frames=1
+                video, plan, WITH_TRANSCRIPT, clock, extra_stages=1 + max_moments, least_frames=1, heard=heard
             )
             candidates = self._candidates(watching, notes, asked, max_moments, clock)
             for number, candidate in enumerate(candidates, 1):
@@ -189,14 +195,18 @@ class MomentSearch:
         return answer.with_images(_evidence(candidates, evidence))
 
     def _said_enough(
-        self, video: LocalVideo, plan: SamplingPlan, query: str, most: int, clock: Clock
+        self,
+        video: LocalVideo,
+        info: StreamInfo,
+        start: float,
+        end: float,
+        heard: Transcript,
+        query: str,
+        most: int,
+        clock: Clock,
     ) -> tuple[MomentsAnswer, list[_Candidate]] | None:
         """The answer from the words alone when they hold `most` moments: no model loaded, no window watched (the
         frames behind each moment are decoded, nothing more); else None."""
-        info, _ = outline(video.path, index_file(video))
-        start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
-        hearing = span(self.progress, 0, 1, 2)
-        heard = self.hearing.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel, clock)
         basis: Basis = "speech" if heard.source == "speech" else "subtitles"
         chosen = said(heard.cues, query, basis)[:most]
         if len(chosen) < most:

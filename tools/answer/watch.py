@@ -144,19 +144,21 @@ class FullWatch:
         clock_: Clock,
         extra_stages: int = 1,
         least_frames: int | None = None,
+        heard: Transcript | None = None,
     ) -> tuple[Watching, list[WindowNotes]]:
         """The range's windows and their notes (the map step), each from the store or the model; the stages after
         them (`extra_stages`: the answer, or a search's) are the caller's. Kept notes are reused when their watch
         asked for at least `least_frames` frames a window (the plan's count unless given): a watch with more frames
-        saw at least as much."""
+        saw at least as much. `heard`: what is said in the plan's range, when the caller has heard it already."""
         info, keyframes = outline(video.path, index_file(video))
         start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
         cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
         windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
         self._check_count(windows, start, end)
         stages = len(windows) + 1 + extra_stages
-        hearing = span(self.progress, 0, 1, stages)
-        heard = self.hearing.transcript(video, start, end, transcript, hearing, self.cancel, clock_)
+        if heard is None:
+            hearing = span(self.progress, 0, 1, stages)
+            heard = self.hearing.transcript(video, start, end, transcript, hearing, self.cancel, clock_)
         backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
         self.progress(1, stages, f"Running {backend.model_id} on {plural(len(windows), 'window')}")
         least = plan.num_frames if least_frames is None else least_frames
