@@ -6,29 +6,27 @@ blocking work in a worker thread, with progress and cancellation, is `server.wor
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from llava_video_mcp.server.arguments import CompareArguments, DescribeArguments, MomentsArguments, ToolArguments
 from llava_video_mcp.server.auth import auth_options
 from llava_video_mcp.server.components import build
-from llava_video_mcp.server.contract import StrictTool
+from llava_video_mcp.server.contract import StrictTool, error_result
 from llava_video_mcp.server.settings import Settings, version
 from llava_video_mcp.server.worker import Download, Pools, run_call
 from llava_video_mcp.tools.answer import (
-    MAX_MOMENTS,
-    MAX_VIDEOS,
-    MIN_VIDEOS,
-    Clip,
     MomentsAnswer,
     Progress,
     TranscriptOptions,
@@ -38,8 +36,6 @@ from llava_video_mcp.tools.answer import (
 )
 from llava_video_mcp.tools.backends import ModelProvider
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.frames import MAX_FRAMES
-from llava_video_mcp.tools.untrusted import MAX_QUESTION_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -68,30 +64,6 @@ COMPARE = (
     "Answer one question across 2-4 videos seen together in one context, frames_per_video from each (32 frames in "
     "all). Same model, costs and reuse as describe_video. A source may be an object with its own start_s/end_s."
 )
-
-Source = Annotated[str, Field(description="Local path, http(s) video URL, or video page URL.")]
-MaxNewTokens = Annotated[int, Field(ge=1, le=4096)]
-IncludeTranscript = Annotated[bool, Field(description="Give the model what is said: subtitles, else speech.")]
-Language = Annotated[
-    str | None,
-    Field(max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="Of subtitles (en), and of speech."),
-]
-ReturnFrames = Annotated[
-    Literal["none", "sheet", "frames"], Field(description="Also return the frames seen: one sheet, or a JPEG each.")
-]
-Scenes = Annotated[Literal["uniform", "scenes"], Field(description="scenes: a frame in every scene.")]
-Start = Annotated[float | None, Field(ge=0, description="Sample from this second on.")]
-End = Annotated[float | None, Field(gt=0, description="Sample up to this second.")]
-
-
-class SourceRange(BaseModel):
-    """A source with its own start_s/end_s."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str
-    start_s: Annotated[float | None, Field(ge=0)] = None
-    end_s: Annotated[float | None, Field(gt=0)] = None
 
 
 @dataclass(frozen=True)
@@ -132,21 +104,21 @@ def build_server(settings: Settings, provider: ModelProvider | None = None) -> M
 
     tools: list[Tool] = [
         StrictTool.define(
-            describe_video,
+            tool_function(DescribeArguments, VideoAnswer),
             title="Describe a video",
             description=DESCRIBE,
             annotations=_ANNOTATIONS,
             open_objects=DIAGNOSTICS,
         ),
         StrictTool.define(
-            compare_videos,
+            tool_function(CompareArguments, VideoAnswer),
             title="Compare videos",
             description=COMPARE,
             annotations=_ANNOTATIONS,
             open_objects=DIAGNOSTICS,
         ),
         StrictTool.define(
-            find_moments,
+            tool_function(MomentsArguments, MomentsAnswer),
             title="Find moments",
             description=MOMENTS,
             annotations=_ANNOTATIONS,
@@ -163,115 +135,38 @@ def build_server(settings: Settings, provider: ModelProvider | None = None) -> M
     )
 
 
-async def describe_video(
-    ctx: Context[AppState, Any],
-    source: Source,
-    question: Annotated[
-        str | None, Field(max_length=MAX_QUESTION_CHARS, description="Empty: describe the video in detail.")
-    ] = None,
-    num_frames: Annotated[int, Field(ge=1, le=MAX_FRAMES, description="Frames spread evenly over the range.")] = 8,
-    start_s: Start = None,
-    end_s: End = None,
-    fps: Annotated[float | None, Field(gt=0, le=60, description="At most this many frames a second.")] = None,
-    keyframes_only: Annotated[bool, Field(description="Faster: nearest keyframes instead of exact frames.")] = False,
-    include_transcript: IncludeTranscript = True,
-    language: Language = None,
-    max_new_tokens: MaxNewTokens = 256,
-    return_frames: ReturnFrames = "none",
-    coverage: Annotated[
-        Literal["sampled", "full"],
-        Field(description="full: watch the whole range in windows, then answer from their notes (slower, cached)."),
-    ] = "sampled",
-    sampling: Scenes = "uniform",
-) -> Annotated[CallToolResult, VideoAnswer]:
-    state = ctx.request_context.lifespan_context
-    transcript = TranscriptOptions(include_transcript, language)
-    return await run_call(
-        ctx,
-        "describe_video",
-        state.progress_interval_s,
-        lambda progress, cancel: state.qa.describe(
-            source,
-            question,
-            num_frames=num_frames,
-            start_s=start_s,
-            end_s=end_s,
-            fps=fps,
-            keyframes_only=keyframes_only,
-            transcript=transcript,
-            max_new_tokens=max_new_tokens,
-            evidence=return_frames,
-            coverage=coverage,
-            sampling=sampling,
-            progress=progress,
-            cancel=cancel,
-        ),
-        state.pools,
-        state.downloads([source], transcript),
+def tool_function(arguments: type[ToolArguments], result: type[BaseModel]) -> Callable[..., Any]:
+    """The tool function for a tool's declared arguments: its parameters are their fields (so the SDK publishes them
+    and checks them), and its body makes the call the arguments ask for."""
+
+    async def call(ctx: Context[AppState, Any], **given: Any) -> CallToolResult:
+        asked = arguments.model_validate(given)
+        problem = asked.problem(str)
+        if problem is not None:
+            return error_result(problem + ".", retryable=False)
+        state = ctx.request_context.lifespan_context
+        return await run_call(
+            ctx,
+            arguments.tool,
+            state.progress_interval_s,
+            lambda progress, cancel: asked.ask(state.qa, progress, cancel),
+            state.pools,
+            state.downloads(asked.videos(), asked.transcript()),
+        )
+
+    empty = inspect.Parameter.empty
+    parameters = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context[AppState, Any])]
+    parameters += [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=empty if info.is_required() else info.default,
+            annotation=Annotated[(info.annotation, *info.metadata, Field(description=info.description))],
+        )
+        for name, info in arguments.model_fields.items()
+    ]
+    call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        parameters, return_annotation=Annotated[CallToolResult, result]
     )
-
-
-async def compare_videos(
-    ctx: Context[AppState, Any],
-    sources: Annotated[
-        list[str | SourceRange],
-        Field(min_length=MIN_VIDEOS, max_length=MAX_VIDEOS, description="Videos 1, 2, ... in this order."),
-    ],
-    question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)],
-    frames_per_video: Annotated[int, Field(ge=1, le=MAX_FRAMES // MIN_VIDEOS)] = 6,
-    include_transcript: IncludeTranscript = True,
-    language: Language = None,
-    max_new_tokens: MaxNewTokens = 256,
-    return_frames: ReturnFrames = "none",
-    sampling: Scenes = "uniform",
-) -> Annotated[CallToolResult, VideoAnswer]:
-    state = ctx.request_context.lifespan_context
-    clips = [Clip(s.source, s.start_s, s.end_s) if isinstance(s, SourceRange) else s for s in sources]
-    transcript = TranscriptOptions(include_transcript, language)
-    return await run_call(
-        ctx,
-        "compare_videos",
-        state.progress_interval_s,
-        lambda progress, cancel: state.qa.compare(
-            clips,
-            question,
-            frames_per_video=frames_per_video,
-            transcript=transcript,
-            max_new_tokens=max_new_tokens,
-            evidence=return_frames,
-            sampling=sampling,
-            progress=progress,
-            cancel=cancel,
-        ),
-        state.pools,
-        state.downloads([clip if isinstance(clip, str) else clip.source for clip in clips], transcript),
-    )
-
-
-async def find_moments(
-    ctx: Context[AppState, Any],
-    source: Source,
-    query: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to find.")],
-    start_s: Start = None,
-    end_s: End = None,
-    max_moments: Annotated[int, Field(ge=1, le=MAX_MOMENTS)] = 3,
-    return_frames: ReturnFrames = "none",
-) -> Annotated[CallToolResult, MomentsAnswer]:
-    state = ctx.request_context.lifespan_context
-    return await run_call(
-        ctx,
-        "find_moments",
-        state.progress_interval_s,
-        lambda progress, cancel: state.qa.moments(
-            source,
-            query,
-            start_s=start_s,
-            end_s=end_s,
-            max_moments=max_moments,
-            evidence=return_frames,
-            progress=progress,
-            cancel=cancel,
-        ),
-        state.pools,
-        state.downloads([source], TranscriptOptions()),
-    )
+    call.__name__ = call.__qualname__ = arguments.tool
+    return call

@@ -20,20 +20,10 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
+from llava_video_mcp.server.arguments import lean_schema, problems
 from llava_video_mcp.tools.answer import Answered
 
 log = logging.getLogger(__name__)
-
-_KINDS = {
-    "int_type": "a whole number",
-    "int_from_float": "a whole number",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "string_type": "a string",
-    "list_type": "a list",
-    "dict_type": "an object",
-    "model_type": "an object",
-}
 
 
 class StrictTool(Tool):
@@ -127,87 +117,7 @@ def check_arguments(tool: Tool, arguments: dict[str, Any]) -> None:
     try:
         model.model_validate(parsed, strict=True)
     except ValidationError as exc:
-        properties = tool.parameters.get("properties", {})
-        errors = [error for error in exc.errors(include_url=False) if _on_the_branch_sent(error, parsed)]
-        problems = [_sentence(error, properties) for error in errors]
-        raise ToolError(" ".join(dict.fromkeys(problems))) from None
-
-
-def _on_the_branch_sent(error: Any, arguments: dict[str, Any]) -> bool:
-    """Whether a union error belongs to the kind of value that was sent. A source may be a string or an object;
-    for an object, "must be a string" says nothing useful, and for a string the object's errors neither."""
-    value: Any = arguments
-    for part in error["loc"]:
-        inside_dict = isinstance(value, dict) and part in value
-        if inside_dict or (isinstance(value, list) and isinstance(part, int) and part < len(value)):
-            value = value[part]
-        elif isinstance(part, str) and part not in ("str", "int", "float", "bool"):
-            return isinstance(value, dict)  # the tag of an object branch
-        elif isinstance(part, str):
-            return not isinstance(value, dict)  # the tag of a plain branch
-    return True
-
-
-def _sentence(error: Any, properties: dict[str, Any]) -> str:
-    location = [str(part) for part in error["loc"] if not (isinstance(part, str) and part[:1].isupper())]
-    location = [part for part in location if part not in ("str", "int", "float", "bool")]
-    name = location[0] if location else "arguments"
-    where = name + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in location[1:])
-    schema = properties.get(name, {})
-    kind = error["type"]
-    got = _shown(error.get("input"))
-    if kind == "missing":
-        return f"{where} is required."
-    if kind == "extra_forbidden":
-        return f"{where} is not an argument here."
-    if kind in _KINDS:
-        return f"{where} must be {_KINDS[kind]}; got {got}."
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{where} must be {_range(schema)}; got {got}."
-    if kind in ("too_short", "too_long"):
-        return f"{where} must hold {_count(schema)}; got {len(error.get('input') or [])}."
-    if kind in ("string_too_short", "string_too_long"):
-        return f"{where} must be {_length(schema)}; got {len(str(error.get('input') or ''))} characters."
-    if kind == "string_pattern_mismatch":
-        return f"{where} is not valid ({schema.get('description', 'see the schema').rstrip('.')}); got {got}."
-    if kind in ("literal_error", "enum"):
-        return f"{where} must be one of {error.get('ctx', {}).get('expected', 'the listed values')}; got {got}."
-    return f"{where}: {error['msg']}; got {got}."
-
-
-def _range(schema: dict[str, Any]) -> str:
-    options = [s for s in schema.get("anyOf", [schema]) if "type" in s and s["type"] != "null"]
-    bounds = options[0] if options else schema
-    low = bounds.get("minimum", bounds.get("exclusiveMinimum"))
-    high = bounds.get("maximum", bounds.get("exclusiveMaximum"))
-    if low is not None and high is not None:
-        return f"{low:g} to {high:g}" if "minimum" in bounds else f"more than {low:g} and at most {high:g}"
-    if low is not None:
-        return f"at least {low:g}" if "minimum" in bounds else f"more than {low:g}"
-    if high is not None:
-        return f"at most {high:g}"
-    return "in range"
-
-
-def _count(schema: dict[str, Any]) -> str:
-    low, high = schema.get("minItems"), schema.get("maxItems")
-    if low is not None and high is not None:
-        return f"{low} to {high} items"
-    return f"at least {low} items" if low is not None else f"at most {high} items"
-
-
-def _length(schema: dict[str, Any]) -> str:
-    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") == "string"]
-    bounds = options[0] if options else schema
-    low, high = bounds.get("minLength"), bounds.get("maxLength")
-    if low is not None and high is not None:
-        return f"{low} to {high} characters long"
-    return f"at least {low} characters long" if low is not None else f"at most {high} characters long"
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
+        raise ToolError(" ".join(problems(exc, parsed, tool.parameters.get("properties", {})))) from None
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:
@@ -215,45 +125,3 @@ def _did_you_mean(name: str, known: list[str]) -> str:
 
     close = difflib.get_close_matches(name, known, n=1)
     return f" Did you mean '{close[0]}'?" if close else ""
-
-
-def lean_schema(schema: dict[str, Any], *, for_output: bool = False) -> dict[str, Any]:
-    """The schema as an agent needs it: no generated titles ("Num Frames"), `X | None` as a type list, definitions
-    inlined, no `default: null` (an optional argument's absence says it).
-
-    An output schema (`for_output`) keeps only the shape: no descriptions or defaults, and below the top level no
-    `required` lists or `type: object` beside `properties`. The tool's description and the result itself say what
-    the fields mean; every tool's list costs the agent tokens in every conversation.
-    """
-    definitions = schema.get("$defs", {})
-
-    def lean(node: Any, nested: bool) -> Any:
-        if isinstance(node, list):
-            return [lean(item, nested) for item in node]
-        if not isinstance(node, dict):
-            return node
-        if "$ref" in node:
-            target = definitions[node["$ref"].rsplit("/", 1)[-1]]
-            return lean({**target, **{k: v for k, v in node.items() if k != "$ref"}}, nested)
-        result: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in ("title", "$defs") or (key == "default" and value is None):
-                continue
-            if for_output and key in ("description", "default", "required"):
-                continue
-            if for_output and nested and key == "type" and value == "object" and "properties" in node:
-                continue
-            if key == "properties":
-                result[key] = {name: lean(field, True) for name, field in value.items()}
-            else:
-                result[key] = lean(value, nested)
-        options = result.get("anyOf")
-        if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
-            other = next(option for option in options if option != {"type": "null"})
-            if isinstance(other.get("type"), str):
-                del result["anyOf"]
-                result.update(other)
-                result["type"] = [other["type"], "null"]
-        return result
-
-    return lean(schema, False)  # type: ignore[no-any-return]

@@ -1,129 +1,171 @@
 """One question from a shell, with the same code as the tools: `llava-video-mcp describe SOURCE -q QUESTION`,
 `llava-video-mcp compare SOURCE SOURCE ... -q QUESTION` and `llava-video-mcp moments SOURCE -q QUERY`.
 
+Each command's arguments are its tool's (`server.arguments`), made into flags here: `num_frames` is `--num-frames`
+(and `--frames`), a true-or-false argument is `--x`/`--no-x`, a choice lists its values. A new tool argument is a
+new flag with no line here. The terminal's own flags say how the result is given: `--json`, and `--frames-dir` for
+the JPEGs `--return-frames` asks for.
+
 The answer goes to stdout (or, with --json, the whole structured result), with control and escape characters
-removed; a progress bar goes to stderr on a terminal, and a line saying what was done otherwise. The command's
-arguments are checked as the tools check theirs, and named as the command names them (`--frames`, not
-`num_frames`), before any model is loaded. Exit status: 0 answered, 1 the video or the model failed (one line on
-stderr saying why), 2 a wrong command line or configuration, 130 interrupted.
+removed; a progress bar goes to stderr on a terminal, and a line saying what was done otherwise. The arguments are
+checked as the tools check theirs, and named as the command names them (`--frames`, not `num_frames`), before any
+model is loaded. Exit status: 0 answered, 1 the video or the model failed (one line on stderr saying why), 2 a
+wrong command line or configuration, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import math
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from llava_video_mcp.server.arguments import TOOLS, ToolArguments, bounds, lean_schema, problems
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.plural import plural
 
 if TYPE_CHECKING:
-    from llava_video_mcp.tools.answer import Answered, Progress, Sampling, VideoQA
-    from llava_video_mcp.tools.cancel import CancelToken
+    from llava_video_mcp.tools.answer import Answered
 
-MAX_FRAMES = 32
-MAX_NEW_TOKENS = 4096
-MIN_VIDEOS, MAX_VIDEOS = 2, 4
-MAX_MOMENTS = 10
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$")
-
-
-def _number(kind: Callable[[str], float], low: float, high: float | None, *, above: bool = False) -> Any:
-    """An argparse type: a number of `kind` within [low, high] (above `low` with `above`)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be {'a whole number' if kind is int else 'a number'}; got {text!r}"
-            ) from None
-        too_low = value <= low if above else value < low
-        if too_low or (high is not None and value > high):
-            lower = f"more than {low:g}" if above else f"{low:g} or more"
-            bound = f"{low:g} to {high:g}" if high is not None else lower
-            raise argparse.ArgumentTypeError(f"must be {bound}; got {text}")
-        return value
-
-    return parse
+COMMANDS = {model.command: model for model in TOOLS}
+ALIASES: dict[str, tuple[str, ...]] = {
+    "question": ("-q",),
+    "query": ("-q",),
+    "num_frames": ("--frames",),
+    "frames_per_video": ("--frames",),
+    "start_s": ("--start",),
+    "end_s": ("--end",),
+    "include_transcript": ("--transcript",),
+}
+"""Shorter names the terminal also knows some arguments by, besides the tool's own (`--num-frames`)."""
+SHORTCUTS = {"--full": ("coverage", "full"), "--scenes": ("sampling", "scenes")}
+"""Flags that set an argument to one of its values: `--full` is `--coverage full`."""
+POSITIONAL = ("source", "sources")
+OWN = ("json", "frames_dir")
+"""The terminal's own flags: how the result is given, not what is asked."""
 
 
-def _language(text: str) -> str:
-    if len(text) > 16 or not _LANGUAGE.match(text):
-        raise argparse.ArgumentTypeError(f"must be a language code such as en, de or pt-BR; got {text!r}")
-    return text
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}")
+    return value
+
+
+def flags(name: str) -> list[str]:
+    """The command line's names for a tool argument, the one errors use first."""
+    if name in POSITIONAL:
+        return [name]
+    return [*ALIASES.get(name, ()), "--" + name.replace("_", "-")]
+
+
+def named(name: str) -> str:
+    """An argument as the terminal's errors name it: its first long flag (`--frames`), or its positional name."""
+    return next(flag for flag in flags(name) if not flag.startswith("-") or flag.startswith("--"))
 
 
 def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    """A terminal command's own arguments, with the tools' limits."""
+    """A terminal command's arguments: the tool's own, made from its declared arguments, then the terminal's."""
     if command == "selftest":
         return
-    if command == "moments":
-        parser.add_argument("source", help="local file path, http(s) URL of a video, or a video page URL")
-        parser.add_argument("-q", "--query", required=True, help="what to find, e.g. 'the goal'")
-        parser.add_argument("--start", type=_number(float, 0, None), help="search from this second on")
-        parser.add_argument("--end", type=_number(float, 0, None, above=True), help="search up to this second")
-        parser.add_argument(
-            "--max-moments", type=_number(int, 1, MAX_MOMENTS), default=3,
-            help=f"moments to return at most, 1 to {MAX_MOMENTS} (default: 3)",
-        )  # fmt: skip
-        parser.add_argument("--json", action="store_true", help="print the whole structured result as JSON")
-        return
-    if command == "describe":
-        parser.add_argument("source", help="local file path, http(s) URL of a video, or a video page URL")
-        parser.add_argument("-q", "--question", help="what to answer (default: describe the video in detail)")
-        parser.add_argument(
-            "--frames", type=_number(int, 1, MAX_FRAMES), default=8, help=f"frames to sample, 1 to {MAX_FRAMES} "
-            "(default: 8; with --full, per window)"
-        )  # fmt: skip
-        parser.add_argument("--start", type=_number(float, 0, None), help="sample from this second on")
-        parser.add_argument("--end", type=_number(float, 0, None, above=True), help="sample up to this second")
-        parser.add_argument(
-            "--full", action="store_true", help="watch the whole range window by window (coverage=full), --frames each"
-        )
-    else:
-        parser.add_argument(
-            "sources", nargs="+", metavar="SOURCE", help=f"{MIN_VIDEOS} to {MAX_VIDEOS} sources, compared as Video 1, "
-            "Video 2, ..."
-        )  # fmt: skip
-        parser.add_argument("-q", "--question", required=True, help="the question to answer across the videos")
-        per_video = MAX_FRAMES // MIN_VIDEOS
-        parser.add_argument(
-            "--frames", type=_number(int, 1, per_video), default=6,
-            help=f"frames to sample from each video, 1 to {per_video}, {MAX_FRAMES} in all (default: 6)",
-        )  # fmt: skip
-    parser.add_argument("--scenes", action="store_true", help="a frame in every scene (sampling=scenes)")
-    parser.add_argument(
-        "--max-new-tokens", type=_number(int, 1, MAX_NEW_TOKENS), default=256,
-        help=f"longest answer, in tokens, 1 to {MAX_NEW_TOKENS} (default: 256)",
-    )  # fmt: skip
-    parser.add_argument("--language", type=_language, default=None,
-                        help="of the subtitles (default: en) and of speech (default: told by the model)")  # fmt: skip
-    parser.add_argument("--no-transcript", action="store_true", help="give the model neither subtitles nor speech")
+    model = COMMANDS[command]
+    schema = lean_schema(model.model_json_schema(by_alias=True))["properties"]
+    for name, info in model.model_fields.items():
+        _add(parser, name, info, schema.get(name, {}))
+    for shortcut, (name, value) in SHORTCUTS.items():
+        if name in model.model_fields:
+            parser.add_argument(shortcut, dest=name, action="store_const", const=value, help=f"same as {named(name)} "
+                                f"{value}")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the whole structured result as JSON")
+    if "return_frames" in model.model_fields:
+        parser.add_argument(
+            "--frames-dir", type=Path, default=Path("."), metavar="DIR",
+            help="the folder --return-frames writes its JPEGs to (default: the current folder)",
+        )  # fmt: skip
+
+
+def _add(parser: argparse.ArgumentParser, name: str, info: FieldInfo, schema: dict[str, Any]) -> None:
+    kinds = [option.get("type") for option in schema.get("anyOf", [schema])]
+    kinds = [kind for kind in (k for group in kinds for k in (group if isinstance(group, list) else [group]))]
+    said = [info.description.rstrip(".")] if info.description else []
+    said = [text[0].lower() + text[1:] for text in said]
+    limits = bounds(schema) if ("integer" in kinds or "number" in kinds) else None
+    if "array" in kinds:
+        limits = f"{schema.get('minItems', 1)} to {schema.get('maxItems', 'any number')}"
+    if limits:
+        said.append(limits)
+    if not info.is_required() and info.default is not None:
+        default = str(info.default).lower() if isinstance(info.default, bool) else str(info.default)
+        said.append(f"default: {default}")
+    text = "; ".join(said).replace("%", "%%") or None
+    options: dict[str, Any] = {"help": text}
+    if name in POSITIONAL:
+        if "array" in kinds:
+            options |= {"nargs": "+", "metavar": "SOURCE"}
+        parser.add_argument(name, **options)
+        return
+    options |= {"dest": name, "default": None, "required": info.is_required()}
+    if "boolean" in kinds:
+        parser.add_argument(*flags(name), action=argparse.BooleanOptionalAction, **options)
+        return
+    choices = next((option["enum"] for option in schema.get("anyOf", [schema]) if "enum" in option), None)
+    if choices is not None:
+        options["choices"] = choices
+    elif "integer" in kinds:
+        options |= {"type": _whole, "metavar": "N"}
+    elif "number" in kinds:
+        options |= {"type": _number, "metavar": "SECONDS" if name.endswith("_s") else name.upper()}
+    else:
+        options["metavar"] = name.upper()
+    parser.add_argument(*flags(name), **options)
+
+
+class Refused(Exception):
+    """A command line whose arguments the tool would refuse, said in the command's words."""
+
+
+def asked(args: argparse.Namespace) -> ToolArguments:
+    """The tool's arguments a command line gives, checked as the tool checks them; Refused when they are wrong."""
+    model = COMMANDS[args.command]
+    given = {name: getattr(args, name) for name in model.model_fields if getattr(args, name, None) is not None}
+    try:
+        arguments = model.model_validate(given, strict=True)
+    except ValidationError as exc:
+        properties = lean_schema(model.model_json_schema())["properties"]
+        raise Refused(" ".join(problems(exc, given, properties, named)).rstrip(".")) from None
+    problem = arguments.problem(named)
+    if problem is not None:
+        raise Refused(problem)
+    if getattr(arguments, "return_frames", "none") != "none" and not args.frames_dir.is_dir():
+        raise Refused(f"--frames-dir {args.frames_dir} is not a folder; name an existing one")
+    return arguments
 
 
 def command_problem(args: argparse.Namespace) -> str | None:
-    """What is wrong with a command's arguments as a whole (argparse checked each one), in the command's words."""
+    """What is wrong with a command's arguments (argparse read each one), in the command's words, None if nothing."""
     if args.command == "selftest":
         return None
-    if args.command in ("describe", "moments"):
-        if args.start is not None and args.end is not None and args.end <= args.start:
-            return f"--end ({args.end:g}) must be greater than --start ({args.start:g})"
-        return None
-    count = len(args.sources)
-    if not MIN_VIDEOS <= count <= MAX_VIDEOS:
-        return f"compare takes {MIN_VIDEOS} to {MAX_VIDEOS} sources; got {count}"
-    if count * args.frames > MAX_FRAMES:
-        return (
-            f"{count} videos x --frames {args.frames} is {count * args.frames} frames; at most {MAX_FRAMES} fit. "
-            f"Use --frames {MAX_FRAMES // count} or fewer"
-        )
+    try:
+        asked(args)
+    except Refused as exc:
+        return str(exc)
     return None
 
 
@@ -145,7 +187,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        answer = _answered(components.qa, args, bar.update, cancel)
+        answer = asked(args).ask(components.qa, bar.update, cancel)
     except VideoToolError as exc:
         bar.close()
         print(f"llava-video-mcp: {exc}", file=sys.stderr)
@@ -160,29 +202,33 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         components.close()
     bar.close()
     _show(answer, args)
+    if answer.images:
+        try:
+            saved = save_images(answer.images, args.frames_dir, args.command)
+        except OSError as exc:
+            print(f"llava-video-mcp: the frames could not be written to {args.frames_dir}: {exc.strerror}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        names = f"{saved[0]}" if len(saved) == 1 else f"{saved[0]} to {saved[-1].name}"
+        print(f"llava-video-mcp: {plural(len(saved), 'image')} written: {names}", file=sys.stderr)
     return 0
 
 
-def _answered(qa: VideoQA, args: argparse.Namespace, progress: Progress, cancel: CancelToken) -> Answered:
-    from llava_video_mcp.tools.answer import TranscriptOptions
-
-    if args.command == "moments":
-        return qa.moments(
-            args.source, args.query, start_s=args.start, end_s=args.end, max_moments=args.max_moments,
-            progress=progress, cancel=cancel,
-        )  # fmt: skip
-    transcript = TranscriptOptions(not args.no_transcript, args.language)
-    sampling: Sampling = "scenes" if args.scenes else "uniform"
-    if args.command == "describe":
-        return qa.describe(
-            args.source, args.question, num_frames=args.frames, start_s=args.start, end_s=args.end,
-            transcript=transcript, max_new_tokens=args.max_new_tokens, coverage="full" if args.full else "sampled",
-            sampling=sampling, progress=progress, cancel=cancel,
-        )  # fmt: skip
-    return qa.compare(
-        args.sources, args.question, frames_per_video=args.frames, transcript=transcript,
-        max_new_tokens=args.max_new_tokens, sampling=sampling, progress=progress, cancel=cancel,
-    )  # fmt: skip
+def save_images(images: list[bytes], folder: Path, command: str) -> list[Path]:
+    """Write the evidence JPEGs as `<command>-<run>-<n>.jpg`, in a run number no file in `folder` has yet: nothing
+    already there is overwritten, not even by a second command writing at the same moment."""
+    for run in range(1, 10_000):
+        paths = [folder / f"{command}-{run}-{number:02d}.jpg" for number in range(1, len(images) + 1)]
+        try:
+            with paths[0].open("xb") as first:
+                first.write(images[0])
+        except FileExistsError:
+            continue
+        for path, image in zip(paths[1:], images[1:], strict=True):
+            with path.open("xb") as file:
+                file.write(image)
+        return paths
+    raise FileExistsError(f"no free name for {command}-N-01.jpg in {folder}")
 
 
 def _show(answer: Answered, args: argparse.Namespace) -> None:

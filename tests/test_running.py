@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import anyio
 import httpx2
@@ -332,10 +333,21 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
         f"llava-video-mcp: No file at {tmp_path / 'none.mp4'}. Pass the "
         "absolute path of an existing video file, or an http(s) URL."
     ]
-    # Server flags may come before the command; a line says what was done when stderr is no terminal.
-    before = run(*common, "describe", str(h264_mp4), "--frames", "2", "--max-new-tokens", "2")
+    # Server flags may come before the command; a line says what was done when stderr is no terminal. Every tool
+    # argument is a flag (--fps caps 3 frames at 2), and the JPEGs go to --frames-dir, never over a file there.
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    (seen / "describe-1-01.jpg").write_bytes(b"mine")
+    before = run(
+        *common, "describe", str(h264_mp4), "--frames", "3", "--max-new-tokens", "2", "--fps", "0.7",
+        "--return-frames", "frames", "--frames-dir", str(seen), "--no-transcript",
+    )  # fmt: skip
     assert before.returncode == 0, before.stderr
-    assert re.fullmatch(r"llava-video-mcp: answered in [\d.]+ s \(2 frames seen, \d+ tokens.*\)\n", before.stderr)
+    done, written = before.stderr.splitlines()
+    assert re.fullmatch(r"llava-video-mcp: answered in [\d.]+ s \(2 frames seen, \d+ tokens.*\)", done)
+    assert written == f"llava-video-mcp: 2 images written: {seen / 'describe-2-01.jpg'} to describe-2-02.jpg"
+    assert (seen / "describe-1-01.jpg").read_bytes() == b"mine"
+    assert all((seen / f"describe-2-0{n}.jpg").read_bytes()[:3] == b"\xff\xd8\xff" for n in (1, 2))
     found = run("moments", str(h264_mp4), "-q", "the bar", "--max-moments", "1", "--asr-model", "none", *common)
     assert found.returncode == 0, found.stderr
     assert re.fullmatch(r"\d\d:\d\d-\d\d:\d\d  .+  \[frames\]\n", found.stdout), found.stdout
@@ -345,17 +357,22 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["describe", "clip.mp4", "--max-new-tokens", "0"], "argument --max-new-tokens: must be 1 to 4096; got 0"),
-        (["describe", "clip.mp4", "--frames", "40"], "argument --frames: must be 1 to 32; got 40"),
-        (["describe", "clip.mp4", "--start", "-1"], "argument --start: must be 0 or more; got -1"),
+        (["describe", "clip.mp4", "--max-new-tokens", "0"], "describe: --max-new-tokens must be 1 to 4096; got 0."),
+        (["describe", "clip.mp4", "--frames", "40"], "--frames must be 1 to 32; got 40."),
+        (["describe", "clip.mp4", "--frames", "x"], "argument --frames/--num-frames: must be a whole number; got 'x'"),
+        (["describe", "clip.mp4", "--start", "-1"], "--start must be at least 0; got -1."),
         (["describe", "clip.mp4", "--start", "5", "--end", "2"], "--end (2) must be greater than --start (5)"),
-        (["describe", "clip.mp4", "--language", "english!"], "argument --language: must be a language code"),
-        (["compare", "a.mp4", "-q", "Same?"], "compare takes 2 to 4 sources; got 1"),
+        (["describe", "clip.mp4", "--end", "nan"], "argument --end/--end-s: must be a number; got 'nan'"),
+        (["describe", "clip.mp4", "--fps", "61"], "--fps must be more than 0 and at most 60; got 61."),
+        (["describe", "clip.mp4", "--language", "english!"], "--language must be a language code such as en"),
+        (["describe", "clip.mp4", "--coverage", "all"], "argument --coverage: invalid choice: 'all'"),
+        (["describe", "clip.mp4", "--return-frames", "sheet", "--frames-dir", "/no/such"], "--frames-dir /no/such is"),
+        (["compare", "a.mp4", "-q", "Same?"], "sources must hold 2 to 4 items; got 1."),
         (["compare", "a.mp4", "b.mp4", "c.mp4", "-q", "x", "--frames", "16"], "Use --frames 10 or fewer"),
         (["describe"], "the following arguments are required: source"),
         (["--window-s", "0", "describe", "clip.mp4"], "--window-s 0: must be 1 or more."),
         (["moments", "clip.mp4"], "the following arguments are required: -q/--query"),
-        (["moments", "clip.mp4", "-q", "x", "--max-moments", "11"], "argument --max-moments: must be 1 to 10; got 11"),
+        (["moments", "clip.mp4", "-q", "x", "--max-moments", "11"], "--max-moments must be 1 to 10; got 11."),
         (["moments", "clip.mp4", "-q", "x", "--start", "5", "--end", "2"], "--end (2) must be greater than --start"),
     ],
 )
@@ -365,6 +382,52 @@ def test_terminal_usage_errors_exit_2_before_any_model_loads(args: list[str], sa
     assert says in out.stderr
     assert "Traceback" not in out.stderr
     assert "no such folder" not in out.stderr  # refused before the model (or its folder) was looked at
+
+
+def test_the_terminal_flags_are_the_tools_arguments_declared_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import Field
+
+    from llava_video_mcp.server import terminal
+    from llava_video_mcp.server.app import tool_function
+    from llava_video_mcp.server.arguments import CompareArguments, DescribeArguments, MomentsArguments
+    from llava_video_mcp.server.cli import parse
+    from llava_video_mcp.server.contract import StrictTool
+    from llava_video_mcp.tools.answer import VideoAnswer
+
+    every = parse([
+        "describe", "clip.mp4", "-q", "What?", "--num-frames", "4", "--start-s", "1", "--end", "9", "--fps", "2",
+        "--keyframes-only", "--no-transcript", "--language", "de", "--max-new-tokens", "9", "--return-frames",
+        "sheet", "--full", "--sampling", "scenes",
+    ])  # fmt: skip
+    assert terminal.asked(every) == DescribeArguments(
+        source="clip.mp4", question="What?", num_frames=4, start_s=1, end_s=9, fps=2, keyframes_only=True,
+        include_transcript=False, language="de", max_new_tokens=9, return_frames="sheet", coverage="full",
+        sampling="scenes",
+    )  # fmt: skip
+    # Nothing given is the tool's own default.
+    assert terminal.asked(parse(["describe", "clip.mp4"])) == DescribeArguments(source="clip.mp4")
+    assert terminal.asked(parse(["compare", "a.mp4", "b.mp4", "-q", "Same?", "--frames", "3"])) == CompareArguments(
+        sources=["a.mp4", "b.mp4"], question="Same?", frames_per_video=3
+    )
+    assert terminal.asked(parse(["moments", "a.mp4", "-q", "goal", "--return-frames", "frames"])) == (
+        MomentsArguments(source="a.mp4", query="goal", return_frames="frames")
+    )
+
+    # A new tool argument is a flag, checked with its limits, and a tool parameter, with no other line.
+    class Wider(DescribeArguments):
+        slow_motion: Annotated[float, Field(ge=1, le=8, description="Play it slower.")] = 1.0
+
+    monkeypatch.setitem(terminal.COMMANDS, "describe", Wider)
+    assert terminal.asked(parse(["describe", "clip.mp4", "--slow-motion", "4"])) == Wider(
+        source="clip.mp4", slow_motion=4
+    )
+    refused = terminal.command_problem(parse(["describe", "clip.mp4", "--slow-motion", "9"]))
+    assert refused == "--slow-motion must be 1 to 8; got 9"
+    tool = StrictTool.define(tool_function(Wider, VideoAnswer), title="t", description="d", annotations=None)
+    assert tool.name == "describe_video"
+    assert tool.parameters["properties"]["slow_motion"] == {
+        "type": "number", "minimum": 1, "maximum": 8, "description": "Play it slower.", "default": 1.0
+    }  # fmt: skip
 
 
 def test_the_answer_is_printed_without_escape_sequences(tmp_path: Path) -> None:

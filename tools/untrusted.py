@@ -17,9 +17,8 @@ import unicodedata
 from collections.abc import Iterable
 
 from llava_video_mcp.tools.errors import LimitError
+from llava_video_mcp.tools.limits import MAX_QUESTION_CHARS
 
-MAX_QUESTION_CHARS = 8000
-"""About 2,000 tokens: far more than any question needs, far less than the context the frames need."""
 MAX_TITLE_CHARS = 200
 """Site titles can be any length (a page's <title> of 100 KB); naming the video needs a line."""
 

@@ -48,12 +48,12 @@ from llava_video_mcp.tools.frames import (
     scene_targets,
     stream_notes,
 )
+from llava_video_mcp.tools.limits import MAX_MOMENTS
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.plural import plural
 from llava_video_mcp.tools.prompt import Cue, SeenVideo, TimedText, look_question, question_prompt, rank_prompt
 from llava_video_mcp.tools.untrusted import clean_question, without_controls
 
-MAX_MOMENTS = 10
 LOOK_FRAMES = 8
 """Frames a candidate window is looked at again with."""
 NOTES_FRAMES = 8

@@ -30,12 +30,11 @@ from llava_video_mcp.tools.answer.watch import FullWatch, WindowOptions
 from llava_video_mcp.tools.backends import ModelProvider
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames import MAX_FRAMES, SampleCache, SamplingPlan
+from llava_video_mcp.tools.frames import SampleCache, SamplingPlan
+from llava_video_mcp.tools.limits import MAX_FRAMES, MAX_VIDEOS, MIN_VIDEOS
 from llava_video_mcp.tools.media import VideoFetcher
 from llava_video_mcp.tools.prompt import DEFAULT_QUESTION
 from llava_video_mcp.tools.untrusted import clean_question
-
-MIN_VIDEOS, MAX_VIDEOS = 2, 4
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from llava_video_mcp.tools.frames._cache import SampleCache
 from llava_video_mcp.tools.frames._decode import to_model_image
 from llava_video_mcp.tools.frames._orientation import orientation_from_matrix
 from llava_video_mcp.tools.frames._plan import (
-    MAX_FRAMES,
     SampledFrame,
     SampledVideo,
     SamplingPlan,
@@ -36,6 +35,7 @@ from llava_video_mcp.tools.frames._plan import (
 )
 from llava_video_mcp.tools.frames._sampler import media_duration, outline, probe, sample_frames, sample_with_plan
 from llava_video_mcp.tools.frames._scenes import PROGRESS_EVERY_S, Cut, detect_scenes, scene_numbers, scene_targets
+from llava_video_mcp.tools.limits import MAX_FRAMES
 
 __all__ = [
     "BLOCK_S",

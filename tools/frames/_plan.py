@@ -12,8 +12,7 @@ from fractions import Fraction
 from PIL import Image
 
 from llava_video_mcp.tools.errors import DecodeError, LimitError
-
-MAX_FRAMES = 32
+from llava_video_mcp.tools.limits import MAX_FRAMES
 
 
 @dataclass(frozen=True)
