@@ -20,10 +20,12 @@ __all__ = ["ConfigError", "check", "is_loopback"]
 def check(settings: Settings, *, serving_http: bool = False) -> Settings:
     """Check the configuration; return the settings with the HTTP token read from its file."""
     if settings.endpoint is None:
-        _check_model(settings.model or DEFAULT_MODEL)
+        from llava_video_mcp.tools.backends.families import FAMILIES
+
+        _check_model(settings.model or DEFAULT_MODEL, kinds={family.model_type: family.name for family in FAMILIES})
         _check_device(settings.device)
     if settings.asr_endpoint is None and settings.asr_model.strip().lower() not in ("auto", "none"):
-        _check_model(settings.asr_model, flag="--asr-model", kind="whisper")
+        _check_model(settings.asr_model, flag="--asr-model", kinds={"whisper": "whisper"})
     if settings.cookies is not None and not _readable(settings.cookies):
         raise ConfigError(
             f"--cookies {settings.cookies}: cannot read that file. Export cookies (Netscape format) there."
@@ -37,19 +39,22 @@ def check(settings: Settings, *, serving_http: bool = False) -> Settings:
     return settings
 
 
-def _check_model(model: str, *, flag: str = "--model", kind: str = "llava") -> None:
-    """A folder holding a model of `kind`, or a hub id that can be had."""
+def _check_model(model: str, *, kinds: dict[str, str], flag: str = "--model") -> None:
+    """A folder holding a model of one of `kinds` (model_type: name), or a hub id that can be had."""
     local = Path(model).expanduser()
+    names = " or ".join(kinds.values())
     if model.startswith((".", "/", "~")) or local.exists():
         if not local.is_dir():
-            raise ConfigError(f"{flag} {model}: no such folder. Pass a folder holding a {kind} model, or a hub id.")
+            raise ConfigError(f"{flag} {model}: no such folder. Pass a folder holding a {names} model, or a hub id.")
         try:
             config = json.loads((local / "config.json").read_text())
         except (OSError, ValueError):
             raise ConfigError(f"{flag} {model}: the folder holds no model (no readable config.json).") from None
-        if config.get("model_type") != kind:
+        if config.get("model_type") not in kinds:
+            supported = ", ".join(f"{name} ('{kind}')" for kind, name in kinds.items())
             raise ConfigError(
-                f"{flag} {model}: the folder holds a '{config.get('model_type')}' model, not a {kind} model."
+                f"{flag} {model}: the folder holds a '{config.get('model_type')}' model, which this server does not "
+                f"run in process. Supported: {supported}."
             )
         return
     if _hub_offline() and not _cached(model):

@@ -1,8 +1,9 @@
-"""The in-process backend: llava-interleave (or any llava model) through transformers, on the best local device.
+"""The in-process backend: a supported model family (`families`) through transformers, on the best local device.
 
-Follow-up questions about the same frames reuse the attention state of everything before the question (a static KV
-cache kept in `PrefixCache`); frames are encoded a chunk at a time; on CPU, generated tokens use the float32 matmul
-attention of `attention.py`.
+The family says how frames and text become its model's prompt and inputs, and encodes the frames; the backend owns
+the rest, the same for every family. Follow-up questions about the same frames reuse the attention state of
+everything before the question (a static KV cache kept in `PrefixCache`); frames are encoded a chunk at a time; on
+CPU, generated tokens use the float32 matmul attention of `attention.py`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from llava_video_mcp.tools.backends.base import (
     no_progress,
 )
 from llava_video_mcp.tools.backends.devices import mixed_prefill_dtype, pick_device, pick_dtype
+from llava_video_mcp.tools.backends.families import Family, family_for
 from llava_video_mcp.tools.backends.hub import DownloadProgress, local_snapshot
 from llava_video_mcp.tools.backends.prefix_cache import PrefixCache, cache_bytes
 from llava_video_mcp.tools.cancel import CancelToken
@@ -102,36 +104,9 @@ def available_ram() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def _match_processor_to_model(processor: Any, config: Any, model_id: str) -> None:
-    """Make the processor expand each image into as many tokens as the model's vision tower gives features.
-
-    Older revisions of the llava-interleave checkpoints ship a processor config that lacks the patch size or the
-    feature strategy, or says "default" where the model uses "full"; the model's own config is what decides how
-    many features a frame yields, so its values win. A processor that still cannot be matched is refused with the
-    fix, instead of failing on the first call with a count mismatch.
-    """
-    vision = config.vision_config
-    strategy = config.vision_feature_select_strategy
-    if getattr(processor, "patch_size", None) is None:
-        processor.patch_size = vision.patch_size
-    if getattr(processor, "vision_feature_select_strategy", None) != strategy:
-        processor.vision_feature_select_strategy = strategy
-    if getattr(processor, "num_additional_image_tokens", None) is None:
-        processor.num_additional_image_tokens = 0
-    size = getattr(getattr(processor, "image_processor", None), "size", None) or {}
-    side = size.get("shortest_edge") or size.get("height")
-    if side != vision.image_size or processor.patch_size != vision.patch_size:
-        raise ModelError(
-            f"The processor files in {model_id} do not match its model (images of {side} px in {processor.patch_size} "
-            f"px patches, but the vision tower takes {vision.image_size} px in {vision.patch_size} px patches). "
-            "The model folder is from an older or mixed revision: download it again, e.g. `hf download "
-            f"{DEFAULT_MODEL} --local-dir FOLDER`, and pass --model FOLDER."
-        )
-
-
 def _load_hint(model_id: str) -> str:
     return (
-        f"Set --model (or LLAVA_VIDEO_MCP_MODEL) to a llava-interleave hub id such as {DEFAULT_MODEL} "
+        f"Set --model (or LLAVA_VIDEO_MCP_MODEL) to the hub id of a supported model such as {DEFAULT_MODEL} "
         "(the first run downloads about 1.7 GB, so the network must reach huggingface.co), or to a local folder "
         f"holding one (config.json, the weights and the processor files), e.g. after `hf download {DEFAULT_MODEL} "
         "--local-dir ./llava-interleave`."
@@ -146,12 +121,12 @@ class _Output:
 
 
 class TransformersBackend(VideoLanguageBackend):
-    """llava-interleave (or any llava model) through transformers, on the best local device."""
+    """A supported model family through transformers, on the best local device."""
 
     def __init__(
         self,
         model: Any,
-        processor: Any,
+        family: Family,
         model_id: str,
         device: str,
         *,
@@ -162,7 +137,8 @@ class TransformersBackend(VideoLanguageBackend):
     ) -> None:
         super().__init__(max_concurrency=1)
         self._model = model
-        self._processor = processor
+        self._family = family
+        self._processor = family.processor
         self._turn = threading.Lock()
         self._prefixes = PrefixCache(prefix_cache_bytes)
         self._prefill_dtype = prefill_dtype
@@ -174,7 +150,7 @@ class TransformersBackend(VideoLanguageBackend):
             model.set_attn_implementation(attention.register())
         self.dtype = str(model.dtype).removeprefix("torch.")
         self.prefill_dtype = str(prefill_dtype or model.dtype).removeprefix("torch.")
-        tokenizer = processor.tokenizer
+        tokenizer = family.tokenizer
         self.special_tokens = frozenset(tokenizer.all_special_tokens) | frozenset(
             str(token) for token in tokenizer.get_added_vocab()
         )
@@ -213,12 +189,9 @@ class TransformersBackend(VideoLanguageBackend):
         started = time.perf_counter()
         try:
             config = hf.AutoConfig.from_pretrained(source)
-            if config.model_type != "llava":
-                raise ModelError(
-                    f"{model_id} is a '{config.model_type}' model, not a llava model. {_load_hint(model_id)}"
-                )
-            processor = hf.AutoProcessor.from_pretrained(source)
-            model = hf.LlavaForConditionalGeneration.from_pretrained(
+            kind = family_for(config.model_type, model_id)
+            processor = kind.load_processor(source)
+            model = getattr(hf, kind.model_class).from_pretrained(
                 source, dtype=chosen_dtype, attn_implementation=_attention(chosen_device)
             )
         except ModelError:
@@ -226,15 +199,16 @@ class TransformersBackend(VideoLanguageBackend):
         except (OSError, ValueError, KeyError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"Could not load the model '{model_id}': {reason}. {_load_hint(model_id)}") from exc
-        _match_processor_to_model(processor, model.config, model_id)
+        family = kind(processor, model.config, model_id)
         model.to(chosen_device)
         model.eval()
-        log.info("loaded %s on %s (%s) in %.1f s", model_id, chosen_device, model.dtype, time.perf_counter() - started)
+        log.info("loaded %s (%s) on %s (%s) in %.1f s", model_id, kind.name, chosen_device, model.dtype,
+                 time.perf_counter() - started)  # fmt: skip
         budget = int(prefix_cache_gb * 2**30) if prefix_cache_gb is not None else prefix_cache_budget(chosen_device)
         log.info("prefix cache for follow-up questions: %.1f GB (--prefix-cache-gb)", budget / 2**30)
         return cls(
             model,
-            processor,
+            family,
             model_id,
             chosen_device,
             prefill_dtype=mixed_prefill_dtype(dtype),
@@ -249,25 +223,25 @@ class TransformersBackend(VideoLanguageBackend):
 
     @property
     def processor(self) -> Any:
-        """The transformers processor: the tokenizer and the image processor."""
+        """The family's processor: its tokenizer (`.tokenizer`) and what it reads frames with."""
         return self._processor
+
+    @property
+    def family(self) -> Family:
+        """The model family: how its model sees frames and text."""
+        return self._family
 
     def token_ids(self, prompt: Prompt) -> list[int]:
         """The prompt as the model reads it: token ids, each frame's image tokens included."""
         return [int(t) for t in self._inputs(prompt, self._render(prompt))["input_ids"][0].tolist()]
 
     def _render(self, prompt: Prompt) -> str:
-        """The prompt as text, from the processor's own chat template, one image entry per frame."""
-        content: list[dict[str, str]] = [{"type": "image"} for _ in prompt.images]
-        content.append({"type": "text", "text": prompt.text})
-        conversation = [{"role": "user", "content": content}]
-        return str(self._processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False))
+        """The prompt as text, in the family's own chat template."""
+        return self._family.render(prompt)
 
     def _inputs(self, prompt: Prompt, rendered: str) -> Any:
-        """Model inputs for the prompt: token ids with each frame's image tokens, and the frames' pixels."""
-        images = list(prompt.images) or None  # a text-only prompt (notes to answer from) has no pixels at all
-        inputs = self._processor(text=rendered, images=images, return_tensors="pt")
-        return inputs.to(self._model.device, dtype=self._model.dtype)
+        """Model inputs for the prompt: token ids with each frame's tokens, and the frames' pixels."""
+        return self._family.inputs(prompt, rendered).to(self._model.device, dtype=self._model.dtype)
 
     @property
     def context_length(self) -> int:
@@ -276,21 +250,20 @@ class TransformersBackend(VideoLanguageBackend):
 
     @property
     def tokens_per_image(self) -> int:
-        size = self._processor.image_processor.size
-        side = int(size.get("shortest_edge") or size["height"])
-        patches = (side // int(self._processor.patch_size)) ** 2
-        tokens = patches + int(getattr(self._processor, "num_additional_image_tokens", 0) or 0)
-        return tokens - 1 if self._processor.vision_feature_select_strategy == "default" else tokens
+        """Prompt tokens a frame takes with this model."""
+        return self._family.cost.tokens_per_frame
 
     def _check_context(self, prompt: Prompt, rendered: str, max_new_tokens: int) -> None:
         """Refuse, before any image is encoded, a prompt and answer that would not fit in the model's context."""
-        text_tokens = len(self._processor.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        text_tokens = len(self._family.tokenizer(rendered, add_special_tokens=False)["input_ids"])
         frames = len(prompt.images)
-        per_image = self.tokens_per_image
-        needed = text_tokens - frames + frames * per_image + max_new_tokens
+        cost = self._family.cost
+        per_image = cost.tokens_per_frame
+        text_only = text_tokens - self._family.placeholders(frames)
+        needed = text_only + cost.tokens(frames) + max_new_tokens
         if needed <= self.context_length:
             return
-        room = self.context_length - (text_tokens - frames) - max_new_tokens
+        room = self.context_length - text_only - cost.tokens_per_prompt - max_new_tokens
         fitting = max(room // per_image, 0)
         raise LimitError(
             f"{frames} frames x {per_image} image tokens, the text and max_new_tokens={max_new_tokens} need "
@@ -314,7 +287,7 @@ class TransformersBackend(VideoLanguageBackend):
             ids = inputs["input_ids"]
             prompt_length = int(ids.shape[1])
             prefix_length = self._prefix_length(prompt, rendered, ids)
-            key = self._prefix_key(ids[0, :prefix_length], inputs.get("pixel_values"))
+            key = self._prefix_key(ids[0, :prefix_length], inputs.get(self._family.pixel_key))
             streamer = TokenCounter(on_progress, max_new_tokens, cancel)
             try:
                 with torch.inference_mode():
@@ -327,7 +300,7 @@ class TransformersBackend(VideoLanguageBackend):
         new_ids = tuple(int(t) for t in output.sequences[0, prompt_length:].tolist())
         eos_ids = self._eos_ids()
         hit_limit = len(new_ids) >= max_new_tokens and not (new_ids and new_ids[-1] in eos_ids)
-        text = finished_text(self._processor.decode(list(new_ids), skip_special_tokens=True))
+        text = finished_text(self._family.tokenizer.decode(list(new_ids), skip_special_tokens=True))
         return Generation(
             text=text,
             generated_tokens=len(new_ids),
@@ -360,7 +333,7 @@ class TransformersBackend(VideoLanguageBackend):
             cache = self._prefill(inputs, prefix_length, on_progress, capacity + self._headroom, cancel)
         elif int(cache.layers[0].get_max_length()) < capacity:
             cache = self._grown(cache, prefix_length, capacity + self._headroom)
-        tokenizer = self._processor.tokenizer
+        tokenizer = self._family.tokenizer
         try:
             sequences = self._model.generate(
                 input_ids=ids,
@@ -403,33 +376,22 @@ class TransformersBackend(VideoLanguageBackend):
         copying the thousands of image tokens' keys and values at every token.
         """
         hf: Any = importlib.import_module("transformers")
-        outputs: Any = importlib.import_module("transformers.modeling_outputs")
         config = self._model.config
-        pixels = inputs.get("pixel_values", [])
-        features: list[Any] = []
+        pixels = inputs.get(self._family.pixel_key)
+
+        def encoded(done: int, total: int) -> None:
+            report(_VISION_SHARE * done / total, f"Encoding frames: {done} of {total}")
+
         with self._prefill_precision():
-            for start in range(0, len(pixels), self._vision_chunk):
-                if cancel is not None:
-                    cancel.check()
-                encoded = self._model.get_image_features(
-                    pixel_values=pixels[start : start + self._vision_chunk],
-                    vision_feature_layer=config.vision_feature_layer,
-                    vision_feature_select_strategy=config.vision_feature_select_strategy,
-                    return_dict=True,
-                )
-                features.extend(encoded.pooler_output)
-                done = len(features)
-                report(_VISION_SHARE * done / len(pixels), f"Encoding frames: {done} of {len(pixels)}")
+            encoded_images = {}
+            if pixels is not None:
+                features = self._family.encode(self._model, pixels, self._vision_chunk, encoded, cancel)
+                encoded_images = {"mm_encoder_outputs": features}
             if cancel is not None:
                 cancel.check()
             report(_VISION_SHARE, f"Reading the prompt: {prefix_length} tokens")
             cache = hf.StaticCache(config=config, max_cache_len=capacity)
             # The inner model: the prefix needs no logits (the full model would compute 152,000 per prompt token).
-            encoded_images = (
-                {"mm_encoder_outputs": {"image": outputs.BaseModelOutputWithPooling(pooler_output=features)}}
-                if features
-                else {}
-            )
             self._model.model(
                 input_ids=inputs["input_ids"][:, :prefix_length],
                 attention_mask=inputs["attention_mask"][:, :prefix_length],
@@ -469,7 +431,7 @@ class TransformersBackend(VideoLanguageBackend):
         """Tokens before the question; at least one token is always left for the generation step itself."""
         question = prompt.text[prompt.question_start :]
         suffix = rendered[rendered.rindex(prompt.text) + prompt.question_start :]
-        suffix_ids = self._processor.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        suffix_ids = self._family.tokenizer(suffix, add_special_tokens=False)["input_ids"]
         total = int(ids.shape[1])
         if question and 0 < len(suffix_ids) < total and ids[0, total - len(suffix_ids) :].tolist() == suffix_ids:
             return total - len(suffix_ids)
@@ -485,7 +447,7 @@ class TransformersBackend(VideoLanguageBackend):
     def _eos_ids(self) -> set[int]:
         eos = self._model.generation_config.eos_token_id
         if eos is None:
-            eos = self._processor.tokenizer.eos_token_id
+            eos = self._family.tokenizer.eos_token_id
         if isinstance(eos, int):
             return {eos}
         return {int(e) for e in eos or []}

@@ -1,0 +1,34 @@
+"""The seam per model family: how frames, their times and the text become one family's native prompt and inputs.
+
+    base.py       Family: what the in-process backend asks of a family (its prompt, inputs, frame cost, encoder)
+    llava.py      llava-interleave (`llava`): every frame an image, 729 tokens at 384 px
+    onevision.py  LLaVA-OneVision (`llava_onevision`): the frames as one video, 196 tokens a frame at 384 px
+
+A family is found by its config's `model_type` (`family_for`); a new family is a module here and one line in
+`FAMILIES`. Importing this package imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from llava_video_mcp.tools.backends.families.base import Family, FrameCost
+from llava_video_mcp.tools.backends.families.llava import LlavaInterleave
+from llava_video_mcp.tools.backends.families.onevision import LlavaOnevision
+from llava_video_mcp.tools.errors import ModelError
+
+FAMILIES: tuple[type[Family], ...] = (LlavaInterleave, LlavaOnevision)
+"""The families that run in process, keyed by their config's model_type."""
+
+
+def family_for(model_type: str, model_id: str) -> type[Family]:
+    """The family of a model whose config says `model_type`; ModelError naming the supported ones otherwise."""
+    for family in FAMILIES:
+        if model_type == family.model_type:
+            return family
+    supported = ", ".join(f"{family.name} ('{family.model_type}')" for family in FAMILIES)
+    raise ModelError(
+        f"{model_id} is a '{model_type}' model, which this server does not run in process. Supported families: "
+        f"{supported}. Any other model can run on a serving engine, through --endpoint."
+    )
+
+
+__all__ = ["FAMILIES", "Family", "FrameCost", "LlavaInterleave", "LlavaOnevision", "family_for"]

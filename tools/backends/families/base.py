@@ -1,0 +1,77 @@
+"""What the in-process backend asks of a model family. The backend owns the rest: the device, the turn at the
+model, the prefix cache of follow-ups, generation and its progress; a family says only how its model sees."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from llava_video_mcp.tools.backends.base import Prompt
+from llava_video_mcp.tools.cancel import CancelToken
+
+Encoded = Callable[[int, int], None]
+"""Called with (frames encoded, frames in all) while the frames go through the vision tower."""
+
+
+@dataclass(frozen=True)
+class FrameCost:
+    """What a frame costs a family's model: the side it is shown at, and the prompt tokens it takes."""
+
+    side: int
+    tokens_per_frame: int
+    tokens_per_prompt: int = 0
+    """Tokens the frames take together beyond their own (a video's closing newline)."""
+
+    def tokens(self, frames: int) -> int:
+        return frames * self.tokens_per_frame + (self.tokens_per_prompt if frames else 0)
+
+
+class Family(ABC):
+    """One model family in process: its processor, native prompt, inputs and vision encoder."""
+
+    name: ClassVar[str]
+    """In words, for logs and errors: llava-interleave."""
+    model_type: ClassVar[str]
+    """The `model_type` of its config.json."""
+    model_class: ClassVar[str]
+    """The transformers class its weights load into."""
+    pixel_key: ClassVar[str]
+    """The name of the frames' pixels among the model's inputs."""
+
+    def __init__(self, processor: Any, config: Any, model_id: str) -> None:
+        """Check that the processor's files match the model's config (ModelError with the fix when not)."""
+        self.processor = processor
+        self.config = config
+        self.model_id = model_id
+
+    @classmethod
+    @abstractmethod
+    def load_processor(cls, source: str) -> Any:
+        """The family's processor from a model folder."""
+
+    @property
+    @abstractmethod
+    def tokenizer(self) -> Any: ...
+
+    @property
+    @abstractmethod
+    def cost(self) -> FrameCost: ...
+
+    @abstractmethod
+    def placeholders(self, frames: int) -> int:
+        """Tokens the rendered text holds for `frames` frames before they are expanded to the frames' tokens."""
+
+    @abstractmethod
+    def render(self, prompt: Prompt) -> str:
+        """The prompt as text, in the family's own chat template."""
+
+    @abstractmethod
+    def inputs(self, prompt: Prompt, rendered: str) -> Any:
+        """Model inputs on the CPU: `input_ids` (frames' tokens expanded), `attention_mask`, and the pixels under
+        `pixel_key` when there are frames."""
+
+    @abstractmethod
+    def encode(self, model: Any, pixels: Any, chunk: int, encoded: Encoded, cancel: CancelToken | None) -> Any:
+        """The frames through the vision tower, `chunk` at a time: the model's `mm_encoder_outputs`."""
