@@ -37,11 +37,65 @@ VOCAB_SIZE = 152000
 
 
 def build_backend(config_name: str, device: str) -> Any:
-    """The project's runtime (`TransformersBackend`) on the model, in the precision the configuration names."""
+    """The project's runtime (`TransformersBackend`) on the model, in the precision the configuration names;
+    `onevision` is LLaVA-OneVision-0.5B in the auto plan."""
+    from llava_video_mcp.tools.backends.families import LlavaInterleave
     from llava_video_mcp.tools.backends.transformers import TransformersBackend
 
+    if config_name == "onevision":
+        return build_onevision_backend(device)
     model, processor, prefill = build_model(config_name, device)
-    return TransformersBackend(model, processor, "random-llava-interleave-0.5b", device, prefill_dtype=prefill)
+    family = LlavaInterleave(processor, model.config, "random-llava-interleave-0.5b")
+    return TransformersBackend(model, family, "random-llava-interleave-0.5b", device, prefill_dtype=prefill)
+
+
+def build_onevision_backend(device: str) -> Any:
+    """Full-size LLaVA-OneVision-qwen2-0.5b (Qwen2-0.5B, the same SigLIP tower, 196 tokens a frame), random
+    weights, in the auto plan, through its family adapter."""
+    import torch
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        Qwen2Config,
+        SiglipVisionConfig,
+    )
+    from transformers.initialization import no_init_weights
+
+    from llava_video_mcp.tools.backends.devices import pick_dtype
+    from llava_video_mcp.tools.backends.families import LlavaOnevision
+    from llava_video_mcp.tools.backends.families.onevision import OnevisionProcessor, VideoProcessing
+    from llava_video_mcp.tools.backends.tiny_llava import FULL_ONEVISION_0_5B, ONEVISION_CHAT_TEMPLATE
+    from llava_video_mcp.tools.backends.transformers import TransformersBackend
+    from tests.llava_builder import build_tokenizer
+
+    tokenizer = build_tokenizer(VOCAB_SIZE, extra=("<video>",))
+    vision = FULL_ONEVISION_0_5B["vision"]
+    config = LlavaOnevisionConfig(
+        vision_config=SiglipVisionConfig(vision_use_head=False, **vision),
+        text_config=Qwen2Config(
+            vocab_size=VOCAB_SIZE, max_position_embeddings=32768, tie_word_embeddings=True,
+            **FULL_ONEVISION_0_5B["text"],
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    with no_init_weights():
+        model = LlavaOnevisionForConditionalGeneration(config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.02, generator=generator)
+    model = model.to(device=device, dtype=pick_dtype(device, "auto")).eval()
+    model.generation_config.eos_token_id = None  # random weights: generate exactly max_new_tokens
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    side = vision["image_size"]
+    video = VideoProcessing(height=side, width=side, image_mean=(0.5,) * 3, image_std=(0.5,) * 3)
+    processor = OnevisionProcessor(tokenizer, ONEVISION_CHAT_TEMPLATE, video)
+    family = LlavaOnevision(processor, model.config, "random-llava-onevision-0.5b")
+    return TransformersBackend(model, family, "random-llava-onevision-0.5b", device)
 
 
 def build_model(config_name: str, device: str) -> tuple[Any, Any, Any]:
@@ -305,7 +359,8 @@ def main() -> None:
         nargs="+",
         default=["naive-fp32", "naive-bf16", "fp32", "bf16", "mixed", "auto"],
         help="naive-fp32 and naive-bf16 (stock transformers generate, the baselines); this project's runtime in "
-        "fp32, bf16 or mixed (bf16 prefill, fp32 decoding); auto (the plan --dtype auto picks here)",
+        "fp32, bf16 or mixed (bf16 prefill, fp32 decoding); auto (the plan --dtype auto picks here); onevision "
+        "(LLaVA-OneVision-0.5B, auto plan, beside auto's llava-interleave)",
     )
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -338,7 +393,8 @@ def main() -> None:
         "summary": summary,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"model-{device}.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "model-families" if args.configs == ["auto", "onevision"] else "model"
+    (RESULTS / f"{name}-{device}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"model_benchmark": result}))
     del torch
 
