@@ -50,11 +50,14 @@ def _check_model(model: str, *, kinds: dict[str, str], flag: str = "--model") ->
             config = json.loads((local / "config.json").read_text())
         except (OSError, ValueError):
             raise ConfigError(f"{flag} {model}: the folder holds no model (no readable config.json).") from None
-        if config.get("model_type") not in kinds:
+        found = config.get("model_type")
+        if found not in kinds and len(kinds) == 1:
+            raise ConfigError(f"{flag} {model}: the folder holds a '{found}' model, not a {names} model.")
+        if found not in kinds:
             supported = ", ".join(f"{name} ('{kind}')" for kind, name in kinds.items())
             raise ConfigError(
-                f"{flag} {model}: the folder holds a '{config.get('model_type')}' model, which this server does not "
-                f"run in process. Supported: {supported}."
+                f"{flag} {model}: the folder holds a '{found}' model, which this server does not run in process. "
+                f"Supported: {supported}."
             )
         return
     if _hub_offline() and not _cached(model):
