@@ -75,7 +75,8 @@ class Settings(BaseModel):
     model: Annotated[
         str | None,
         Flag(
-            "hub id or local folder of a llava-interleave or llava-onevision model (the first run downloads ~1.7 GB); "
+            "hub id or local folder of a llava-interleave, llava-onevision, Qwen2.5-VL or Qwen3-VL model (the first "
+            "run downloads ~1.7 GB); "
             "llava-hf/llava-interleave-qwen-7b-hf for the larger one; with --endpoint, the served model's id",
             group="model",
             default=f"{DEFAULT_MODEL}; with --endpoint, the first model it lists",

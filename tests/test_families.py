@@ -1,9 +1,10 @@
-"""Model families in process: LLaVA-OneVision beside llava-interleave, behind one seam (`tools/backends/families`).
+"""Model families in process: LLaVA-OneVision and Qwen2-VL, Qwen2.5-VL, Qwen3-VL beside llava-interleave, behind
+one seam (`tools/backends/families`).
 
-A tiny random OneVision of the real architecture (Qwen2 text model, SigLIP tower, 2x2-pooled video features, its
-tokenizer with `<video>` and its chat template) runs through all three tools with the real MCP client. Its native
-video prompt is checked against the checkpoints' template and its token count, its chunked encoding and prefix
-reuse against transformers' own generate() given the pixels, and an unsupported family is refused at start.
+Tiny random models of each real architecture run through all three tools with the real MCP client. OneVision's
+native video prompt is checked against the checkpoints' template and its token count, its chunked encoding and
+prefix reuse against transformers' own generate() given the pixels; the Qwen families' prompts against their
+templates, a frame's tokens against its image grid; an unsupported family is refused at start.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from llava_video_mcp.tools.backends.base import Prompt
 from llava_video_mcp.tools.backends.families import FAMILIES, LlavaOnevision
 from llava_video_mcp.tools.backends.families.onevision import VideoProcessing
 from llava_video_mcp.tools.backends.tiny_llava import build_onevision
+from llava_video_mcp.tools.backends.tiny_qwen import build_qwen
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from tests.test_server import call, error_text
 
@@ -98,9 +100,48 @@ def test_encoding_in_chunks_and_reusing_the_prefix_give_transformers_own_answer(
     assert cold.token_ids == warm.token_ids
 
 
+QWEN = ("qwen2_5_vl", "qwen3_vl", "qwen2_vl")
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("qwen")
+    return {model_type: build_qwen(folder / model_type, model_type) for model_type in QWEN}
+
+
+@pytest.mark.parametrize("model_type", QWEN)
+def test_qwen_frames_are_images_at_their_own_resolution(qwen: dict[str, Path], model_type: str) -> None:
+    backend = TransformersBackend.load(str(qwen[model_type]), device="cpu", dtype="float32")
+    family = backend.family
+    assert family.model_type == model_type
+    assert not family.prefix_cache
+    images = [Image.new("RGB", (512, 384), (40 * n, 90, 200)) for n in range(3)]
+    prompt = Prompt(images, "Frames at 0.00 s, 1.00 s, 2.00 s.\n\nWhat moves?", question_start=35)
+    rendered = family.render(prompt)
+    frames = "<|vision_start|><|image_pad|><|vision_end|>" * 3
+    system = "" if model_type == "qwen3_vl" else "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    assert rendered == (
+        f"{system}<|im_start|>user\n{frames}Frames at 0.00 s, 1.00 s, 2.00 s.\n\nWhat moves?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    inputs = family.inputs(prompt, rendered)
+    # A merged block of patches is a token: 512x384 is 36x28 patches of 14 px (Qwen3-VL: 32x24 of 16 px).
+    per_frame = 18 * 14 if model_type != "qwen3_vl" else 16 * 12
+    pad = family.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert inputs["input_ids"][0].tolist().count(pad) == 3 * per_frame == family.frame_tokens(images)
+    assert inputs["mm_token_type_ids"].sum() == 3 * per_frame
+    answer = backend.generate(prompt, 4)
+    assert answer.prompt_tokens == inputs["input_ids"].shape[1]
+    assert answer.reused_tokens == 0  # each call reads its whole prompt (3-D positions live on the model)
+
+
 @pytest.mark.anyio
-async def test_onevision_runs_all_three_tools(onevision: Path, tmp_path: Path, h264_mp4: Path) -> None:
-    settings = Settings(model=str(onevision), device="cpu", cache_dir=tmp_path / "cache", asr_model="none")
+@pytest.mark.parametrize("model_type", ["onevision", *QWEN])
+async def test_each_family_runs_all_three_tools(
+    model_type: str, onevision: Path, qwen: dict[str, Path], tmp_path: Path, h264_mp4: Path
+) -> None:
+    folder = onevision if model_type == "onevision" else qwen[model_type]
+    settings = Settings(model=str(folder), device="cpu", cache_dir=tmp_path / "cache", asr_model="none")
     async with Client(build_server(settings)) as client:
         described = await call(client, "describe_video", source=str(h264_mp4), num_frames=4, max_new_tokens=4)
         assert len(described.videos[0].frames) == 4
@@ -118,13 +159,13 @@ async def test_onevision_runs_all_three_tools(onevision: Path, tmp_path: Path, h
         assert not result.is_error, error_text(result)
         found = MomentsAnswer.model_validate(result.structured_content)
     assert 1 <= len(found.moments) <= 1
-    assert described.model.id == str(onevision)
+    assert described.model.id == str(folder)
 
 
 def test_an_unsupported_family_is_refused_at_start_with_the_list(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "idefics3"}))
     with pytest.raises(ConfigError) as refused:
         check(Settings(model=str(tmp_path), asr_model="none"))
     said = str(refused.value)
-    assert "holds a 'qwen2_5_vl' model, which this server does not run in process" in said
+    assert "holds a 'idefics3' model, which this server does not run in process" in said
     assert all(f"{family.name} ('{family.model_type}')" in said for family in FAMILIES)

@@ -258,9 +258,10 @@ class TransformersBackend(VideoLanguageBackend):
         text_tokens = len(self._family.tokenizer(rendered, add_special_tokens=False)["input_ids"])
         frames = len(prompt.images)
         cost = self._family.cost
-        per_image = cost.tokens_per_frame
+        frame_tokens = self._family.frame_tokens(list(prompt.images))
+        per_image = -(-frame_tokens // frames) if frames else cost.tokens_per_frame
         text_only = text_tokens - self._family.placeholders(frames)
-        needed = text_only + cost.tokens(frames) + max_new_tokens
+        needed = text_only + frame_tokens + max_new_tokens
         if needed <= self.context_length:
             return
         room = self.context_length - text_only - cost.tokens_per_prompt - max_new_tokens
@@ -286,12 +287,18 @@ class TransformersBackend(VideoLanguageBackend):
             inputs = self._inputs(prompt, rendered)
             ids = inputs["input_ids"]
             prompt_length = int(ids.shape[1])
-            prefix_length = self._prefix_length(prompt, rendered, ids)
-            key = self._prefix_key(ids[0, :prefix_length], inputs.get(self._family.pixel_key))
             streamer = TokenCounter(on_progress, max_new_tokens, cancel)
             try:
                 with torch.inference_mode():
-                    output = self._generate(inputs, key, prefix_length, max_new_tokens, streamer, on_progress, cancel)
+                    if self._family.prefix_cache:
+                        prefix_length = self._prefix_length(prompt, rendered, ids)
+                        key = self._prefix_key(ids[0, :prefix_length], inputs.get(self._family.pixel_key))
+                        output = self._generate(
+                            inputs, key, prefix_length, max_new_tokens, streamer, on_progress, cancel
+                        )
+                    else:
+                        prefix_length = 0
+                        output = self._generate_whole(inputs, max_new_tokens, streamer, on_progress)
             except torch.OutOfMemoryError as exc:
                 raise ModelError(
                     f"The model ran out of memory on {self.device} with {len(prompt.images)} frames. "
@@ -357,6 +364,22 @@ class TransformersBackend(VideoLanguageBackend):
                     self._prefixes.max_bytes / 2**30,
                 )
         return _Output(sequences, reused)
+
+    def _generate_whole(
+        self, inputs: Any, max_new_tokens: int, streamer: TokenCounter, on_progress: InferenceProgress
+    ) -> _Output:
+        """Generate from the whole prompt, frames and all, in one generate() (a family without the prefix cache)."""
+        tokenizer = self._family.tokenizer
+        on_progress(0.0, f"Reading the frames and the prompt: {int(inputs['input_ids'].shape[1])} tokens")
+        sequences = self._model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            disable_compile=True,
+            streamer=streamer,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        )
+        return _Output(sequences, reused=False)
 
     def _prefill(
         self,

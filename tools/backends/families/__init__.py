@@ -3,6 +3,7 @@
     base.py       Family: what the in-process backend asks of a family (its prompt, inputs, frame cost, encoder)
     llava.py      llava-interleave (`llava`): every frame an image, 729 tokens at 384 px
     onevision.py  LLaVA-OneVision (`llava_onevision`): the frames as one video, 196 tokens a frame at 384 px
+    qwen.py       Qwen2-VL, Qwen2.5-VL, Qwen3-VL: every frame an image at its own resolution (about 336 tokens)
 
 A family is found by its config's `model_type` (`family_for`); a new family is a module here and one line in
 `FAMILIES`. Importing this package imports neither torch nor transformers.
@@ -13,9 +14,10 @@ from __future__ import annotations
 from llava_video_mcp.tools.backends.families.base import Family, FrameCost
 from llava_video_mcp.tools.backends.families.llava import LlavaInterleave
 from llava_video_mcp.tools.backends.families.onevision import LlavaOnevision
+from llava_video_mcp.tools.backends.families.qwen import Qwen2VL, Qwen3VL, Qwen25VL
 from llava_video_mcp.tools.errors import ModelError
 
-FAMILIES: tuple[type[Family], ...] = (LlavaInterleave, LlavaOnevision)
+FAMILIES: tuple[type[Family], ...] = (LlavaInterleave, LlavaOnevision, Qwen25VL, Qwen3VL, Qwen2VL)
 """The families that run in process, keyed by their config's model_type."""
 
 
@@ -31,4 +33,14 @@ def family_for(model_type: str, model_id: str) -> type[Family]:
     )
 
 
-__all__ = ["FAMILIES", "Family", "FrameCost", "LlavaInterleave", "LlavaOnevision", "family_for"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "FrameCost",
+    "LlavaInterleave",
+    "LlavaOnevision",
+    "Qwen2VL",
+    "Qwen3VL",
+    "Qwen25VL",
+    "family_for",
+]

@@ -39,6 +39,10 @@ class Family(ABC):
     """The transformers class its weights load into."""
     pixel_key: ClassVar[str]
     """The name of the frames' pixels among the model's inputs."""
+    prefix_cache: ClassVar[bool] = True
+    """Whether the attention state of the frames and their text can be kept for follow-ups and prefilled apart from
+    the question (with frames encoded a chunk at a time by `encode`); else each call's inputs go whole to
+    generate()."""
 
     def __init__(self, processor: Any, config: Any, model_id: str) -> None:
         """Check that the processor's files match the model's config (ModelError with the fix when not)."""
@@ -58,6 +62,10 @@ class Family(ABC):
     @property
     @abstractmethod
     def cost(self) -> FrameCost: ...
+
+    def frame_tokens(self, images: list[Any]) -> int:
+        """The prompt tokens these frames take (a family whose cost follows each frame's size counts them)."""
+        return self.cost.tokens(len(images))
 
     @abstractmethod
     def placeholders(self, frames: int) -> int:

@@ -128,14 +128,7 @@ class LlavaOnevision(Family):
         hf: Any = importlib.import_module("transformers")
         folder = Path(source)
         tokenizer = hf.AutoTokenizer.from_pretrained(source)
-        template = getattr(tokenizer, "chat_template", None)
-        if not template and (folder / "chat_template.jinja").is_file():
-            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-        if not template:
-            template = (_json(folder / "chat_template.json") or {}).get("chat_template")
-        if not isinstance(template, str) or not template:
-            raise ModelError(f"{source} holds no chat template (chat_template.jinja or chat_template.json).")
-        return OnevisionProcessor(tokenizer, template, VideoProcessing.of_folder(folder))
+        return OnevisionProcessor(tokenizer, read_chat_template(tokenizer, folder), VideoProcessing.of_folder(folder))
 
     @property
     def tokenizer(self) -> Any:
@@ -197,6 +190,19 @@ class LlavaOnevision(Family):
             newline = got.pooler_output[:, -1:]
             encoded(min(start + chunk, frames), frames)
         return {"video": outputs.BaseModelOutputWithPooling(pooler_output=torch.cat([*parts, newline], dim=1))}
+
+
+def read_chat_template(tokenizer: Any, folder: Path) -> str:
+    """The model's chat template: the tokenizer's, else the folder's chat_template.jinja or chat_template.json (a
+    processor keeps it there, and without torchvision the processor itself cannot be loaded)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template and (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if not template:
+        template = (_json(folder / "chat_template.json") or {}).get("chat_template")
+    if not isinstance(template, str) or not template:
+        raise ModelError(f"{folder} holds no chat template (chat_template.jinja or chat_template.json).")
+    return template
 
 
 def _json(path: Path) -> dict[str, Any] | None:
