@@ -40,13 +40,16 @@ def build_backend(config_name: str, device: str) -> Any:
     """The project's runtime (`TransformersBackend`) on the model, in the precision the configuration names;
     `onevision` is LLaVA-OneVision-0.5B in the auto plan."""
     from llava_video_mcp.tools.backends.families import LlavaInterleave
-    from llava_video_mcp.tools.backends.transformers import TransformersBackend
+    from llava_video_mcp.tools.backends.transformers import TransformersBackend, decode_compile_config
 
     if config_name == "onevision":
         return build_onevision_backend(device)
     model, processor, prefill = build_model(config_name, device)
     family = LlavaInterleave(processor, model.config, "random-llava-interleave-0.5b")
-    return TransformersBackend(model, family, "random-llava-interleave-0.5b", device, prefill_dtype=prefill)
+    compiled = decode_compile_config(device, config_name == "compiled")
+    return TransformersBackend(
+        model, family, "random-llava-interleave-0.5b", device, prefill_dtype=prefill, compile_config=compiled
+    )
 
 
 def build_onevision_backend(device: str) -> Any:
@@ -360,7 +363,8 @@ def main() -> None:
         default=["naive-fp32", "naive-bf16", "fp32", "bf16", "mixed", "auto"],
         help="naive-fp32 and naive-bf16 (stock transformers generate, the baselines); this project's runtime in "
         "fp32, bf16 or mixed (bf16 prefill, fp32 decoding); auto (the plan --dtype auto picks here); onevision "
-        "(LLaVA-OneVision-0.5B, auto plan, beside auto's llava-interleave)",
+        "(LLaVA-OneVision-0.5B, auto plan, beside auto's llava-interleave); compiled (the auto plan with "
+        "--compile-decode: its first call includes the compilation, its follow-up shows the decode rate)",
     )
     args = parser.parse_args()
     device = pick_device(args.device)

@@ -97,3 +97,38 @@ def test_a_longer_follow_up_grows_the_cache_and_still_matches(tiny_model: Path, 
     cold = TransformersBackend.load(str(tiny_model), device="cpu").generate(prompt, max_new_tokens=40)
     assert long_answer.reused_tokens > 0
     assert long_answer.token_ids == cold.token_ids
+
+
+def test_compiled_decoding_is_asked_for_and_uses_cuda_graphs_on_cuda() -> None:
+    from llava_video_mcp.server.settings import Settings
+    from llava_video_mcp.tools.backends.transformers import COMPILED_SLOTS, decode_compile_config
+
+    assert decode_compile_config("cuda", False) is None
+    on_cuda = decode_compile_config("cuda", True)
+    assert on_cuda.mode == "reduce-overhead"  # CUDA graphs: the decoding step replayed, not relaunched per kernel
+    assert not on_cuda._compile_all_devices
+    assert decode_compile_config("cpu", True)._compile_all_devices
+    assert COMPILED_SLOTS % 256 == 0
+    assert not Settings().backend_config().compile_decode
+    assert Settings(compile_decode=True).backend_config().compile_decode
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, from inside its compiler
+def test_compiled_decoding_gives_the_same_tokens(tiny_model: Path, h264_mp4: Path) -> None:
+    """The compiled decoding step over the static cache answers token for token as the eager one, first call and
+    follow-up (whose prefix is reused); its cache length comes in COMPILED_SLOTS steps, one graph per step. Slow:
+    inductor compiles on the CPU for about a minute, so it runs with -m slow (and compiled on CUDA with -m gpu)."""
+    from llava_video_mcp.tools.backends.transformers import COMPILED_SLOTS
+
+    images = frames_of(h264_mp4, 6)
+    eager = TransformersBackend.load(str(tiny_model), device="cpu", dtype="float32", compile_decode=False)
+    compiled = TransformersBackend.load(str(tiny_model), device="cpu", dtype="float32", compile_decode=True)
+    assert compiled.compile_config is not None
+    for question in ("What moves?", "Which way?"):
+        expected, _ = ask(eager, images, question)
+        got, reused = ask(compiled, images, question)
+        assert got == expected
+    assert reused > 0
+    [(kept, _)] = compiled._prefixes._entries.values()
+    assert int(kept.layers[0].get_max_length()) % COMPILED_SLOTS == 0

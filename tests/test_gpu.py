@@ -49,6 +49,18 @@ def test_thirty_two_frames_and_a_follow_up(cuda_backend: TransformersBackend, h2
     assert follow_up.token_ids == cold.token_ids
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, from inside its compiler
+def test_compiled_decoding_on_cuda_gives_the_eager_tokens(cuda_backend: TransformersBackend, h264_mp4: Path) -> None:
+    """--compile-decode on CUDA (CUDA graphs): its answers are the eager step's, first call and follow-up."""
+    compiled = TransformersBackend.load(cuda_backend.model_id, compile_decode=True)
+    assert compiled.compile_config is not None
+    reference = reference_frames(h264_mp4)
+    images = [to_model_image(nearest_reference(reference, t)[1], 384) for t in uniform_targets(0, 3.0, 8)]
+    for question in ("What moves?", "Which way?"):
+        prompt = Prompt(images, GUIDE + question, len(GUIDE))
+        assert compiled.generate(prompt, max_new_tokens=16).token_ids == cuda_backend.generate(prompt, 16).token_ids
+
+
 def test_a_long_video_watched_in_full(tiny_model: Path, tmp_path: Path) -> None:
     """coverage="full" on the GPU: windows tile the range, and a second question reuses every window's notes."""
     talk = scenes(tmp_path / "talk.mp4", seconds=150)

@@ -29,6 +29,8 @@ class BackendConfig:
     max_concurrent_requests: int = 8
     prefix_cache_gb: float | None = None
     """Memory for follow-ups' prefix reuse (in process); None sizes it from the device."""
+    compile_decode: bool = False
+    """Compile the decoding step over the static cache (in process)."""
 
 
 REMEMBER_FAILURE_S = 60.0
@@ -113,6 +115,7 @@ class LazyBackend:
             config.dtype,
             prefix_cache_gb=config.prefix_cache_gb,
             on_download=on_download,
+            compile_decode=config.compile_decode,
         )
 
 

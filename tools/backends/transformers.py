@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 HEADROOM = 256
 """Extra cache slots beyond a call's needs, so most follow-ups fit the prefix's cache as it is."""
+COMPILED_SLOTS = 2048
+"""With compiled decoding, cache lengths come in steps of this many slots: each length is one compiled graph."""
 _VISION_SHARE, _PREFILL_SHARE = 0.5, 0.2
 """Rough shares of the model stage taken by encoding frames and reading the prompt, for progress fractions."""
 
@@ -104,6 +106,17 @@ def available_ram() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def decode_compile_config(device: str, wanted: bool) -> Any:
+    """transformers' CompileConfig for the decoding step, None when it is not compiled. On CUDA, mode
+    "reduce-overhead" captures the step in CUDA graphs; elsewhere (a test's CPU) inductor's default mode."""
+    if not wanted:
+        return None
+    hf: Any = importlib.import_module("transformers")
+    config = hf.CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead" if device == "cuda" else "default")
+    config._compile_all_devices = device != "cuda"  # transformers compiles on accelerators only unless told
+    return config
+
+
 def _load_hint(model_id: str) -> str:
     return (
         f"Set --model (or LLAVA_VIDEO_MCP_MODEL) to the hub id of a supported model such as {DEFAULT_MODEL} "
@@ -134,6 +147,7 @@ class TransformersBackend(VideoLanguageBackend):
         vision_chunk: int = 8,
         prefix_cache_bytes: int = 4 * 2**30,
         headroom: int = HEADROOM,
+        compile_config: Any = None,
     ) -> None:
         super().__init__(max_concurrency=1)
         self._model = model
@@ -144,6 +158,8 @@ class TransformersBackend(VideoLanguageBackend):
         self._prefill_dtype = prefill_dtype
         self._vision_chunk = vision_chunk
         self._headroom = headroom
+        self.compile_config: Any = compile_config
+        """transformers' CompileConfig when the decoding step is compiled (CUDA graphs on CUDA), else None."""
         self.model_id = model_id
         self.device = device
         if device == "cpu" and model.config.get_text_config()._attn_implementation == "sdpa":
@@ -165,9 +181,11 @@ class TransformersBackend(VideoLanguageBackend):
         prefix_cache_gb: float | None = None,
         on_download: DownloadProgress | None = None,
         headroom: int = HEADROOM,
+        compile_decode: bool = False,
     ) -> TransformersBackend:
         """Load from a hub id (the cache, or a download reported through `on_download`) or a local folder; raise
-        ModelError with a fix when that fails."""
+        ModelError with a fix when that fails. `compile_decode`: compile the decoding step over the static cache
+        (on CUDA its CUDA graphs remove the per-token overhead; off until measured there)."""
         # transformers is only partly typed: everything from it is handled as Any here.
         hf: Any = importlib.import_module("transformers")
 
@@ -214,6 +232,7 @@ class TransformersBackend(VideoLanguageBackend):
             prefill_dtype=mixed_prefill_dtype(dtype),
             prefix_cache_bytes=budget,
             headroom=headroom,
+            compile_config=decode_compile_config(chosen_device, compile_decode),
         )
 
     @property
@@ -337,9 +356,9 @@ class TransformersBackend(VideoLanguageBackend):
         cache = self._prefixes.take(key)
         reused = cache is not None
         if cache is None:
-            cache = self._prefill(inputs, prefix_length, on_progress, capacity + self._headroom, cancel)
+            cache = self._prefill(inputs, prefix_length, on_progress, self._slots(capacity), cancel)
         elif int(cache.layers[0].get_max_length()) < capacity:
-            cache = self._grown(cache, prefix_length, capacity + self._headroom)
+            cache = self._grown(cache, prefix_length, self._slots(capacity))
         tokenizer = self._family.tokenizer
         try:
             sequences = self._model.generate(
@@ -348,7 +367,8 @@ class TransformersBackend(VideoLanguageBackend):
                 cache=cache,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                disable_compile=True,
+                disable_compile=self.compile_config is None,
+                compile_config=self.compile_config,
                 streamer=streamer,
                 pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
             )
@@ -364,6 +384,15 @@ class TransformersBackend(VideoLanguageBackend):
                     self._prefixes.max_bytes / 2**30,
                 )
         return _Output(sequences, reused)
+
+    def _slots(self, needed: int) -> int:
+        """The cache length for a call that needs `needed` slots: with headroom for follow-ups, and, when decoding is
+        compiled, rounded up to a multiple of COMPILED_SLOTS, so that a few compiled graphs (one per cache length)
+        serve every call instead of one compilation per prompt length."""
+        slots = needed + self._headroom
+        if self.compile_config is None:
+            return slots
+        return -(-slots // COMPILED_SLOTS) * COMPILED_SLOTS
 
     def _generate_whole(
         self, inputs: Any, max_new_tokens: int, streamer: TokenCounter, on_progress: InferenceProgress
