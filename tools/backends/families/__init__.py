@@ -5,11 +5,15 @@
     onevision.py  LLaVA-OneVision (`llava_onevision`): the frames as one video, 196 tokens a frame at 384 px
     qwen.py       Qwen2-VL, Qwen2.5-VL, Qwen3-VL: every frame an image at its own resolution (about 336 tokens)
 
-A family is found by its config's `model_type` (`family_for`); a new family is a module here and one line in
-`FAMILIES`. Importing this package imports neither torch nor transformers.
+A family is found by its config's `model_type` (`family_for`). The registry is every concrete `Family` defined in
+this package's modules, so a new family is a new module here and its tests, and nothing else. Importing this
+package imports neither torch nor transformers.
 """
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from llava_video_mcp.tools.backends.families.base import Family, FrameCost
 from llava_video_mcp.tools.backends.families.llava import LlavaInterleave
@@ -17,7 +21,22 @@ from llava_video_mcp.tools.backends.families.onevision import LlavaOnevision
 from llava_video_mcp.tools.backends.families.qwen import Qwen2VL, Qwen3VL, Qwen25VL
 from llava_video_mcp.tools.errors import ModelError
 
-FAMILIES: tuple[type[Family], ...] = (LlavaInterleave, LlavaOnevision, Qwen25VL, Qwen3VL, Qwen2VL)
+
+def _registry() -> tuple[type[Family], ...]:
+    """Every concrete family defined in this package (its modules imported first), the default family first."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    found: list[type[Family]] = []
+    pending = list(Family.__subclasses__())
+    while pending:
+        family = pending.pop(0)
+        pending.extend(family.__subclasses__())
+        if "model_type" in vars(family) and family not in found:
+            found.append(family)
+    return tuple(sorted(found, key=lambda family: (family.model_type != "llava", family.name)))
+
+
+FAMILIES: tuple[type[Family], ...] = _registry()
 """The families that run in process, keyed by their config's model_type."""
 
 
