@@ -44,12 +44,63 @@ def build_backend(config_name: str, device: str) -> Any:
 
     if config_name == "onevision":
         return build_onevision_backend(device)
+    if config_name == "qwen3-vl":
+        return build_qwen3_backend(device)
     model, processor, prefill = build_model(config_name, device)
     family = LlavaInterleave(processor, model.config, "random-llava-interleave-0.5b")
     compiled = decode_compile_config(device, config_name == "compiled")
     return TransformersBackend(
         model, family, "random-llava-interleave-0.5b", device, prefill_dtype=prefill, compile_config=compiled
     )
+
+
+def build_qwen3_backend(device: str) -> Any:
+    """Full-size Qwen3-VL-2B (28 layers 2048 wide, 8 key-value heads; a 24-layer vision tower of 16 px patches
+    merged 2x2, about 252 tokens a 384p frame), random weights, in the auto plan, through its family adapter: each
+    call reads its whole prompt (no prefix cache for this family)."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers.initialization import no_init_weights
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from llava_video_mcp.tools.backends.devices import pick_dtype
+    from llava_video_mcp.tools.backends.families import Qwen3VL
+    from llava_video_mcp.tools.backends.families.qwen import QwenProcessor
+    from llava_video_mcp.tools.backends.tiny_qwen import QWEN3_CHAT_TEMPLATE, SPECIAL_TOKENS, build_tokenizer
+    from llava_video_mcp.tools.backends.transformers import TransformersBackend
+
+    tokenizer = build_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    rope = {"rope_type": "default", "rope_theta": 5e6, "mrope_section": [24, 20, 20], "mrope_interleaved": True}
+    config = Qwen3VLConfig(
+        text_config={
+            "vocab_size": VOCAB_SIZE, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28,
+            "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "rope_parameters": rope,
+            "max_position_embeddings": 32768, "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16, "out_hidden_size": 2048,
+            "patch_size": 16, "num_position_embeddings": 2304, "deepstack_visual_indexes": [5, 11, 17],
+        },
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    with no_init_weights():
+        model = Qwen3VLForConditionalGeneration(config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.02, generator=generator)
+    model = model.to(device=device, dtype=pick_dtype(device, "auto")).eval()
+    model.generation_config.eos_token_id = None  # random weights: generate exactly max_new_tokens
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    images = Qwen2VLImageProcessorPil(
+        patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        min_pixels=65536, max_pixels=16777216,
+    )  # fmt: skip
+    family = Qwen3VL(QwenProcessor(tokenizer, QWEN3_CHAT_TEMPLATE, images), model.config, "random-qwen3-vl-2b")
+    return TransformersBackend(model, family, "random-qwen3-vl-2b", device)
 
 
 def build_onevision_backend(device: str) -> Any:
@@ -364,7 +415,8 @@ def main() -> None:
         help="naive-fp32 and naive-bf16 (stock transformers generate, the baselines); this project's runtime in "
         "fp32, bf16 or mixed (bf16 prefill, fp32 decoding); auto (the plan --dtype auto picks here); onevision "
         "(LLaVA-OneVision-0.5B, auto plan, beside auto's llava-interleave); compiled (the auto plan with "
-        "--compile-decode: its first call includes the compilation, its follow-up shows the decode rate)",
+        "--compile-decode: its first call includes the compilation, its follow-up shows the decode rate); qwen3-vl "
+        "(Qwen3-VL-2B, auto plan, no prefix cache)",
     )
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -397,7 +449,8 @@ def main() -> None:
         "summary": summary,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "model-families" if args.configs == ["auto", "onevision"] else "model"
+    families = {"auto", "onevision", "qwen3-vl"}
+    name = "model-families" if set(args.configs) <= families and len(args.configs) > 1 else "model"
     (RESULTS / f"{name}-{device}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"model_benchmark": result}))
     del torch
