@@ -190,3 +190,34 @@ async def test_windows_run_together_on_a_serving_engine(engine: ServedModel, tmp
             )
     assert len(answer.segments or []) == 5
     assert counter.most_open >= 3
+
+
+def test_windows_are_read_in_batches_where_the_backend_batches(tiny_model: Path, tmp_path: Path, talk: Path) -> None:
+    """On CUDA the in-process backend reads windows 4 at a time (forced here on the CPU): one generate() a batch,
+    each window's notes as one by one (float32, left padding), kept notes taken as they are."""
+    from llava_video_mcp.tools.answer import VideoQA
+    from llava_video_mcp.tools.backends import Ready
+    from llava_video_mcp.tools.backends.transformers import TransformersBackend
+    from llava_video_mcp.tools.frames import media_duration
+    from llava_video_mcp.tools.media import VideoFetcher
+
+    def watched(batch: int, cache: Path) -> tuple[list[str], int, VideoQA]:
+        backend = TransformersBackend.load(str(tiny_model), device="cpu", dtype="float32")
+        backend.batch_size = batch
+        calls = []
+        generate = backend.model.generate
+        backend.model.generate = lambda *a, **k: calls.append(1) or generate(*a, **k)  # type: ignore[method-assign]
+        qa = VideoQA(VideoFetcher(cache, inspect=media_duration), Ready(backend))
+        answer = qa.describe(str(talk), "What happens?", num_frames=2, max_new_tokens=4, coverage="full")
+        assert answer.segments is not None
+        return [segment.notes for segment in answer.segments], len(calls), qa
+
+    one_by_one, sequential_calls, _ = watched(1, tmp_path / "one")
+    batched, batched_calls, qa = watched(3, tmp_path / "batched")
+    assert batched == one_by_one
+    windows = len(one_by_one)
+    assert windows == 5
+    assert sequential_calls == windows + 1  # each window, then the answer from the notes
+    assert batched_calls == 2 + 1  # windows 1-3, windows 4-5, the answer
+    again = qa.describe(str(talk), "Who speaks?", num_frames=2, max_new_tokens=4, coverage="full")
+    assert again.segments_from_cache == windows

@@ -61,6 +61,7 @@ from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.plural import plural
 from llava_video_mcp.tools.prompt import (
     MAX_TRANSCRIPT_CHARS,
+    Cue,
     TimedText,
     bounded,
     clock,
@@ -97,6 +98,18 @@ class Watching:
     cuts: Sequence[Cut]
     least_frames: int
     """Notes kept by an earlier watch are reused when it asked for at least this many frames a window."""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A window whose notes the model is to write: its frames' times, its cues and its prompt."""
+
+    window: Window
+    key: str
+    label: str
+    times: list[float]
+    cues: list[Cue]
+    prompt: Prompt
 
 
 class FullWatch:
@@ -180,15 +193,45 @@ class FullWatch:
 
     def _map(self, watching: Watching, clock_: Clock) -> list[WindowNotes]:
         """Each window's notes: from the store, or from the model; windows run as many at a time as the backend
-        takes calls (one in process), and only complete notes are stored."""
+        takes calls (one in process), or in batches where it batches (CUDA), and only complete notes are stored."""
         video, backend, windows = watching.video, watching.backend, watching.windows
         store = NotesStore(video.store / "notes" if video.store is not None else None)
+        if backend.batch_size > 1 and len(windows) > 1:
+            return self._map_batched(watching, store, clock_)
         if backend.max_concurrency == 1 or len(windows) == 1:
             return [self._window(watching, window, store, clock_) for window in windows]
         with ThreadPoolExecutor(max_workers=min(backend.max_concurrency, len(windows))) as pool:
             return list(pool.map(lambda window: self._window(watching, window, store, clock_), windows))
 
+    def _map_batched(self, watching: Watching, store: NotesStore, clock_: Clock) -> list[WindowNotes]:
+        """The windows a batch at a time: kept notes are taken as they are, the others read together."""
+        backend, windows, size = watching.backend, watching.windows, watching.backend.batch_size
+        notes: list[WindowNotes] = []
+        for start in range(0, len(windows), size):
+            group = windows[start : start + size]
+            found = [self._prepared(watching, window, store, clock_) for window in group]
+            pending = [item for item in found if isinstance(item, _Pending)]
+            if pending:
+                first, last = pending[0].window.number, pending[-1].window.number
+                label = f"Windows {first}-{last} of {len(windows)}" if first != last else pending[0].label
+                relay = model_progress(self.progress, first, watching.stages, label)
+                with timed(clock_, "model_s"):
+                    answers = backend.answer_batch([p.prompt for p in pending], NOTES_TOKENS, relay, self.cancel)
+                clock_.add("queue_s", max(answer.queue_s for answer in answers))
+                done = {id(p): self._noted(watching, p, a.text, store) for p, a in zip(pending, answers, strict=True)}
+            notes += [done[id(item)] if isinstance(item, _Pending) else item for item in found]
+        return notes
+
     def _window(self, watching: Watching, window: Window, store: NotesStore, clock_: Clock) -> WindowNotes:
+        found = self._prepared(watching, window, store, clock_)
+        if not isinstance(found, _Pending):
+            return found
+        relay = model_progress(self.progress, window.number, watching.stages, found.label)
+        generation = ask(watching.backend, found.prompt, NOTES_TOKENS, relay, clock_, self.cancel)
+        return self._noted(watching, found, generation.text, store)
+
+    def _prepared(self, watching: Watching, window: Window, store: NotesStore, clock_: Clock) -> WindowNotes | _Pending:
+        """A window's kept notes, or its frames and prompt for the model."""
         plan, backend = watching.plan, watching.backend
         cues = bounded(cues_in_range(watching.heard.cues, window.start_s, window.end_s), MAX_TRANSCRIPT_CHARS)
         key = NotesStore.key(
@@ -212,11 +255,13 @@ class FullWatch:
             watching.video.title, watching.info.duration_s, window.start_s, window.end_s, times, cues,
             safe_for(backend),
         )  # fmt: skip
-        relay = model_progress(self.progress, window.number, watching.stages, label)
         prompt = Prompt([f.image for f in sample.frames], text.text, text.question_start)
-        generation = ask(backend, prompt, NOTES_TOKENS, relay, clock_, self.cancel)
-        notes = WindowNotes(window.start_s, window.end_s, times, cues, generation.text, plan.num_frames)
-        store.put(key, notes)
+        return _Pending(window, key, label, times, cues, prompt)
+
+    def _noted(self, watching: Watching, pending: _Pending, text: str, store: NotesStore) -> WindowNotes:
+        window = pending.window
+        notes = WindowNotes(window.start_s, window.end_s, pending.times, pending.cues, text, watching.plan.num_frames)
+        store.put(pending.key, notes)
         return notes
 
     def _reduce(

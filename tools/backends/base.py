@@ -87,6 +87,8 @@ class VideoLanguageBackend(ABC):
     prefill_dtype: str | None
     endpoint: str | None = None
     """host:port of a remote engine."""
+    batch_size: int = 1
+    """Prompts `answer_batch` reads in one batch (1: one after another)."""
     special_tokens: frozenset[str] = frozenset()
     """Spellings the model's tokenizer reads as control tokens, beyond `untrusted.GENERIC_MARKERS`: untrusted text
     has them broken before it reaches the prompt."""
@@ -114,6 +116,41 @@ class VideoLanguageBackend(ABC):
         with self._turns.turn(token, waiting) as queue_s:
             generation = self.generate(prompt, max_new_tokens, on_progress, token)
         return replace(generation, queue_s=queue_s)
+
+    def answer_batch(
+        self,
+        prompts: Sequence[Prompt],
+        max_new_tokens: int,
+        on_progress: InferenceProgress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> list[Generation]:
+        """Several independent prompts (a long video's windows), in batches of `batch_size` where the backend
+        batches, else one after another; each answer is what `answer` would give, up to the arithmetic of a batch."""
+        if self.batch_size <= 1 or len(prompts) <= 1:
+            return [self.answer(prompt, max_new_tokens, on_progress, cancel) for prompt in prompts]
+        token = cancel if cancel is not None else CancelToken()
+
+        def waiting(ahead: int) -> None:
+            on_progress(0.0, f"Waiting for the model: {plural(ahead, 'call')} ahead")
+
+        answers: list[Generation] = []
+        for start in range(0, len(prompts), self.batch_size):
+            with self._turns.turn(token, waiting) as queue_s:
+                batch = self.generate_batch(
+                    prompts[start : start + self.batch_size], max_new_tokens, on_progress, token
+                )
+            answers += [replace(generation, queue_s=queue_s) for generation in batch]
+        return answers
+
+    def generate_batch(
+        self,
+        prompts: Sequence[Prompt],
+        max_new_tokens: int,
+        on_progress: InferenceProgress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> list[Generation]:
+        """One batch of prompts; by default one after another."""
+        return [self.generate(prompt, max_new_tokens, on_progress, cancel) for prompt in prompts]
 
     def close(self) -> None:
         """Release what the backend holds open (a remote engine's connections); the in-process model has nothing."""

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 HEADROOM = 256
 """Extra cache slots beyond a call's needs, so most follow-ups fit the prefix's cache as it is."""
+CUDA_BATCH = 4
+"""Independent prompts (a long video's windows) read in one batch on CUDA; elsewhere one after another, since a
+CPU gains little from batching and pays its padding."""
 COMPILED_SLOTS = 2048
 """With compiled decoding, cache lengths come in steps of this many slots: each length is one compiled graph."""
 _VISION_SHARE, _PREFILL_SHARE = 0.5, 0.2
@@ -106,6 +110,30 @@ def available_ram() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def _collated(parts: list[Any], pad_id: int) -> Any:
+    """Several prompts' inputs as one batch, left-padded; None when they cannot share one (their pixels differ in
+    shape, as videos of different frame counts do)."""
+    import torch
+
+    hf: Any = importlib.import_module("transformers")
+    keys = set(parts[0].keys())
+    if any(set(part.keys()) != keys for part in parts):
+        return None
+    width = max(int(part["input_ids"].shape[1]) for part in parts)
+    batch: dict[str, Any] = {}
+    for key in keys:
+        values = [part[key] for part in parts]
+        if key in ("input_ids", "attention_mask", "mm_token_type_ids"):
+            fill = pad_id if key == "input_ids" else 0
+            padded = [torch.nn.functional.pad(v, (width - int(v.shape[1]), 0), value=fill) for v in values]
+            batch[key] = torch.cat(padded)
+        elif any(tuple(v.shape[1:]) != tuple(values[0].shape[1:]) for v in values):
+            return None
+        else:
+            batch[key] = torch.cat(values)
+    return hf.BatchFeature(batch)
+
+
 def decode_compile_config(device: str, wanted: bool) -> Any:
     """transformers' CompileConfig for the decoding step, None when it is not compiled. On CUDA, mode
     "reduce-overhead" captures the step in CUDA graphs; elsewhere (a test's CPU) inductor's default mode."""
@@ -148,6 +176,7 @@ class TransformersBackend(VideoLanguageBackend):
         prefix_cache_bytes: int = 4 * 2**30,
         headroom: int = HEADROOM,
         compile_config: Any = None,
+        batch_size: int = 1,
     ) -> None:
         super().__init__(max_concurrency=1)
         self._model = model
@@ -158,6 +187,7 @@ class TransformersBackend(VideoLanguageBackend):
         self._prefill_dtype = prefill_dtype
         self._vision_chunk = vision_chunk
         self._headroom = headroom
+        self.batch_size = batch_size
         self.compile_config: Any = compile_config
         """transformers' CompileConfig when the decoding step is compiled (CUDA graphs on CUDA), else None."""
         self.model_id = model_id
@@ -233,6 +263,7 @@ class TransformersBackend(VideoLanguageBackend):
             prefix_cache_bytes=budget,
             headroom=headroom,
             compile_config=decode_compile_config(chosen_device, compile_decode),
+            batch_size=CUDA_BATCH if chosen_device == "cuda" else 1,
         )
 
     @property
@@ -335,6 +366,65 @@ class TransformersBackend(VideoLanguageBackend):
             reused_tokens=prefix_length if output.reused else 0,
             token_ids=new_ids,
         )
+
+    def generate_batch(
+        self,
+        prompts: Sequence[Prompt],
+        max_new_tokens: int,
+        on_progress: InferenceProgress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> list[Generation]:
+        """Independent prompts in one generate(), left-padded, without the prefix cache (they share no prefix).
+        Prompts that cannot go together (videos of different frame counts), or a batch that runs out of memory,
+        go one after another instead."""
+        import torch
+
+        sequences = None
+        with self._turn:
+            rendered = [self._render(prompt) for prompt in prompts]
+            for prompt, text in zip(prompts, rendered, strict=True):
+                self._check_context(prompt, text, max_new_tokens)
+            parts = [self._family.inputs(prompt, text) for prompt, text in zip(prompts, rendered, strict=True)]
+            batch = _collated(parts, self._pad_id()) if len(prompts) > 1 else None
+            if batch is not None:
+                streamer = TokenCounter(on_progress, max_new_tokens * len(prompts), cancel)
+                on_progress(0.0, f"Reading {len(prompts)} prompts together: {int(batch['input_ids'].numel())} tokens")
+                try:
+                    with torch.inference_mode():
+                        sequences = self._model.generate(
+                            **batch.to(self._model.device, dtype=self._model.dtype),
+                            max_new_tokens=max_new_tokens,
+                            do_sample=False,
+                            disable_compile=True,
+                            streamer=streamer,
+                            pad_token_id=self._pad_id(),
+                        )
+                except torch.OutOfMemoryError:
+                    log.warning("%d prompts did not fit in memory together: reading them one by one", len(prompts))
+                    sequences = None
+        if sequences is None:
+            return [self.generate(prompt, max_new_tokens, on_progress, cancel) for prompt in prompts]
+        width = int(batch["input_ids"].shape[1]) if batch is not None else 0
+        return [self._batched_answer(sequences[row, width:], part, max_new_tokens) for row, part in enumerate(parts)]
+
+    def _batched_answer(self, row: Any, inputs: Any, max_new_tokens: int) -> Generation:
+        """One prompt's answer from its row of a batch: up to and with its end token (the rest is padding)."""
+        ids = [int(t) for t in row.tolist()]
+        eos_ids = self._eos_ids()
+        ended = next((n for n, token in enumerate(ids) if token in eos_ids), None)
+        new_ids = tuple(ids if ended is None else ids[: ended + 1])
+        text = finished_text(self._family.tokenizer.decode(list(new_ids), skip_special_tokens=True))
+        return Generation(
+            text=text,
+            generated_tokens=len(new_ids),
+            hit_token_limit=ended is None and len(new_ids) >= max_new_tokens,
+            prompt_tokens=int(inputs["input_ids"].shape[1]),
+            token_ids=new_ids,
+        )
+
+    def _pad_id(self) -> int:
+        tokenizer = self._family.tokenizer
+        return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
     def _generate(
         self,
