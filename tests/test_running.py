@@ -538,7 +538,9 @@ def test_the_selftest_runs_the_three_tools_without_a_download(tmp_path: Path) ->
     for tool in ("describe_video", "compare_videos", "find_moments"):
         [line] = [line for line in lines if line.strip().startswith(f"{tool}: ")]
         assert re.match(rf"\s+{tool}: [\d.]+ s; ", line), line
-    assert re.search(r"\d+ cues? heard \(speech in \w+\)", ran.stdout)  # the tiny Whisper heard the video with sound
+    # The tiny Whisper listened to the video with sound. What random weights say is noise: nearly always a cue, but
+    # once in a full run under load no words (its no-speech test sits at the edge); both are a hearing that ran.
+    assert re.search(r"\d+ cues? heard \(speech in \w+\)|the speech model listened and heard no words", ran.stdout)
     assert "1 moment, 1.0-3.0 s" in ran.stdout  # found from the subtitles' words, no model call
     assert lines[-1].startswith("All three tools ran.")
     assert not list(tmp_path.glob("hf/**/*.safetensors"))  # nothing downloaded, nothing left behind
