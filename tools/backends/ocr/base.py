@@ -73,7 +73,8 @@ class OcrEngine(ABC):
         """The lines in one frame (height x width x 3, uint8, RGB), as the engine returned them."""
 
     def read(self, frame: Frame) -> list[OcrLine]:
-        """The lines of text in one frame, cleaned, at least `min_confidence` sure, top to bottom."""
+        """The lines of text in one frame, cleaned, at least `min_confidence` sure, top to bottom. A line without a
+        letter or digit is dropped: an edge or a post's end read as `_` or `|` says nothing."""
         rgb = as_rgb(frame)
         if rgb.shape[0] < 8 or rgb.shape[1] < 8:
             return []
@@ -81,7 +82,7 @@ class OcrEngine(ABC):
         for line in self.read_lines(rgb):
             text = clean_line(line.text)
             confidence = min(max(float(line.confidence), 0.0), 1.0)
-            if text and confidence >= self.min_confidence:
+            if confidence >= self.min_confidence and any(ch.isalnum() for ch in text):
                 kept.append(OcrLine(text, round(confidence, 4), line.box))
         kept.sort(key=lambda line: (line.box[1], line.box[0]))
         return kept[:MAX_LINES_PER_FRAME]
