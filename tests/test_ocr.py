@@ -270,11 +270,15 @@ def test_lines_are_cleaned_floored_and_in_reading_order() -> None:
             OcrLine("a boat's hull", 0.55, (400, 300, 600, 340)),
             OcrLine("  first\n\tline  ", 1.7, (10, 20, 300, 50)),
             OcrLine("\x00\x07", 0.99, (10, 400, 20, 420)),
+            OcrLine("Healthy", 0.9, (380, 198, 450, 226)),
+            OcrLine("Priya", 0.9, (520, 203, 580, 231)),
         ]
     )
     assert engine.read(Image.new("RGB", (64, 48))) == [
         OcrLine("first line", 1.0, (10, 20, 300, 50)),
         OcrLine("second line", 0.95, (10, 200, 300, 230)),
+        OcrLine("Healthy", 0.9, (380, 198, 450, 226)),
+        OcrLine("Priya", 0.9, (520, 203, 580, 231)),
     ]
     with pytest.raises(TypeError, match="height x width x 3 uint8"):
         engine.read(np.zeros((48, 64), dtype=np.float32))

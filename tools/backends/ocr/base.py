@@ -84,11 +84,24 @@ class OcrEngine(ABC):
             confidence = min(max(float(line.confidence), 0.0), 1.0)
             if confidence >= self.min_confidence and any(ch.isalnum() for ch in text):
                 kept.append(OcrLine(text, round(confidence, 4), line.box))
-        kept.sort(key=lambda line: (line.box[1], line.box[0]))
-        return kept[:MAX_LINES_PER_FRAME]
+        return reading_order(kept)[:MAX_LINES_PER_FRAME]
 
     def close(self) -> None:  # noqa: B027 - engines without resources to release keep this no-op
         """Releases the model or program it holds."""
+
+
+def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
+    """Lines top to bottom, and left to right within a row: a line whose middle lies within the height of the
+    row's first line is in that row (a table's cells, read one box each, come back row by row)."""
+    ordered: list[OcrLine] = []
+    row: list[OcrLine] = []
+    for line in sorted(lines, key=lambda line: (line.box[1], line.box[0])):
+        if row and not row[0].box[1] <= (line.box[1] + line.box[3]) / 2 <= row[0].box[3]:
+            ordered.extend(sorted(row, key=lambda cell: cell.box[0]))
+            row = []
+        row.append(line)
+    ordered.extend(sorted(row, key=lambda cell: cell.box[0]))
+    return ordered
 
 
 def as_rgb(frame: Frame) -> np.ndarray:
