@@ -9,6 +9,12 @@ is nothing to hear are kept as silent without asking the model (speech models wr
 with no sound, or silent in the range, still answers: its note says no speech was heard. The language is told
 once a video (from the first block with speech, kept with its blocks) and then given to every block, unless the
 caller names one the model knows.
+
+Cues are in time order, inside the sound, each starting before it ends, whatever a speech engine sent: what is not
+is dropped. A kept block is checked as it is read back; one that is not as it was written (damaged on disk) is
+removed and heard again, never served. Calls that need the same unheard blocks take turns (per video, model and
+language asked for): the second waits, saying so, and then reads what the first kept; its wait stops at once when
+it is cancelled.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,8 +46,11 @@ from llava_video_mcp.tools.prompt import Cue, clock, cues_in_range, read_cues
 log = logging.getLogger(__name__)
 
 Source = Literal["subtitles", "speech"]
-_FORMAT = 2
-"""Part of every block's key: a change in how blocks are heard makes earlier ones stale."""
+_FORMAT = 3
+"""Part of every block's key: a change in how blocks are heard makes earlier ones stale (3: Whisper's segments after
+a closing timestamp start there)."""
+_MAX_KEPT_BYTES = 256 * 1024
+"""A kept block larger than this is damaged: 30 s of speech is a few kilobytes of text."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class Hearing:
 
     def __init__(self, speech: LazySpeech | None = None) -> None:
         self.speech = speech
+        self._turns = _Turns()
 
     @property
     def hears(self) -> bool:
@@ -93,13 +106,15 @@ class Hearing:
             return Transcript([], note=f"No speech was heard: the sound could not be read ({exc}).")
         if track is None:
             return Transcript([], note="No speech was heard: the video has no sound this server can decode.")
-        listening = _Listening(self.speech, video, track, progress, cancel, options.speech_language)
+        listening = _Listening(self.speech, video, track, progress, cancel, options.speech_language, self._turns)
         try:
             with timed(clock or Clock(), "transcribe_s"):
                 cues, language = listening.cues(start_s, end_s)
         except ModelError as exc:
             log.warning("speech was not heard: %s", exc)
             return Transcript([], note=f"No speech was heard: {exc}")
+        except DecodeError as exc:
+            return Transcript([], note=f"No speech was heard: the sound could not be read ({exc}).")
         if not cues:
             return Transcript([], note="No speech was heard in this range (silence, or sound without words).")
         return Transcript(cues, "speech", language=language)
@@ -116,8 +131,10 @@ class _Listening:
         progress: Progress,
         cancel: CancelToken | None,
         asked: str | None,
+        turns: _Turns,
     ) -> None:
         self.speech = speech
+        self.turns = turns
         self.video = video
         self.track = track
         self.progress = progress
@@ -134,16 +151,28 @@ class _Listening:
         asked = self.asked
         key = self.store.key(self.speech.identity(), self.track, asked)
         self.language = self.store.language(key) or asked  # what was told wins: `asked` may be unknown to it
-        heard = {number: kept for number in blocks if (kept := self.store.get(key, number)) is not None}
+        heard = self._kept(blocks, key)
         missing = [number for number in blocks if number not in heard]
         if missing:
-            heard |= self._hear(missing, key, len(blocks))
+            with self.turns.taken(f"{self.store.folder}/{key}", self.cancel, lambda: self._waiting(len(blocks))):
+                self.language = self.store.language(key) or asked
+                heard |= self._kept(missing, key)  # what a call that held the turn before kept
+                missing = [number for number in missing if number not in heard]
+                if missing:
+                    heard |= self._hear(missing, key, len(blocks))
         cues = [
             Cue(number * BLOCK_S + h.start_s, number * BLOCK_S + h.end_s, h.text)
             for number in blocks
             for h in heard[number]
         ]
         return cues_in_range(cues, start_s, end_s), self.language
+
+    def _kept(self, numbers: Sequence[int], key: str) -> dict[int, list[Heard]]:
+        kept = {number: self.store.get(key, number, self.track.block_length_s(number)) for number in numbers}
+        return {number: heard for number, heard in kept.items() if heard is not None}
+
+    def _waiting(self, total: int) -> None:
+        self.progress(0, max(total, 1), "Waiting for another call that is hearing this video's speech")
 
     def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[Heard]]:
         """Hear the missing blocks a batch at a time, keeping each once heard."""
@@ -180,8 +209,8 @@ class _Listening:
             self.language = result.language  # told once: every later block of this video is heard in it
             self.store.put_language(key, result.language)
         for number, said in zip(numbers, result.heard, strict=True):
-            heard[number] = said
-            self.store.put(key, number, said)
+            heard[number] = _in_order(said, self.track.block_length_s(number))
+            self.store.put(key, number, heard[number])
         pending.clear()
         return len(numbers)
 
@@ -224,14 +253,27 @@ class _BlockStore:
         except OSError as exc:
             log.warning("could not keep the language heard at %s (%s)", self.folder, exc.strerror or exc)
 
-    def get(self, key: str, number: int) -> list[Heard] | None:
+    def get(self, key: str, number: int, length_s: float) -> list[Heard] | None:
+        """Block `number` as it was kept (`length_s` long); None when it was not kept, or was damaged since (then
+        it is removed: it is heard again)."""
         if self.folder is None:
             return None
+        path = self.folder / key / f"{number:06d}.json"
+        heard: list[Heard] | None = None
         try:
-            data = json.loads((self.folder / key / f"{number:06d}.json").read_text())
-            return [Heard(float(s), float(e), str(t)) for s, e, t in data]
-        except (OSError, ValueError, TypeError):
+            size = path.stat().st_size
+            if size <= _MAX_KEPT_BYTES:
+                heard = _kept_heard(json.loads(path.read_text()), length_s)
+            why = f"{size} bytes" if size > _MAX_KEPT_BYTES else "not what was written"
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError, RecursionError) as exc:
+            why = f"{type(exc).__name__}: {str(exc)[:100]}"
+        if heard is None:
+            log.warning("heard speech kept at %s is damaged (%s); hearing it again", path, why)
+            with suppress(OSError):
+                path.unlink()
+        return heard
 
     def put(self, key: str, number: int, heard: Sequence[Heard]) -> None:
         if self.folder is None:
@@ -242,3 +284,71 @@ class _BlockStore:
             write_whole(folder / f"{number:06d}.json", json.dumps([[h.start_s, h.end_s, h.text] for h in heard]))
         except OSError as exc:
             log.warning("could not keep heard speech at %s (%s)", folder, exc.strerror or exc)
+
+
+class _Turns:
+    """Hearings of the same blocks, one at a time: the download cache's turn-taking (`VideoCache.locked`), with a
+    word to the call that has to wait."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held: set[str] = set()
+
+    @contextmanager
+    def taken(self, name: str, cancel: CancelToken | None, on_wait: Callable[[], None]) -> Iterator[None]:
+        """Hold `name` for the block; `on_wait` is called once when another call holds it. Waiting stops at once
+        when the call is cancelled (the cancellation wakes the wait)."""
+        token = cancel if cancel is not None else CancelToken()
+        with self._changed:
+            busy = name in self._held
+        if busy:
+            on_wait()
+        with token.on_cancel(self._wake), self._changed:
+            while name in self._held:
+                token.check()
+                self._changed.wait()
+            token.check()
+            self._held.add(name)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held.discard(name)
+                self._changed.notify_all()
+
+    def _wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+
+def _usable(heard: Heard, length_s: float) -> bool:
+    """Whether a cue has finite times within the block, starts before it ends, and says something."""
+    times_ok = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (heard.start_s, heard.end_s))
+    return (
+        times_ok
+        and math.isfinite(heard.start_s)
+        and math.isfinite(heard.end_s)
+        and 0.0 <= heard.start_s < heard.end_s <= length_s
+        and isinstance(heard.text, str)
+        and bool(heard.text)
+    )
+
+
+def _in_order(said: Sequence[Heard], length_s: float) -> list[Heard]:
+    """What an engine heard in a block of `length_s` seconds, as cues to keep: the usable ones, in time order."""
+    return sorted((h for h in said if _usable(h, length_s)), key=lambda h: (h.start_s, h.end_s))
+
+
+def _kept_heard(data: object, length_s: float) -> list[Heard] | None:
+    """A kept block's cues, or None when they are not what `put` writes (usable cues, in time order)."""
+    if not isinstance(data, list):
+        return None
+    heard: list[Heard] = []
+    for item in data:
+        if not (isinstance(item, list) and len(item) == 3):
+            return None
+        cue = Heard(*item)
+        if not _usable(cue, length_s) or (heard and cue.start_s < heard[-1].start_s):
+            return None
+        heard.append(Heard(float(cue.start_s), float(cue.end_s), cue.text))
+    return heard

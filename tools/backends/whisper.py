@@ -162,6 +162,7 @@ class WhisperSpeech(SpeechBackend):
     ) -> Transcription:
         heard: list[list[Heard]] = []
         language = language if language in self._layout.languages else None
+        blocks = [_numbers_only(block) for block in blocks]
         with self._turn:
             for start in range(0, len(blocks), self.blocks_at_once):
                 if cancel is not None:
@@ -213,24 +214,25 @@ class WhisperSpeech(SpeechBackend):
         return self._words.decode(words).strip()
 
     def _segments(self, tokens: Sequence[int], length_s: float) -> list[Heard]:
-        """The timestamped segments of a block's tokens, clamped to the audio there is; a segment with no closing
-        timestamp (speech running on past the block's end) ends at the block's end."""
+        """The timestamped segments of a block's tokens, in time order and clamped to the audio there is. Words
+        after a closing timestamp start there (a timestamp both closes one segment and opens the next when the model
+        writes it once); a segment with no closing timestamp (speech running on past the block's end) ends at the
+        block's end; a timestamp earlier than one before it (sampled at a warm temperature) counts as that one."""
         begin = self._layout.timestamp_begin
         segments: list[Heard] = []
-        opened: float | None = None
+        opened = 0.0
         words: list[int] = []
         for token in tokens:
             if token < begin:
                 words.append(token)
                 continue
-            at = (token - begin) * TIME_STEP_S
-            if opened is not None and words:
+            at = max((token - begin) * TIME_STEP_S, opened)
+            if words:
                 segments.extend(self._segment(opened, at, words, length_s))
-                words, opened = [], None
-            else:
-                opened = at
+                words = []
+            opened = at
         if words:
-            segments.extend(self._segment(opened or 0.0, length_s, words, length_s))
+            segments.extend(self._segment(opened, length_s, words, length_s))
         return segments
 
     def _segment(self, start: float, end: float, words: Sequence[int], length_s: float) -> list[Heard]:
@@ -238,6 +240,15 @@ class WhisperSpeech(SpeechBackend):
         start = min(max(start, 0.0), length_s)
         end = min(max(end, start), length_s)
         return [Heard(start, end, text)] if text and end > start else []
+
+
+def _numbers_only(block: np.ndarray) -> np.ndarray:
+    """The block with samples that are not numbers (NaN, infinity) silent: one would make every feature of its
+    block NaN."""
+    if bool(np.isfinite(block).all()):
+        return block
+    cleaned: np.ndarray = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+    return cleaned
 
 
 class TransformersEngine(Engine):

@@ -2,7 +2,10 @@
 timeline (block k is seconds [30k, 30k + 30) from the first video frame), decoded with PyAV and its resampler.
 
 Blocks are decoded on demand, one at a time, so memory stays flat in the audio's length; a broken packet is
-skipped (its stretch stays silent); a stream with no decoder is treated as no audio. The audio may come from the
+skipped (its stretch stays silent); a stream with no decoder is treated as no audio. Sound of more than 8 channels
+is mixed down to mono, every channel alike, before resampling (the resampler cannot be set up for most counts
+above 8 in no named layout: 9, 11, 13, 17-23, 25-64); past 64 channels it cannot be heard (FFmpeg mixes no more).
+Samples that are not numbers (NaN, infinity: a damaged float track) count as silence. The audio may come from the
 video's own file or from a separate file (a site that serves sound apart): both are placed on the video's
 timeline by their streams' start times. A block whose level says nothing is there (below `SILENCE_DBFS`) is
 silent: no model is asked to hear it, since speech models write text over silence.
@@ -20,9 +23,11 @@ import av
 import av.audio.resampler
 import av.audio.stream
 import av.error
+import av.filter
 import numpy as np
 
 from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import DecodeError
 from llava_video_mcp.tools.frames._containers import ffmpeg_reason, open_input, open_video
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,10 @@ BLOCK_S = 30.0
 """Whisper's window: every block is heard on its own, and kept on its own."""
 SILENCE_DBFS = -50.0
 """Below this RMS level a block holds no speech a model could hear (room tone, hiss, digital silence)."""
+RESAMPLED_CHANNELS = 8
+"""Up to this many channels the resampler mixes down (with the layout's weights); more are mixed first."""
+MIXED_CHANNELS = 64
+"""The most channels FFmpeg's `pan` filter mixes."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,11 @@ class AudioTrack:
     """Seconds from the video's first frame to the audio's first sample (negative when the sound starts first)."""
     duration_s: float
     """Length of the sound on the video's timeline, counted from the video's first frame."""
+
+    def block_length_s(self, number: int) -> float:
+        """How long block `number` is: 30 s, or less where the sound ends (to the sample)."""
+        length_s = min(BLOCK_S, max(self.duration_s - number * BLOCK_S, 0.0))
+        return round(length_s * SAMPLE_RATE) / SAMPLE_RATE
 
     def blocks(self, start_s: float, end_s: float) -> range:
         """The block numbers that hold any of [start_s, end_s), within the sound."""
@@ -84,10 +98,10 @@ def _track(container: av.container.InputContainer, path: Path, video_start: floa
 
 def decode_block(track: AudioTrack, number: int, cancel: CancelToken | None = None) -> np.ndarray:
     """Block `number` as mono float32 at SAMPLE_RATE, up to 30 s and no further than the sound lasts; silence where
-    the sound has none (before it starts, across a broken packet)."""
+    the sound has none (before it starts, across a broken packet, where a sample is not a number); DecodeError when
+    the sound has more channels than can be mixed down."""
     start_s = number * BLOCK_S
-    length_s = min(BLOCK_S, max(track.duration_s - start_s, 0.0))
-    block = np.zeros(round(length_s * SAMPLE_RATE), dtype=np.float32)
+    block = np.zeros(round(track.block_length_s(number) * SAMPLE_RATE), dtype=np.float32)
     with open_input(track.path, track.path.name) as container:
         stream = container.streams[track.stream_index]
         assert isinstance(stream, av.audio.stream.AudioStream)
@@ -104,6 +118,7 @@ def decode_block(track: AudioTrack, number: int, cancel: CancelToken | None = No
             piece = samples[max(-at, 0) :]
             at = max(at, 0)
             block[at : at + len(piece)] = piece[: len(block) - at]
+    np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return block
 
 
@@ -112,6 +127,7 @@ def _resampled(
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(start time in seconds, mono 16 kHz samples) of each decoded frame, the resampler flushed at the end."""
     resampler = av.audio.resampler.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    mixer: _Mixer | None = None
     next_time: float | None = None
     for packet in container.demux(stream):
         if cancel is not None:
@@ -125,7 +141,12 @@ def _resampled(
         for frame in frames:
             if frame.time is not None and next_time is None:
                 next_time = float(frame.time)
-            for out in resampler.resample(frame):
+            if frame.layout.nb_channels > RESAMPLED_CHANNELS:
+                mixer = mixer or _Mixer(frame)
+                mixed = mixer.mix(frame)
+            else:
+                mixed = [frame]
+            for out in (out for one in mixed for out in resampler.resample(one)):
                 samples = out.to_ndarray().reshape(-1)
                 if next_time is not None:
                     yield next_time, samples
@@ -137,9 +158,53 @@ def _resampled(
             next_time += len(samples) / SAMPLE_RATE
 
 
+class _Mixer:
+    """Frames of many channels mixed down to mono (their mean) by FFmpeg's `pan` filter, at their own rate. The
+    frames are never read as arrays here: PyAV reads planar frames of more than 8 channels past their end."""
+
+    def __init__(self, frame: av.AudioFrame) -> None:
+        channels = frame.layout.nb_channels
+        if channels > MIXED_CHANNELS:
+            raise DecodeError(
+                f"The sound has {channels} channels; at most {MIXED_CHANNELS} can be mixed down to be heard. "
+                "Pass a version of the video with fewer audio channels."
+            )
+        self._graph = av.filter.Graph()
+        source = self._graph.add(
+            "abuffer",
+            sample_rate=str(frame.sample_rate),
+            sample_fmt=frame.format.name,
+            channels=str(channels),
+            time_base=str(frame.time_base or f"1/{frame.sample_rate}"),
+        )
+        weights = "+".join(f"{1 / channels:.8f}*c{i}" for i in range(channels))
+        pan = self._graph.add("pan", f"mono|c0={weights}")
+        sink = self._graph.add("abuffersink")
+        source.link_to(pan)
+        pan.link_to(sink)
+        try:
+            self._graph.configure()
+        except av.error.FFmpegError as exc:
+            raise DecodeError(
+                f"The sound's {channels} channels could not be mixed down ({ffmpeg_reason(exc)})."
+            ) from exc
+
+    def mix(self, frame: av.AudioFrame) -> list[av.AudioFrame]:
+        self._graph.push(frame)
+        mixed: list[av.AudioFrame] = []
+        while True:
+            try:
+                out = self._graph.pull()
+            except (av.error.BlockingIOError, EOFError):
+                return mixed
+            assert isinstance(out, av.AudioFrame)
+            mixed.append(out)
+
+
 def level_dbfs(samples: np.ndarray) -> float:
-    """The block's RMS level, in dB below full scale."""
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    """The block's RMS level, in dB below full scale, over the samples that are numbers."""
+    finite = samples[np.isfinite(samples)]
+    rms = float(np.sqrt(np.mean(np.square(finite, dtype=np.float64)))) if len(finite) else 0.0
     return 20 * math.log10(rms) if rms > 0 else -math.inf
 
 
