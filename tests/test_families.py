@@ -20,12 +20,12 @@ from PIL import Image
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.checks import check
 from llava_video_mcp.server.settings import ConfigError, Settings
+from llava_video_mcp.testing.tiny_llava import build_onevision
+from llava_video_mcp.testing.tiny_qwen import build_qwen
 from llava_video_mcp.tools.answer import MomentsAnswer
 from llava_video_mcp.tools.backends.base import Prompt
 from llava_video_mcp.tools.backends.families import FAMILIES, LlavaOnevision
 from llava_video_mcp.tools.backends.families.onevision import VideoProcessing
-from llava_video_mcp.tools.backends.tiny_llava import build_onevision
-from llava_video_mcp.tools.backends.tiny_qwen import build_qwen
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from tests.test_server import call, error_text
 
