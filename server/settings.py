@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
 from llava_video_mcp.tools.backends import DEFAULT_MODEL, BackendConfig, SpeechConfig
+from llava_video_mcp.tools.backends.families import FrameCost
 
 if TYPE_CHECKING:
     from llava_video_mcp.tools.answer import WindowOptions
@@ -142,6 +143,16 @@ class Settings(BaseModel):
         Flag("calls in flight to the engine at once, so it can batch them; more wait their turn",
              group="serving engine"),
     ] = 8  # fmt: skip
+    frame_cost: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=4096)], Annotated[int, Field(ge=1, le=65536)]] | None,
+        Flag(
+            "what a frame costs the engine's model, as its side in pixels and its prompt tokens (e.g. 384:729), for "
+            "the tools' descriptions; a model in process costs what its family says",
+            group="serving engine",
+            metavar="PX:TOKENS",
+            default="unsaid",
+        ),
+    ] = None
     asr_model: Annotated[
         str,
         Field(min_length=1),
@@ -289,6 +300,25 @@ class Settings(BaseModel):
             raise ValueError("needs a scheme: http://HOST:PORT/v1 or https://...")
         return value
 
+    @field_validator("frame_cost", mode="before")
+    @classmethod
+    def _side_and_tokens(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        side, colon, tokens = value.strip().partition(":")
+        if not colon:
+            raise ValueError("must be a whole number of pixels, a colon, a whole number of tokens: PX:TOKENS (384:729)")
+        return (side.strip(), tokens.strip())
+
+    @field_validator("frame_cost")
+    @classmethod
+    def _frame_cost_is_an_engines(cls, value: tuple[int, int] | None, info: ValidationInfo) -> tuple[int, int] | None:
+        if value is not None and not info.data.get("endpoint"):
+            raise ValueError(
+                "is for a model on a serving engine (--endpoint); a model in process costs what its family says"
+            )
+        return value
+
     @field_validator("transport", "device", "dtype", "asr_engine", mode="before")
     @classmethod
     def _choices_in_any_case(cls, value: Any) -> Any:
@@ -316,6 +346,7 @@ class Settings(BaseModel):
             max_concurrent_requests=self.max_concurrent_requests,
             prefix_cache_gb=self.prefix_cache_gb,
             compile_decode=self.compile_decode,
+            frame_cost=FrameCost(*self.frame_cost) if self.frame_cost else None,
         )
 
     def speech_config(self) -> SpeechConfig:
