@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 
 from llava_video_mcp.tools.backends import DEFAULT_MODEL, BackendConfig, SpeechConfig
 from llava_video_mcp.tools.backends.families import FrameCost
+from llava_video_mcp.tools.backends.speech_loader import CPU_DEFAULT, CUDA_DEFAULT, Engine, read_model
 
 if TYPE_CHECKING:
     from llava_video_mcp.tools.answer import WindowOptions
@@ -157,14 +158,13 @@ class Settings(BaseModel):
         str,
         Field(min_length=1),
         Flag(
-            "speech model that hears videos without subtitles: a Whisper hub id or folder; auto: "
-            "openai/whisper-large-v3-turbo on CUDA, else openai/whisper-base; none: subtitles only; with "
-            "--asr-endpoint, the served model's id",
+            f"speech model that hears videos without subtitles: a Whisper hub id or folder; auto: {CUDA_DEFAULT} on "
+            f"CUDA, else {CPU_DEFAULT}; none: subtitles only; with --asr-endpoint, the served model's id",
             group="speech",
         ),
     ] = "auto"
     asr_engine: Annotated[
-        Literal["auto", "ctranslate2", "transformers"],
+        Engine,
         Flag(
             "what runs Whisper in process: ctranslate2 (int8, the folder converted once into the cache); "
             "transformers (float16 and batched on CUDA); auto: ctranslate2 on CPU, transformers elsewhere",
@@ -323,6 +323,11 @@ class Settings(BaseModel):
     @classmethod
     def _choices_in_any_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("asr_model", mode="before")
+    @classmethod
+    def _speech_words_in_any_case(cls, value: Any) -> Any:
+        return read_model(value) if isinstance(value, str) else value
 
     @field_validator("cache_dir", "cookies", "auth_token_file")
     @classmethod
