@@ -63,10 +63,10 @@ def build_qwen3_backend(device: str) -> Any:
     from transformers.initialization import no_init_weights
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+    from llava_video_mcp.testing.tiny_qwen import QWEN3_CHAT_TEMPLATE, SPECIAL_TOKENS, build_tokenizer
     from llava_video_mcp.tools.backends.devices import pick_dtype
     from llava_video_mcp.tools.backends.families import Qwen3VL
     from llava_video_mcp.tools.backends.families.qwen import QwenProcessor
-    from llava_video_mcp.tools.backends.tiny_qwen import QWEN3_CHAT_TEMPLATE, SPECIAL_TOKENS, build_tokenizer
     from llava_video_mcp.tools.backends.transformers import TransformersBackend
 
     tokenizer = build_tokenizer()
@@ -115,12 +115,11 @@ def build_onevision_backend(device: str) -> Any:
     )
     from transformers.initialization import no_init_weights
 
+    from llava_video_mcp.testing.tiny_llava import FULL_ONEVISION_0_5B, ONEVISION_CHAT_TEMPLATE, build_tokenizer
     from llava_video_mcp.tools.backends.devices import pick_dtype
     from llava_video_mcp.tools.backends.families import LlavaOnevision
     from llava_video_mcp.tools.backends.families.onevision import OnevisionProcessor, VideoProcessing
-    from llava_video_mcp.tools.backends.tiny_llava import FULL_ONEVISION_0_5B, ONEVISION_CHAT_TEMPLATE
     from llava_video_mcp.tools.backends.transformers import TransformersBackend
-    from tests.llava_builder import build_tokenizer
 
     tokenizer = build_tokenizer(VOCAB_SIZE, extra=("<video>",))
     vision = FULL_ONEVISION_0_5B["vision"]
@@ -166,7 +165,7 @@ def build_model(config_name: str, device: str) -> tuple[Any, Any, Any]:
     from transformers.initialization import no_init_weights
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
-    from tests.llava_builder import CHAT_TEMPLATE, FULL_0_5B, build_tokenizer
+    from llava_video_mcp.testing.tiny_llava import CHAT_TEMPLATE, FULL_0_5B, build_tokenizer
 
     tokenizer = build_tokenizer(VOCAB_SIZE)
     vision = FULL_0_5B["vision"]

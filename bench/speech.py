@@ -53,7 +53,7 @@ REPEATS = 3
 
 
 def ensure_model(device: str, tokens: int) -> Path:
-    from tests.whisper_builder import BASE, LARGE_V3_TURBO, build_whisper
+    from llava_video_mcp.testing.tiny_whisper import BASE, LARGE_V3_TURBO, build_whisper
 
     if device == "cuda":
         name, sizes, layout = "whisper-large-v3-turbo", LARGE_V3_TURBO, "v3"

@@ -35,6 +35,7 @@ from llava_video_mcp.tools.answer import (
     download_progress,
 )
 from llava_video_mcp.tools.backends import ModelProvider
+from llava_video_mcp.tools.backends.loader import ModelSummary, model_summary
 from llava_video_mcp.tools.cancel import CancelToken
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,19 @@ DIAGNOSTICS = ("videos", "model", "timings", "tokens", "segments")
 """Result fields published as plain objects in the output schema: their fields explain themselves in every result."""
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
-DESCRIBE = (
-    "Answer a question about one video, or describe it. The model (llava-interleave, small: 0.5B unless the server "
-    "runs a larger one) sees num_frames frames at 384 px, 729 tokens each: good at scenes and actions, unable to "
-    "read small text; verify important claims (return_frames shows what it saw). A first call takes minutes on CPU, "
-    "seconds on a GPU; asking again about the same source and sampling reuses the frames and is fast."
-)
+
+def describe_text(model: ModelSummary) -> str:
+    """describe_video's description, with what the running model is and what a frame costs it, where known."""
+    which = f" ({model.family})" if model.family else ""
+    cost = f" at {model.frame_cost.words()}" if model.frame_cost else ""
+    return (
+        f"Answer a question about one video, or describe it. The model{which} sees num_frames frames{cost}: good at "
+        "scenes and actions, unable to read small text; verify important claims (return_frames shows what it saw). "
+        "A first call takes minutes on CPU, seconds on a GPU; asking again about the same source and sampling reuses "
+        "the frames and is fast."
+    )
+
+
 MOMENTS = (
     "Find when something happens in one video: 1 to max_moments time ranges, best first, each with its frames and "
     "what it rests on (words said, frames, or both). Watches the range in windows as coverage=full does (same cost; "
@@ -106,7 +114,7 @@ def build_server(settings: Settings, provider: ModelProvider | None = None) -> M
         StrictTool.define(
             tool_function(DescribeArguments, VideoAnswer),
             title="Describe a video",
-            description=DESCRIBE,
+            description=describe_text(model_summary(settings.backend_config())),
             annotations=_ANNOTATIONS,
             open_objects=DIAGNOSTICS,
         ),

@@ -25,6 +25,7 @@ from llava_video_mcp.server.settings import (
 )
 from llava_video_mcp.server.terminal import add_command_arguments
 from llava_video_mcp.tools.backends import API_KEY_VARIABLE
+from llava_video_mcp.tools.backends.families import FAMILIES
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -34,7 +35,8 @@ def server_parser() -> argparse.ArgumentParser:
     its own arguments. The shared settings' flags may stand before or after the command."""
     parser = argparse.ArgumentParser(
         prog="llava-video-mcp",
-        description="MCP server that answers questions about videos with llava-interleave. With a command, answers "
+        description=f"MCP server that answers questions about videos with a vision-language model in process: "
+        f"{families_text()}; or any model on a serving engine (--endpoint, --frame-cost). With a command, answers "
         "one question from a shell instead.",
         epilog=f"Every flag can also be set with an environment variable {ENV_PREFIX}<FLAG>, e.g. {ENV_PREFIX}MODEL "
         f"or {ENV_PREFIX}CACHE_DIR; a flag on the command line wins. {ENV_PREFIX}ALLOW_DIR takes several folders "
@@ -48,6 +50,12 @@ def server_parser() -> argparse.ArgumentParser:
         add_command_arguments(sub, command)
         add_settings_arguments(sub, server=False)
     return parser
+
+
+def families_text() -> str:
+    """The families that run in process, the default first, with what a frame costs each (their declarations)."""
+    named = [f"{family.name} ({family.nominal_cost.words()})" for family in FAMILIES]
+    return f"{named[0]}, the default, or {', '.join(named[1:])}"
 
 
 COMMAND_HELP = {

@@ -1,11 +1,11 @@
 """`llava-video-mcp selftest`: the three tools, run on this machine in a minute, without the 1.7 GB download.
 
 It builds a tiny llava-interleave and a tiny Whisper of the real architectures (random weights, the real token
-layouts; the builders the tests use), makes a video with sound and one with subtitles beside it (PyAV), starts the
-real server in memory with them and calls describe_video, compare_videos and find_moments through the real MCP
-client, printing what each returned and how long it took. The answers are noise, and it says so: what it shows is
-that decoding, hearing, the model and the tools work here. Everything it makes is in a temporary folder, removed
-after.
+layouts), makes a video with sound and one with subtitles beside it (PyAV), all with the makers the tests use
+(`llava_video_mcp.testing`), starts the real server in memory with them and calls describe_video, compare_videos
+and find_moments through the real MCP client, printing what each returned and how long it took. The answers are
+noise, and it says so: what it shows is that decoding, hearing, the model and the tools work here. Everything it
+makes is in a temporary folder, removed after.
 """
 
 from __future__ import annotations
@@ -13,12 +13,8 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
-
-import av
-import numpy as np
 
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.plural import plural
@@ -26,47 +22,13 @@ from llava_video_mcp.tools.plural import plural
 SUBTITLES = "WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nA red kite lands on the fence.\n"
 
 
-def make_video(path: Path, seconds: float = 8.0, fps: int = 10, sound: bool = True) -> Path:
-    """A small H.264 video of a moving gradient with a cut halfway, and noise standing in for speech (AAC)."""
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
-        audio = container.add_stream("aac", rate=16000, layout="mono") if sound else None
-        for i in range(round(seconds * fps)):
-            y, x = np.mgrid[0:64, 0:96]
-            image = np.empty((64, 96, 3), dtype=np.uint8)
-            shade = 40 if i < seconds * fps / 2 else 200
-            image[..., 0] = (x * 2 + i * 5) % 256
-            image[..., 1] = (y * 3 + shade) % 256
-            image[..., 2] = shade
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        if audio is not None:
-            samples = (rng.standard_normal(round(seconds * 16000)) * 0.1).astype(np.float32)
-            step = 1024
-            for start in range(0, len(samples) - step + 1, step):
-                chunk = av.AudioFrame.from_ndarray(samples[None, start : start + step], format="fltp", layout="mono")
-                chunk.sample_rate = 16000
-                chunk.pts = start
-                for packet in audio.encode(chunk):
-                    container.mux(packet)
-            for packet in audio.encode():
-                container.mux(packet)
-    return path
-
-
 def run(settings: Settings) -> int:
     """Build, serve, call each tool; the exit status (0 when all three answered)."""
     import anyio
 
-    from llava_video_mcp.tools.backends.tiny_llava import build_llava
-    from llava_video_mcp.tools.backends.tiny_whisper import build_whisper
+    from llava_video_mcp.testing.media import make_video
+    from llava_video_mcp.testing.tiny_llava import build_llava
+    from llava_video_mcp.testing.tiny_whisper import build_whisper
 
     say = print
     say("llava-video-mcp selftest: random tiny models of the real architectures (llava-interleave and Whisper, not")

@@ -108,7 +108,7 @@ def startup_line(settings: Settings, provider: LazyBackend) -> str:
     elif speech.endpoint:
         hearing = f"served at {speech.endpoint}"
     else:
-        hearing = f"{resolved_model(speech.model, speech.device)} on {resolved_engine(speech.engine, speech.device)}"
+        hearing = f"{resolved_model(speech)} on {resolved_engine(speech)}"
     return (
         f"llava-video-mcp {version()} | model {model} | speech {hearing} | cache {settings.cache_dir} | {transport} "
         f"| local files: {files} | private URLs: {'refused' if policy.block_private_urls else 'allowed'}"

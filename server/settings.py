@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
 from llava_video_mcp.tools.backends import DEFAULT_MODEL, BackendConfig, SpeechConfig
+from llava_video_mcp.tools.backends.families import FrameCost
+from llava_video_mcp.tools.backends.speech_loader import CPU_DEFAULT, CUDA_DEFAULT, Engine, read_model
 
 if TYPE_CHECKING:
     from llava_video_mcp.tools.answer import WindowOptions
@@ -142,18 +144,27 @@ class Settings(BaseModel):
         Flag("calls in flight to the engine at once, so it can batch them; more wait their turn",
              group="serving engine"),
     ] = 8  # fmt: skip
+    frame_cost: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=4096)], Annotated[int, Field(ge=1, le=65536)]] | None,
+        Flag(
+            "what a frame costs the engine's model, as its side in pixels and its prompt tokens (e.g. 384:729), for "
+            "the tools' descriptions; a model in process costs what its family says",
+            group="serving engine",
+            metavar="PX:TOKENS",
+            default="unsaid",
+        ),
+    ] = None
     asr_model: Annotated[
         str,
         Field(min_length=1),
         Flag(
-            "speech model that hears videos without subtitles: a Whisper hub id or folder; auto: "
-            "openai/whisper-large-v3-turbo on CUDA, else openai/whisper-base; none: subtitles only; with "
-            "--asr-endpoint, the served model's id",
+            f"speech model that hears videos without subtitles: a Whisper hub id or folder; auto: {CUDA_DEFAULT} on "
+            f"CUDA, else {CPU_DEFAULT}; none: subtitles only; with --asr-endpoint, the served model's id",
             group="speech",
         ),
     ] = "auto"
     asr_engine: Annotated[
-        Literal["auto", "ctranslate2", "transformers"],
+        Engine,
         Flag(
             "what runs Whisper in process: ctranslate2 (int8, the folder converted once into the cache); "
             "transformers (float16 and batched on CUDA); auto: ctranslate2 on CPU, transformers elsewhere",
@@ -289,10 +300,34 @@ class Settings(BaseModel):
             raise ValueError("needs a scheme: http://HOST:PORT/v1 or https://...")
         return value
 
+    @field_validator("frame_cost", mode="before")
+    @classmethod
+    def _side_and_tokens(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        side, colon, tokens = value.strip().partition(":")
+        if not colon:
+            raise ValueError("must be a whole number of pixels, a colon, a whole number of tokens: PX:TOKENS (384:729)")
+        return (side.strip(), tokens.strip())
+
+    @field_validator("frame_cost")
+    @classmethod
+    def _frame_cost_is_an_engines(cls, value: tuple[int, int] | None, info: ValidationInfo) -> tuple[int, int] | None:
+        if value is not None and not info.data.get("endpoint"):
+            raise ValueError(
+                "is for a model on a serving engine (--endpoint); a model in process costs what its family says"
+            )
+        return value
+
     @field_validator("transport", "device", "dtype", "asr_engine", mode="before")
     @classmethod
     def _choices_in_any_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("asr_model", mode="before")
+    @classmethod
+    def _speech_words_in_any_case(cls, value: Any) -> Any:
+        return read_model(value) if isinstance(value, str) else value
 
     @field_validator("cache_dir", "cookies", "auth_token_file")
     @classmethod
@@ -316,6 +351,7 @@ class Settings(BaseModel):
             max_concurrent_requests=self.max_concurrent_requests,
             prefix_cache_gb=self.prefix_cache_gb,
             compile_decode=self.compile_decode,
+            frame_cost=FrameCost(*self.frame_cost) if self.frame_cost else None,
         )
 
     def speech_config(self) -> SpeechConfig:

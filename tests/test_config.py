@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,6 +170,27 @@ def test_a_mistyped_variable_is_refused_with_the_closest_name(variable: str, say
 
 def test_choices_are_read_in_any_case() -> None:
     assert parse_settings([], {"LLAVA_VIDEO_MCP_TRANSPORT": "HTTP"}).transport == "http"
+
+
+@pytest.mark.parametrize("command", [[], ["describe", "clip.mp4"]], ids=["server", "terminal"])
+def test_the_speech_words_are_read_in_any_case(command: list[str]) -> None:
+    """`auto` and `none` are read once, as the speech configuration takes them: `--asr-model Auto` picks the model
+    for the device (it was looked up on the hub as 'Auto'), `NONE` hears nothing; a hub id keeps its case."""
+    from llava_video_mcp.tools.backends.speech_loader import CPU_DEFAULT, LazySpeech, resolved_model
+
+    def speech(*flags: str, environ: dict[str, str] | None = None) -> Any:
+        return parse_settings([*command, *flags, "--device", "cpu"], environ or {}).speech_config()
+
+    auto = speech("--asr-model", "Auto")
+    assert (auto.model, auto.enabled, auto.named) == ("auto", True, None)
+    assert resolved_model(auto) == CPU_DEFAULT
+    assert LazySpeech(auto).identity().startswith(f"{CPU_DEFAULT} ")
+    assert not speech("--asr-model", "NONE").enabled
+    assert not speech("--asr-model", " none ").enabled
+    assert not speech(environ={"LLAVA_VIDEO_MCP_ASR_MODEL": "None"}).enabled
+    assert speech(environ={"LLAVA_VIDEO_MCP_ASR_MODEL": "AUTO"}).model == "auto"
+    assert speech("--asr-model", "Org/Whisper-Small").named == "Org/Whisper-Small"
+    assert speech("--asr-engine", "CTranslate2").engine == "ctranslate2"
 
 
 def test_secrets_are_never_shown_in_a_refusal() -> None:

@@ -19,13 +19,14 @@ from PIL import Image
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.checks import check
+from llava_video_mcp.server.cli import parse_settings
 from llava_video_mcp.server.settings import ConfigError, Settings
+from llava_video_mcp.testing.tiny_llava import build_onevision
+from llava_video_mcp.testing.tiny_qwen import build_qwen
 from llava_video_mcp.tools.answer import MomentsAnswer
 from llava_video_mcp.tools.backends.base import Prompt
-from llava_video_mcp.tools.backends.families import FAMILIES, LlavaOnevision
+from llava_video_mcp.tools.backends.families import FAMILIES, FrameCost, LlavaOnevision, family_of
 from llava_video_mcp.tools.backends.families.onevision import VideoProcessing
-from llava_video_mcp.tools.backends.tiny_llava import build_onevision
-from llava_video_mcp.tools.backends.tiny_qwen import build_qwen
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from tests.test_server import call, error_text
 
@@ -130,6 +131,7 @@ def test_qwen_frames_are_images_at_their_own_resolution(qwen: dict[str, Path], m
     pad = family.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert inputs["input_ids"][0].tolist().count(pad) == 3 * per_frame == family.frame_tokens(images)
     assert inputs["mm_token_type_ids"].sum() == 3 * per_frame
+    assert family.cost == type(family).nominal_cost  # the tiny models keep the released patch and merge sizes
     answer = backend.generate(prompt, 4)
     assert answer.prompt_tokens == inputs["input_ids"].shape[1]
     assert answer.reused_tokens == 0  # each call reads its whole prompt (3-D positions live on the model)
@@ -169,3 +171,68 @@ def test_an_unsupported_family_is_refused_at_start_with_the_list(tmp_path: Path)
     said = str(refused.value)
     assert "holds a 'idefics3' model, which this server does not run in process" in said
     assert all(f"{family.name} ('{family.model_type}')" in said for family in FAMILIES)
+
+
+async def described(settings: Settings) -> str:
+    async with Client(build_server(settings)) as client:
+        listed = await client.list_tools()
+    return next(tool.description or "" for tool in listed.tools if tool.name == "describe_video")
+
+
+@pytest.mark.anyio
+async def test_the_tools_say_what_a_frame_costs_the_running_family(
+    tiny_model: Path, onevision: Path, tmp_path: Path
+) -> None:
+    """The figures are the families' own declarations (the released checkpoints'), known before a model loads: the
+    tiny models' smaller towers do not change them, and a Qwen-VL folder needs only its config to be told."""
+    (tmp_path / "qwen3").mkdir()
+    (tmp_path / "qwen3" / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    figures = {
+        tiny_model: "The model (llava-interleave) sees num_frames frames at 384 px, 729 tokens a frame:",
+        onevision: "The model (llava-onevision) sees num_frames frames at 384 px, 196 tokens a frame:",
+        tmp_path / "qwen3": "The model (qwen3-vl) sees num_frames frames at 384 px, about 252 tokens a frame:",
+    }
+    for folder, said in figures.items():
+        settings = Settings(model=str(folder), device="cpu", cache_dir=tmp_path / "cache", asr_model="none")
+        assert said in await described(settings)
+
+
+@pytest.mark.anyio
+async def test_an_engines_frame_cost_is_the_one_set_for_it(tmp_path: Path) -> None:
+    """No family is picked for a model on an engine (it reads frames with its own processor): --frame-cost says
+    what a frame costs there, and without it the description states no figure. The tool list is read without the
+    lifespan, which would connect to the engine."""
+    engine = {"endpoint": "http://127.0.0.1:9/v1", "model": "llava-hf/llava-onevision-qwen2-7b-ov-hf"}
+    costed = build_server(Settings(**engine, frame_cost=(448, 256), cache_dir=tmp_path))
+    [tool] = [tool for tool in await costed.list_tools() if tool.name == "describe_video"]
+    said = "The model (on a serving engine) sees num_frames frames at 448 px, 256 tokens a frame:"
+    assert said in (tool.description or "")
+    plain = build_server(Settings(**engine, cache_dir=tmp_path))
+    [tool] = [tool for tool in await plain.list_tools() if tool.name == "describe_video"]
+    assert "sees num_frames frames:" in (tool.description or "")
+    assert "tokens" not in (tool.description or "")
+    with pytest.raises(ConfigError, match=r"^--frame-cost 448:256: is for a model on a serving engine"):
+        parse_settings(["--frame-cost", "448:256"], {})
+
+
+def test_each_family_declares_what_a_frame_costs_before_loading() -> None:
+    declared = {family.name: family.nominal_cost for family in FAMILIES if "nominal_cost" in vars(family)}
+    assert declared == {
+        "llava-interleave": FrameCost(384, 729),
+        "llava-onevision": FrameCost(384, 196, tokens_per_prompt=1),
+        "qwen2-vl": FrameCost(384, 336, approximate=True),
+        "qwen2.5-vl": FrameCost(384, 336, approximate=True),
+        "qwen3-vl": FrameCost(384, 252, approximate=True),
+    }
+    released = {
+        "llava-hf/llava-interleave-qwen-0.5b-hf": "llava-interleave",
+        "llava-hf/llava-onevision-qwen2-7b-ov-hf": "llava-onevision",
+        "Qwen/Qwen2-VL-2B-Instruct": "qwen2-vl",
+        "Qwen/Qwen2.5-VL-3B-Instruct": "qwen2.5-vl",
+        "Qwen/Qwen3-VL-2B-Instruct": "qwen3-vl",
+    }
+    for model_id, name in released.items():  # not in the (offline) hub cache: told by the id
+        family = family_of(model_id)
+        assert family is not None
+        assert family.name == name
+    assert family_of("someone/some-model") is None

@@ -1,6 +1,7 @@
 """The layout shows the design, and stays so: tools/ has one sub-package per stage, in the order data flows, and a
-stage imports only the stages before it; nothing in tools/ imports MCP or the server; there are no import circles;
-each stage has an explicit surface; no function is over 80 lines. Read from the source, not by importing it."""
+stage imports only the stages before it; nothing in tools/ imports MCP or the server; the test-model builders
+(testing/) are used by the self-test alone, and use tools/ only; there are no import circles; each stage has an
+explicit surface; no function is over 80 lines. Read from the source, not by importing it."""
 
 from __future__ import annotations
 
@@ -18,12 +19,18 @@ an answer; the tools' logic uses them all. The foundation (errors, cancel, untru
 every stage may use."""
 
 
+TESTING = f"{PACKAGE}.testing"
+"""The tiny model builders and media makers: for the tests, the benchmarks and the self-test, not the product."""
+SELFTEST = f"{PACKAGE}.server.selftest"
+FOLDERS = {"server": ROOT / "server", "tools": ROOT / "tools", "testing": ROOT / PACKAGE / "testing"}
+
+
 def modules() -> dict[str, Path]:
     """Every module of the installed package, by its dotted name, from the repository's folders."""
     found = {}
-    for folder in ("server", "tools"):
-        for path in (ROOT / folder).rglob("*.py"):
-            parts = [PACKAGE, folder, *path.relative_to(ROOT / folder).with_suffix("").parts]
+    for folder, root in FOLDERS.items():
+        for path in root.rglob("*.py"):
+            parts = [PACKAGE, folder, *path.relative_to(root).with_suffix("").parts]
             if parts[-1] == "__init__":
                 parts = parts[:-1]
             found[".".join(parts)] = path
@@ -60,6 +67,22 @@ def test_a_stage_imports_only_the_stages_before_it(module: str) -> None:
         assert not imported.startswith(("mcp", f"{PACKAGE}.server")), f"{module} imports {imported}"
         if imported.startswith(f"{PACKAGE}.tools"):
             assert STAGES.index(stage(imported)) <= STAGES.index(stage(module)), f"{module} imports {imported}"
+
+
+@pytest.mark.parametrize("module", sorted(name for name in MODULES if name != SELFTEST))
+def test_only_the_selftest_imports_the_test_builders_and_they_import_only_tools(module: str) -> None:
+    for imported in imports(MODULES[module]):
+        if module.startswith(TESTING):
+            assert not imported.startswith(("mcp", f"{PACKAGE}.server")), f"{module} imports {imported}"
+        else:
+            assert not imported.startswith(TESTING), f"{module} imports {imported}"
+
+
+def test_the_test_builders_are_a_package_of_their_own() -> None:
+    assert (ROOT / PACKAGE / "testing" / "__init__.py").is_file()
+    assert not (ROOT / PACKAGE / "testing").is_symlink()
+    assert not list((ROOT / "tools").rglob("tiny_*.py")), "test builders belong in llava_video_mcp/testing/"
+    assert any(imported.startswith(TESTING) for imported in imports(MODULES[SELFTEST]))
 
 
 def test_there_are_no_import_circles() -> None:

@@ -1,7 +1,7 @@
 """The installed package is the whole package, under one name: a wheel built from the project holds every module of
-`server/` and `tools/` (their subpackages included) as `llava_video_mcp.server` and `llava_video_mcp.tools`, so
-`pip install git+…` and `uvx` get a server that starts, and nothing called `server` or `tools` lands in
-site-packages."""
+`server/` and `tools/` (their subpackages included) as `llava_video_mcp.server` and `llava_video_mcp.tools`, and
+the self-test's builders (`llava_video_mcp.testing`), so `pip install git+…` and `uvx` get a server that starts
+(and a self-test that runs), and nothing called `server` or `tools` lands in site-packages."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def test_the_wheel_holds_every_module(tmp_path: Path) -> None:
         for path in (ROOT / package).rglob("*")
         if path.suffix == ".py" or path.name == "py.typed"
     } | {"llava_video_mcp/__init__.py", "llava_video_mcp/__main__.py", "llava_video_mcp/py.typed"}
+    # The selftest's builders and media makers ship too: `llava-video-mcp selftest` runs from a wheel.
+    wanted |= {path.relative_to(ROOT).as_posix() for path in (ROOT / "llava_video_mcp" / "testing").rglob("*.py")}
     assert wanted - inside == set()
     assert {name.split("/")[0] for name in inside if not name.startswith("llava_video_mcp-")} == {"llava_video_mcp"}
 

@@ -1,6 +1,6 @@
-"""The tests' Whisper builder is the one `llava-video-mcp selftest` ships (`tools.backends.tiny_whisper`)."""
+"""The tests' Whisper builder is the one `llava-video-mcp selftest` ships (`llava_video_mcp.testing.tiny_whisper`)."""
 
-from llava_video_mcp.tools.backends.tiny_whisper import (
+from llava_video_mcp.testing.tiny_whisper import (
     BASE,
     LARGE_V3_TURBO,
     LAYOUTS,

@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass
 
 from llava_video_mcp.tools.backends.base import API_KEY_VARIABLE, DEFAULT_MODEL, VideoLanguageBackend
+from llava_video_mcp.tools.backends.families import FrameCost, family_of
 from llava_video_mcp.tools.backends.hub import DownloadProgress
 from llava_video_mcp.tools.errors import ModelError
 
-__all__ = ["API_KEY_VARIABLE", "BackendConfig", "LazyBackend", "Ready"]
+__all__ = ["API_KEY_VARIABLE", "BackendConfig", "LazyBackend", "ModelSummary", "Ready", "model_summary"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,30 @@ class BackendConfig:
     """Memory for follow-ups' prefix reuse (in process); None sizes it from the device."""
     compile_decode: bool = False
     """Compile the decoding step over the static cache (in process)."""
+    frame_cost: FrameCost | None = None
+    """What a frame costs the engine's model, where one is set (--frame-cost); in process, the family says."""
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The model as the tools describe it, known before it loads."""
+
+    family: str | None
+    """Its family in words (llava-interleave), "on a serving engine", or None when not known before it loads."""
+    frame_cost: FrameCost | None
+    """What a frame costs it, None when not known."""
+
+
+def model_summary(config: BackendConfig) -> ModelSummary:
+    """A model in process is its family's, found from its config or its id (`families.family_of`). An engine's model
+    has no family here (the engine reads frames with its own processor: a OneVision model's as images, not as the
+    video this server makes of them in process), so its frame cost is the one set for it, if any."""
+    if config.endpoint:
+        return ModelSummary("on a serving engine", config.frame_cost)
+    family = family_of(config.model or DEFAULT_MODEL)
+    if family is None:
+        return ModelSummary(None, None)
+    return ModelSummary(family.name, family.nominal_cost)
 
 
 REMEMBER_FAILURE_S = 60.0

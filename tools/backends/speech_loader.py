@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.hub import DownloadProgress, local_snapshot
@@ -22,12 +22,25 @@ CUDA_DEFAULT = "openai/whisper-large-v3-turbo"
 """809M parameters, the English word error rate of large-v3 in published evaluations, fast on a GPU."""
 
 Engine = Literal["auto", "ctranslate2", "transformers"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
+"""What runs Whisper in process, as --asr-engine takes it (any case)."""
+ModelWord = Literal["auto", "none"]
+MODEL_WORDS: tuple[ModelWord, ...] = get_args(ModelWord)
+"""What --asr-model takes beside a Whisper's hub id or folder: `auto` (chosen by device), `none` (hear nothing)."""
+
+
+def read_model(given: str) -> str:
+    """--asr-model as given, read once: `auto` and `none` in any case become those words; a hub id or folder stays
+    as written (hub ids are case-sensitive)."""
+    word = given.strip()
+    return word.lower() if word.lower() in MODEL_WORDS else word
 
 
 @dataclass(frozen=True)
 class SpeechConfig:
     model: str = "auto"
-    """A Whisper hub id or folder, `auto` (by device), or `none` (hear nothing); with an endpoint, the served id."""
+    """A Whisper hub id or folder, `auto` (by device), or `none` (hear nothing); with an endpoint, the served id.
+    Read once (`read_model`): the words in any case."""
     device: str = "auto"
     engine: Engine = "auto"
     """In process: `ctranslate2` (int8) on CPU and `transformers` elsewhere when `auto`."""
@@ -39,23 +52,30 @@ class SpeechConfig:
     request_retries: int = 2
     max_concurrent_requests: int = 8
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", read_model(self.model))
+
     @property
     def enabled(self) -> bool:
-        return self.model.strip().lower() != "none"
+        """Whether anything is heard: not with `none` (subtitles only)."""
+        return self.model != "none"
+
+    @property
+    def named(self) -> str | None:
+        """The hub id or folder given (with an endpoint, the served id); None for `auto` and `none`."""
+        return self.model if self.model and self.model not in MODEL_WORDS else None
 
 
-def resolved_model(model: str, device: str) -> str:
-    """`auto`: the large, fast model on CUDA, the small one elsewhere; any other name as it is."""
-    if model != "auto":
-        return model
-    return CUDA_DEFAULT if pick_device(device) == "cuda" else CPU_DEFAULT
+def resolved_model(config: SpeechConfig) -> str:
+    """The model named, or for `auto` the large, fast model on CUDA and the small one elsewhere."""
+    return config.named or (CUDA_DEFAULT if pick_device(config.device) == "cuda" else CPU_DEFAULT)
 
 
-def resolved_engine(engine: Engine, device: str) -> Literal["ctranslate2", "transformers"]:
+def resolved_engine(config: SpeechConfig) -> Literal["ctranslate2", "transformers"]:
     """`auto`: CTranslate2 where it runs faster (on CPU, where it is installed), transformers elsewhere."""
-    if engine != "auto":
-        return engine
-    if pick_device(device) == "cpu" and importlib.util.find_spec("ctranslate2") is not None:
+    if config.engine != "auto":
+        return config.engine
+    if pick_device(config.device) == "cpu" and importlib.util.find_spec("ctranslate2") is not None:
         return "ctranslate2"
     return "transformers"
 
@@ -94,11 +114,11 @@ class LazySpeech:
         config = self.config
         if config.endpoint:
             return f"{config.endpoint} {config.model}"
-        model = resolved_model(config.model, config.device)
+        model = resolved_model(config)
         folder = _local_folder(model)
         if folder is not None and folder.is_dir():
             model = f"folder:{folder_identity(folder)}"
-        return f"{model} {resolved_engine(config.engine, config.device)}"
+        return f"{model} {resolved_engine(config)}"
 
     def get(self, on_download: DownloadProgress | None = None) -> SpeechBackend:
         with self._lock:
@@ -123,7 +143,7 @@ class LazySpeech:
         if config.endpoint:
             remote = RemoteSpeech(
                 config.endpoint,
-                None if config.model in ("auto", "") else config.model,
+                config.named,
                 api_key=config.api_key,
                 timeout_s=config.request_timeout_s,
                 retries=config.request_retries,
@@ -131,10 +151,10 @@ class LazySpeech:
             )
             remote.connect()
             return remote
-        model = resolved_model(config.model, config.device)
+        model = resolved_model(config)
         folder = _local_folder(model)
         source = str(folder) if folder is not None else local_snapshot(model, on_download, flag="--asr-model")
-        engine = resolved_engine(config.engine, config.device)
+        engine = resolved_engine(config)
         store = config.store
         if store is None:
             from llava_video_mcp.tools.media.sources import default_cache_dir

@@ -23,9 +23,16 @@ class FrameCost:
     tokens_per_frame: int
     tokens_per_prompt: int = 0
     """Tokens the frames take together beyond their own (a video's closing newline)."""
+    approximate: bool = False
+    """The tokens follow each frame's size, and `tokens_per_frame` is a 16:9 frame's."""
 
     def tokens(self, frames: int) -> int:
         return frames * self.tokens_per_frame + (self.tokens_per_prompt if frames else 0)
+
+    def words(self) -> str:
+        """As the tool descriptions and --help say it: "384 px, 729 tokens a frame"."""
+        about = "about " if self.approximate else ""
+        return f"{self.side} px, {about}{self.tokens_per_frame} tokens a frame"
 
 
 class Family(ABC):
@@ -39,6 +46,9 @@ class Family(ABC):
     """The transformers class its weights load into."""
     pixel_key: ClassVar[str]
     """The name of the frames' pixels among the model's inputs."""
+    nominal_cost: ClassVar[FrameCost]
+    """What a frame costs the family's released checkpoints, known before any model loads: the tool descriptions
+    and --help say it. `cost` is the loaded model's own figure (the same for the released sizes)."""
     prefix_cache: ClassVar[bool] = True
     """Whether the attention state of the frames and their text can be kept for follow-ups and prefilled apart from
     the question (with frames encoded a chunk at a time by `encode`); else each call's inputs go whole to

@@ -17,6 +17,8 @@ class LlavaInterleave(Family):
     model_type: ClassVar[str] = "llava"
     model_class: ClassVar[str] = "LlavaForConditionalGeneration"
     pixel_key: ClassVar[str] = "pixel_values"
+    nominal_cost: ClassVar[FrameCost] = FrameCost(384, (384 // 14) ** 2)
+    """SigLIP so400m at 384 px in 14 px patches, every patch a token: 729 (0.5b and 7b alike)."""
 
     def __init__(self, processor: Any, config: Any, model_id: str) -> None:
         super().__init__(processor, config, model_id)

@@ -105,6 +105,8 @@ class LlavaOnevision(Family):
     model_type: ClassVar[str] = "llava_onevision"
     model_class: ClassVar[str] = "LlavaOnevisionForConditionalGeneration"
     pixel_key: ClassVar[str] = "pixel_values_videos"
+    nominal_cost: ClassVar[FrameCost] = FrameCost(384, math.ceil(384 // 14 / 2) ** 2, tokens_per_prompt=1)
+    """The same SigLIP tower's 27x27 features a frame, pooled 2x2 to 14x14: 196, and one newline a video."""
 
     def __init__(self, processor: OnevisionProcessor, config: Any, model_id: str) -> None:
         super().__init__(processor, config, model_id)

@@ -29,6 +29,15 @@ NOMINAL = (683, 384)
 """The frame size costs are quoted for: 16:9 at the 384 px frames are decoded to."""
 
 
+def nominal_cost(patch_size: int, merge_size: int) -> FrameCost:
+    """A NOMINAL frame's cost before any processor is read: its sides rounded to multiples of patch x merge pixels
+    (as the image processor's smart_resize does, well inside the released checkpoints' pixel budget), a token for
+    each merged block."""
+    factor = patch_size * merge_size
+    width, height = NOMINAL
+    return FrameCost(height, round(width / factor) * round(height / factor), approximate=True)
+
+
 class QwenProcessor:
     """What these families read a model folder for: the tokenizer, the chat template, the image processor (PIL)."""
 
@@ -75,7 +84,7 @@ class QwenVL(Family):
 
     @property
     def cost(self) -> FrameCost:
-        return FrameCost(NOMINAL[1], self._tokens(*NOMINAL))
+        return FrameCost(NOMINAL[1], self._tokens(*NOMINAL), approximate=True)
 
     def frame_tokens(self, images: list[Any]) -> int:
         return sum(self._tokens(*image.size) for image in images)
@@ -133,15 +142,18 @@ class Qwen2VL(QwenVL):
     name: ClassVar[str] = "qwen2-vl"
     model_type: ClassVar[str] = "qwen2_vl"
     model_class: ClassVar[str] = "Qwen2VLForConditionalGeneration"
+    nominal_cost: ClassVar[FrameCost] = nominal_cost(14, 2)  # 14x24 blocks of 28 px: 336
 
 
 class Qwen25VL(QwenVL):
     name: ClassVar[str] = "qwen2.5-vl"
     model_type: ClassVar[str] = "qwen2_5_vl"
     model_class: ClassVar[str] = "Qwen2_5_VLForConditionalGeneration"
+    nominal_cost: ClassVar[FrameCost] = nominal_cost(14, 2)
 
 
 class Qwen3VL(QwenVL):
     name: ClassVar[str] = "qwen3-vl"
     model_type: ClassVar[str] = "qwen3_vl"
     model_class: ClassVar[str] = "Qwen3VLForConditionalGeneration"
+    nominal_cost: ClassVar[FrameCost] = nominal_cost(16, 2)  # 12x21 blocks of 32 px: 252
