@@ -297,3 +297,19 @@ async def test_a_link_planted_in_the_store_of_a_local_file_is_not_followed(
     assert len(answer.videos[0].frames) == 2
     assert snapshot(outside) == before
     assert not (tmp_path / "cache" / "local").is_symlink()
+
+
+async def test_a_server_starting_on_a_planted_videos_link_cleans_nothing_outside(
+    tiny_model: Path, site: LoopbackServer, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    (outside / ".partial-someone-elses").mkdir(parents=True)  # looks like abandoned staging, is not the cache's
+    (outside / ".partial-someone-elses" / "work").write_text("kept")
+    before = snapshot(outside)
+    plant(tmp_path / "cache" / "videos", outside)
+    settings = Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache")
+    async with Client(build_server(settings)) as started:
+        answer = await call(started, "describe_video", source=site.url("clip.mp4"), num_frames=1, max_new_tokens=1)
+    assert len(answer.videos[0].frames) == 1
+    assert snapshot(outside) == before
+    assert not (tmp_path / "cache" / "videos").is_symlink()

@@ -299,6 +299,9 @@ class VideoCache:
     def remove_abandoned_staging(self) -> None:
         """Remove staging folders that no live process holds: downloads killed part way (and links planted in
         their place)."""
+        if self.videos.is_symlink():  # what lies where it points is not the cache's to clean
+            _remove_link(self.videos)
+            return
         for folder in self.videos.glob(_STAGING_PREFIX + "*"):
             if not folder.is_symlink() and _held(folder / _STAGING_LOCK):
                 continue
