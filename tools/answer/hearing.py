@@ -99,6 +99,8 @@ class Hearing:
                 return Transcript(cues, "subtitles" if cues else None)
         if not self.hears:
             return NOTHING
+        if video.sound_note is not None:
+            return Transcript([], note=video.sound_note)
         assert self.speech is not None
         try:
             track = audio_track(video.path, video.audio, video.source)

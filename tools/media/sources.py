@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError
+from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError, VideoToolError
 from llava_video_mcp.tools.media import netguard, ytdlp
 from llava_video_mcp.tools.media.cache import VideoCache, entry_key
 from llava_video_mcp.tools.untrusted import short_title
@@ -81,6 +81,9 @@ class LocalVideo:
     subtitles: Path | None = None
     audio: Path | None = None
     """The sound, where a site served it apart from the picture; None: the video file's own."""
+    sound_note: str | None = None
+    """Why the sound the site serves apart from the picture is missing (and how to get it), when it is: the
+    picture is then answered from alone."""
     cache_key: str | None = None
     store: Path | None = None
     """A folder for what is derived from this video (its packet index, notes on its windows): the cache entry of a
@@ -234,11 +237,18 @@ class VideoFetcher:
         with self.cache.locked("url:" + url, cancel):
             key = self.cache.entry_for_alias(url)
             with netguard.public_only() if policy.block_private_urls else nullcontext():
-                if key is not None:
+                if key is not None and (video := self._claim(url, key, from_cache=True, started=started)):
                     log.info("cache hit for %s", url)
-                    if wanted.sound and self.cache.lacks_sound(key):
-                        self._add_sound(url, key, options, on_progress, cancel)
-                    return self._cached(url, key, started)
+                    try:
+                        if wanted.sound and self.cache.lacks_sound(key):
+                            note = self._add_sound(url, key, options, on_progress, cancel)
+                            amended = self._entry(url, key, from_cache=True, started=started)
+                            video = replace(amended or video, sound_note=note)
+                        self.cache.touch(key)
+                    except BaseException:
+                        self.cache.release(key)
+                        raise
+                    return video
                 return self._download(url, options, on_progress, started, cancel)
 
     def _add_sound(
@@ -248,12 +258,27 @@ class VideoFetcher:
         options: ytdlp.DownloadOptions,
         on_progress: ytdlp.ProgressHook | None,
         cancel: CancelToken | None,
-    ) -> None:
-        """Fetch the sound of a cached video whose picture came without it, into its entry."""
-        with self.cache.staging() as staging, ytdlp.YtdlpSession(staging, options, on_progress, cancel) as session:
-            sound = session.download_sound(session.extract(url))
-            with self.cache.locked("key:" + key, cancel):
-                self.cache.amend(key, sound)
+    ) -> str | None:
+        """Fetch the sound of a cached video whose picture came without it (or whose sound is no longer in the
+        cache), into its entry. When that fails, the cached picture still answers: the note says why the sound is
+        missing and how to get it."""
+        try:
+            with (
+                self.cache.staging() as staging,
+                ytdlp.YtdlpSession(staging, options, on_progress, cancel) as session,
+            ):
+                sound = session.download_sound(session.extract(url))
+                with self.cache.locked("key:" + key, cancel):
+                    self.cache.amend(key, sound)
+        except VideoToolError as exc:
+            log.warning("the sound of %s could not be fetched: %s", url, exc)
+            return (
+                f"No speech was heard: the sound of this video, which the site serves apart from the picture, is not "
+                f"in the cache and could not be fetched ({exc}). The answer comes from the cached picture alone. Ask "
+                f"again when the site can be reached (the sound is then fetched), or remove the cache entry "
+                f"{self.cache.videos / key} to download the video whole."
+            )
+        return None
 
     def _download(
         self,
@@ -272,9 +297,10 @@ class VideoFetcher:
                 f"url:{url}" if metadata.extractor.lower() == "generic" else f"{metadata.extractor}:{metadata.video_id}"
             )
             with self.cache.locked("key:" + key, cancel):
-                if self.cache.load(key) is not None:
+                if self.cache.load(key) is not None and (video := self._claim(url, key, True, started)) is not None:
+                    self.cache.touch(key)
                     self.cache.alias(url, key)
-                    return self._cached(url, key, started)
+                    return video
                 downloaded = session.download(metadata)
                 # A download that is no readable video is not kept, and the error names the URL, not the cache file.
                 duration_s = self.inspect(downloaded.path, url)
@@ -292,9 +318,16 @@ class VideoFetcher:
                     "video_id": metadata.video_id,
                     "duration_s": metadata.duration_s,
                 }
-                self.cache.add(staging, key, meta)
-                self.cache.alias(url, key)
-        video = self._claim(url, key, from_cache=False, started=started)
+                self.cache.add(staging, key, meta)  # and held, so that no eviction reaches it
+                try:
+                    self.cache.alias(url, key)
+                    video = self._entry(url, key, from_cache=False, started=started)
+                except BaseException:
+                    self.cache.release(key)
+                    raise
+        if video is None:
+            self.cache.release(key)
+            raise SourceError(f"The cache entry for {url} vanished before it could be read. Try again.", retryable=True)
         self.cache.evict()
         return video
 
@@ -314,18 +347,14 @@ class VideoFetcher:
                 f"{self.policy.max_duration_s:g} s. Raise --max-duration-s to allow it."
             )
 
-    def _cached(self, url: str, key: str, started: float) -> LocalVideo:
-        video = self._claim(url, key, from_cache=True, started=started)
-        self.cache.touch(key)
-        return video
-
-    def _claim(self, url: str, key: str, *, from_cache: bool, started: float) -> LocalVideo:
-        """The cache entry as a local video, marked in use (before any eviction can reach it)."""
-        self.cache.acquire(key)
+    def _claim(self, url: str, key: str, from_cache: bool, started: float) -> LocalVideo | None:
+        """The cache entry as a local video, marked in use (for every process sharing the cache) before it is read,
+        so that no eviction reaches it; None when it is gone or damaged (it is then fetched again)."""
+        if not self.cache.acquire(key):
+            return None
         video = self._entry(url, key, from_cache=from_cache, started=started)
         if video is None:
             self.cache.release(key)
-            raise SourceError(f"The cache entry for {url} vanished before it could be read. Try again.", retryable=True)
         return video
 
     def _entry(self, url: str, key: str, *, from_cache: bool, started: float) -> LocalVideo | None:
@@ -343,8 +372,8 @@ class VideoFetcher:
             title=short_title(title) if isinstance(title, str) else None,
             from_cache=from_cache,
             fetch_s=time.perf_counter() - started,
-            subtitles=entry / subtitles if isinstance(subtitles, str) else None,
-            audio=entry / audio if isinstance(audio, str) else None,
+            subtitles=entry / subtitles if isinstance(subtitles, str) and (entry / subtitles).is_file() else None,
+            audio=entry / audio if isinstance(audio, str) and (entry / audio).is_file() else None,
             cache_key=key,
         )
 
