@@ -33,6 +33,22 @@ pytestmark = pytest.mark.anyio
 SCENE_PASS = "Finding scene changes"
 
 
+def is_notes(prompt: Prompt) -> bool:
+    """A window's notes being written: frames shown, and not for a closer look."""
+    return bool(prompt.images) and "In which of these frames" not in prompt.text
+
+
+async def test_a_reply_of_thousands_of_digits_is_data(tmp_path: Path, garden: Path) -> None:
+    flood = "9" * 5_000
+    model = Scripted(ranking=f"{flood} 0{flood} 2", look=f"{flood}\nThe kite spreads its wings.")
+    async with served(tmp_path, Ready(model)) as client:
+        found = await moments(client, source=str(garden), query="a blue door", max_moments=1)
+    [moment] = found.moments
+    assert moment.basis == ["frames"]
+    assert 10.0 <= moment.start_s < moment.end_s <= 20.0  # the second window, the only number in range
+    assert moment.description == "The kite spreads its wings."  # no frame named: the window stays whole
+
+
 @pytest.fixture
 def collector_off() -> Iterator[None]:
     """The cyclic garbage collector stopped, as on an idle server where nothing allocates."""

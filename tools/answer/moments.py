@@ -71,6 +71,7 @@ _STOP_WORDS = frozenset(
     )
 )  # fmt: skip
 _WORD = re.compile(r"\w+")
+_DIGITS = re.compile(r"\d+")
 _NUMBERS_FIRST = re.compile(r"^\s*(?:frames?\s*)?\d+(?:\s*(?:,|and|&|-|to)\s*\d+)*\s*[-:.,;]?\s*", re.IGNORECASE)
 """The frame numbers a reply starts with, taken off its description."""
 
@@ -111,11 +112,18 @@ def said(cues: Sequence[Cue], query: str, basis: Basis) -> list[_Candidate]:
 
 
 def numbers_in(reply: str, highest: int) -> list[int]:
-    """The numbers 1..highest a reply names, in its order, each once (the reply is data: nothing else is used)."""
+    """The numbers 1..highest a reply names, in its order, each once (the reply is data: nothing else is used).
+
+    A run of digits longer than `highest` has is out of range before it is read: Python refuses to read more than
+    4,300 digits as a number, and a reply may hold any number of them."""
+    longest = len(str(highest))
     seen: list[int] = []
-    for token in re.findall(r"\d+", reply):
-        number = int(token)
-        if 1 <= number <= highest and number not in seen:
+    for token in _DIGITS.findall(reply):
+        digits = token.lstrip("0")
+        if not digits or len(digits) > longest:
+            continue
+        number = int(digits)
+        if number <= highest and number not in seen:
             seen.append(number)
     return seen
 
