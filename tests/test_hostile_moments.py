@@ -80,3 +80,92 @@ async def test_a_decode_lets_its_decoder_go_when_it_ends(tmp_path: Path, collect
         answer = await call(client, "describe_video", source=str(second), num_frames=4)
         assert (answer.videos[0].width, answer.videos[0].height) == (360, 640)  # turned upright
         assert await threads_back_to(settled, process) <= settled
+
+
+async def test_a_range_over_the_window_limit_is_refused_before_any_decode(tmp_path: Path, garden: Path) -> None:
+    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10, max_windows=4)
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(build_server(settings, NeverLoaded(Scripted()))) as client:
+        for tool, arguments in (
+            ("find_moments", {"query": "a blue door"}),
+            ("describe_video", {"coverage": "full"}),
+        ):
+            result = await client.call_tool(tool, {"source": str(garden), **arguments}, progress_callback=on_progress)
+            assert result.is_error, tool
+            text = error_text(result)
+            assert "windows of at most 10 s, over this server's limit of 4 (--max-windows)" in text, text
+            assert "start_s/end_s" in text
+        assert not [m for m in messages if SCENE_PASS in m], messages
+        assert not list((tmp_path / "cache").rglob("scenes.json"))  # no scene pass ran
+
+        # The subtitles, read without decoding, still answer what they hold; and say so when they hold too few.
+        said = await moments(client, source=str(garden), query="red kite lands", max_moments=1)
+        assert [(m.start_s, m.end_s) for m in said.moments] == [(20.0, 22.5)]
+        short = await client.call_tool("find_moments", {"source": str(garden), "query": "red kite", "max_moments": 2})
+        assert short.is_error
+        assert "The subtitles hold 1 moment of the query: max_moments=1 finds it without watching." in error_text(
+            short
+        )
+
+
+class Held(Scripted):
+    """Scripted, whose first window notes wait until `go` is set: the other call has begun meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def generate(
+        self,
+        prompt: Prompt,
+        max_new_tokens: int,
+        on_progress: InferenceProgress = lambda fraction, message: None,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
+        if is_notes(prompt) and not self.go.wait(timeout=30):
+            raise AssertionError("the second call never began")
+        return super().generate(prompt, max_new_tokens, on_progress, cancel)
+
+
+async def test_two_calls_watching_one_video_take_turns(tmp_path: Path, garden: Path) -> None:
+    model = Held()
+    heard: dict[str, list[str]] = {"describe": [], "moments": []}
+    watching = anyio.Event()
+    results: dict[str, Any] = {}
+
+    async def on_describe(progress: float, total: float | None, message: str | None) -> None:
+        heard["describe"].append(message or "")
+        if (message or "").startswith("Running "):
+            watching.set()  # its scene pass is done and its windows are planned: it holds its turn
+
+    async def on_moments(progress: float, total: float | None, message: str | None) -> None:
+        heard["moments"].append(message or "")
+        model.go.set()
+
+    async with served(tmp_path, Ready(model)) as client:
+
+        async def describe() -> None:
+            arguments = {"source": str(garden), "coverage": "full", "num_frames": 8}
+            results["describe"] = await client.call_tool("describe_video", arguments, progress_callback=on_describe)
+
+        async def find() -> None:
+            arguments = {"source": str(garden), "query": "a blue door", "max_moments": 1}
+            results["moments"] = await client.call_tool("find_moments", arguments, progress_callback=on_moments)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as group:
+                group.start_soon(describe)
+                await watching.wait()
+                group.start_soon(find)
+
+    for name, result in results.items():
+        assert not result.is_error, (name, error_text(result))
+    windows = len(results["describe"].structured_content["segments"])
+    found = MomentsAnswer.model_validate(results["moments"].structured_content)
+    assert sum(is_notes(p) for p in model.prompts) == windows  # each window's notes written once
+    assert found.segments_from_cache == windows
+    assert [name for name, said in heard.items() if any(SCENE_PASS in m for m in said)] == ["describe"]

@@ -173,14 +173,26 @@ class MomentSearch:
             self.fetcher, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel,
             self.hearing.hears,
         ) as [video]:  # fmt: skip
-            info, _ = outline(video.path, index_file(video))
+            info, keyframes = outline(video.path, index_file(video))
             start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
+            # A range too long to watch may still be answered by its subtitles, read without decoding anything;
+            # it is refused before its speech is heard or its scenes are looked for.
+            too_long = self.watch.refusal(start, end, keyframes)
+            ears = self.hearing if too_long is None else Hearing()
             hearing = span(self.progress, 0, 1, 2)
-            heard = self.hearing.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel, clock)
+            heard = ears.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel, clock)
             worded = self._said_enough(video, info, start, end, heard, asked, max_moments, clock)
             if worded is not None:
                 answered, chosen = worded
                 return answered.with_images(_evidence(chosen, evidence))
+            if too_long is not None:
+                found = len(said(heard.cues, asked, "subtitles"))
+                if found:
+                    raise LimitError(
+                        f"{too_long} The subtitles hold {plural(found, 'moment')} of the query: "
+                        f"max_moments={found} finds {'it' if found == 1 else 'them'} without watching."
+                    )
+                raise too_long
             # Notes of any earlier watch of these windows serve a search, whatever its frame count; what is said
             # in the range was heard above.
             watching, notes = self.watch.watch(
