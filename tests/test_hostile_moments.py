@@ -23,14 +23,24 @@ from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.answer import MomentsAnswer
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, Prompt, Ready
 from llava_video_mcp.tools.cancel import CancelToken
-from tests.media import encode_video
-from tests.test_moments import NeverLoaded, Scripted, garden, moments, served  # noqa: F401  (garden: a fixture)
+from tests.media import cut_scenes, encode_video
+from tests.test_moments import LENGTHS, SUBTITLES, NeverLoaded, Scripted, moments, served
 from tests.test_running import run
 from tests.test_server import call, error_text
 
 pytestmark = pytest.mark.anyio
 
 SCENE_PASS = "Finding scene changes"
+
+
+@pytest.fixture(scope="module")
+def garden(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """test_moments' video: six scenes over 60 s, and its subtitles beside it."""
+    folder = tmp_path_factory.mktemp("garden")
+    path = folder / "garden.mp4"
+    cut_scenes(path, LENGTHS, gop_s=3.3)
+    (folder / "garden.vtt").write_text(SUBTITLES)
+    return path
 
 
 def is_notes(prompt: Prompt) -> bool:
@@ -63,7 +73,7 @@ def collector_off() -> Iterator[None]:
 async def threads_back_to(count: int, process: psutil.Process) -> int:
     """The process's thread count once it is back to `count`, or what it still is after 10 s."""
     with anyio.move_on_after(10):
-        while process.num_threads() > count:
+        while process.num_threads() > count:  # noqa: ASYNC110  (no event tells that a thread has ended)
             await anyio.sleep(0.02)
     return process.num_threads()
 
@@ -107,9 +117,7 @@ async def test_a_range_over_the_window_limit_is_refused_before_any_decode(tmp_pa
         assert [(m.start_s, m.end_s) for m in said.moments] == [(20.0, 22.5)]
         short = await client.call_tool("find_moments", {"source": str(garden), "query": "red kite", "max_moments": 2})
         assert short.is_error
-        assert "The subtitles hold 1 moment of the query: max_moments=1 finds it without watching." in error_text(
-            short
-        )
+        assert "The subtitles hold 1 moment of the query: max_moments=1 finds it without watching." in error_text(short)
 
 
 class Held(Scripted):
@@ -169,3 +177,9 @@ async def test_two_calls_watching_one_video_take_turns(tmp_path: Path, garden: P
     assert sum(is_notes(p) for p in model.prompts) == windows  # each window's notes written once
     assert found.segments_from_cache == windows
     assert [name for name, said in heard.items() if any(SCENE_PASS in m for m in said)] == ["describe"]
+
+
+def test_a_blank_query_on_the_command_line_is_a_usage_error() -> None:
+    out = run("moments", "clip.mp4", "-q", "   ", "--model", "/nonexistent/model/folder")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == "llava-video-mcp moments: --query needs words saying what to find; got '   '.\n"
