@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import signal
 import sys
 import threading
@@ -150,12 +151,27 @@ def asked(args: argparse.Namespace) -> ToolArguments:
     except ValidationError as exc:
         properties = lean_schema(model.model_json_schema())["properties"]
         raise Refused(" ".join(problems(exc, given, properties, named)).rstrip(".")) from None
-    problem = arguments.problem(named)
+    problem = arguments.problem(named) or _wordless(model, given)
     if problem is not None:
         raise Refused(problem)
     if getattr(arguments, "return_frames", "none") != "none" and not args.frames_dir.is_dir():
         raise Refused(f"--frames-dir {args.frames_dir} is not a folder; name an existing one")
     return arguments
+
+
+def _wordless(model: type[ToolArguments], given: dict[str, Any]) -> str | None:
+    """A query or required question that the tool would find empty (`-q "   "`) once the command ran, said now."""
+    from llava_video_mcp.tools.untrusted import clean_question
+
+    for name, wanted in (("query", "what to find"), ("question", "what to ask")):
+        field = model.model_fields.get(name)
+        value = given.get(name)
+        if field is None or not field.is_required() or not isinstance(value, str):
+            continue
+        text = clean_question(value)
+        if text is None or (name == "query" and re.search(r"\w", text) is None):
+            return f"{named(name)} needs words saying {wanted}; got {value!r}"
+    return None
 
 
 def command_problem(args: argparse.Namespace) -> str | None:

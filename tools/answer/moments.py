@@ -71,6 +71,7 @@ _STOP_WORDS = frozenset(
     )
 )  # fmt: skip
 _WORD = re.compile(r"\w+")
+_DIGITS = re.compile(r"\d+")
 _NUMBERS_FIRST = re.compile(r"^\s*(?:frames?\s*)?\d+(?:\s*(?:,|and|&|-|to)\s*\d+)*\s*[-:.,;]?\s*", re.IGNORECASE)
 """The frame numbers a reply starts with, taken off its description."""
 
@@ -111,11 +112,18 @@ def said(cues: Sequence[Cue], query: str, basis: Basis) -> list[_Candidate]:
 
 
 def numbers_in(reply: str, highest: int) -> list[int]:
-    """The numbers 1..highest a reply names, in its order, each once (the reply is data: nothing else is used)."""
+    """The numbers 1..highest a reply names, in its order, each once (the reply is data: nothing else is used).
+
+    A run of digits longer than `highest` has is out of range before it is read: Python refuses to read more than
+    4,300 digits as a number, and a reply may hold any number of them."""
+    longest = len(str(highest))
     seen: list[int] = []
-    for token in re.findall(r"\d+", reply):
-        number = int(token)
-        if 1 <= number <= highest and number not in seen:
+    for token in _DIGITS.findall(reply):
+        digits = token.lstrip("0")
+        if not digits or len(digits) > longest:
+            continue
+        number = int(digits)
+        if number <= highest and number not in seen:
             seen.append(number)
     return seen
 
@@ -165,14 +173,26 @@ class MomentSearch:
             self.fetcher, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel,
             self.hearing.hears,
         ) as [video]:  # fmt: skip
-            info, _ = outline(video.path, index_file(video))
+            info, keyframes = outline(video.path, index_file(video))
             start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
+            # A range too long to watch may still be answered by its subtitles, read without decoding anything;
+            # it is refused before its speech is heard or its scenes are looked for.
+            too_long = self.watch.refusal(start, end, keyframes)
+            ears = self.hearing if too_long is None else Hearing()
             hearing = span(self.progress, 0, 1, 2)
-            heard = self.hearing.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel, clock)
+            heard = ears.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel, clock)
             worded = self._said_enough(video, info, start, end, heard, asked, max_moments, clock)
             if worded is not None:
                 answered, chosen = worded
                 return answered.with_images(_evidence(chosen, evidence))
+            if too_long is not None:
+                found = len(said(heard.cues, asked, "subtitles"))
+                if found:
+                    raise LimitError(
+                        f"{too_long} The subtitles hold {plural(found, 'moment')} of the query: "
+                        f"max_moments={found} finds {'it' if found == 1 else 'them'} without watching."
+                    )
+                raise too_long
             # Notes of any earlier watch of these windows serve a search, whatever its frame count; what is said
             # in the range was heard above.
             watching, notes = self.watch.watch(

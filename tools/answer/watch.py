@@ -165,30 +165,44 @@ class FullWatch:
         saw at least as much. `heard`: what is said in the plan's range, when the caller has heard it already."""
         info, keyframes = outline(video.path, index_file(video))
         start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
-        cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
-        windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
-        self._check_count(windows, start, end)
-        stages = len(windows) + 1 + extra_stages
-        if heard is None:
-            hearing = span(self.progress, 0, 1, stages)
-            heard = self.hearing.transcript(video, start, end, transcript, hearing, self.cancel, clock_)
-        backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
-        self.progress(1, stages, f"Running {backend.model_id} on {plural(len(windows), 'window')}")
-        least = plan.num_frames if least_frames is None else least_frames
-        watching = Watching(video, info, plan, transcript, heard, backend, windows, stages, start, end, cuts, least)
-        return watching, self._map(watching, clock_)
+        refused = self.refusal(start, end, keyframes)
+        if refused is not None:
+            raise refused
+        with self.fetcher.cache.locked(_turn(video), self.cancel):
+            cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
+            windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
+            if len(windows) > self.options.max_windows:
+                # The scene changes seen split more windows than the keyframes' guess did: the guess fits.
+                windows = plan_windows(start, end, self.options.window_s, keyframes)
+            stages = len(windows) + 1 + extra_stages
+            if heard is None:
+                hearing = span(self.progress, 0, 1, stages)
+                heard = self.hearing.transcript(video, start, end, transcript, hearing, self.cancel, clock_)
+            backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
+            self.progress(1, stages, f"Running {backend.model_id} on {plural(len(windows), 'window')}")
+            least = plan.num_frames if least_frames is None else least_frames
+            watching = Watching(video, info, plan, transcript, heard, backend, windows, stages, start, end, cuts, least)
+            return watching, self._map(watching, clock_)
 
-    def _check_count(self, windows: Sequence[Window], start: float, end: float) -> None:
-        limit = self.options.max_windows
-        if len(windows) <= limit:
-            return
+    def refusal(self, start: float, end: float, keyframes: Sequence[float]) -> LimitError | None:
+        """The refusal of a range that makes more windows than one call may watch (`max_windows`), None when it
+        fits; known before anything is decoded, from the windows the keyframes place (an encoder's scene-change
+        keyframes stand for the scene changes until these are seen, and `watch` keeps to that count)."""
+        limit, window_s = self.options.max_windows, self.options.window_s
         length = end - start
-        fits = limit * self.options.window_s
-        raise LimitError(
-            f"This range lasts {clock(length)} and makes {len(windows)} windows of at most "
-            f"{self.options.window_s:g} s, over this server's limit of {limit} (--max-windows). Watch at most "
-            f"{clock(fits)} at a time with start_s/end_s (e.g. start_s={start:g}, end_s={start + fits:g}), or start "
-            f"the server with --window-s {math.ceil(length / limit)} or --max-windows {len(windows)}."
+        fewest = math.ceil(length / window_s - 1e-9)
+        # Far past the limit, the plan is not made (it would take long): the range is refused whatever it holds.
+        far = fewest > 2 * limit
+        count = fewest if far else len(plan_windows(start, end, window_s, keyframes))
+        if count <= limit:
+            return None
+        fits = limit * window_s
+        makes = f"at least {count}" if far else str(count)
+        return LimitError(
+            f"This range lasts {clock(length)} and makes {makes} windows of at most {window_s:g} s, over this "
+            f"server's limit of {limit} (--max-windows). Watch at most {clock(fits)} at a time with start_s/end_s "
+            f"(e.g. start_s={start:g}, end_s={start + fits:g}), or start the server with --window-s "
+            f"{math.ceil(length / limit)} or --max-windows {count}."
         )
 
     def _map(self, watching: Watching, clock_: Clock) -> list[WindowNotes]:
@@ -283,6 +297,12 @@ class FullWatch:
             spans = condensed
         text = notes_prompt(watching.video.title, watching.info.duration_s, spans, question, safe)
         return ask(backend, Prompt([], text.text, text.question_start), max_new_tokens, relay, clock_, self.cancel)
+
+
+def _turn(video: LocalVideo) -> str:
+    """The name calls watching the same video take turns under: the second finds the first's scene changes and
+    notes kept, instead of finding and writing them again beside it."""
+    return f"watch:{video.store if video.store is not None else video.path}"
 
 
 def watched_info(watching: Watching, note: str) -> VideoInfo:

@@ -52,8 +52,7 @@ class FrameCollector:
 
     def add(self, frame: av.VideoFrame) -> None:
         if frame.pts is not None:
-            self.images[frame.pts] = to_model_image(frame, self.min_side)
-            self.orientation = orientation_of(frame)
+            self.images[frame.pts], self.orientation = upright_image(frame, self.min_side)
 
 
 def decode_chosen(
@@ -185,8 +184,8 @@ def sample_sequentially(
     orientation = UPRIGHT
     for candidate in best:
         if candidate is not None and (not frames or frames[-1].timestamp_s != candidate[0]):
-            orientation = orientation_of(candidate[1])
-            frames.append(SampledFrame(timestamp_s=candidate[0], image=to_model_image(candidate[1], plan.min_side)))
+            image, orientation = upright_image(candidate[1], plan.min_side)
+            frames.append(SampledFrame(timestamp_s=candidate[0], image=image))
     return finished_sample(
         path, info, orientation, plan, (range_start, range_end), frames, decoded, (count, len(frames), [])
     )
@@ -240,6 +239,11 @@ class Timeline:
 
 def to_model_image(frame: av.VideoFrame, min_side: int) -> Image.Image:
     """Upright RGB image, scaled in the decoder's converter so that its shorter side is at most `min_side`."""
+    return upright_image(frame, min_side)[0]
+
+
+def upright_image(frame: av.VideoFrame, min_side: int) -> tuple[Image.Image, Orientation]:
+    """`to_model_image`, and the orientation it was turned upright by."""
     width, height = frame.width, frame.height
     shorter = min(width, height)
     if shorter > min_side:
@@ -247,4 +251,5 @@ def to_model_image(frame: av.VideoFrame, min_side: int) -> Image.Image:
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
     rgb: Any = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
     image: Image.Image = rgb.to_image()  # PyAV leaves to_image untyped
-    return orientation_of(frame).upright(image)
+    orientation = orientation_of(frame)
+    return orientation.upright(image), orientation

@@ -50,8 +50,14 @@ UPRIGHT = Orientation()
 
 
 def orientation_of(frame: av.VideoFrame) -> Orientation:
-    """The frame's orientation from its display matrix, if it carries one."""
-    matrix = frame.side_data.get("DISPLAYMATRIX")
+    """The frame's orientation from its display matrix, if it carries one.
+
+    The matrix is read from a one-pixel copy of the frame, which carries the frame's side data, never from the frame
+    itself: PyAV (18) ties a frame and its `side_data` into a reference cycle, and a decoded frame in a cycle holds
+    the decoder's buffers and threads until the cyclic garbage collector happens to run (on an idle server, never).
+    The copy's cycle holds a pixel."""
+    probe = frame.reformat(width=1, height=1, format="gray", interpolation="POINT")
+    matrix = probe.side_data.get("DISPLAYMATRIX")
     if not isinstance(matrix, av.sidedata.sidedata.SideData):
         return UPRIGHT
     return orientation_from_matrix(struct.unpack("<9i", bytes(matrix)))
