@@ -58,6 +58,8 @@ _EXTRA_CHUNKS = 16
 """Chunks beyond one a token that a stream may hold: the role, empty deltas, the finish reason, the usage."""
 _NO_KEY = "EMPTY"
 """Sent when no key is set: the SDK insists on one, and servers without auth ignore it (vLLM's docs use it too)."""
+_USER_IN_URL = re.compile(r"//[^/\s@]*@")
+"""Credentials in a URL an engine's words repeat (`http://user:password@host`): an error quotes them without."""
 _CONTEXT_TOO_LONG = re.compile(r"context|too long|maximum.{0,40}(length|tokens)|max_model_len|exceeds", re.I)
 
 
@@ -450,5 +452,5 @@ def _plain(text: str) -> str:
     """An engine's words as an error may quote them: one short line, and no web page pasted in."""
     if re.search(r"<\s*(!doctype|html|head|body)\b", text, re.I):
         return "it sent a web page, not an engine's answer"
-    line = " ".join(text.split())
+    line = _USER_IN_URL.sub("//", " ".join(text.split()))
     return line if len(line) <= 300 else line[:299] + "…"

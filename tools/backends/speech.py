@@ -322,7 +322,7 @@ def heard_in(reply: Any, length: float) -> list[Heard]:
 
 
 def _said(text: str) -> str:
-    return " ".join(without_controls(text[: MAX_CUE_CHARS * 4]).split())[:MAX_CUE_CHARS]
+    return " ".join(without_controls(text[: MAX_CUE_CHARS * 4]).split())[:MAX_CUE_CHARS].rstrip()
 
 
 def _field(value: Any, name: str) -> Any:
