@@ -341,7 +341,8 @@ async def test_a_reply_of_100000_segments_keeps_a_bounded_number(tmp_path: Path,
             with anyio.fail_after(120):
                 answer = await describe(client, state, source=str(talk))
     assert answer.videos[0].transcript_source == "speech"
-    assert 0 < len(answer.videos[0].transcript or []) <= 2 * MAX_SEGMENTS_PER_BLOCK
+    kept = [json.loads(block.read_text()) for block in (tmp_path / "cache").rglob("speech/*/0*.json")]
+    assert [len(cues) for cues in kept] == [MAX_SEGMENTS_PER_BLOCK, MAX_SEGMENTS_PER_BLOCK]  # each block's, heard once
 
 
 def test_a_reply_is_read_without_an_object_per_segment() -> None:
