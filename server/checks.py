@@ -60,11 +60,31 @@ def _check_model(model: str, *, kinds: dict[str, str], flag: str = "--model") ->
                 f"Supported: {supported}."
             )
         return
+    if not _is_hub_id(model):
+        raise ConfigError(
+            f"{flag} {model}: neither a folder nor a hub id (NAME or OWNER/NAME: letters, digits, '-', '_' and '.', "
+            f"at most 96 characters). Pass a hub id such as {_EXAMPLES.get(flag, DEFAULT_MODEL)}, or a folder (a "
+            "path starting with ./, / or ~)."
+        )
     if _hub_offline() and not _cached(model):
         raise ConfigError(
             f"{flag} {model}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set. Download it once "
             f"(`hf download {model} --local-dir FOLDER`) and pass {flag} FOLDER."
         )
+
+
+_EXAMPLES = {"--asr-model": "openai/whisper-base"}
+
+
+def _is_hub_id(model: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils._validators import validate_repo_id  # exported lazily, which mypy cannot see
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _hub_offline() -> bool:

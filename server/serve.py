@@ -82,10 +82,10 @@ def startup_line(settings: Settings, provider: LazyBackend) -> str:
     if backend is not None:
         where = f"on {backend.device}" + (f" ({backend.dtype})" if backend.dtype else "")
         if backend.endpoint:
-            where = f"served at {settings.endpoint}"
+            where = f"served at {backend.endpoint}"
         model = f"{backend.model_id} {where}"
     elif settings.endpoint:
-        model = f"{settings.model or 'the first model'} served at {settings.endpoint}"
+        model = f"{settings.model or 'the first model'} served at {_host(settings.endpoint)}"
     else:
         device = settings.device if settings.device != "auto" else f"{pick_device('auto')} (the best found)"
         dtype = "" if settings.dtype == "auto" else f", {settings.dtype}"
@@ -106,13 +106,20 @@ def startup_line(settings: Settings, provider: LazyBackend) -> str:
     if not speech.enabled:
         hearing = "off"
     elif speech.endpoint:
-        hearing = f"served at {speech.endpoint}"
+        hearing = f"served at {_host(speech.endpoint)}"
     else:
         hearing = f"{resolved_model(speech)} on {resolved_engine(speech)}"
     return (
         f"llava-video-mcp {version()} | model {model} | speech {hearing} | cache {settings.cache_dir} | {transport} "
         f"| local files: {files} | private URLs: {'refused' if policy.block_private_urls else 'allowed'}"
     )
+
+
+def _host(endpoint: str) -> str:
+    """host:port of an engine's URL: a log line never shows its credentials."""
+    from llava_video_mcp.tools.backends.remote import endpoint_host  # the engine's client, only where one is used
+
+    return endpoint_host(endpoint)
 
 
 def _logged_download() -> Any:

@@ -15,15 +15,17 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
-from llava_video_mcp.tools.backends import DEFAULT_MODEL, BackendConfig, SpeechConfig
+from llava_video_mcp.tools.backends import API_KEY_VARIABLE, DEFAULT_MODEL, BackendConfig, SpeechConfig
 from llava_video_mcp.tools.backends.families import FrameCost
 from llava_video_mcp.tools.backends.speech_loader import CPU_DEFAULT, CUDA_DEFAULT, Engine, read_model
 
@@ -295,9 +297,9 @@ class Settings(BaseModel):
 
     @field_validator("endpoint", "asr_endpoint")
     @classmethod
-    def _endpoint_has_a_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.lower().startswith(("http://", "https://")):
-            raise ValueError("needs a scheme: http://HOST:PORT/v1 or https://...")
+    def _endpoint_is_a_base_url(cls, value: str | None) -> str | None:
+        if value is not None and (problem := _endpoint_problem(value)):
+            raise ValueError(problem)
         return value
 
     @field_validator("frame_cost", mode="before")
@@ -387,6 +389,44 @@ class Settings(BaseModel):
             local_files=bool(self.allow_dirs) or not over_http,
             allowed_dirs=tuple(folder.resolve() for folder in self.allow_dirs),
         )
+
+
+_ENDPOINT_FORM = "write it as http://HOST:PORT/v1 (an IPv6 host in brackets: http://[::1]:8000/v1)"
+_SECRET_FIELDS = ("endpoint", "asr_endpoint")
+"""URLs that may hold a password (http://user:password@host/v1): a refusal shows them without it."""
+
+
+def _endpoint_problem(url: str) -> str | None:
+    """What keeps `url` from being an engine's base URL, in words that never repeat its credentials; None if it
+    can be one."""
+    if not url.lower().startswith(("http://", "https://")):
+        if "://" in url:
+            return f"the scheme must be http:// or https://; {_ENDPOINT_FORM}"
+        return "needs a scheme: http://HOST:PORT/v1 or https://HOST/v1"
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        return f"not a valid URL (a malformed host or port); {_ENDPOINT_FORM}"
+    if not host or not all(ch.isprintable() and not ch.isspace() for ch in host):
+        return f"names no host, or one with spaces or control characters; {_ENDPOINT_FORM}"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return (
+            f"a base URL takes no query string or fragment (the engine's paths are added to it); {_ENDPOINT_FORM}, "
+            f"and give an API key in {API_KEY_VARIABLE}"
+        )
+    import httpx2  # what the engine's client reads the URL with, and it is stricter (no control characters)
+
+    try:
+        httpx2.URL(url)
+    except httpx2.InvalidURL:
+        return f"not a valid URL (a malformed host or port, or a character a URL cannot hold); {_ENDPOINT_FORM}"
+    return None
+
+
+def _without_secrets(url: str) -> str:
+    """The URL as a refusal may show it: no user or password, no query string or fragment."""
+    return re.sub(r"(?<=//)[^/?#]*@", "", url).split("?", 1)[0].split("#", 1)[0]
 
 
 def _default_cache_dir() -> Path:
@@ -524,6 +564,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
             value = given[item.name]
             raw[item.name] = value
             shown = " ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            shown = _without_secrets(shown) if item.name in _SECRET_FIELDS else shown
             sources[item.name] = f"{item.option} {shown}" if not isinstance(value, bool) else str(item.option)
         elif item.variable and (text := environ.get(item.variable, "").strip()):
             if item.flag.repeated:
@@ -531,6 +572,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
             else:
                 raw[item.name] = text
             shown = "..." if item.flag.flag is None else text  # secrets are never shown
+            shown = _without_secrets(shown) if item.name in _SECRET_FIELDS else shown
             sources[item.name] = f"{item.variable}={shown}"
     try:
         return Settings.model_validate(raw)

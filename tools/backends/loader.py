@@ -82,7 +82,9 @@ class LazyBackend:
         if self._backend is not None:
             return self._backend.model_id
         if self.config.endpoint:
-            return self.config.model or self.config.endpoint
+            from llava_video_mcp.tools.backends.remote import endpoint_host
+
+            return self.config.model or endpoint_host(self.config.endpoint)
         return self.config.model or DEFAULT_MODEL
 
     def get(self, on_download: DownloadProgress | None = None) -> tuple[VideoLanguageBackend, float]:

@@ -106,7 +106,11 @@ class LazySpeech:
     def label(self) -> str:
         if self._backend is not None:
             return self._backend.model_id
-        return self.config.endpoint or self.config.model
+        if self.config.endpoint:
+            from llava_video_mcp.tools.backends.remote import endpoint_host
+
+            return endpoint_host(self.config.endpoint)
+        return self.config.model
 
     def identity(self) -> str:
         """Which model hears, and how: what kept speech is keyed by. A folder counts by what it holds (its files'
