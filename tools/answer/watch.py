@@ -166,7 +166,7 @@ class FullWatch:
         info, keyframes = outline(video.path, index_file(video))
         start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
         cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
-        windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
+        windows = plan_windows(start, end, self.options.window_s, keyframes, cuts)
         self._check_count(windows, start, end)
         stages = len(windows) + 1 + extra_stages
         if heard is None:
