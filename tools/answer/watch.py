@@ -170,7 +170,7 @@ class FullWatch:
             raise refused
         with self.fetcher.cache.locked(_turn(video), self.cancel):
             cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
-            windows = plan_windows(start, end, self.options.window_s, keyframes, [c.time_s for c in cuts])
+            windows = plan_windows(start, end, self.options.window_s, keyframes, cuts)
             if len(windows) > self.options.max_windows:
                 # The scene changes seen split more windows than the keyframes' guess did: the guess fits.
                 windows = plan_windows(start, end, self.options.window_s, keyframes)

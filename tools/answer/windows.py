@@ -7,8 +7,9 @@ question, so its notes are kept on disk beside the video, and every later questi
 them instead of watching again (a server restart keeps them). The question is then answered from the notes alone:
 the reduce step, in stages when the notes are too long for one prompt.
 
-Window edges follow the stream's keyframes where one breaks the encoder's regular rhythm: encoders put an extra
-keyframe at a scene change, so a window then ends where the picture changes instead of in the middle of a shot.
+Window edges follow the scene changes (found by looking at the frames, or else the keyframes that break the
+encoder's regular rhythm: encoders put an extra keyframe at a scene change), so a window ends where the picture
+changes instead of in the middle of a shot; where a window could end at several, it ends at the most distinct.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llava_video_mcp.tools.files import write_whole
+from llava_video_mcp.tools.frames import Cut
 from llava_video_mcp.tools.prompt import Cue, TimedText, span_label
 
 log = logging.getLogger(__name__)
@@ -44,22 +46,23 @@ class Window:
 
 
 def plan_windows(
-    start_s: float, end_s: float, window_s: float, keyframes_s: Sequence[float], cuts_s: Sequence[float] | None = None
+    start_s: float, end_s: float, window_s: float, keyframes_s: Sequence[float], cuts: Sequence[Cut] | None = None
 ) -> list[Window]:
     """Consecutive windows tiling [start_s, end_s] with no gaps or overlaps, each at most `window_s` long.
 
-    A window ends at the last scene change in its second half, when there is one; else `window_s` after it starts.
-    The scene changes are `cuts_s` (found by looking at the frames), or without them the scene-change keyframes
-    (ones that come sooner than the stream's usual keyframe interval: none on a stream with a fixed interval).
+    A window ends at the strongest scene change in its second half (the latest of equals), when there is one; else
+    `window_s` after it starts. The scene changes are `cuts` (found by looking at the frames), or without them the
+    scene-change keyframes (ones that come sooner than the stream's usual keyframe interval: none on a stream with
+    a fixed interval), all equally strong.
     """
-    cuts = sorted(cuts_s) if cuts_s is not None else _scene_cuts(keyframes_s)
+    changes = sorted(cuts, key=lambda c: c.time_s) if cuts is not None else _scene_cuts(keyframes_s)
     windows: list[Window] = []
     start = start_s
     while end_s - start > 1e-6:
         limit = min(start + window_s, end_s)
         if limit < end_s:
-            inside = [t for t in cuts if start + window_s / 2 <= t < limit]
-            end = inside[-1] if inside else limit
+            inside = [c for c in changes if start + window_s / 2 <= c.time_s < limit]
+            end = max(inside, key=lambda c: (c.strength, c.time_s)).time_s if inside else limit
         else:
             end = end_s
         windows.append(Window(len(windows) + 1, start, end))
@@ -67,13 +70,13 @@ def plan_windows(
     return windows
 
 
-def _scene_cuts(keyframes_s: Sequence[float]) -> list[float]:
+def _scene_cuts(keyframes_s: Sequence[float]) -> list[Cut]:
     """Keyframes that come sooner than the usual interval: an encoder's scene-change keyframes."""
     if len(keyframes_s) < 3:
         return []
     intervals = [b - a for a, b in itertools.pairwise(keyframes_s)]
     usual = statistics.median(intervals)
-    return [t for t, gap in zip(keyframes_s[1:], intervals, strict=True) if gap < 0.9 * usual]
+    return [Cut(t, 1.0) for t, gap in zip(keyframes_s[1:], intervals, strict=True) if gap < 0.9 * usual]
 
 
 @dataclass(frozen=True)

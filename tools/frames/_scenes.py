@@ -6,11 +6,19 @@ samples: sampled thumbnails alias fine texture and film grain into large differe
 which hide real cuts, and more so the larger the frame. Averaged, the same content gives about the same
 differences at 480p and at 4K, and texture, grain, panning and shake leave them small.
 
-A cut is a frame that differs from the one before far more than the frames around it do: past an absolute floor,
-a multiple of the recent differences' median, and a multiple of the steps just before and after it (a fade, or a
-picture flashing every frame, is many similar steps). A few frames are looked at past each candidate: when one of
-them looks like the frame before the candidate again, the candidate was a flash, not a cut. A cut is found exact to
-the frame (its presentation time); cuts are at least `MIN_SCENE_S` apart, which also bounds how many a file has.
+Two things are measured between a frame and the one before: how much the picture changed (the thumbnails' mean
+difference, colour included), and how much its structure changed (one minus the correlation of the two luma
+thumbnails, so brightness and contrast set aside: 0 for the same picture, about 1 for two unrelated ones). A cut is
+a frame whose structure changed past `SAME_PICTURE` and which differs from the frame before far more than the frames
+around it do, on either measure: past an absolute floor, a multiple of the recent differences' median, and a
+multiple of the steps just before and after it (a fade, or a picture flashing every frame, is many similar steps).
+The picture's difference finds most cuts; the structure's finds a cut between two shots of the same colours and
+brightness (a dark wide shot and a dark close-up of the same place), where the picture's difference is small. A
+picture redrawn with the same structure is not a cut, however different its pixels: an encoder's keyframe restoring
+the detail that the frames before it had lost (with a fixed GOP, a jump at every keyframe), a change of exposure.
+A few frames are looked at past each candidate: when one of them looks like the frame before the candidate again,
+the candidate was a flash, not a cut. A cut is found exact to the frame (its presentation time); cuts are at least
+`MIN_SCENE_S` apart, which also bounds how many a file has.
 
 The pass runs once per file: its cuts are kept beside the video (with the packet index) and read by every later
 call, plan and window. Memory stays flat in the video's length (a few thumbnails and a short history); time is one
@@ -51,12 +59,22 @@ RATIO = 4.0
 """A cut differs from the frame before at least this many times more than recent frames differed (the median)."""
 NEIGHBOUR_RATIO = 2.0
 """... and at least this many times more than the step just before it and the step just after it."""
+STRUCTURE_FLOOR = 0.5
+"""Smallest change of structure (see `_structure`) that can be a cut by itself: the two pictures less than half
+correlated."""
+SAME_PICTURE = 0.35
+"""Below this change of structure (the pictures more than 65% correlated) a frame is the same picture as the one
+before, whatever the difference of its pixels: a keyframe's jump in quality changes it by a few hundredths (up to
+about a quarter at a very high CRF), a real cut by about 0.7 and more."""
+CONTRAST_FLOOR = 4.0
+"""Luma spread (standard deviation, 0-255) below which a thumbnail counts as flat: its noise is not structure, so
+two near-black frames of a fade do not differ in structure."""
 HISTORY = 24
 MIN_SCENE_S = 0.3
 """Scenes shorter than this are not scenes: a flash (the picture back within this time) is not a cut."""
 PROGRESS_EVERY_S = 1.0
 """Wall-clock seconds between two progress reports of the pass: what a person reads, whatever the video's length."""
-_FORMAT = 2
+_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -114,13 +132,39 @@ def _look(path: Path, cancel: CancelToken | None, on_progress: ScanProgress | No
 class _Seen:
     time_s: float
     thumb: np.ndarray
+    pattern: np.ndarray
+    """The luma thumbnail less its mean, over its spread (at least CONTRAST_FLOOR): its structure."""
     step: float | None
     """Its difference from the frame before; None for the first frame."""
+    change: float | None
+    """Its change of structure from the frame before; None for the first frame."""
 
 
 def _difference(a: np.ndarray, b: np.ndarray) -> float:
     planes = np.abs(a - b).mean(axis=(1, 2))
     return float(planes[0] + 0.5 * (planes[1] + planes[2]))
+
+
+def _pattern(thumb: np.ndarray) -> np.ndarray:
+    luma = thumb[0].astype(np.float32)
+    centred = luma - luma.mean()
+    pattern: np.ndarray = centred / max(float(centred.std()), CONTRAST_FLOOR)
+    return pattern
+
+
+def _structure(a: np.ndarray, b: np.ndarray) -> float:
+    """Half the mean squared difference of two patterns: one minus their correlation, less when either is flat."""
+    return float(np.square(a - b).mean() / 2)
+
+
+def _usual(history: Sequence[float], margin: float) -> float:
+    """A multiple of the recent steps' median, and a margin: what a step must reach to stand out from them."""
+    return RATIO * statistics.median(history) + margin if len(history) >= 2 else math.inf
+
+
+def _stands_out(step: float, floor: float, usual: float, around: Sequence[float | None]) -> bool:
+    near = max((s for s in around if s is not None), default=0.0)
+    return step >= max(floor, usual, NEIGHBOUR_RATIO * near)
 
 
 class _Detector:
@@ -129,13 +173,20 @@ class _Detector:
     def __init__(self, fps: float) -> None:
         self._ahead = max(2, math.ceil(MIN_SCENE_S * fps))
         self._frames: collections.deque[_Seen] = collections.deque(maxlen=self._ahead + 2)
-        self._history: collections.deque[float] = collections.deque(maxlen=HISTORY)
+        self._steps: collections.deque[float] = collections.deque(maxlen=HISTORY)
+        self._changes: collections.deque[float] = collections.deque(maxlen=HISTORY)
         self._quiet_until = -math.inf
         self.cuts: list[Cut] = []
 
     def push(self, time_s: float, thumb: np.ndarray) -> None:
-        step = _difference(self._frames[-1].thumb, thumb) if self._frames else None
-        self._frames.append(_Seen(time_s, thumb, step))
+        pattern = _pattern(thumb)
+        if self._frames:
+            last = self._frames[-1]
+            self._frames.append(
+                _Seen(time_s, thumb, pattern, _difference(last.thumb, thumb), _structure(last.pattern, pattern))
+            )
+        else:
+            self._frames.append(_Seen(time_s, thumb, pattern, None, None))
         if len(self._frames) == self._frames.maxlen:
             self._judge()
 
@@ -149,19 +200,28 @@ class _Detector:
 
     def _judge(self) -> None:
         before, candidate, *after = self._frames
-        step = candidate.step
+        step, change = candidate.step, candidate.change
         assert step is not None
-        usual = RATIO * statistics.median(self._history) + 2.0 if len(self._history) >= 2 else math.inf
-        around = [s for s in (before.step, after[0].step if after else None) if s is not None]
-        level = max(FLOOR, usual, NEIGHBOUR_RATIO * max(around, default=0.0))
+        assert change is not None
+        around = [before, *after[:1]]
+        usual = _usual(self._steps, 2.0)
+        stands_out = _stands_out(step, FLOOR, usual, [s.step for s in around]) or _stands_out(
+            change, STRUCTURE_FLOOR, _usual(self._changes, 0.05), [s.change for s in around]
+        )
         spaced = not self.cuts or candidate.time_s - self.cuts[-1].time_s >= MIN_SCENE_S
-        if step >= level and spaced and candidate.time_s > self._quiet_until:
-            back = next((s for s in after if _difference(before.thumb, s.thumb) < max(FLOOR, usual)), None)
+        if stands_out and change >= SAME_PICTURE and spaced and candidate.time_s > self._quiet_until:
+            back = next((s for s in after if self._alike(before, s, usual)), None)
             if back is not None:
                 self._quiet_until = back.time_s  # a flash: the picture came back; nothing in it is a cut
             else:
                 self.cuts.append(Cut(round(candidate.time_s, 6), round(step, 2)))
-        self._history.append(step)
+        self._steps.append(step)
+        self._changes.append(change)
+
+    @staticmethod
+    def _alike(a: _Seen, b: _Seen, usual: float) -> bool:
+        """Whether `b` shows the picture of `a` again: close in pixels and in structure."""
+        return _difference(a.thumb, b.thumb) < max(FLOOR, usual) and _structure(a.pattern, b.pattern) < STRUCTURE_FLOOR
 
 
 def _identity(path: Path) -> str:
