@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -235,11 +236,74 @@ def joined_clips(path: Path, folder: Path) -> Path:
     return path
 
 
+SPEECH = Path(__file__).parent / "data" / "speech"
+"""espeak-ng utterances (u01.ogg ...) and their text, one line each in utterances.txt (tests/data/speech/make.py)."""
+
+
+def utterance_texts() -> list[str]:
+    return [line for line in (SPEECH / "utterances.txt").read_text().splitlines() if line.strip()]
+
+
+@functools.cache
+def utterance(number: int, rate: int = 16000) -> np.ndarray:
+    """Utterance `number` (from 1) as mono float32 at `rate` Hz."""
+    pieces = []
+    with av.open(str(SPEECH / f"u{number:02d}.ogg")) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        for frame in container.decode(audio=0):
+            pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+        pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    return np.concatenate(pieces).astype(np.float32)
+
+
+@functools.cache
+def spoken(rate: int = 16000, gap_s: float = 0.8) -> np.ndarray:
+    """Every utterance in turn with `gap_s` of silence after each: 57 s of speech to loop under a test video."""
+    gap = np.zeros(round(gap_s * rate), np.float32)
+    return np.concatenate([piece for n in range(1, len(utterance_texts()) + 1) for piece in (utterance(n, rate), gap)])
+
+
+def spoken_track(seconds: float, said: Iterable[tuple[float, int]], bed: np.ndarray | None = None) -> np.ndarray:
+    """`seconds` of 16 kHz mono: utterance n starting at each (start_s, n) of `said`, over `bed` (same length) or
+    digital silence."""
+    track = np.zeros(round(seconds * 16000), np.float32) if bed is None else bed.astype(np.float32).copy()
+    for start_s, number in said:
+        voice = utterance(number)
+        at = round(start_s * 16000)
+        track[at : at + len(voice)] += voice[: max(len(track) - at, 0)]
+    return track
+
+
+def with_track(path: Path, track: np.ndarray, fps: int = 1) -> Path:
+    """A small video (64x48 moving picture, H.264) whose sound is `track`, 16 kHz mono, as AAC."""
+    seconds = len(track) / 16000
+    with av.open(str(path), mode="w") as container:
+        picture = container.add_stream("libx264", rate=fps)
+        picture.width, picture.height = 64, 48
+        picture.pix_fmt = "yuv420p"
+        picture.options = {"preset": "ultrafast"}
+        audio = container.add_stream("aac", rate=16000, layout="mono")
+        encode_all(container, picture, (rgb_frame(moving_frame(i, 64, 48), i, Fraction(1, fps))
+                                        for i in range(round(seconds * fps))))  # fmt: skip
+        clipped = np.clip(track, -1.0, 1.0).astype(np.float32)
+
+        def frames() -> Iterator[av.AudioFrame]:
+            for offset in range(0, len(clipped), 1024):
+                piece = clipped[offset : offset + 1024]
+                frame = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
+                frame.sample_rate = 16000
+                frame.pts = offset
+                yield frame
+
+        encode_all(container, audio, frames())
+    return path
+
+
 def with_sound(
     path: Path,
     *,
     seconds: float = 3.0,
-    sound: str = "noise",
+    sound: str = "speech",
     sound_seconds: float | None = None,
     sound_start_s: float = 0.0,
     rate: int = 16000,
@@ -249,7 +313,8 @@ def with_sound(
     codec: str = "aac",
     start_s: float = 0.0,
 ) -> Path:
-    """A small video with a sound track: `noise` (loud enough to be heard, as speech would be) or `silence`, lasting
+    """A small video with a sound track: `speech` (the committed espeak-ng utterances, one after another, looped),
+    `noise` (loud, but no speech a voice detector would hear) or `silence`, lasting
     `sound_seconds` (the video's length unless given), starting `sound_start_s` after the first frame, at `rate` Hz
     with `layout`'s channels, in `codec` (pcm_s16le for 8 channels: PyAV cannot fill planar frames of more than 6).
     `video=False` makes a sound-only file (a site's separate audio); `start_s` shifts every timestamp (a segment of a
@@ -275,11 +340,14 @@ def with_sound(
         def sound_frames() -> Iterator[av.AudioFrame]:
             for offset in range(0, round(length * rate), 1024):
                 shape = (channels, 1024)
-                data = (
-                    rng.standard_normal(shape).astype(np.float32) * 0.1
-                    if sound == "noise"
-                    else np.zeros(shape, np.float32)
-                )
+                if sound == "speech":
+                    voice = spoken(rate)
+                    at = np.arange(offset, offset + 1024) % len(voice)
+                    data = np.repeat(voice[at][None, :], channels, axis=0)
+                elif sound == "noise":
+                    data = rng.standard_normal(shape).astype(np.float32) * 0.1
+                else:
+                    data = np.zeros(shape, np.float32)
                 if codec == "aac":
                     samples = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
                 else:

@@ -310,7 +310,7 @@ async def test_a_separate_audio_rendition_is_fetched_and_heard(
     ],
 )
 def test_unusual_sound_is_read_on_the_video_timeline(tmp_path: Path, name: str, made: dict[str, Any]) -> None:
-    path = with_sound(tmp_path / name, seconds=10, **made)
+    path = with_sound(tmp_path / name, seconds=10, sound="noise", **made)
     track = audio_track(path, None, name)
     assert track is not None
     block = decode_block(track, 0)
@@ -370,7 +370,7 @@ def test_a_ten_hour_silent_track_costs_only_the_range(tmp_path: Path, tiny_whisp
 
 
 def test_speech_heard_on_a_real_transformers_serve(tmp_path: Path, sounds: Path) -> None:
-    """`transformers serve` answers /v1/audio/transcriptions with text only: one cue per 30 s block."""
+    """`transformers serve` answers /v1/audio/transcriptions with text only: one cue per block heard."""
     folder = build_whisper(tmp_path / "served-whisper", max_length=24, words_only=True)
     with served_model(folder, tmp_path / "serve.log") as engine:
         speech = LazySpeech(SpeechConfig(endpoint=engine.url))
@@ -383,7 +383,11 @@ def test_speech_heard_on_a_real_transformers_serve(tmp_path: Path, sounds: Path)
         finally:
             speech.close()  # its connections to the engine, before the engine stops
     assert heard.source == "speech"
-    assert [(c.start_s, c.end_s) for c in heard.cues] == [(0.0, 30.0), (30.0, 40.0)]
+    # one cue a block, from the first speech the VAD found in it to the last (blocks begin in a pause near 30 s)
+    assert len(heard.cues) == 2
+    first, second = heard.cues
+    assert first.start_s < 1.0 < first.end_s <= 30.0 <= second.end_s <= 40.0
+    assert 25.0 <= second.start_s < second.end_s
     assert all(c.text for c in heard.cues)
 
 
@@ -513,19 +517,21 @@ def test_each_block_is_encoded_once_and_the_language_told_once(
     video = with_sound(tmp_path / "talk.mp4", seconds=75, fps=1)
     speech = LazySpeech(SpeechConfig(model=str(tiny_whisper), device="cpu", store=tmp_path / "models"))
     local = LocalVideo("talk", video, None, from_cache=True, fetch_s=0.0, store=tmp_path / "store")
-    first = Hearing(speech).transcript(local, 0.0, 30.0, _INCLUDE)
+    first = Hearing(speech).transcript(local, 0.0, 20.0, _INCLUDE)  # the first block alone
     assert calls["encode"] == 1
     assert calls["language"] == 1
     assert calls["decode"] == len(whisper.TEMPERATURES)  # every fallback temperature, on the one encoding
     assert first.language is not None
     rest = Hearing(speech).transcript(local, 0.0, 75.0, _INCLUDE)
-    assert calls["encode"] == 3  # the two blocks not heard yet, once each (in one batch)
+    # the two blocks not heard yet, in one batch; each heard on once more at most, past an early end
+    assert 3 <= calls["encode"] <= 5
     assert calls["language"] == 1  # the video's language is kept with its blocks
     assert rest.language == first.language
-    forced = Hearing(speech).transcript(local, 0.0, 30.0, TranscriptOptions(language="de"))
+    before = calls["encode"]
+    forced = Hearing(speech).transcript(local, 0.0, 20.0, TranscriptOptions(language="de"))
     assert forced.language == "de"
     assert calls["language"] == 1
-    assert calls["encode"] == 4  # heard again, in German
+    assert calls["encode"] == before + 1  # heard again, in German
 
 
 async def test_the_result_says_the_language_and_the_time_spent_hearing(

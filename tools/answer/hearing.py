@@ -1,13 +1,16 @@
 """What is said in a range of a video: its subtitles when it has them (a site's, or a file beside it), else the
 speech heard in its sound, as the same timestamped cues.
 
-Speech is heard in 30 s blocks on the video's timeline, each kept beside the video once heard (per speech model, by
-what its folder holds, and per language asked for; written whole or not at all), so every later call, range, tool
-and window, and a restarted server, reads it
-instead of hearing it again; a range of a long video hears only the blocks it needs. Blocks whose level says there
-is nothing to hear are kept as silent without asking the model (speech models write text over silence). A video
-with no sound, or silent in the range, still answers: its note says no speech was heard. The language is told
-once a video (from the first block with speech, kept with its blocks) and then given to every block, unless the
+Speech is heard in blocks of about 30 s on the video's timeline, each kept beside the video once heard (per speech
+model, by what its folder holds, and per language asked for; written whole or not at all), so every later call,
+range, tool and window, and a restarted server, reads it instead of hearing it again; a range of a long video hears
+only the blocks it needs. A block begins at the quietest moment of the 5 s before its 30 s mark (`block_edge`), so
+that an utterance is rarely cut in two. Only what Silero VAD finds to be speech is heard (speech models write text
+over music, hum and room tone): the speech of consecutive blocks is packed end to end into Whisper's 30 s windows,
+as faster-whisper's VAD filter does, and every cue's times are mapped back to the video's timeline exactly; a block
+with no speech is kept as silent without asking the model. Cues with no letter or digit (".", "...") are dropped. A
+video with no sound, or silent in the range, still answers: its note says no speech was heard. The language is told
+once a video (from the first window with speech, kept with its blocks) and then given to every window, unless the
 caller names one the model knows.
 
 Cues are in time order, inside the sound, each starting before it ends, whatever a speech engine sent: what is not
@@ -36,19 +39,33 @@ from llava_video_mcp.tools.answer.progress import Progress, no_progress
 from llava_video_mcp.tools.answer.results import Clock
 from llava_video_mcp.tools.answer.steps import TranscriptOptions, timed
 from llava_video_mcp.tools.backends import Heard, LazySpeech, SpeechBackend
+from llava_video_mcp.tools.backends.vad import MODEL_SHA256 as VAD_MODEL_SHA256
+from llava_video_mcp.tools.backends.vad import shared_vad
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
 from llava_video_mcp.tools.files import write_whole
-from llava_video_mcp.tools.frames import BLOCK_S, AudioTrack, audio_track, decode_block, is_silent
+from llava_video_mcp.tools.frames import (
+    BLOCK_S,
+    EDGE_SEARCH_S,
+    SAMPLE_RATE,
+    AudioTrack,
+    audio_track,
+    block_edge,
+    decode_span,
+    quiet_edge,
+)
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.prompt import Cue, clock, cues_in_range, read_cues
 
 log = logging.getLogger(__name__)
 
 Source = Literal["subtitles", "speech"]
-_FORMAT = 3
+_FORMAT = 4
 """Part of every block's key: a change in how blocks are heard makes earlier ones stale (3: Whisper's segments after
-a closing timestamp start there)."""
+a closing timestamp start there; 4: blocks begin in a pause, only speech is heard, cues kept on the video's
+timeline)."""
+RUN_BLOCKS = 8
+"""Consecutive blocks decoded in one pass (4 minutes: 15 MB of samples)."""
 _MAX_KEPT_BYTES = 256 * 1024
 """A kept block larger than this is damaged: 30 s of speech is a few kilobytes of text."""
 
@@ -145,11 +162,13 @@ class _Listening:
         """The language the caller named; used only if the model knows it."""
         self.language: str | None = None
         self.store = _BlockStore(video.store / "speech" if video.store is not None else None)
+        self._edges: dict[int, float] = {}
+        self._done = 0
 
     def cues(self, start_s: float, end_s: float) -> tuple[list[Cue], str | None]:
         """The cues heard in the range and their language; ModelError when the speech model could not be brought
         up or failed."""
-        blocks = self.track.blocks(start_s, end_s)
+        blocks = self.track.blocks(start_s, end_s + EDGE_SEARCH_S)  # a block may begin up to EDGE_SEARCH_S early
         asked = self.asked
         key = self.store.key(self.speech.identity(), self.track, asked)
         self.language = self.store.language(key) or asked  # what was told wins: `asked` may be unknown to it
@@ -162,64 +181,151 @@ class _Listening:
                 missing = [number for number in missing if number not in heard]
                 if missing:
                     heard |= self._hear(missing, key, len(blocks))
-        cues = [
-            Cue(number * BLOCK_S + h.start_s, number * BLOCK_S + h.end_s, h.text)
-            for number in blocks
-            for h in heard[number]
-        ]
+        cues = sorted((cue for number in blocks for cue in heard[number]), key=lambda c: (c.start_s, c.end_s))
         return cues_in_range(cues, start_s, end_s), self.language
 
-    def _kept(self, numbers: Sequence[int], key: str) -> dict[int, list[Heard]]:
-        kept = {number: self.store.get(key, number, self.track.block_length_s(number)) for number in numbers}
-        return {number: heard for number, heard in kept.items() if heard is not None}
+    def _kept(self, numbers: Sequence[int], key: str) -> dict[int, list[Cue]]:
+        kept = {number: self.store.get(key, number, self.track.duration_s) for number in numbers}
+        return {number: cues for number, cues in kept.items() if cues is not None}
 
     def _waiting(self, total: int) -> None:
         self.progress(0, max(total, 1), "Waiting for another call that is hearing this video's speech")
 
-    def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[Heard]]:
-        """Hear the missing blocks a batch at a time, keeping each once heard."""
-        heard: dict[int, list[Heard]] = {}
+    def _edge(self, number: int) -> float:
+        if number not in self._edges:
+            self._edges[number] = block_edge(self.track, number, self.cancel)
+        return self._edges[number]
+
+    def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[Cue]]:
+        """Hear the missing blocks: the speech the VAD finds in each, packed end to end into windows, a batch of
+        windows at a time; each block kept once all of its speech is heard."""
+        heard: dict[int, list[Cue]] = {number: [] for number in missing}
+        left: dict[int, int] = {}
+        """Pieces of each block's speech not heard yet."""
         backend: SpeechBackend | None = None
-        pending: list[tuple[int, np.ndarray]] = []
-        done = total - len(missing)
-        for number in missing:
-            self._report(done, total)
-            samples = decode_block(self.track, number, self.cancel)
-            if is_silent(samples):
-                heard[number] = []
-                self.store.put(key, number, [])
-                done += 1
-                continue
-            pending.append((number, samples))
-            if backend is None:
-                backend = self.speech.get()
-            if len(pending) >= backend.blocks_at_once:
-                done += self._flush(backend, pending, heard, key)
-        if pending:
-            backend = backend or self.speech.get()
-            done += self._flush(backend, pending, heard, key)
+        ready: list[_Window] = []
+        window = _Window()
+        self._done = total - len(missing)
+        vad = shared_vad()
+        for run in _runs(missing):
+            start = self._edge(run[0])
+            samples = decode_span(self.track, start, (run[-1] + 1) * BLOCK_S, self.cancel)
+            for number in run[1:]:  # edges inside the run, from its one decode
+                self._edges.setdefault(number, quiet_edge(samples, start, number))
+            for number in run:
+                self._report(self._done, total)
+                first, last = (round((self._edge(n) - start) * SAMPLE_RATE) for n in (number, number + 1))
+                block = samples[first:last]
+                regions = vad.regions(block)
+                left[number] = len(regions)
+                if not regions:
+                    self._keep(key, number, heard)
+                    continue
+                at = self._edge(number)
+                backend = backend or self.speech.get()
+                for region in regions:
+                    piece = _Piece(number, at + region.start / SAMPLE_RATE, block[region.start : region.end])
+                    if not window.fits(piece, backend.longest_s):
+                        ready.append(window)
+                        window = _Window()
+                    window.add(piece)
+                if len(ready) >= backend.blocks_at_once:
+                    self._flush(backend, ready, heard, left, key)
+        if window.pieces:
+            ready.append(window)
+        if ready:
+            self._flush(backend or self.speech.get(), ready, heard, left, key)
         self._report(total, total)
         return heard
 
     def _flush(
-        self, backend: SpeechBackend, pending: list[tuple[int, np.ndarray]], heard: dict[int, list[Heard]], key: str
-    ) -> int:
-        numbers = [number for number, _ in pending]
+        self,
+        backend: SpeechBackend,
+        windows: list[_Window],
+        heard: dict[int, list[Cue]],
+        left: dict[int, int],
+        key: str,
+    ) -> None:
         given = self.language if self.language in backend.languages else None
-        result = backend.transcribe([samples for _, samples in pending], given, cancel=self.cancel)
+        result = backend.transcribe([window.audio() for window in windows], given, cancel=self.cancel)
         if given is None and result.language is not None:
-            self.language = result.language  # told once: every later block of this video is heard in it
+            self.language = result.language  # told once: every later window of this video is heard in it
             self.store.put_language(key, result.language)
-        for number, said in zip(numbers, result.heard, strict=True):
-            heard[number] = _in_order(said, self.track.block_length_s(number))
-            self.store.put(key, number, heard[number])
-        pending.clear()
-        return len(numbers)
+        for window, said in zip(windows, result.heard, strict=True):
+            length_s = window.samples / SAMPLE_RATE
+            for one in _in_order(said, length_s):
+                if not any(ch.isalnum() for ch in one.text):
+                    continue  # ".", "...", "♪": what a speech model writes where it heard no words
+                number, start = window.place(one.start_s)
+                end = min(max(window.place(one.end_s, is_end=True)[1], start), self.track.duration_s)
+                if start < end:
+                    heard[number].append(Cue(start, end, one.text))
+            for piece in window.pieces:
+                left[piece.number] -= 1
+                if left[piece.number] == 0:
+                    self._keep(key, piece.number, heard)
+        windows.clear()
+
+    def _keep(self, key: str, number: int, heard: dict[int, list[Cue]]) -> None:
+        heard[number].sort(key=lambda c: (c.start_s, c.end_s))
+        self.store.put(key, number, heard[number])
+        self._done += 1
 
     def _report(self, done: int, total: int) -> None:
         seconds = min(done * BLOCK_S, self.track.duration_s)
         whole = min(total * BLOCK_S, self.track.duration_s)
         self.progress(done, max(total, 1), f"Transcribing {clock(seconds)} of {clock(whole)}")
+
+
+def _runs(numbers: Sequence[int]) -> Iterator[list[int]]:
+    """Consecutive block numbers, at most RUN_BLOCKS at a time: decoded in one pass."""
+    run: list[int] = []
+    for number in numbers:
+        if run and (number != run[-1] + 1 or len(run) == RUN_BLOCKS):
+            yield run
+            run = []
+        run.append(number)
+    if run:
+        yield run
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A stretch of speech the VAD found in block `number`, starting `start_s` into the video."""
+
+    number: int
+    start_s: float
+    audio: np.ndarray
+
+
+class _Window:
+    """Pieces of speech put end to end, as long as the backend hears at once, and where its times came from."""
+
+    def __init__(self) -> None:
+        self.pieces: list[_Piece] = []
+        self.samples = 0
+
+    def fits(self, piece: _Piece, longest_s: float) -> bool:
+        return not self.pieces or self.samples + len(piece.audio) <= round(longest_s * SAMPLE_RATE)
+
+    def add(self, piece: _Piece) -> None:
+        self.pieces.append(piece)
+        self.samples += len(piece.audio)
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate([piece.audio for piece in self.pieces])
+
+    def place(self, seconds: float, is_end: bool = False) -> tuple[int, float]:
+        """The block a time in the window came from, and that time on the video's timeline; an end exactly at a
+        piece's end stays in that piece."""
+        sample = round(seconds * SAMPLE_RATE)
+        offset = 0
+        for piece in self.pieces:
+            size = len(piece.audio)
+            if sample < offset + size or (is_end and sample == offset + size) or piece is self.pieces[-1]:
+                return piece.number, piece.start_s + min(max(sample - offset, 0), size) / SAMPLE_RATE
+            offset += size
+        raise ValueError("an empty window")
 
 
 class _BlockStore:
@@ -232,8 +338,8 @@ class _BlockStore:
     @staticmethod
     def key(model: str, track: AudioTrack, language: str | None) -> str:
         stat = track.path.stat()
-        parts = [_FORMAT, model, track.path.name, stat.st_size, stat.st_mtime_ns, track.stream_index, track.offset_s,
-                 language]  # fmt: skip
+        parts = [_FORMAT, VAD_MODEL_SHA256, model, track.path.name, stat.st_size, stat.st_mtime_ns,
+                 track.stream_index, track.offset_s, language]  # fmt: skip
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
     def language(self, key: str) -> str | None:
@@ -255,17 +361,17 @@ class _BlockStore:
         except OSError as exc:
             log.warning("could not keep the language heard at %s (%s)", self.folder, exc.strerror or exc)
 
-    def get(self, key: str, number: int, length_s: float) -> list[Heard] | None:
-        """Block `number` as it was kept (`length_s` long); None when it was not kept, or was damaged since (then
-        it is removed: it is heard again)."""
+    def get(self, key: str, number: int, duration_s: float) -> list[Cue] | None:
+        """Block `number` as it was kept (of a sound `duration_s` long); None when it was not kept, or was damaged
+        since (then it is removed: it is heard again)."""
         if self.folder is None:
             return None
         path = self.folder / key / f"{number:06d}.json"
-        heard: list[Heard] | None = None
+        heard: list[Cue] | None = None
         try:
             size = path.stat().st_size
             if size <= _MAX_KEPT_BYTES:
-                heard = _kept_heard(json.loads(path.read_text()), length_s)
+                heard = _kept_cues(json.loads(path.read_text()), number, duration_s)
             why = f"{size} bytes" if size > _MAX_KEPT_BYTES else "not what was written"
         except FileNotFoundError:
             return None
@@ -277,7 +383,7 @@ class _BlockStore:
                 path.unlink()
         return heard
 
-    def put(self, key: str, number: int, heard: Sequence[Heard]) -> None:
+    def put(self, key: str, number: int, heard: Sequence[Cue]) -> None:
         if self.folder is None:
             return
         folder = self.folder / key
@@ -323,34 +429,36 @@ class _Turns:
             self._changed.notify_all()
 
 
-def _usable(heard: Heard, length_s: float) -> bool:
-    """Whether a cue has finite times within the block, starts before it ends, and says something."""
-    times_ok = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (heard.start_s, heard.end_s))
-    return (
-        times_ok
-        and math.isfinite(heard.start_s)
-        and math.isfinite(heard.end_s)
-        and 0.0 <= heard.start_s < heard.end_s <= length_s
-        and isinstance(heard.text, str)
-        and bool(heard.text)
-    )
+def _usable(start_s: object, end_s: object, text: object, first_s: float, last_s: float, end_most_s: float) -> bool:
+    """Whether a cue has finite times, starts in [first_s, last_s] before it ends, ends by `end_most_s`, and says
+    something."""
+    if not (_finite(start_s) and _finite(end_s) and isinstance(text, str) and text):
+        return False
+    return first_s <= float(start_s) <= last_s and float(start_s) < float(end_s) <= end_most_s  # type: ignore[arg-type]
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _in_order(said: Sequence[Heard], length_s: float) -> list[Heard]:
-    """What an engine heard in a block of `length_s` seconds, as cues to keep: the usable ones, in time order."""
-    return sorted((h for h in said if _usable(h, length_s)), key=lambda h: (h.start_s, h.end_s))
+    """What an engine heard in a window of `length_s` seconds: the usable cues, in time order."""
+    usable = (h for h in said if _usable(h.start_s, h.end_s, h.text, 0.0, length_s, length_s))
+    return sorted(usable, key=lambda h: (h.start_s, h.end_s))
 
 
-def _kept_heard(data: object, length_s: float) -> list[Heard] | None:
-    """A kept block's cues, or None when they are not what `put` writes (usable cues, in time order)."""
+def _kept_cues(data: object, number: int, duration_s: float) -> list[Cue] | None:
+    """A kept block's cues, or None when they are not what `put` writes: usable cues starting in the block (which
+    begins up to EDGE_SEARCH_S before its 30 s mark), in time order."""
     if not isinstance(data, list):
         return None
-    heard: list[Heard] = []
+    first_s, last_s = max(number * BLOCK_S - EDGE_SEARCH_S, 0.0), (number + 1) * BLOCK_S
+    cues: list[Cue] = []
     for item in data:
         if not (isinstance(item, list) and len(item) == 3):
             return None
-        cue = Heard(*item)
-        if not _usable(cue, length_s) or (heard and cue.start_s < heard[-1].start_s):
+        start_s, end_s, text = item
+        if not _usable(start_s, end_s, text, first_s, last_s, duration_s) or (cues and start_s < cues[-1].start_s):
             return None
-        heard.append(Heard(float(cue.start_s), float(cue.end_s), cue.text))
-    return heard
+        cues.append(Cue(float(start_s), float(end_s), text))
+    return cues

@@ -67,6 +67,9 @@ class SpeechBackend(ABC):
     """What the model runs in (int8, float16, float32), where it is known."""
     blocks_at_once: int = 1
     """Blocks worth handing to one `transcribe` call: a batch on CUDA, or the requests an engine takes at once."""
+    longest_s: float = 30.0
+    """The longest stretch of audio one block may be: Whisper's window, unless the backend hears on across
+    windows itself."""
 
     @property
     def languages(self) -> frozenset[str]:

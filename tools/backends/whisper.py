@@ -57,6 +57,8 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 """Text that gzip shrinks more than this repeats itself: decoded again, warmer (Whisper's value)."""
 LOGPROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
+BEAM = 5
+"""Beams at temperature 0 (Whisper's and faster-whisper's default); sampling at the fallback temperatures."""
 TIME_STEP_S = 0.02
 """What one timestamp token stands for."""
 CUDA_BATCH = 8
@@ -64,6 +66,17 @@ CPU_BATCH = 4
 """Blocks a batch in CTranslate2 on CPU: 15-25% faster than one at a time on 2 cores (bench/speech.py's machine);
 cancelling then waits for the batch (a few seconds)."""
 _CONVERTED_FORMAT = 1
+DECODE_ON_S = 1.0
+"""Audio left past where a window's hearing ends that is heard on, from there (as Whisper's long-form decoding
+seeks); less is not (a fraction of a second of a padded pause is where a model invents words)."""
+WINDOW = 30 * SAMPLE_RATE
+HOP = 160
+"""Samples a feature frame steps (10 ms)."""
+"""Samples the model hears at once; audio past it is heard on from where the window's speech ended."""
+MAX_DECODE_ON = 12
+PAUSE_SEARCH_S = 0.6
+"""How far before a closed segment's end hearing may go on from, to go on in the pause before the next words."""
+"""Windows heard on from one: a row of audio handed in may be several windows long (hearing packs up to four)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,9 @@ class WhisperSpeech(SpeechBackend):
         self.device = engine.device
         self.compute = engine.compute
         self.blocks_at_once = engine.batch
+        self.longest_s = 4 * WINDOW / SAMPLE_RATE
+        """Audio of up to four windows is heard as one, on from window to window where the speech took it (as
+        faster-whisper hears all the speech its VAD found)."""
         self.tokens_decoded = 0
         """Tokens decoded so far, timestamps and every fallback temperature included."""
 
@@ -167,17 +183,25 @@ class WhisperSpeech(SpeechBackend):
             for start in range(0, len(blocks), self.blocks_at_once):
                 if cancel is not None:
                     cancel.check()
-                batch = blocks[start : start + self.blocks_at_once]
+                batch = [_Row(block, self._mel(block)) for block in blocks[start : start + self.blocks_at_once]]
                 said, language = self._batch(batch, language, cancel)
                 heard.extend(said)
                 if on_block is not None:
                     on_block(len(heard))
         return Transcription(heard, language)
 
+    def _mel(self, samples: np.ndarray) -> np.ndarray:
+        """The log-mel features of `samples` and a window of silence after them, computed once and levelled over
+        all of them (as Whisper's long-form decoding does): a window heard on from any point is a slice."""
+        padded = np.concatenate([samples, np.zeros(WINDOW, dtype=np.float32)])
+        made = self._features([padded], sampling_rate=SAMPLE_RATE, return_tensors="np", truncation=False,
+                              padding="longest")  # fmt: skip
+        return np.asarray(made["input_features"][0], dtype=np.float32)
+
     def _batch(
-        self, batch: Sequence[np.ndarray], language: str | None, cancel: CancelToken | None
+        self, batch: Sequence[_Row], language: str | None, cancel: CancelToken | None, depth: int = 0
     ) -> tuple[list[list[Heard]], str | None]:
-        features = self._features(list(batch), sampling_rate=SAMPLE_RATE, return_tensors="np")["input_features"]
+        features = np.stack([row.window() for row in batch])
         encoded = self._engine.encode(np.ascontiguousarray(features, dtype=np.float32))
         if language is None and self._layout.languages:
             language = self._engine.language(encoded, 0)
@@ -197,10 +221,25 @@ class WhisperSpeech(SpeechBackend):
             pending = again
             if not pending:
                 break
-        said = []
-        for row, samples in enumerate(batch):
+        said: list[list[Heard]] = []
+        resume: dict[int, float] = {}
+        """Rows heard on from a point of their audio: the model stopped before the audio there is ran out."""
+        for row, audio in enumerate(batch):
             kept = final[row]
-            said.append([] if kept is None else self._segments(kept.tokens, len(samples) / SAMPLE_RATE))
+            window_s = min(audio.length_s, WINDOW / SAMPLE_RATE)
+            closed, trailing, resumes_s = self._read([] if kept is None else kept.tokens, window_s)
+            more = depth < MAX_DECODE_ON and audio.length_s - resumes_s >= DECODE_ON_S
+            if more:
+                paused = _in_a_pause(audio.samples, audio.at_s + resumes_s) - audio.at_s
+                resume[row] = paused if resumes_s < window_s else resumes_s
+            said.append(closed if more or trailing is None else [*closed, trailing])
+        if resume:
+            rows = list(resume)
+            rest = [batch[row].later(resume[row]) for row in rows]
+            heard_on, _ = self._batch(rest, language, cancel, depth + 1)
+            for row, heard in zip(rows, heard_on, strict=True):
+                start = resume[row]
+                said[row].extend(Heard(start + h.start_s, start + h.end_s, h.text) for h in heard)
         return said, language
 
     def _unsure(self, result: Decoded) -> bool:
@@ -213,14 +252,20 @@ class WhisperSpeech(SpeechBackend):
         words = [t for t in tokens if t < self._layout.end]
         return self._words.decode(words).strip()
 
-    def _segments(self, tokens: Sequence[int], length_s: float) -> list[Heard]:
-        """The timestamped segments of a block's tokens, in time order and clamped to the audio there is. Words
-        after a closing timestamp start there (a timestamp both closes one segment and opens the next when the model
-        writes it once); a segment with no closing timestamp (speech running on past the block's end) ends at the
-        block's end; a timestamp earlier than one before it (sampled at a warm temperature) counts as that one."""
+    def _read(self, tokens: Sequence[int], length_s: float) -> tuple[list[Heard], Heard | None, float]:
+        """A window's tokens as Whisper's long-form decoding reads them: its closed segments (in time order, clamped
+        to the audio there is), the words after the last closing timestamp if any (a segment the model took for cut
+        off by the window's end), and where hearing goes on: the whole window when the model closed its last segment
+        and said no more, or when it closed none; else the end of its last closed segment, where the words it
+        left open are heard again with what follows them.
+
+        Words after a closing timestamp start there (a timestamp both closes one segment and opens the next when the
+        model writes it once); a timestamp earlier than one before it (sampled at a warm temperature) counts as
+        that one."""
         begin = self._layout.timestamp_begin
-        segments: list[Heard] = []
+        closed: list[Heard] = []
         opened = 0.0
+        closed_at: float | None = None
         words: list[int] = []
         for token in tokens:
             if token < begin:
@@ -228,18 +273,58 @@ class WhisperSpeech(SpeechBackend):
                 continue
             at = max((token - begin) * TIME_STEP_S, opened)
             if words:
-                segments.extend(self._segment(opened, at, words, length_s))
+                closed.extend(self._segment(opened, at, words, length_s))
                 words = []
+                closed_at = at
             opened = at
-        if words:
-            segments.extend(self._segment(opened, length_s, words, length_s))
-        return segments
+        trailing = self._segment(opened, length_s, words, length_s) if words else []
+        said_no_more = bool(tokens) and tokens[-1] >= begin and (len(tokens) < 2 or tokens[-2] < begin)
+        resumes_s = length_s if said_no_more or closed_at is None else min(closed_at, length_s)
+        return closed, trailing[0] if trailing else None, resumes_s
 
     def _segment(self, start: float, end: float, words: Sequence[int], length_s: float) -> list[Heard]:
         text = self._text(words)
         start = min(max(start, 0.0), length_s)
         end = min(max(end, start), length_s)
         return [Heard(start, end, text)] if text and end > start else []
+
+
+@dataclass(frozen=True)
+class _Row:
+    """Audio handed in to be heard, from `at_s` on, with its features (`WhisperSpeech._mel`)."""
+
+    samples: np.ndarray
+    mel: np.ndarray
+    at_s: float = 0.0
+
+    @property
+    def length_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE - self.at_s
+
+    def window(self) -> np.ndarray:
+        """The features of the window starting at `at_s`."""
+        frames = WINDOW // HOP
+        first = round(self.at_s * SAMPLE_RATE / HOP)
+        window = self.mel[:, first : first + frames]
+        return window if window.shape[1] == frames else np.pad(window, ((0, 0), (0, frames - window.shape[1])))
+
+    def later(self, seconds: float) -> _Row:
+        return _Row(self.samples, self.mel, self.at_s + seconds)
+
+
+def _in_a_pause(samples: np.ndarray, at_s: float) -> float:
+    """The quietest 20 ms of the PAUSE_SEARCH_S before `at_s`: where hearing goes on after a segment the model
+    closed. Its timestamps are coarse, and one placed a little late cuts the first short word ("The") of what
+    follows."""
+    step = SAMPLE_RATE // 50
+    end = round(at_s * SAMPLE_RATE)
+    first = max(end - round(PAUSE_SEARCH_S * SAMPLE_RATE), 0)
+    usable = (end - first) // step * step
+    if usable < step:
+        return at_s
+    levels = np.square(samples[end - usable : end], dtype=np.float64).reshape(-1, step).mean(axis=1)
+    quietest = len(levels) - 1 - int(np.argmin(levels[::-1]))  # the latest of equally quiet stretches
+    return (end - usable + quietest * step + step // 2) / SAMPLE_RATE
 
 
 def _numbers_only(block: np.ndarray) -> np.ndarray:
@@ -354,14 +439,26 @@ def _no_speech_token(layout: Layout, vocab_size: int) -> int | None:
 class CTranslate2Engine(Engine):
     """A converted Whisper in CTranslate2, int8 on CPU."""
 
-    def __init__(self, folder: Path, layout: Layout, threads: int) -> None:
+    def __init__(
+        self, folder: Path, layout: Layout | None, threads: int, device: str = "cpu", compute: str = "int8"
+    ) -> None:
         ctranslate2: Any = importlib.import_module("ctranslate2")
         self._ct2 = ctranslate2
-        self._model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="int8", intra_threads=threads)
-        self._layout = layout
-        self.device = "cpu"
-        self.compute = "int8"
-        self.batch = CPU_BATCH
+        self._model = ctranslate2.models.Whisper(
+            str(folder), device=device, compute_type=compute, intra_threads=threads
+        )
+        self.layout = layout
+        self.device = device
+        self.compute = compute
+        self.batch = CPU_BATCH if device == "cpu" else CUDA_BATCH
+
+    @property
+    def mel_bins(self) -> int:
+        return int(self._model.n_mels)
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self._model.is_multilingual)
 
     def encode(self, features: np.ndarray) -> Any:
         encoded = self._model.encode(self._ct2.StorageView.from_array(features), to_cpu=True)
@@ -388,7 +485,8 @@ class CTranslate2Engine(Engine):
         view = self._ct2.StorageView.from_array(np.ascontiguousarray(encoded[list(rows)]))
         sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature > 0 else {}
         results = self._model.generate(
-            view, [prompt] * len(rows), beam_size=1, max_length=max_new_tokens, return_scores=True,
+            view, [prompt] * len(rows), beam_size=1 if temperature > 0 else BEAM, max_length=max_new_tokens,
+            return_scores=True,
             return_no_speech_prob=True, **sampling,
         )  # fmt: skip
         decoded = []
@@ -431,6 +529,14 @@ class Words:
             self._fast = None
             self._slow = hf.WhisperTokenizer.from_pretrained(folder)
             self.size = len(self._slow)
+
+    def token(self, token_id: int) -> str | None:
+        """The token an id stands for (None where the vocabulary has no such id)."""
+        if self._fast is not None:
+            found = self._fast.id_to_token(token_id)
+        else:
+            found = self._slow.convert_ids_to_tokens(token_id)
+        return None if found is None else str(found)
 
     def token_id(self, token: str) -> int | None:
         if self._fast is not None:
@@ -567,6 +673,8 @@ def load_whisper(
 ) -> WhisperSpeech:
     """Whisper from a local folder `source` (`model_id` as the user named it) on `engine`: `ctranslate2` (CPU,
     int8, converted once into `store`) or `transformers` (float16 on CUDA, float32 elsewhere)."""
+    if is_ctranslate2_folder(Path(source)):
+        return _load_ctranslate2_folder(model_id, Path(source), engine, device, threads)
     _, features, words, generation, layout = checked_folder(source, model_id)
     if engine == "ctranslate2":
         if store is None:
@@ -585,6 +693,85 @@ def load_whisper(
         runner = TransformersEngine(model, layout)
     max_length = int(getattr(generation, "max_length", None) or 448)
     return WhisperSpeech(runner, features, words, layout, max_length, model_id)
+
+
+def is_ctranslate2_folder(folder: Path) -> bool:
+    """A Whisper already in CTranslate2's layout (faster-whisper's): `model.bin` and a config.json of its own,
+    which has no transformers `model_type`."""
+    if not (folder / "model.bin").is_file():
+        return False
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return True  # no usable config: _load_ctranslate2_folder says what is wrong
+    return not (isinstance(config, dict) and "model_type" in config)
+
+
+def _load_ctranslate2_folder(
+    model_id: str, folder: Path, engine: str, device: str, threads: int | None
+) -> WhisperSpeech:
+    """A CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json, vocabulary.txt; preprocessor_config.json
+    optional) run as it is, on the device picked; English-only models (`.en`) are told no language."""
+    if engine == "transformers":
+        raise ModelError(
+            f"--asr-model {model_id} is a CTranslate2 folder, which runs on the ctranslate2 engine: set --asr-engine "
+            "auto or ctranslate2, or give a transformers Whisper folder."
+        )
+    if not (folder / "tokenizer.json").is_file():
+        raise ModelError(
+            f"The speech model '{model_id}' has no tokenizer.json (a CTranslate2 Whisper folder needs the tokenizer "
+            "it was converted with): put it in the folder, or set --asr-model to another Whisper folder or none."
+        )
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        if not isinstance(config, dict):
+            raise ValueError("config.json is not an object")
+        words = Words(str(folder))
+        compute = "int8" if device == "cpu" else "int8_float16"
+        runner = CTranslate2Engine(folder, None, threads or _threads(), device=device, compute=compute)
+        hf: Any = importlib.import_module("transformers")
+        mels = runner.mel_bins
+        if (folder / "preprocessor_config.json").is_file():
+            features = hf.WhisperFeatureExtractor.from_pretrained(str(folder))
+        else:
+            features = hf.WhisperFeatureExtractor(feature_size=mels)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise _unloadable(model_id, exc) from exc
+    if getattr(features, "feature_size", None) != mels:
+        raise ModelError(
+            f"The speech model '{model_id}' does not fit its preprocessor: the model reads {mels} mel bins, "
+            f"preprocessor_config.json makes {features.feature_size}. Put the model's own preprocessor_config.json in "
+            "the folder, or remove it."
+        )
+    layout = _ctranslate2_layout(words, config, runner.multilingual, model_id)
+    runner.layout = layout
+    return WhisperSpeech(runner, features, words, layout, 448, model_id)
+
+
+def _ctranslate2_layout(words: Words, config: dict[str, Any], multilingual: bool, label: str) -> Layout:
+    ids = {name: words.token_id(name) for name in ("<|startoftranscript|>", "<|endoftext|>", "<|notimestamps|>")}
+    missing = [name for name, token in ids.items() if token is None]
+    if missing:
+        raise ModelError(
+            f"The speech model '{label}' has a tokenizer.json without Whisper's {', '.join(missing)}: put the "
+            "tokenizer it was converted with in the folder, or set --asr-model to another Whisper folder or none."
+        )
+    languages: dict[str, int] = {}
+    if multilingual:
+        for token in config.get("lang_ids") or []:
+            name = words.token(int(token)) if isinstance(token, int) else None
+            if name and name.startswith("<|") and name.endswith("|>"):
+                languages[name[2:-2]] = int(token)
+    start, end, no_timestamps = (int(t) for t in ids.values() if t is not None)
+    return Layout(
+        start=start,
+        end=end,
+        transcribe=words.token_id("<|transcribe|>") if multilingual else None,
+        no_timestamps=no_timestamps,
+        languages=languages,
+    )
 
 
 def _threads() -> int:

@@ -14,12 +14,16 @@ hostile file costs little and reads nothing else (`_containers`).
 
 from llava_video_mcp.tools.frames._audio import (
     BLOCK_S,
+    EDGE_SEARCH_S,
     SAMPLE_RATE,
     AudioTrack,
     audio_track,
+    block_edge,
     decode_block,
+    decode_span,
     is_silent,
     level_dbfs,
+    quiet_edge,
 )
 from llava_video_mcp.tools.frames._cache import SampleCache
 from llava_video_mcp.tools.frames._decode import to_model_image
@@ -39,6 +43,7 @@ from llava_video_mcp.tools.limits import MAX_FRAMES
 
 __all__ = [
     "BLOCK_S",
+    "EDGE_SEARCH_S",
     "MAX_FRAMES",
     "PROGRESS_EVERY_S",
     "SAMPLE_RATE",
@@ -50,8 +55,10 @@ __all__ = [
     "SamplingPlan",
     "StreamInfo",
     "audio_track",
+    "block_edge",
     "checked_range",
     "decode_block",
+    "decode_span",
     "detect_scenes",
     "is_silent",
     "level_dbfs",
@@ -59,6 +66,7 @@ __all__ = [
     "orientation_from_matrix",
     "outline",
     "probe",
+    "quiet_edge",
     "sample_frames",
     "sample_with_plan",
     "scene_numbers",

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
 BLOCK_S = 30.0
 """Whisper's window: every block is heard on its own, and kept on its own."""
+EDGE_SEARCH_S = 5.0
+"""How far before its nominal start a block may begin, to begin in a pause."""
 SILENCE_DBFS = -50.0
 """Below this RMS level a block holds no speech a model could hear (room tone, hiss, digital silence)."""
 RESAMPLED_CHANNELS = 8
@@ -100,8 +102,47 @@ def decode_block(track: AudioTrack, number: int, cancel: CancelToken | None = No
     """Block `number` as mono float32 at SAMPLE_RATE, up to 30 s and no further than the sound lasts; silence where
     the sound has none (before it starts, across a broken packet, where a sample is not a number); DecodeError when
     the sound has more channels than can be mixed down."""
-    start_s = number * BLOCK_S
-    block = np.zeros(round(track.block_length_s(number) * SAMPLE_RATE), dtype=np.float32)
+    return decode_span(track, number * BLOCK_S, (number + 1) * BLOCK_S, cancel)
+
+
+def block_edge(track: AudioTrack, number: int, cancel: CancelToken | None = None) -> float:
+    """Where block `number` starts on the video's timeline: the quietest moment of the EDGE_SEARCH_S before
+    30 s x `number` (0.0 for the first block), so that a block rarely cuts a word in two. It is found in a decode of
+    that stretch alone, the same whichever call asks, so that blocks heard by different calls meet."""
+    nominal = number * BLOCK_S
+    if number <= 0:
+        return 0.0
+    if nominal >= track.duration_s:
+        return track.duration_s
+    return quiet_edge(decode_span(track, nominal - EDGE_SEARCH_S, nominal, cancel), nominal - EDGE_SEARCH_S, number)
+
+
+def quiet_edge(samples: np.ndarray, start_s: float, number: int) -> float:
+    """Block `number`'s start (see `block_edge`) found in `samples`, decoded from `start_s`, which hold the
+    EDGE_SEARCH_S before its 30 s mark."""
+    nominal = number * BLOCK_S
+    first = max(nominal - EDGE_SEARCH_S, 0.0)
+    step = SAMPLE_RATE // 100
+    at = round((first - start_s) * SAMPLE_RATE)
+    stretch = samples[max(at, 0) : max(at, 0) + round((nominal - first) * SAMPLE_RATE)]
+    usable = len(stretch) // step * step
+    if usable < 10 * step:
+        return nominal
+    frames = np.square(stretch[:usable], dtype=np.float64).reshape(-1, step).mean(axis=1)
+    smooth = np.convolve(frames, np.ones(10) / 10, mode="valid")  # 100 ms of level, centred 50 ms on
+    quietest = len(smooth) - 1 - int(np.argmin(smooth[::-1]))  # the latest of equally quiet moments
+    return first + (quietest + 5) * step / SAMPLE_RATE
+
+
+def decode_span(track: AudioTrack, start_s: float, end_s: float, cancel: CancelToken | None = None) -> np.ndarray:
+    """[start_s, end_s) of the video's timeline as mono float32 at SAMPLE_RATE, no further than the sound lasts;
+    silence where the sound has none (before it starts, across a broken packet, where a sample is not a number);
+    DecodeError when the sound has more channels than can be mixed down."""
+    start_s = max(start_s, 0.0)
+    length_s = min(end_s, track.duration_s) - start_s
+    block = np.zeros(max(round(length_s * SAMPLE_RATE), 0), dtype=np.float32)
+    if not len(block):
+        return block
     with open_input(track.path, track.path.name) as container:
         stream = container.streams[track.stream_index]
         assert isinstance(stream, av.audio.stream.AudioStream)
