@@ -123,11 +123,8 @@ def opened(path: Path, name: str, kind: str) -> Iterator[ImageFile.ImageFile]:
                 assert isinstance(image, ImageFile.ImageFile)
                 check_image_size(name, kind, image.width, image.height)
                 yield image
-        except UnidentifiedImageError as exc:
-            raise DecodeError(
-                f"{name} begins like a {kind.upper()} image but is none: its header is damaged. Pass a complete PNG, "
-                "JPEG, WebP or GIF image."
-            ) from exc
+        except UnidentifiedImageError as exc:  # its message names the path: the caller's name for it is enough
+            raise DecodeError(_damaged(name, kind, "its header cannot be read")) from exc
 
 
 @contextmanager
@@ -216,7 +213,7 @@ def _too_large(name: str, kind: str, size: str) -> str:
     )
 
 
-def _damaged(name: str, kind: str, exc: BaseException) -> str:
+def _damaged(name: str, kind: str, exc: BaseException | str) -> str:
     reason = str(exc).strip().rstrip(".") or type(exc).__name__
     return (
         f"{name} is a damaged or incomplete {kind.upper()} image ({reason}): a copy or download may have stopped part "
