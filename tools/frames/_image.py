@@ -79,7 +79,7 @@ def image_facts(path: Path, name: str) -> ImageFacts | None:
         raise DecodeError(f"{name} cannot be read ({exc.strerror or exc}).") from exc
     if declared is not None:
         check_image_size(name, kind, *declared)
-    with opened(path, name, kind) as image, _explained(name, kind):
+    with opened(path, name, kind) as image:
         animated = bool(getattr(image, "is_animated", False))
         width, height = image.size
         if _turn(image) in _QUARTER_TURNS:
@@ -110,13 +110,13 @@ def image_for_model(image: LocalImage, min_side: int = 384) -> Image.Image:
     """The image as the model takes it, prepared as video frames are (`to_model_image`): its first frame, upright
     (EXIF orientation), RGB (transparent parts over white), its shorter side scaled down to `min_side` at most."""
     with opened(image.path, image.source, image.format) as opened_image:
-        return _decoded(opened_image, image.source, image.format, min_side)
+        return _decoded(opened_image, image.format, min_side)
 
 
 @contextmanager
 def opened(path: Path, name: str, kind: str) -> Iterator[ImageFile.ImageFile]:
     """The image opened by Pillow's plugin for `kind` alone, its size checked before any pixel is decoded; Pillow's
-    failures as errors that say what the file is."""
+    failures, while it is opened and while the block reads it, as errors that say what was wrong with the file."""
     with _explained(name, kind):
         try:
             with Image.open(path, formats=[IMAGE_FORMATS[kind]]) as image:
@@ -138,21 +138,20 @@ def _explained(name: str, kind: str) -> Iterator[None]:
         raise DecodeError(_damaged(name, kind, exc)) from exc
 
 
-def _decoded(image: ImageFile.ImageFile, name: str, kind: str, min_side: int) -> Image.Image:
+def _decoded(image: ImageFile.ImageFile, kind: str, min_side: int) -> Image.Image:
     """The first frame decoded (a JPEG at the smallest scale libjpeg offers that still leaves its shorter side at
     `min_side`), upright, RGB, its shorter side scaled down to `min_side` at most."""
-    with _explained(name, kind):
-        turn = _TRANSPOSES.get(_turn(image))
-        if kind == "jpeg":
-            image.draft("RGB", model_size(image.width, image.height, min_side))
-        image.load()
-        rgb = _rgb(image)
-        size = model_size(rgb.width, rgb.height, min_side)
-        if size != rgb.size:
-            rgb = rgb.resize(size, Image.Resampling.BOX)
-        if turn is not None:
-            rgb = rgb.transpose(turn)
-        return rgb.copy() if rgb is image else rgb
+    turn = _TRANSPOSES.get(_turn(image))
+    if kind == "jpeg":
+        image.draft("RGB", model_size(image.width, image.height, min_side))
+    image.load()
+    rgb = _rgb(image)
+    size = model_size(rgb.width, rgb.height, min_side)
+    if size != rgb.size:
+        rgb = rgb.resize(size, Image.Resampling.BOX)
+    if turn is not None:
+        rgb = rgb.transpose(turn)
+    return rgb.copy() if rgb is image else rgb  # never the file's own image, which closes with it
 
 
 _TRANSPOSES = {
