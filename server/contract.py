@@ -138,10 +138,10 @@ def numbers_from_strings(schema: dict[str, Any], value: Any) -> Any:
                 return int(value) if kind == "integer" else float(value)
         return value
     if isinstance(value, dict):
-        properties = next((o["properties"] for o in options if "properties" in o), {})
+        properties: dict[str, Any] = next((o["properties"] for o in options if "properties" in o), {})
         return {key: numbers_from_strings(properties.get(key, {}), item) for key, item in value.items()}
     if isinstance(value, list):
-        items = next((o["items"] for o in options if isinstance(o.get("items"), dict)), {})
+        items: dict[str, Any] = next((o["items"] for o in options if isinstance(o.get("items"), dict)), {})
         return [numbers_from_strings(items, item) for item in value]
     return value
 
