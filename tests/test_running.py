@@ -311,6 +311,9 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
     )
     answer = VideoAnswer.model_validate_json(as_json.stdout)
     assert plain.stdout == answer.answer + "\n"
+    times = re.findall(r'"\w+_s": (-?[\d.e-]+)', as_json.stdout)
+    assert times
+    assert all(float(time) == round(float(time), 3) for time in times), times  # to the millisecond
     assert len(answer.videos[0].frames) == 3
     compared = run(
         "compare",
@@ -348,6 +351,18 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
     assert written == f"llava-video-mcp: 2 images written: {seen / 'describe-2-01.jpg'} to describe-2-02.jpg"
     assert (seen / "describe-1-01.jpg").read_bytes() == b"mine"
     assert all((seen / f"describe-2-0{n}.jpg").read_bytes()[:3] == b"\xff\xd8\xff" for n in (1, 2))
+    # The pipeline's own errors name the flags, not the tools' arguments; --frames-dir is made when missing.
+    past = run("describe", str(h264_mp4), "--end", "500", *common)
+    assert past.returncode == 1
+    assert past.stderr.startswith("llava-video-mcp: --end 500 is past the end of the video"), past.stderr
+    assert "end_s" not in past.stderr
+    made = tmp_path / "new" / "frames"
+    found = run(
+        "moments", str(h264_mp4), "-q", "the bar", "--max-moments", "1", "--asr-model", "none", "--return-frames",
+        "frames", "--frames-dir", str(made), *common,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert (made / "moments-1-01.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     found = run("moments", str(h264_mp4), "-q", "the bar", "--max-moments", "1", "--asr-model", "none", *common)
     assert found.returncode == 0, found.stderr
     assert re.fullmatch(r"\d\d:\d\d-\d\d:\d\d  .+  \[frames\]\n", found.stdout), found.stdout
@@ -366,7 +381,10 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
         (["describe", "clip.mp4", "--fps", "61"], "--fps must be more than 0 and at most 60; got 61."),
         (["describe", "clip.mp4", "--language", "english!"], "--language must be a language code such as en"),
         (["describe", "clip.mp4", "--coverage", "all"], "argument --coverage: invalid choice: 'all'"),
-        (["describe", "clip.mp4", "--return-frames", "sheet", "--frames-dir", "/no/such"], "--frames-dir /no/such is"),
+        (["describe", "clip.mp4", "--return-frames", "sheet", "--frames-dir", "/dev/null"], "/dev/null is a file, not"),
+        (["describe", "clip.mp4", "--frmes", "3"], "unrecognized argument --frmes; did you mean --frames?"),
+        (["moments", "clip.mp4", "-q", "x", "--max-momnets", "2"], "did you mean --max-moments?"),
+        (["--cache-dri", "/tmp", "describe", "clip.mp4"], "did you mean --cache-dir?"),
         (["compare", "a.mp4", "-q", "Same?"], "sources must hold 2 to 4 items; got 1."),
         (["compare", "a.mp4", "b.mp4", "c.mp4", "-q", "x", "--frames", "16"], "Use --frames 10 or fewer"),
         (["describe"], "the following arguments are required: source"),
