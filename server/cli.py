@@ -8,6 +8,7 @@ a shell. The heavy parts (the MCP stack, torch) are imported only when they are 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
@@ -30,10 +31,20 @@ from llava_video_mcp.tools.backends.families import FAMILIES
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _Parser(argparse.ArgumentParser):
+    def long_flags(self) -> list[str]:
+        return [name for name in self._option_string_actions if name.startswith("--")]
+
+
 def server_parser() -> argparse.ArgumentParser:
     """The command line: the MCP server by default, or a terminal command (`describe`, `compare`, `moments`) with
     its own arguments. The shared settings' flags may stand before or after the command."""
-    parser = argparse.ArgumentParser(
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[_Parser, dict[str, _Parser]]:
+    """The server's parser, and each command's."""
+    parser = _Parser(
         prog="llava-video-mcp",
         description=f"MCP server that answers questions about videos with a vision-language model in process: "
         f"{families_text()}; or any model on a serving engine (--endpoint, --frame-cost). With a command, answers "
@@ -45,11 +56,12 @@ def server_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llava-video-mcp {version()}")
     add_settings_arguments(parser, server=True)
     commands = parser.add_subparsers(dest="command", title="commands (one question from a shell)", metavar="COMMAND")
+    subs: dict[str, _Parser] = {}
     for command, summary in COMMAND_HELP.items():
-        sub = commands.add_parser(command, help=summary, description=summary)
+        sub = subs[command] = commands.add_parser(command, help=summary, description=summary)
         add_command_arguments(sub, command)
         add_settings_arguments(sub, server=False)
-    return parser
+    return parser, subs
 
 
 def families_text() -> str:
@@ -67,8 +79,24 @@ COMMAND_HELP = {
 
 
 def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
-    """The command line as given (exits 2 with argparse's usage line for a wrong one)."""
-    return server_parser().parse_args(list(argv) if argv is not None else None)
+    """The command line as given (exits 2 with argparse's usage line for a wrong one, and for a flag it does not
+    know, the closest one it does: `--frmes`, did you mean `--frames`?)."""
+    parser, commands = _parsers()
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in given if word in commands), None)
+    where = commands[command] if command else parser
+    known = sorted(set(parser.long_flags()) | set(where.long_flags()))
+    # Before argparse reads them: a mistyped flag's value would otherwise be taken for the command.
+    for word in given[: given.index("--")] if "--" in given else given:
+        flag = word.split("=", 1)[0]
+        if flag.startswith("--") and flag != "--" and not any(name.startswith(flag) for name in known):
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            where.error(f"unrecognized argument {flag}{hint}")
+    args, extras = parser.parse_known_args(given)
+    if extras:
+        where.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

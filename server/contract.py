@@ -1,9 +1,13 @@
 """The tools' contract with the calling agent: exact arguments, and errors it can act on.
 
-The MCP SDK validates arguments leniently (the string "8" becomes 8) and ignores names it does not know (so a
-misspelt `frames: 4` silently runs with the default), and its validation errors are pydantic's dumps ending in a
-documentation URL. `StrictTool` checks first, in strict mode: an unknown name, a wrong type or a value out of
-range is refused with a sentence that names the argument, what it takes, and what was sent.
+The MCP SDK validates arguments leniently (the string "8" becomes 8, and so does `true` for a number) and ignores
+names it does not know (so a misspelt `frames: 4` silently runs with the default), and its validation errors are
+pydantic's dumps ending in a documentation URL. `StrictTool` checks first, in strict mode: an unknown name, a wrong
+type or a value out of range is refused with a sentence that names the argument, what it takes, and what was sent.
+
+One leniency is kept on purpose: a number written as a string of digits ("10", "2.5") for a numeric argument. The
+MCP Inspector before 0.16 sends every number typed into its form that way, and so do some hosts; nothing else is
+converted (`"ten"`, `"1e3"`, `true` for a number, `"10"` for a string all stay refused).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +36,7 @@ class StrictTool(Tool):
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         try:
-            check_arguments(self, arguments)
+            arguments = check_arguments(self, arguments)
         except ToolError as exc:
             return error_result(str(exc), retryable=False)
         try:
@@ -74,7 +79,7 @@ def answer_result(answer: Answered) -> CallToolResult:
     """The answer as structured content, with its compact JSON as the text block (for clients that read only text;
     MCP asks for both) and the evidence images after it. Fields that are null (no note, no transcript) are left out
     of both."""
-    structured = answer.model_dump(mode="json", exclude_none=True)
+    structured = to_the_millisecond(answer.model_dump(mode="json", exclude_none=True))
     text = json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
     content: list[ContentBlock] = [TextContent(type="text", text=text)]
     content += [
@@ -101,8 +106,54 @@ def incident_result(tool: str, error: BaseException) -> CallToolResult:
     )
 
 
-def check_arguments(tool: Tool, arguments: dict[str, Any]) -> None:
-    """Raise ToolError with readable sentences when `arguments` do not meet the tool's schema exactly."""
+def to_the_millisecond(result: Any) -> Any:
+    """A result as JSON data with every time (a field named `*_s`) rounded to the millisecond: sums of float seconds
+    read 29.900000000000002, and no clock behind them is finer than that."""
+    if isinstance(result, dict):
+        return {
+            key: round(value, 3)
+            if key.endswith("_s") and isinstance(value, float)
+            else [round(v, 3) if isinstance(v, float) else to_the_millisecond(v) for v in value]
+            if key.endswith("_s") and isinstance(value, list)
+            else to_the_millisecond(value)
+            for key, value in result.items()
+        }
+    if isinstance(result, list):
+        return [to_the_millisecond(item) for item in result]
+    return result
+
+
+_DIGITS = {"integer": re.compile(r"[+-]?\d{1,18}"), "number": re.compile(r"[+-]?(\d{1,18}(\.\d*)?|\.\d+)")}
+"""A number written as a string, as old clients send one: digits and a point only (no exponent, no nan, no inf)."""
+
+
+def numbers_from_strings(schema: dict[str, Any], value: Any) -> Any:
+    """`value` with each string of digits sent for a numeric argument (`"10"`) made the number it writes, wherever
+    `schema` (the tool's lean input schema) takes a number and no string: top level, lists and objects within."""
+    options = [schema, *schema.get("anyOf", [])]
+    kinds = {kind for option in options for kind in _kinds(option)}
+    if isinstance(value, str) and "string" not in kinds:
+        for kind in ("integer", "number"):
+            if kind in kinds and _DIGITS[kind].fullmatch(value.strip()):
+                return int(value) if kind == "integer" else float(value)
+        return value
+    if isinstance(value, dict):
+        properties: dict[str, Any] = next((o["properties"] for o in options if "properties" in o), {})
+        return {key: numbers_from_strings(properties.get(key, {}), item) for key, item in value.items()}
+    if isinstance(value, list):
+        items: dict[str, Any] = next((o["items"] for o in options if isinstance(o.get("items"), dict)), {})
+        return [numbers_from_strings(items, item) for item in value]
+    return value
+
+
+def _kinds(schema: dict[str, Any]) -> list[str]:
+    kind = schema.get("type", [])
+    return kind if isinstance(kind, list) else [kind]
+
+
+def check_arguments(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as the tool takes them (a number sent as a string of digits made a number); ToolError with
+    readable sentences when they do not meet the tool's schema exactly."""
     model = tool.fn_metadata.arg_model
     known = list(model.model_fields)
     unknown = [name for name in arguments if name not in model.model_fields]
@@ -113,11 +164,12 @@ def check_arguments(tool: Tool, arguments: dict[str, Any]) -> None:
             + _did_you_mean(unknown[0], known)
         )
     # The SDK's own pre-parsing first: some clients send a list as a JSON string, and that stays accepted.
-    parsed = tool.fn_metadata.pre_parse_json(arguments)
+    parsed = numbers_from_strings(tool.parameters, tool.fn_metadata.pre_parse_json(arguments))
     try:
         model.model_validate(parsed, strict=True)
     except ValidationError as exc:
         raise ToolError(" ".join(problems(exc, parsed, tool.parameters.get("properties", {})))) from None
+    return dict(parsed)
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:

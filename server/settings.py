@@ -1,6 +1,6 @@
 """Settings, each declared once: a typed field with its range or choices, its flag, its environment variable
 LLAVA_VIDEO_MCP_<FLAG> and its help. The command line parser, the environment's reading, the checks and the
-README's flag table are all made from these declarations.
+docs' flag table (docs/configuration.md) are all made from these declarations.
 
 Why argparse generated from a pydantic model, and not pydantic-settings: every value, from a flag or from the
 environment, goes through the same validation, and a bad one must be refused with one line that names where it came
@@ -436,7 +436,7 @@ def _default_cache_dir() -> Path:
     return default_cache_dir()
 
 
-# The declarations, as the parser, the environment and the README read them.
+# The declarations, as the parser, the environment and the docs read them.
 
 
 @dataclass(frozen=True)
@@ -489,7 +489,8 @@ def declared() -> Iterator[Declared]:
 
 
 def flags_table() -> str:
-    """The README's flag table, made from the declarations (a test holds the README equal to it)."""
+    """The flag table of docs/configuration.md, made from the declarations (docs/generate.py writes it there, and a
+    test holds the page equal to it)."""
     rows = ["| flag | environment | default | meaning |", "| --- | --- | --- | --- |"]
     for item in declared():
         option = item.option

@@ -3,24 +3,27 @@
 
 Each command's arguments are its tool's (`server.arguments`), made into flags here: `num_frames` is `--num-frames`
 (and `--frames`), a true-or-false argument is `--x`/`--no-x`, a choice lists its values. A new tool argument is a
-new flag with no line here. The terminal's own flags say how the result is given: `--json`, and `--frames-dir` for
-the JPEGs `--return-frames` asks for.
+new flag with no line here. The terminal's own flags say how the result is given: `--json`, and `--frames-dir` (made
+when missing) for the JPEGs `--return-frames` asks for. A mistyped flag is answered with the closest one.
 
 The answer goes to stdout (or, with --json, the whole structured result), with control and escape characters
 removed; a progress bar goes to stderr on a terminal, and a line saying what was done otherwise. The arguments are
 checked as the tools check theirs, and named as the command names them (`--frames`, not `num_frames`), before any
-model is loaded. Exit status: 0 answered, 1 the video or the model failed (one line on stderr saying why), 2 a
-wrong command line or configuration, 130 interrupted.
+model is loaded; the pipeline's own errors name them so too (`--end 500 is past the end`). Exit status: 0 answered,
+1 the video or the model failed (one line on stderr saying why), 2 a wrong command line or configuration, 130
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import signal
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -98,7 +101,7 @@ def add_command_arguments(parser: argparse.ArgumentParser, command: str) -> None
     if "return_frames" in model.model_fields:
         parser.add_argument(
             "--frames-dir", type=Path, default=Path("."), metavar="DIR",
-            help="the folder --return-frames writes its JPEGs to (default: the current folder)",
+            help="the folder --return-frames writes its JPEGs to, made when missing (default: the current folder)",
         )  # fmt: skip
 
 
@@ -154,9 +157,28 @@ def asked(args: argparse.Namespace) -> ToolArguments:
     problem = arguments.problem(named) or _wordless(model, given)
     if problem is not None:
         raise Refused(problem)
-    if getattr(arguments, "return_frames", "none") != "none" and not args.frames_dir.is_dir():
-        raise Refused(f"--frames-dir {args.frames_dir} is not a folder; name an existing one")
+    folder = getattr(args, "frames_dir", None)
+    asks_frames = getattr(arguments, "return_frames", "none") != "none"
+    if asks_frames and folder is not None and folder.exists() and not folder.is_dir():
+        raise Refused(f"--frames-dir {folder} is a file, not a folder; name a folder (it is made if missing)")
     return arguments
+
+
+def _flag_and_value(flag: str, match: re.Match[str]) -> str:
+    return f"{flag} {float(match[1]):g}"
+
+
+def in_flags(message: str, model: type[ToolArguments]) -> str:
+    """A message of the pipeline, which names the tools' arguments (`end_s=500.0`, `Choose end_s up to 3.000`), in
+    the command's words: `--end 500`, `Choose --end up to 3.000`."""
+    for name in sorted(model.model_fields, key=len, reverse=True):
+        if name in POSITIONAL:
+            continue
+        flag = named(name)
+        message = re.sub(rf"\b{name}=(-?\d+(?:\.\d+)?)", partial(_flag_and_value, flag), message)
+        if "_" in name:  # a bare word only where it cannot be English (`question` stays a word)
+            message = re.sub(rf"(?<![\w-]){name}\b", flag, message)
+    return message
 
 
 def _wordless(model: type[ToolArguments], given: dict[str, Any]) -> str | None:
@@ -194,6 +216,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from llava_video_mcp.tools.media import remove_own_staging
 
     settings = check(settings)
+    if getattr(args, "frames_dir", None) is not None and getattr(args, "return_frames", None) not in (None, "none"):
+        try:
+            args.frames_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"llava-video-mcp: --frames-dir {args.frames_dir} could not be made: {exc.strerror}", file=sys.stderr)
+            return 2
     components = build(settings)
     cancel = CancelToken()
     bar = _ProgressBar(enabled=sys.stderr.isatty() or settings.verbose)
@@ -206,7 +234,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         answer = asked(args).ask(components.qa, bar.update, cancel)
     except VideoToolError as exc:
         bar.close()
-        print(f"llava-video-mcp: {exc}", file=sys.stderr)
+        print(f"llava-video-mcp: {in_flags(str(exc), COMMANDS[args.command])}", file=sys.stderr)
         return 1
     except Cancelled:
         bar.close()
@@ -253,7 +281,9 @@ def _show(answer: Answered, args: argparse.Namespace) -> None:
     from llava_video_mcp.tools.prompt import clock
 
     if args.json:
-        print(answer.model_dump_json(exclude_none=True, indent=2))
+        from llava_video_mcp.server.contract import to_the_millisecond
+
+        print(json.dumps(to_the_millisecond(answer.model_dump(mode="json", exclude_none=True)), indent=2))
     if isinstance(answer, MomentsAnswer):
         if not args.json:
             for moment in answer.moments:

@@ -247,7 +247,7 @@ async def test_errors_say_whether_a_retry_may_help(client: Client, tmp_path: Pat
         closed = sock.getsockname()[1]
     missing = await client.call_tool("describe_video", {"source": str(tmp_path / "none.mp4")})
     unreachable = await client.call_tool("describe_video", {"source": f"http://127.0.0.1:{closed}/v.mp4"})
-    mistyped = await client.call_tool("describe_video", {"source": "x", "num_frames": "8"})
+    mistyped = await client.call_tool("describe_video", {"source": "x", "num_frames": "eight"})
     assert [r.is_error for r in (missing, unreachable, mistyped)] == [True, True, True]
     assert [(r.meta or {}).get("retryable") for r in (missing, unreachable, mistyped)] == [False, True, False]
     assert error_text(missing).startswith("No file at")  # the error itself, no wrapper text

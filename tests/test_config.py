@@ -219,18 +219,18 @@ def test_help_and_version_work_whatever_the_environment_holds() -> None:
     assert line.startswith("llava-video-mcp: LLAVA_VIDEO_MCP_")
 
 
-def test_the_readme_flag_table_is_the_declared_one() -> None:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("<!-- flags -->") + len("<!-- flags -->\n")
-    end = readme.index("<!-- /flags -->")
-    assert readme[start:end].strip() == flags_table()
+def test_the_docs_flag_table_is_the_declared_one() -> None:
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    start = page.index("<!-- generated: flags -->") + len("<!-- generated: flags -->\n")
+    end = page.index("<!-- /generated -->", start)
+    assert page[start:end].strip() == flags_table()
 
 
-def test_every_guarantee_in_the_readme_names_tests_that_exist() -> None:
+def test_every_guarantee_in_the_docs_names_tests_that_exist() -> None:
     import re
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### What the server guarantees on bad input") : readme.index("### Long videos")]
+    page = (ROOT / "docs" / "tools.md").read_text()
+    section = page[page.index("## What the server guarantees on bad input") :]
     rows = [line for line in section.splitlines() if line.startswith("| **")]
     assert len(rows) >= 15
     for row in rows:

@@ -178,7 +178,7 @@ CORPUS: list[tuple[str, dict[str, Any], str]] = [
     ("playlist served as video/mp4", {"source": "URL:playlist.mp4"}, "playlist.mp4 is an HLS or M3U playlist"),
     ("local playlist", {"source": "PLAYLIST"}, "is an HLS or M3U playlist"),
     ("a megabyte question", {"source": "VIDEO", "question": "why? " * 200_000}, "question"),
-    ("number as a string", {"source": "VIDEO", "num_frames": "8"}, 'num_frames must be a whole number; got "8"'),
+    ("word for a number", {"source": "VIDEO", "num_frames": "eight"}, 'num_frames must be a whole number; got "eight"'),
     ("unknown argument", {"source": "VIDEO", "frames": 4}, "describe_video does not take 'frames'"),
     ("out of range", {"source": "VIDEO", "num_frames": 0}, "num_frames must be 1 to 32; got 0"),
     ("bool as a number", {"source": "VIDEO", "max_new_tokens": True}, "max_new_tokens must be a whole number"),

@@ -31,6 +31,7 @@ from tests.test_stdio import describe_raw, server_command, wait_for_partial_down
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 TOKEN = "test-token-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -311,6 +312,9 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
     )
     answer = VideoAnswer.model_validate_json(as_json.stdout)
     assert plain.stdout == answer.answer + "\n"
+    times = re.findall(r'"\w+_s": (-?[\d.e-]+)', as_json.stdout)
+    assert times
+    assert all(float(time) == round(float(time), 3) for time in times), times  # to the millisecond
     assert len(answer.videos[0].frames) == 3
     compared = run(
         "compare",
@@ -348,6 +352,18 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
     assert written == f"llava-video-mcp: 2 images written: {seen / 'describe-2-01.jpg'} to describe-2-02.jpg"
     assert (seen / "describe-1-01.jpg").read_bytes() == b"mine"
     assert all((seen / f"describe-2-0{n}.jpg").read_bytes()[:3] == b"\xff\xd8\xff" for n in (1, 2))
+    # The pipeline's own errors name the flags, not the tools' arguments; --frames-dir is made when missing.
+    past = run("describe", str(h264_mp4), "--end", "500", *common)
+    assert past.returncode == 1
+    assert past.stderr.startswith("llava-video-mcp: --end 500 is past the end of the video"), past.stderr
+    assert "end_s" not in past.stderr
+    made = tmp_path / "new" / "frames"
+    found = run(
+        "moments", str(h264_mp4), "-q", "the bar", "--max-moments", "1", "--asr-model", "none", "--return-frames",
+        "frames", "--frames-dir", str(made), *common,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert (made / "moments-1-01.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     found = run("moments", str(h264_mp4), "-q", "the bar", "--max-moments", "1", "--asr-model", "none", *common)
     assert found.returncode == 0, found.stderr
     assert re.fullmatch(r"\d\d:\d\d-\d\d:\d\d  .+  \[frames\]\n", found.stdout), found.stdout
@@ -366,7 +382,10 @@ def test_the_terminal_command_answers_with_the_tools_code(tmp_path: Path, tiny_m
         (["describe", "clip.mp4", "--fps", "61"], "--fps must be more than 0 and at most 60; got 61."),
         (["describe", "clip.mp4", "--language", "english!"], "--language must be a language code such as en"),
         (["describe", "clip.mp4", "--coverage", "all"], "argument --coverage: invalid choice: 'all'"),
-        (["describe", "clip.mp4", "--return-frames", "sheet", "--frames-dir", "/no/such"], "--frames-dir /no/such is"),
+        (["describe", "clip.mp4", "--return-frames", "sheet", "--frames-dir", "/dev/null"], "/dev/null is a file, not"),
+        (["describe", "clip.mp4", "--frmes", "3"], "unrecognized argument --frmes; did you mean --frames?"),
+        (["moments", "clip.mp4", "-q", "x", "--max-momnets", "2"], "did you mean --max-moments?"),
+        (["--cache-dri", "/tmp", "describe", "clip.mp4"], "did you mean --cache-dir?"),
         (["compare", "a.mp4", "-q", "Same?"], "sources must hold 2 to 4 items; got 1."),
         (["compare", "a.mp4", "b.mp4", "c.mp4", "-q", "x", "--frames", "16"], "Use --frames 10 or fewer"),
         (["describe"], "the following arguments are required: source"),
@@ -544,3 +563,91 @@ def test_the_selftest_runs_the_three_tools_without_a_download(tmp_path: Path) ->
     assert "1 moment, 1.0-3.0 s" in ran.stdout  # found from the subtitles' words, no model call
     assert lines[-1].startswith("All three tools ran.")
     assert not list(tmp_path.glob("hf/**/*.safetensors"))  # nothing downloaded, nothing left behind
+
+
+STUB_BACKEND = """
+import zipfile
+
+NAME = "llava_video_mcp-0.0.1"
+FILES = {
+    "stub.py": "def main() -> None:\\n    print('stub')\\n",
+    f"{NAME}.dist-info/METADATA": "Metadata-Version: 2.1\\nName: llava-video-mcp\\nVersion: 0.0.1\\n" + REQUIRES,
+    f"{NAME}.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: stub\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    f"{NAME}.dist-info/entry_points.txt": "[console_scripts]\\nllava-video-mcp = stub:main\\n",
+}
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = f"{NAME}-py3-none-any.whl"
+    with zipfile.ZipFile(f"{wheel_directory}/{name}", "w") as wheel:
+        for path, text in FILES.items():
+            wheel.writestr(path, text)
+        listed = [*FILES, f"{NAME}.dist-info/RECORD"]
+        wheel.writestr(f"{NAME}.dist-info/RECORD", "".join(f"{path},,\\n" for path in listed))
+    return name
+
+
+build_editable = build_wheel
+"""
+
+
+def stub_clone(folder: Path, dependencies: list[str]) -> Path:
+    """A clean clone as far as scripts/install.sh sees one: the real script, and a project of the same name whose
+    build backend is ten lines in the clone (no setuptools, no index: pip runs offline, in seconds). The real install
+    downloads 1.5 GB; what this holds is the script's own behaviour: its lines, its log, its config."""
+    (folder / "scripts").mkdir(parents=True)
+    (folder / "scripts" / "install.sh").write_bytes((ROOT / "scripts" / "install.sh").read_bytes())
+    requires = "".join(f"Requires-Dist: {name}\n" for name in dependencies)
+    (folder / "backend.py").write_text(f"REQUIRES = {requires!r}\n" + STUB_BACKEND)
+    (folder / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n'
+        '[project]\nname = "llava-video-mcp"\nversion = "0.0.1"\n'
+    )
+    return folder
+
+
+def install(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    offline = {"PIP_NO_INDEX": "1", "TORCH_INDEX": "pypi", "PIP_FIND_LINKS": "", "PIP_INDEX_URL": ""}
+    return subprocess.run(
+        ["sh", str(clone / "scripts" / "install.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+        env=os.environ | offline,
+        cwd=clone.parent,
+    )
+
+
+def test_the_install_says_a_few_lines_and_what_to_run_next(tmp_path: Path) -> None:
+    clone = stub_clone(tmp_path / "clone", [])
+    done = install(clone, "test")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert done.stdout == ""
+    assert len(lines) <= 8, done.stderr  # pip's own output is in the log, not here
+    assert all(line.startswith(("install: ", "Next: ")) for line in lines), done.stderr
+    command = clone / ".venv" / "bin" / "llava-video-mcp"
+    assert lines[-1].startswith(f"Next: {command} selftest")
+    assert "Successfully installed llava-video-mcp" in (clone / ".venv" / "install.log").read_text()
+    # The config it writes works when copied: an absolute command, run from another folder with a bare PATH.
+    config = json.loads((clone / ".venv" / "mcp.json").read_text())
+    server = config["mcpServers"]["llava-video"]
+    assert server["command"] == str(command)
+    ran = subprocess.run(
+        [server["command"], *server["args"]], capture_output=True, text=True, timeout=60, cwd="/", env={"PATH": "/x"}
+    )
+    assert ran.stdout == "stub\n"
+    assert f"claude mcp add --scope user llava-video -- {command}" in done.stderr
+    shown = install(clone, "-v")
+    assert shown.returncode == 0, shown.stderr
+    assert "Successfully installed llava-video-mcp" in shown.stderr  # -v: pip's own output
+
+
+def test_a_failed_install_shows_pips_error(tmp_path: Path) -> None:
+    clone = stub_clone(tmp_path / "clone", ["no-such-package-for-llava-video-mcp"])
+    failed = install(clone)
+    assert failed.returncode != 0
+    assert "install: this step failed" in failed.stderr
+    assert "no-such-package-for-llava-video-mcp" in failed.stderr  # pip's own words, from the log
+    assert "Next:" not in failed.stderr

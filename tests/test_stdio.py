@@ -110,6 +110,30 @@ async def test_stdio_server_lists_and_calls_the_three_tools(
 
             missing = await client.call_tool("describe_video", {"source": str(tmp_path / "none.mp4")})
             assert missing.is_error
+
+            # The MCP Inspector before 0.16 sends what is typed into a number field as a string: digits are taken,
+            # in a list's objects too; anything else stays refused as it was.
+            typed = await client.call_tool(
+                "compare_videos",
+                {
+                    "sources": [str(h264_mp4), {"source": str(h264_mp4), "start_s": "1", "end_s": "2.5"}],
+                    "question": "Same?", "frames_per_video": "2", "max_new_tokens": "2",
+                },
+            )  # fmt: skip
+            assert not typed.is_error, typed.content
+            ranged = VideoAnswer.model_validate(typed.structured_content).videos[1]
+            assert (ranged.start_s, ranged.end_s, len(ranged.frames)) == (1, 2.5, 2)
+            for wrong, says in [
+                ({"num_frames": "eight"}, 'num_frames must be a whole number; got "eight"'),
+                ({"num_frames": "2.5"}, 'num_frames must be a whole number; got "2.5"'),
+                ({"start_s": "1e3"}, 'start_s must be a number; got "1e3"'),
+                ({"start_s": "nan"}, 'start_s must be a number; got "nan"'),
+                ({"num_frames": "0"}, "num_frames must be 1 to 32; got 0"),
+                ({"keyframes_only": "true"}, 'keyframes_only must be true or false; got "true"'),
+            ]:
+                refused = await client.call_tool("describe_video", {"source": str(h264_mp4), **wrong})
+                assert refused.is_error
+                assert says in str(refused.content), refused.content
     log = stderr_path.read_text()
     assert "loaded " in log
     assert "No file at" in log
