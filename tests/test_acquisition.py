@@ -268,9 +268,11 @@ def test_local_sidecar_subtitles(tmp_path: Path, site_root: Path) -> None:
 
 def test_private_address_is_refused_before_any_request(tmp_path: Path, site: LoopbackServer) -> None:
     fetcher = VideoFetcher(tmp_path, FetchPolicy(block_private_urls=True), inspect=media_duration)
-    with pytest.raises(SourceError, match=r"resolves to 127\.0\.0\.1, which is not a public address"):
+    with pytest.raises(SourceError, match=r"resolves to 127\.0\.0\.1, which is not a public address") as refused:
         fetcher.fetch(site.url("clip.mp4"))
     assert sum(site.requests.values()) == 0
+    assert "--no-block-private-urls" in str(refused.value)  # the way to try it locally, both flags in one message
+    assert "--allow-dir" in str(refused.value)
 
 
 def test_redirect_to_a_private_address_is_refused(
@@ -281,7 +283,7 @@ def test_redirect_to_a_private_address_is_refused(
     monkeypatch.setattr(netguard, "is_public", lambda address: address == "127.0.0.1")
     site.redirects["/hop.mp4"] = f"http://127.0.0.2:{site.port}/clip.mp4"
     fetcher = VideoFetcher(tmp_path, FetchPolicy(block_private_urls=True, download_retries=0), inspect=media_duration)
-    with pytest.raises(SourceError, match=r"led to non-public address 127\.0\.0\.2"):
+    with pytest.raises(SourceError, match=r"led to non-public address 127\.0\.0\.2.*--no-block-private-urls"):
         fetcher.fetch(site.url("hop.mp4"))
     assert site.count("hop.mp4") == 1
     assert site.count("clip.mp4") == 0
@@ -308,7 +310,7 @@ def test_allow_dir_refuses_escapes(tmp_path: Path, site_root: Path) -> None:
 
 
 def test_local_files_off(tmp_path: Path, site_root: Path) -> None:
-    with pytest.raises(SourceError, match="Local files are off on this server"):
+    with pytest.raises(SourceError, match=r"Local files are off on this server.*--allow-dir FOLDER"):
         VideoFetcher(tmp_path, FetchPolicy(local_files=False), inspect=media_duration).fetch(
             str(site_root / "clip.mp4")
         )

@@ -160,9 +160,15 @@ def check_public_url(url: str) -> None:
     blocked = sorted(a for a in addresses if not is_public(a))
     if blocked:
         raise SourceError(
-            f"Refused {url}: {host} resolves to {', '.join(blocked)}, which is not a public address, and this "
-            "server fetches only from public addresses (--block-private-urls). Use a public URL."
+            f"Refused {url}: {host} resolves to {', '.join(blocked)}, which is not a public address, and {LOCAL_TRY}"
         )
+
+
+LOCAL_TRY = (
+    "this server fetches only from public addresses. Use a public URL; to try it on your own machine, start the "
+    "server with --no-block-private-urls (and --allow-dir FOLDER for local files)."
+)
+"""The end of every refusal of a private address: both flags a local try needs, named once."""
 
 
 @contextmanager

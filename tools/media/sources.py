@@ -488,7 +488,9 @@ class VideoFetcher:
         policy = self.policy
         if not policy.local_files:
             raise SourceError(
-                "Local files are off on this server (it serves over HTTP with no --allow-dir). Pass an http(s) URL."
+                "Local files are off on this server (it serves over HTTP with no --allow-dir). Pass an http(s) URL; to "
+                "try it on your own machine, start the server with --allow-dir FOLDER (and --no-block-private-urls "
+                "for URLs on this machine)."
             )
         try:
             resolved = path.expanduser()

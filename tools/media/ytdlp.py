@@ -42,6 +42,7 @@ from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedEr
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError, VideoToolError
 from llava_video_mcp.tools.media.netguard import (
+    LOCAL_TRY,
     ConnectionWatch,
     NonPublicAddressError,
     ProgramRefusedError,
@@ -397,10 +398,7 @@ def explain(url: str, exc: Exception, options: DownloadOptions) -> Exception:
             "a direct link to a video file, or an HLS or DASH stream."
         )
     if (blocked := found(NonPublicAddressError)) is not None:
-        return SourceError(
-            f"Refused {url}: it led to {str(blocked).removeprefix('connection to ')}, and this server fetches "
-            "only from public addresses (--block-private-urls). Use a public URL."
-        )
+        return SourceError(f"Refused {url}: it led to {str(blocked).removeprefix('connection to ')}, and {LOCAL_TRY}")
     if isinstance(http := found(HTTPError), HTTPError):
         http.response.close()  # the error holds the open response; ours outlives it in the cause chain
         location = urljoin(http.response.url or url, http.response.headers.get("Location") or "")
