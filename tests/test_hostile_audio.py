@@ -29,7 +29,7 @@ from llava_video_mcp.tools.answer import Hearing, TranscriptOptions, VideoAnswer
 from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, whisper
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.media import LocalVideo
-from llava_video_mcp.tools.prompt import Cue
+from llava_video_mcp.tools.timeline import TimedText
 from tests.engines import MisbehavingEngine, Script
 from tests.media import encode_all, moving_frame, rgb_frame, spoken, with_sound
 from tests.test_server import error_text
@@ -57,7 +57,7 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return with_sound(tmp_path_factory.mktemp("talk") / "talk.mp4", seconds=40)  # two blocks: 30 s and 10 s
 
 
-def assert_cues_sound(cues: list[Cue], duration_s: float) -> None:
+def assert_cues_sound(cues: list[TimedText], duration_s: float) -> None:
     """In time order, inside the video, each starting before it ends, with finite times and text."""
     for cue in cues:
         assert math.isfinite(cue.start_s)

@@ -25,9 +25,10 @@ from llava_video_mcp.server.settings import ConfigError, Settings
 from llava_video_mcp.tools.answer import Hearing, TranscriptOptions, VideoAnswer
 from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, speech_loader, whisper
 from llava_video_mcp.tools.backends.fake import FakeBackend
-from llava_video_mcp.tools.backends.speech import Heard, heard_in
+from llava_video_mcp.tools.backends.speech import heard_in
 from llava_video_mcp.tools.frames import BLOCK_S, audio_track, decode_block, is_silent, level_dbfs
 from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.timeline import TimedText
 from tests.engines import MisbehavingEngine, Relay, Script, served_model
 from tests.httpserver import LoopbackServer
 from tests.media import with_sound, with_subtitles
@@ -455,8 +456,8 @@ def test_an_engine_reply_is_read_as_data() -> None:
             "not a segment",
         ],
     }
-    assert heard_in(reply, 30.0) == [Heard(1.0, 2.0, "kept"), Heard(0.0, 30.0, "clamped to the block")]
-    assert heard_in({"text": " only text "}, 12.5) == [Heard(0.0, 12.5, "only text")]
+    assert heard_in(reply, 30.0) == [TimedText(1.0, 2.0, "kept"), TimedText(0.0, 30.0, "clamped to the block")]
+    assert heard_in({"text": " only text "}, 12.5) == [TimedText(0.0, 12.5, "only text")]
     for nonsense in ({"segments": "not a list", "text": 7}, "a bare string", None, {"segments": [[1, 2, "x"]]}):
         assert heard_in(nonsense, 30.0) == []
 

@@ -8,7 +8,7 @@ Nothing here (or anywhere in `tools`) imports MCP: `VideoQA` is usable from a no
 
 from llava_video_mcp.tools.answer.evidence import Evidence
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
-from llava_video_mcp.tools.answer.progress import Progress, download_progress, no_progress
+from llava_video_mcp.tools.answer.progress import download_progress
 from llava_video_mcp.tools.answer.qa import Clip, Coverage, VideoQA
 from llava_video_mcp.tools.answer.results import (
     Answered,
@@ -26,6 +26,7 @@ from llava_video_mcp.tools.answer.results import (
 from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, Sampling, TranscriptOptions
 from llava_video_mcp.tools.answer.watch import WindowOptions
 from llava_video_mcp.tools.limits import MAX_MOMENTS, MAX_VIDEOS, MIN_VIDEOS
+from llava_video_mcp.tools.progress import Progress, no_progress
 
 __all__ = [
     "FRAME_SIDE",

@@ -35,10 +35,9 @@ from typing import Literal
 
 import numpy as np
 
-from llava_video_mcp.tools.answer.progress import Progress, no_progress
 from llava_video_mcp.tools.answer.results import Clock
 from llava_video_mcp.tools.answer.steps import TranscriptOptions, timed
-from llava_video_mcp.tools.backends import Heard, LazySpeech, SpeechBackend
+from llava_video_mcp.tools.backends import LazySpeech, SpeechBackend
 from llava_video_mcp.tools.backends.vad import MODEL_SHA256 as VAD_MODEL_SHA256
 from llava_video_mcp.tools.backends.vad import shared_vad
 from llava_video_mcp.tools.cancel import CancelToken
@@ -55,7 +54,9 @@ from llava_video_mcp.tools.frames import (
     quiet_edge,
 )
 from llava_video_mcp.tools.media import LocalVideo
-from llava_video_mcp.tools.prompt import Cue, clock, cues_in_range, read_cues
+from llava_video_mcp.tools.progress import Progress, no_progress
+from llava_video_mcp.tools.prompt import read_cues
+from llava_video_mcp.tools.timeline import TimedText, clock, in_range
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ _MAX_KEPT_BYTES = 256 * 1024
 class Transcript:
     """The cues of a range, where they came from, and what the caller should know when there are none."""
 
-    cues: list[Cue]
+    cues: list[TimedText]
     source: Source | None = None
     note: str | None = None
     language: str | None = None
@@ -112,7 +113,7 @@ class Hearing:
         if video.subtitles is not None:
             subtitles = read_cues(video.subtitles)
             if subtitles:
-                cues = cues_in_range(subtitles, start_s, end_s)
+                cues = in_range(subtitles, start_s, end_s)
                 return Transcript(cues, "subtitles" if cues else None)
         if not self.hears:
             return NOTHING
@@ -165,7 +166,7 @@ class _Listening:
         self._edges: dict[int, float] = {}
         self._done = 0
 
-    def cues(self, start_s: float, end_s: float) -> tuple[list[Cue], str | None]:
+    def cues(self, start_s: float, end_s: float) -> tuple[list[TimedText], str | None]:
         """The cues heard in the range and their language; ModelError when the speech model could not be brought
         up or failed."""
         blocks = self.track.blocks(start_s, end_s + EDGE_SEARCH_S)  # a block may begin up to EDGE_SEARCH_S early
@@ -182,9 +183,9 @@ class _Listening:
                 if missing:
                     heard |= self._hear(missing, key, len(blocks))
         cues = sorted((cue for number in blocks for cue in heard[number]), key=lambda c: (c.start_s, c.end_s))
-        return cues_in_range(cues, start_s, end_s), self.language
+        return in_range(cues, start_s, end_s), self.language
 
-    def _kept(self, numbers: Sequence[int], key: str) -> dict[int, list[Cue]]:
+    def _kept(self, numbers: Sequence[int], key: str) -> dict[int, list[TimedText]]:
         kept = {number: self.store.get(key, number, self.track.duration_s) for number in numbers}
         return {number: cues for number, cues in kept.items() if cues is not None}
 
@@ -196,10 +197,10 @@ class _Listening:
             self._edges[number] = block_edge(self.track, number, self.cancel)
         return self._edges[number]
 
-    def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[Cue]]:
+    def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[TimedText]]:
         """Hear the missing blocks: the speech the VAD finds in each, packed end to end into windows, a batch of
         windows at a time; each block kept once all of its speech is heard."""
-        heard: dict[int, list[Cue]] = {number: [] for number in missing}
+        heard: dict[int, list[TimedText]] = {number: [] for number in missing}
         left: dict[int, int] = {}
         """Pieces of each block's speech not heard yet."""
         backend: SpeechBackend | None = None
@@ -242,7 +243,7 @@ class _Listening:
         self,
         backend: SpeechBackend,
         windows: list[_Window],
-        heard: dict[int, list[Cue]],
+        heard: dict[int, list[TimedText]],
         left: dict[int, int],
         key: str,
     ) -> None:
@@ -259,14 +260,14 @@ class _Listening:
                 number, start = window.place(one.start_s)
                 end = min(max(window.place(one.end_s, is_end=True)[1], start), self.track.duration_s)
                 if start < end:
-                    heard[number].append(Cue(start, end, one.text))
+                    heard[number].append(TimedText(start, end, one.text))
             for piece in window.pieces:
                 left[piece.number] -= 1
                 if left[piece.number] == 0:
                     self._keep(key, piece.number, heard)
         windows.clear()
 
-    def _keep(self, key: str, number: int, heard: dict[int, list[Cue]]) -> None:
+    def _keep(self, key: str, number: int, heard: dict[int, list[TimedText]]) -> None:
         heard[number].sort(key=lambda c: (c.start_s, c.end_s))
         self.store.put(key, number, heard[number])
         self._done += 1
@@ -329,7 +330,7 @@ class _Window:
 
 
 class _BlockStore:
-    """Heard blocks on disk, one file each, written whole or not at all; a folder that cannot be written (a damaged
+    """TimedText blocks on disk, one file each, written whole or not at all; a folder that cannot be written (a damaged
     cache) only costs the reuse."""
 
     def __init__(self, folder: Path | None) -> None:
@@ -361,13 +362,13 @@ class _BlockStore:
         except OSError as exc:
             log.warning("could not keep the language heard at %s (%s)", self.folder, exc.strerror or exc)
 
-    def get(self, key: str, number: int, duration_s: float) -> list[Cue] | None:
+    def get(self, key: str, number: int, duration_s: float) -> list[TimedText] | None:
         """Block `number` as it was kept (of a sound `duration_s` long); None when it was not kept, or was damaged
         since (then it is removed: it is heard again)."""
         if self.folder is None:
             return None
         path = self.folder / key / f"{number:06d}.json"
-        heard: list[Cue] | None = None
+        heard: list[TimedText] | None = None
         try:
             size = path.stat().st_size
             if size <= _MAX_KEPT_BYTES:
@@ -383,7 +384,7 @@ class _BlockStore:
                 path.unlink()
         return heard
 
-    def put(self, key: str, number: int, heard: Sequence[Cue]) -> None:
+    def put(self, key: str, number: int, heard: Sequence[TimedText]) -> None:
         if self.folder is None:
             return
         folder = self.folder / key
@@ -441,24 +442,24 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _in_order(said: Sequence[Heard], length_s: float) -> list[Heard]:
+def _in_order(said: Sequence[TimedText], length_s: float) -> list[TimedText]:
     """What an engine heard in a window of `length_s` seconds: the usable cues, in time order."""
     usable = (h for h in said if _usable(h.start_s, h.end_s, h.text, 0.0, length_s, length_s))
     return sorted(usable, key=lambda h: (h.start_s, h.end_s))
 
 
-def _kept_cues(data: object, number: int, duration_s: float) -> list[Cue] | None:
+def _kept_cues(data: object, number: int, duration_s: float) -> list[TimedText] | None:
     """A kept block's cues, or None when they are not what `put` writes: usable cues starting in the block (which
     begins up to EDGE_SEARCH_S before its 30 s mark), in time order."""
     if not isinstance(data, list):
         return None
     first_s, last_s = max(number * BLOCK_S - EDGE_SEARCH_S, 0.0), (number + 1) * BLOCK_S
-    cues: list[Cue] = []
+    cues: list[TimedText] = []
     for item in data:
         if not (isinstance(item, list) and len(item) == 3):
             return None
         start_s, end_s, text = item
         if not _usable(start_s, end_s, text, first_s, last_s, duration_s) or (cues and start_s < cues[-1].start_s):
             return None
-        cues.append(Cue(float(start_s), float(end_s), text))
+        cues.append(TimedText(float(start_s), float(end_s), text))
     return cues

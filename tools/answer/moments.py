@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
-from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
+from llava_video_mcp.tools.answer.progress import model_progress, span
 from llava_video_mcp.tools.answer.results import (
     Basis,
     Clock,
@@ -51,7 +51,9 @@ from llava_video_mcp.tools.frames import (
 from llava_video_mcp.tools.limits import MAX_MOMENTS
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.plural import plural
-from llava_video_mcp.tools.prompt import Cue, SeenVideo, TimedText, look_question, question_prompt, rank_prompt
+from llava_video_mcp.tools.progress import Progress
+from llava_video_mcp.tools.prompt import SeenVideo, look_question, question_prompt, rank_prompt
+from llava_video_mcp.tools.timeline import TimedText
 from llava_video_mcp.tools.untrusted import clean_question, without_controls
 
 LOOK_FRAMES = 8
@@ -92,7 +94,7 @@ def words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS]
 
 
-def said(cues: Sequence[Cue], query: str, basis: Basis) -> list[_Candidate]:
+def said(cues: Sequence[TimedText], query: str, basis: Basis) -> list[_Candidate]:
     """The cues holding every content word of the query, neighbours within 2 s merged, in time order."""
     wanted = set(words(query))
     if not wanted:

@@ -22,7 +22,6 @@ from typing import Literal
 from llava_video_mcp.tools.answer.evidence import Evidence
 from llava_video_mcp.tools.answer.hearing import Hearing
 from llava_video_mcp.tools.answer.moments import MomentSearch
-from llava_video_mcp.tools.answer.progress import Progress, no_progress
 from llava_video_mcp.tools.answer.results import MomentsAnswer, VideoAnswer
 from llava_video_mcp.tools.answer.sampled import VideoRequest, answer_sampled
 from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, Sampling, TranscriptOptions
@@ -33,6 +32,7 @@ from llava_video_mcp.tools.errors import LimitError
 from llava_video_mcp.tools.frames import SampleCache, SamplingPlan
 from llava_video_mcp.tools.limits import MAX_FRAMES, MAX_VIDEOS, MIN_VIDEOS
 from llava_video_mcp.tools.media import VideoFetcher
+from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.prompt import DEFAULT_QUESTION
 from llava_video_mcp.tools.untrusted import clean_question
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from llava_video_mcp.tools.backends import Generation, VideoLanguageBackend
 from llava_video_mcp.tools.frames import StreamInfo
 from llava_video_mcp.tools.media import LocalVideo
-from llava_video_mcp.tools.prompt import Cue
+from llava_video_mcp.tools.timeline import TimedText
 
 
 class FrameInfo(BaseModel):
@@ -181,7 +181,7 @@ def video_info(
     frames: list[FrameInfo],
     frames_from_cache: bool,
     note: str | None,
-    cues: Sequence[Cue] = (),
+    cues: Sequence[TimedText] = (),
     source: Literal["subtitles", "speech"] | None = None,
     language: str | None = None,
 ) -> VideoInfo:
@@ -209,7 +209,7 @@ def video_info(
     )
 
 
-def transcript_cues(cues: Sequence[Cue]) -> list[TranscriptCue] | None:
+def transcript_cues(cues: Sequence[TimedText]) -> list[TranscriptCue] | None:
     return [TranscriptCue(start_s=c.start_s, end_s=c.end_s, text=c.text) for c in cues] or None
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
-from llava_video_mcp.tools.answer.progress import Progress, WorkPlan, model_progress, span
+from llava_video_mcp.tools.answer.progress import WorkPlan, model_progress, span
 from llava_video_mcp.tools.answer.results import Clock, FrameInfo, VideoAnswer, VideoInfo, answer_of, video_info
 from llava_video_mcp.tools.answer.steps import (
     Sampling,
@@ -26,6 +26,7 @@ from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import Cut, SampleCache, SampledVideo, SamplingPlan, scene_numbers
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.plural import plural
+from llava_video_mcp.tools.progress import Progress
 from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, SeenVideo, bounded, question_prompt
 
 SPARSE_S = 30.0

@@ -11,13 +11,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from llava_video_mcp.tools.answer.progress import Progress, download_progress, model_download_progress
+from llava_video_mcp.tools.answer.progress import download_progress, model_download_progress
 from llava_video_mcp.tools.answer.results import Clock
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import Cut, SamplingPlan, checked_range, detect_scenes, outline, scene_targets
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
-from llava_video_mcp.tools.prompt import Safe, clock
+from llava_video_mcp.tools.progress import Progress
+from llava_video_mcp.tools.prompt import Safe
+from llava_video_mcp.tools.timeline import clock
 from llava_video_mcp.tools.untrusted import neutralise
 
 FRAME_SIDE = 384

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
-from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
+from llava_video_mcp.tools.answer.progress import model_progress, span
 from llava_video_mcp.tools.answer.results import (
     Clock,
     Segment,
@@ -59,17 +59,15 @@ from llava_video_mcp.tools.frames import (
 )
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.plural import plural
+from llava_video_mcp.tools.progress import Progress
 from llava_video_mcp.tools.prompt import (
     MAX_TRANSCRIPT_CHARS,
-    Cue,
-    TimedText,
     bounded,
-    clock,
     condense_prompt,
-    cues_in_range,
     notes_prompt,
     window_prompt,
 )
+from llava_video_mcp.tools.timeline import TimedText, clock, in_range
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class _Pending:
     key: str
     label: str
     times: list[float]
-    cues: list[Cue]
+    cues: list[TimedText]
     prompt: Prompt
 
 
@@ -247,7 +245,7 @@ class FullWatch:
     def _prepared(self, watching: Watching, window: Window, store: NotesStore, clock_: Clock) -> WindowNotes | _Pending:
         """A window's kept notes, or its frames and prompt for the model."""
         plan, backend = watching.plan, watching.backend
-        cues = bounded(cues_in_range(watching.heard.cues, window.start_s, window.end_s), MAX_TRANSCRIPT_CHARS)
+        cues = bounded(in_range(watching.heard.cues, window.start_s, window.end_s), MAX_TRANSCRIPT_CHARS)
         key = NotesStore.key(
             backend.model_id, window.start_s, window.end_s, plan.keyframes_only, FRAME_SIDE,
             [(c.start_s, c.end_s, c.text) for c in cues], NOTES_TOKENS,

@@ -3,9 +3,7 @@ function (`templates`). Text from strangers is made harmless by `tools.untrusted
 
 from llava_video_mcp.tools.prompt.subtitles import (
     MAX_TRANSCRIPT_CHARS,
-    Cue,
     bounded,
-    cues_in_range,
     parse_subtitles,
     read_cues,
     render,
@@ -16,8 +14,6 @@ from llava_video_mcp.tools.prompt.templates import (
     PromptText,
     Safe,
     SeenVideo,
-    TimedText,
-    clock,
     condense_prompt,
     look_question,
     notes_prompt,
@@ -26,12 +22,12 @@ from llava_video_mcp.tools.prompt.templates import (
     span_label,
     window_prompt,
 )
+from llava_video_mcp.tools.timeline import TimedText, clock
 
 __all__ = [
     "DEFAULT_QUESTION",
     "MAP_INSTRUCTION",
     "MAX_TRANSCRIPT_CHARS",
-    "Cue",
     "PromptText",
     "Safe",
     "SeenVideo",
@@ -39,7 +35,6 @@ __all__ = [
     "bounded",
     "clock",
     "condense_prompt",
-    "cues_in_range",
     "look_question",
     "notes_prompt",
     "parse_subtitles",

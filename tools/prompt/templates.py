@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from llava_video_mcp.tools.prompt.subtitles import Cue, render
+from llava_video_mcp.tools.prompt.subtitles import render
+from llava_video_mcp.tools.timeline import TimedText, clock
 
 Safe = Callable[[str], str]
 """Makes text from strangers harmless in a prompt (see `untrusted.neutralise`)."""
@@ -46,26 +47,9 @@ class SeenVideo:
     duration_s: float
     times_s: Sequence[float]
     """Exact times of the frames the model sees, in order."""
-    cues: Sequence[Cue] = ()
+    cues: Sequence[TimedText] = ()
     scenes: Sequence[int] = ()
     """The scene (1 for the video's first) each frame is in, where the frames were placed by scene; else empty."""
-
-
-@dataclass(frozen=True)
-class TimedText:
-    """Text about a span of a video: a window's notes, or several windows' notes condensed."""
-
-    start_s: float
-    end_s: float
-    text: str
-
-
-def clock(seconds: float) -> str:
-    """MM:SS, or H:MM:SS past an hour."""
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def question_prompt(videos: Sequence[SeenVideo], question: str, safe: Safe) -> PromptText:
@@ -76,8 +60,8 @@ def question_prompt(videos: Sequence[SeenVideo], question: str, safe: Safe) -> P
 
 
 def window_prompt(
-    title: str | None, duration_s: float, start_s: float, end_s: float, times_s: Sequence[float], cues: Sequence[Cue],
-    safe: Safe,
+    title: str | None, duration_s: float, start_s: float, end_s: float, times_s: Sequence[float],
+    cues: Sequence[TimedText], safe: Safe,
 ) -> PromptText:  # fmt: skip
     """A window's notes request: its frames placed in the whole video, its subtitles, then MAP_INSTRUCTION."""
     titled = f' "{safe(title)}"' if title else ""
