@@ -35,6 +35,8 @@ class TrackText:
     note: str | None = None
     language: str | None = None
     """Of the text read: the one asked for, or the one the engine told."""
+    read_s: float = 0.0
+    """Seconds an engine spent reading it (bringing the engine up too): the result's `transcribe_s`."""
 
 
 def clock(seconds: float) -> str:

@@ -17,10 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 import unicodedata
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -115,9 +113,6 @@ class VideoFetcher:
         self.policy = policy if policy is not None else FetchPolicy()
         self.inspect = inspect
         self.cache = VideoCache(cache_dir, cache_max_bytes)
-        self._downloads_lock = threading.Lock()
-        self._downloaded: weakref.WeakKeyDictionary[CancelToken, dict[str, float]] = weakref.WeakKeyDictionary()
-        """Downloads made ahead of a call (`download`), by the call's cancel token: source -> seconds taken."""
         if self.cache.videos.is_dir():
             self.cache.remove_abandoned_staging()
 
@@ -136,11 +131,6 @@ class VideoFetcher:
         video = self.fetch(
             source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
         )
-        if cancel is not None and video.from_cache:
-            with self._downloads_lock:
-                downloaded_s = self._downloaded.get(cancel, {}).pop(video.source, None)
-            if downloaded_s is not None:
-                video = replace(video, from_cache=False, fetch_s=downloaded_s + video.fetch_s)
         try:
             yield video
         finally:
@@ -165,15 +155,13 @@ class VideoFetcher:
         sound: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken,
-    ) -> None:
-        """Bring `source` into the cache ahead of the call that needs it; that call (the same `cancel` token) then
-        finds it there, and its result still says that it downloaded the video, and how long that took."""
+    ) -> float | None:
+        """Bring `source` into the cache ahead of the call that needs it (which then finds it there): the seconds
+        the download took, None when it was in the cache already."""
         with self.fetched(
             source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
         ) as got:
-            if not got.from_cache:
-                with self._downloads_lock:
-                    self._downloaded.setdefault(cancel, {})[got.source] = got.fetch_s
+            return None if got.from_cache else got.fetch_s
 
     def fetch(
         self,

@@ -4,6 +4,7 @@ function (`templates`). Text from strangers is made harmless by `tools.untrusted
 from llava_video_mcp.tools.prompt.subtitles import (
     MAX_TRANSCRIPT_CHARS,
     bounded,
+    bounded_tracks,
     parse_subtitles,
     read_cues,
     render,
@@ -33,6 +34,7 @@ __all__ = [
     "SeenVideo",
     "TimedText",
     "bounded",
+    "bounded_tracks",
     "clock",
     "condense_prompt",
     "look_question",

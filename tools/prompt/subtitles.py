@@ -1,14 +1,15 @@
 """Subtitles as a compact, timestamped transcript for the model: WebVTT and SRT read in linear time, cut to the
-sampled range and to a budget."""
+sampled range and to a budget (one budget shared by every track)."""
 
 from __future__ import annotations
 
 import html
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from llava_video_mcp.tools.timeline import TimedText
+from llava_video_mcp.tools.timeline import TimedText, TrackText
 
 MAX_TRANSCRIPT_CHARS = 2000
 """About 500 tokens: enough for the gist of a few minutes of speech, small beside the frames' image tokens."""
@@ -70,6 +71,13 @@ def bounded(cues: Sequence[TimedText], max_chars: int = MAX_TRANSCRIPT_CHARS) ->
     keep = max(1, int(max_chars / average))
     step = len(cues) / keep
     return [cues[int(i * step)] for i in range(keep)]
+
+
+def bounded_tracks(tracks: Sequence[TrackText], max_chars: int = MAX_TRANSCRIPT_CHARS) -> list[TrackText]:
+    """The tracks within one text budget, shared evenly by those with cues (each `bounded` to its share)."""
+    speaking = sum(1 for track in tracks if track.cues)
+    share = max_chars // max(speaking, 1)
+    return [replace(track, cues=bounded(track.cues, share)) if track.cues else track for track in tracks]
 
 
 def render(cues: Sequence[TimedText]) -> str:
