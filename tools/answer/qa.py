@@ -88,6 +88,11 @@ class VideoQA:
     def model(self) -> ModelProvider:
         return self.stages.model
 
+    @property
+    def tracks(self) -> Tracks:
+        """What is read beside the frames, in the order the prompt shows it."""
+        return self.stages.tracks
+
     def downloads(self, sources: Sequence[str], transcript: TranscriptOptions) -> Downloads:
         """The downloads a call about `sources` needs first (one per source not in the cache yet, bringing what the
         tracks need), and the `VideoQA` the call then runs on."""
