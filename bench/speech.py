@@ -276,20 +276,25 @@ def measured(kind: str, *args: Any) -> dict[str, Any]:
 
 def first_call(model: Path, device: str, video: Path) -> dict[str, Any]:
     """describe_video's first call on the video, without and with hearing (the vision model a stand-in)."""
-    from llava_video_mcp.tools.answer import Hearing, VideoQA
+    from llava_video_mcp.tools.answer import VideoQA
     from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig
     from llava_video_mcp.tools.backends.fake import FakeBackend
     from llava_video_mcp.tools.frames import media_duration
     from llava_video_mcp.tools.media import VideoFetcher
+    from llava_video_mcp.tools.tracks import SpeechTrack, SubtitlesTrack, Tracks
 
     _first_temperature_only()
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as cache:
         fetcher = VideoFetcher(Path(cache), inspect=media_duration)
         speech = SpeechConfig(model=str(model), device=device, store=MODELS / "converted")
-        hearing = Hearing(LazySpeech(speech))
-        for name, hears in [("without_hearing_s", Hearing()), ("with_hearing_s", hearing), ("second_call_s", hearing)]:
-            qa = VideoQA(fetcher, Ready(FakeBackend()), hearing=hears)
+        hearing = Tracks([SubtitlesTrack(), SpeechTrack(LazySpeech(speech))])
+        for name, hears in [
+            ("without_hearing_s", Tracks([SubtitlesTrack()])),
+            ("with_hearing_s", hearing),
+            ("second_call_s", hearing),
+        ]:
+            qa = VideoQA(fetcher, Ready(FakeBackend()), tracks=hears)
             started = time.perf_counter()
             answer = qa.describe(str(video), "What is said?", num_frames=8)
             result[name] = round(time.perf_counter() - started, 2)
@@ -380,9 +385,10 @@ def _ours_real(folder: str, video: str, store: str) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from llava_video_mcp.tools.answer import Hearing, TranscriptOptions
+    from llava_video_mcp.tools.answer import TranscriptOptions
     from llava_video_mcp.tools.backends import LazySpeech, SpeechConfig
     from llava_video_mcp.tools.media import LocalVideo
+    from llava_video_mcp.tools.tracks import SpeechTrack
 
     speech = LazySpeech(SpeechConfig(model=folder, device="cpu", store=Path(store) / "models"))
     loading = time.process_time()
@@ -390,7 +396,7 @@ def _ours_real(folder: str, video: str, store: str) -> dict[str, Any]:
     load_s = time.process_time() - loading
     local = LocalVideo("bench", Path(video), None, from_cache=True, fetch_s=0.0, store=Path(store) / "kept")
     started, wall = time.process_time(), time.perf_counter()
-    heard = Hearing(speech).transcript(local, 0.0, 10_000.0, TranscriptOptions(language="en"))
+    heard = SpeechTrack(speech).read(local, 0.0, 10_000.0, TranscriptOptions(language="en"))
     return {"cpu_s": round(time.process_time() - started, 2), "wall_s": round(time.perf_counter() - wall, 2),
             "load_cpu_s": round(load_s, 2), "cues": [(c.start_s, c.end_s, c.text) for c in heard.cues],
             "peak_rss_mb": own_peak_rss_mb()}  # fmt: skip

@@ -25,18 +25,14 @@ from llava_video_mcp.server.auth import auth_options
 from llava_video_mcp.server.components import build
 from llava_video_mcp.server.contract import StrictTool, error_result
 from llava_video_mcp.server.settings import Settings, version
-from llava_video_mcp.server.worker import Download, Pools, run_call
+from llava_video_mcp.server.worker import Pools, run_call
 from llava_video_mcp.tools.answer import (
     MomentsAnswer,
-    Progress,
-    TranscriptOptions,
     VideoAnswer,
     VideoQA,
-    download_progress,
 )
 from llava_video_mcp.tools.backends import ModelProvider
 from llava_video_mcp.tools.backends.loader import ModelSummary, model_summary
-from llava_video_mcp.tools.cancel import CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +75,6 @@ class AppState:
     qa: VideoQA
     pools: Pools
     progress_interval_s: float = 5.0
-
-    def downloads(self, sources: list[str], transcript: TranscriptOptions) -> list[Download]:
-        """The downloads a call needs first, one per source not in the cache yet (run in their own pool)."""
-        language = transcript.language if transcript.include else None
-        fetcher = self.qa.fetcher
-        hears = transcript.include and self.qa.hearing.hears
-
-        def download(number: int, source: str) -> Download:
-            def run(progress: Progress, cancel: CancelToken) -> None:
-                hook = download_progress(progress, 0, 1, number)
-                fetcher.download(source, subtitle_language=language, sound=hears, on_progress=hook, cancel=cancel)
-
-            return run
-
-        return [download(n, source) for n, source in enumerate(sources, 1) if fetcher.needs_download(source)]
 
 
 def build_server(settings: Settings, provider: ModelProvider | None = None) -> MCPServer[AppState]:
@@ -153,13 +134,14 @@ def tool_function(arguments: type[ToolArguments], result: type[BaseModel]) -> Ca
         if problem is not None:
             return error_result(problem + ".", retryable=False)
         state = ctx.request_context.lifespan_context
+        planned = state.qa.downloads(asked.videos(), asked.transcript())
         return await run_call(
             ctx,
             arguments.tool,
             state.progress_interval_s,
-            lambda progress, cancel: asked.ask(state.qa, progress, cancel),
+            lambda progress, cancel: asked.ask(planned.qa, progress, cancel),
             state.pools,
-            state.downloads(asked.videos(), asked.transcript()),
+            planned.downloads,
         )
 
     empty = inspect.Parameter.empty

@@ -24,8 +24,9 @@ def check(settings: Settings, *, serving_http: bool = False) -> Settings:
 
         _check_model(settings.model or DEFAULT_MODEL, kinds={family.model_type: family.name for family in FAMILIES})
         _check_device(settings.device)
-    if settings.asr_endpoint is None and settings.asr_model.strip().lower() not in ("auto", "none"):
-        _check_model(settings.asr_model, flag="--asr-model", kinds={"whisper": "whisper"})
+    named = settings.speech_config().named  # `auto` and `none` read once, in any case, by the speech config
+    if settings.asr_endpoint is None and named is not None:
+        _check_model(named, flag="--asr-model", kinds={"whisper": "whisper"})
     if settings.cookies is not None and not _readable(settings.cookies):
         raise ConfigError(
             f"--cookies {settings.cookies}: cannot read that file. Export cookies (Netscape format) there."

@@ -1,17 +1,19 @@
 """What the server and the terminal commands work with, built from the settings in one place: the fetcher (the
-media stage, told how the frames stage reads a file), the model (loaded on first use, or an engine), the speech
-model (the same), and the
-questions' logic over both. The MCP app, the HTTP app and the terminal share it."""
+media stage, told how the frames stage reads a file), the model (loaded on first use, or an engine), the tracks
+read beside the frames (subtitles, and speech heard by the speech model, loaded on first use too), and the
+questions' logic over them. The MCP app, the HTTP app and the terminal share it: a new track is registered here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.answer import Hearing, VideoQA
+from llava_video_mcp.tools.answer import FRAME_SIDE, VideoQA
 from llava_video_mcp.tools.backends import LazyBackend, LazySpeech, ModelProvider
+from llava_video_mcp.tools.backends.loader import model_summary
 from llava_video_mcp.tools.frames import media_duration
 from llava_video_mcp.tools.media import VideoFetcher
+from llava_video_mcp.tools.tracks import SpeechTrack, SubtitlesTrack, Tracks
 
 
 @dataclass(frozen=True)
@@ -36,5 +38,8 @@ def build(settings: Settings, model: ModelProvider | None = None) -> Components:
     )
     model = model if model is not None else LazyBackend(settings.backend_config())
     speech = LazySpeech(settings.speech_config())
-    qa = VideoQA(fetcher, model, windows=settings.window_options(), hearing=Hearing(speech))
+    tracks = Tracks([SubtitlesTrack(), SpeechTrack(speech)])
+    cost = model_summary(settings.backend_config()).frame_cost
+    side = cost.side if cost is not None else FRAME_SIDE
+    qa = VideoQA(fetcher, model, windows=settings.window_options(), tracks=tracks, frame_side=side)
     return Components(fetcher, model, qa, speech)

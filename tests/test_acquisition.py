@@ -17,7 +17,8 @@ from llava_video_mcp.tools.frames import media_duration, probe
 from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher, netguard
 from llava_video_mcp.tools.media.sources import find_sidecar
 from llava_video_mcp.tools.media.ytdlp import DownloadOptions, explain
-from llava_video_mcp.tools.prompt import bounded, cues_in_range, parse_subtitles
+from llava_video_mcp.tools.prompt import bounded, parse_subtitles
+from llava_video_mcp.tools.timeline import in_range
 from tests.httpserver import LoopbackServer
 from tests.media import encode_video
 
@@ -242,7 +243,7 @@ def test_subtitle_parsing_and_bounds() -> None:
     rolling = "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nthe cat\n\n00:00:02.000 --> 00:00:03.000\nthe cat sat\n"
     assert [c.text for c in parse_subtitles(rolling)] == ["the cat sat"]
     cues = parse_subtitles(VTT)
-    assert [c.text for c in cues_in_range(cues, 1.6, 3.0)] == ["Goodbye & thanks"]
+    assert [c.text for c in in_range(cues, 1.6, 3.0)] == ["Goodbye & thanks"]
     many = parse_subtitles(
         "WEBVTT\n\n" + "".join(f"00:00:{i:02d}.000 --> 00:00:{i:02d}.900\nline {i}\n\n" for i in range(60))
     )

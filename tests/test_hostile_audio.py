@@ -25,11 +25,12 @@ import torch
 from mcp import Client
 
 from llava_video_mcp.server.app import build_server
-from llava_video_mcp.tools.answer import Hearing, TranscriptOptions, VideoAnswer
+from llava_video_mcp.tools.answer import TranscriptOptions, VideoAnswer
 from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, whisper
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.media import LocalVideo
-from llava_video_mcp.tools.prompt import Cue
+from llava_video_mcp.tools.timeline import TimedText
+from llava_video_mcp.tools.tracks import SpeechTrack
 from tests.engines import MisbehavingEngine, Script
 from tests.media import encode_all, moving_frame, rgb_frame, spoken, with_sound
 from tests.test_server import error_text
@@ -57,7 +58,7 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return with_sound(tmp_path_factory.mktemp("talk") / "talk.mp4", seconds=40)  # two blocks: 30 s and 10 s
 
 
-def assert_cues_sound(cues: list[Cue], duration_s: float) -> None:
+def assert_cues_sound(cues: list[TimedText], duration_s: float) -> None:
     """In time order, inside the video, each starting before it ends, with finite times and text."""
     for cue in cues:
         assert math.isfinite(cue.start_s)
@@ -362,7 +363,7 @@ def test_a_call_waiting_for_its_turn_to_hear_stops_at_once_when_cancelled(
 ) -> None:
     encoder = _GatedEncoder(monkeypatch)
     speech = LazySpeech(SpeechConfig(model=str(tiny_whisper), device="cpu", store=tmp_path / "models"))
-    hearing = Hearing(speech)
+    hearing = SpeechTrack(speech)
     local = LocalVideo("talk", talk, None, from_cache=True, fetch_s=0.0, store=tmp_path / "store")
     waits = threading.Event()
     outcome: dict[str, BaseException | None] = {}
@@ -373,7 +374,7 @@ def test_a_call_waiting_for_its_turn_to_hear_stops_at_once_when_cancelled(
                 waits.set()
 
         try:
-            hearing.transcript(local, 0.0, 40.0, TranscriptOptions(), progress, cancel)
+            hearing.read(local, 0.0, 40.0, TranscriptOptions(), progress, cancel)
             outcome[name] = None
         except BaseException as exc:
             outcome[name] = exc

@@ -13,10 +13,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "llava_video_mcp"
-STAGES = ["foundation", "media", "frames", "prompt", "backends", "answer"]
+STAGES = ["foundation", "media", "frames", "prompt", "backends", "tracks", "answer"]
 """In the order data flows: a source becomes a file, the file timed images, images and text a prompt, the prompt
-an answer; the tools' logic uses them all. The foundation (errors, cancel, untrusted text, the shared LRU) is what
-every stage may use."""
+an answer; the tracks read what a range says or shows as timed text (subtitles, speech heard); the tools' logic uses
+them all. The foundation (errors, cancel, untrusted text, the shared LRU, timed text, progress shapes) is what every
+stage may use."""
 
 
 TESTING = f"{PACKAGE}.testing"

@@ -22,12 +22,14 @@ from mcp import Client
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.checks import check
 from llava_video_mcp.server.settings import ConfigError, Settings
-from llava_video_mcp.tools.answer import Hearing, TranscriptOptions, VideoAnswer
+from llava_video_mcp.tools.answer import TranscriptOptions, VideoAnswer
 from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, speech_loader, whisper
 from llava_video_mcp.tools.backends.fake import FakeBackend
-from llava_video_mcp.tools.backends.speech import Heard, heard_in
+from llava_video_mcp.tools.backends.speech import heard_in
 from llava_video_mcp.tools.frames import BLOCK_S, audio_track, decode_block, is_silent, level_dbfs
 from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.timeline import TimedText
+from llava_video_mcp.tools.tracks import SpeechTrack
 from tests.engines import MisbehavingEngine, Relay, Script, served_model
 from tests.httpserver import LoopbackServer
 from tests.media import with_sound, with_subtitles
@@ -359,7 +361,7 @@ def test_a_ten_hour_silent_track_costs_only_the_range(tmp_path: Path, tiny_whisp
                        rate=8000)  # fmt: skip
     speech = LazySpeech(SpeechConfig(model=str(tiny_whisper), device="cpu"))
     local = LocalVideo("v", video, None, from_cache=True, fetch_s=0.0, audio=sound, store=tmp_path / "store")
-    heard = Hearing(speech).transcript(local, 0.0, 10.0, _INCLUDE)
+    heard = SpeechTrack(speech).read(local, 0.0, 10.0, _INCLUDE)
     assert heard.cues == []
     assert "No speech was heard in this range" in (heard.note or "")
     assert speech._backend is None  # silence never loads the model
@@ -379,10 +381,10 @@ def test_speech_heard_on_a_real_transformers_serve(tmp_path: Path, sounds: Path)
         local = LocalVideo("talk", sounds / "talk.mp4", None, from_cache=True, fetch_s=0.0,
                            store=tmp_path / "store")  # fmt: skip
         try:
-            heard = Hearing(speech).transcript(local, 0.0, 40.0, _INCLUDE)
+            heard = SpeechTrack(speech).read(local, 0.0, 40.0, _INCLUDE)
         finally:
             speech.close()  # its connections to the engine, before the engine stops
-    assert heard.source == "speech"
+    assert heard.name == "speech"
     # one cue a block, from the first speech the VAD found in it to the last (blocks begin in a pause near 30 s)
     assert len(heard.cues) == 2
     first, second = heard.cues
@@ -455,8 +457,8 @@ def test_an_engine_reply_is_read_as_data() -> None:
             "not a segment",
         ],
     }
-    assert heard_in(reply, 30.0) == [Heard(1.0, 2.0, "kept"), Heard(0.0, 30.0, "clamped to the block")]
-    assert heard_in({"text": " only text "}, 12.5) == [Heard(0.0, 12.5, "only text")]
+    assert heard_in(reply, 30.0) == [TimedText(1.0, 2.0, "kept"), TimedText(0.0, 30.0, "clamped to the block")]
+    assert heard_in({"text": " only text "}, 12.5) == [TimedText(0.0, 12.5, "only text")]
     for nonsense in ({"segments": "not a list", "text": 7}, "a bare string", None, {"segments": [[1, 2, "x"]]}):
         assert heard_in(nonsense, 30.0) == []
 
@@ -517,18 +519,18 @@ def test_each_block_is_encoded_once_and_the_language_told_once(
     video = with_sound(tmp_path / "talk.mp4", seconds=75, fps=1)
     speech = LazySpeech(SpeechConfig(model=str(tiny_whisper), device="cpu", store=tmp_path / "models"))
     local = LocalVideo("talk", video, None, from_cache=True, fetch_s=0.0, store=tmp_path / "store")
-    first = Hearing(speech).transcript(local, 0.0, 20.0, _INCLUDE)  # the first block alone
+    first = SpeechTrack(speech).read(local, 0.0, 20.0, _INCLUDE)  # the first block alone
     assert calls["encode"] == 1
     assert calls["language"] == 1
     assert calls["decode"] == len(whisper.TEMPERATURES)  # every fallback temperature, on the one encoding
     assert first.language is not None
-    rest = Hearing(speech).transcript(local, 0.0, 75.0, _INCLUDE)
+    rest = SpeechTrack(speech).read(local, 0.0, 75.0, _INCLUDE)
     # the two blocks not heard yet, in one batch; each heard on once more at most, past an early end
     assert 3 <= calls["encode"] <= 5
     assert calls["language"] == 1  # the video's language is kept with its blocks
     assert rest.language == first.language
     before = calls["encode"]
-    forced = Hearing(speech).transcript(local, 0.0, 20.0, TranscriptOptions(language="de"))
+    forced = SpeechTrack(speech).read(local, 0.0, 20.0, TranscriptOptions(language="de"))
     assert forced.language == "de"
     assert calls["language"] == 1
     assert calls["encode"] == before + 1  # heard again, in German

@@ -83,8 +83,8 @@ def test_compare_labels_each_videos_subtitles(qa: tuple[VideoQA, FakeBackend], l
     service, backend = qa
     service.compare([str(h264_mp4), str(lecture)], "Which one talks?", frames_per_video=1, max_new_tokens=1)
     text = backend.prompts[-1].text
-    assert "Subtitles of Video 2:\n[0.5 s] Hello there" in text
-    assert "Subtitles of Video 1" not in text
+    assert "Subtitles spoken in Video 2:\n[0.5 s] Hello there" in text
+    assert "in Video 1" not in text
 
 
 @pytest.mark.parametrize(

@@ -20,21 +20,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
-from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
-from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
+from llava_video_mcp.tools.answer.progress import model_progress, span
 from llava_video_mcp.tools.answer.results import (
-    Basis,
     Clock,
     Moment,
     MomentsAnswer,
     TokenCounts,
     model_info,
+    notes_of,
     video_info,
 )
-from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, ask, fetched, index_file, safe_for, timed
+from llava_video_mcp.tools.answer.steps import Stages, ask, fetched, index_file, safe_for, timed
 from llava_video_mcp.tools.answer.watch import FullWatch, Watching, WindowOptions, watched_info
 from llava_video_mcp.tools.answer.windows import WindowNotes
-from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt
+from llava_video_mcp.tools.backends import Generation, InferenceProgress, Prompt
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError
 from llava_video_mcp.tools.frames import (
@@ -49,9 +48,12 @@ from llava_video_mcp.tools.frames import (
     stream_notes,
 )
 from llava_video_mcp.tools.limits import MAX_MOMENTS
-from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.plural import plural
-from llava_video_mcp.tools.prompt import Cue, SeenVideo, TimedText, look_question, question_prompt, rank_prompt
+from llava_video_mcp.tools.progress import Progress
+from llava_video_mcp.tools.prompt import SeenVideo, look_question, question_prompt, rank_prompt
+from llava_video_mcp.tools.timeline import TimedText, TrackText
+from llava_video_mcp.tools.tracks import WITH_TRANSCRIPT, Basis
 from llava_video_mcp.tools.untrusted import clean_question, without_controls
 
 LOOK_FRAMES = 8
@@ -92,7 +94,7 @@ def words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS]
 
 
-def said(cues: Sequence[Cue], query: str, basis: Basis) -> list[_Candidate]:
+def said(cues: Sequence[TimedText], query: str, basis: Basis) -> list[_Candidate]:
     """The cues holding every content word of the query, neighbours within 2 s merged, in time order."""
     wanted = set(words(query))
     if not wanted:
@@ -138,16 +140,14 @@ class MomentSearch:
 
     def __init__(
         self,
-        fetcher: VideoFetcher,
-        model: ModelProvider,
-        hearing: Hearing,
+        stages: Stages,
         windows: WindowOptions,
         progress: Progress,
         cancel: CancelToken | None,
     ) -> None:
-        self.fetcher = fetcher
-        self.hearing = hearing
-        self.watch = FullWatch(fetcher, model, hearing, windows, progress, cancel)
+        self.stages = stages
+        self.tracks = stages.tracks
+        self.watch = FullWatch(stages, windows, progress, cancel)
         self.progress = progress
         self.cancel = cancel
         self._prompt_tokens = 0
@@ -168,25 +168,24 @@ class MomentSearch:
         if not 1 <= max_moments <= MAX_MOMENTS:
             raise LimitError(f"max_moments must be 1 to {MAX_MOMENTS}; got {max_moments}.")
         clock = Clock()
-        plan = SamplingPlan(NOTES_FRAMES, start_s, end_s, min_side=FRAME_SIDE)
-        with fetched(
-            self.fetcher, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel,
-            self.hearing.hears,
-        ) as [video]:  # fmt: skip
+        plan = SamplingPlan(NOTES_FRAMES, start_s, end_s, min_side=self.stages.frame_side)
+        with fetched(self.stages, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel) as [
+            video
+        ]:
             info, keyframes = outline(video.path, index_file(video))
             start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
-            # A range too long to watch may still be answered by its subtitles, read without decoding anything;
-            # it is refused before its speech is heard or its scenes are looked for.
+            # A range too long to watch may still be answered by its subtitles (the tracks read without a model),
+            # read without decoding anything; it is refused before its speech is heard or its scenes are looked for.
             too_long = self.watch.refusal(start, end, keyframes)
-            ears = self.hearing if too_long is None else Hearing()
-            hearing = span(self.progress, 0, 1, 2)
-            heard = ears.transcript(video, start, end, WITH_TRANSCRIPT, hearing, self.cancel, clock)
+            reading = self.tracks if too_long is None else self.tracks.idle(WITH_TRANSCRIPT)
+            heard = reading.read_all(video, start, end, WITH_TRANSCRIPT, span(self.progress, 0, 1, 2), self.cancel)
+            clock.add("transcribe_s", sum(text.read_s for text in heard))
             worded = self._said_enough(video, info, start, end, heard, asked, max_moments, clock)
             if worded is not None:
                 answered, chosen = worded
                 return answered.with_images(_evidence(chosen, evidence))
             if too_long is not None:
-                found = len(said(heard.cues, asked, "subtitles"))
+                found = len(self._said(heard, asked))
                 if found:
                     raise LimitError(
                         f"{too_long} The subtitles hold {plural(found, 'moment')} of the query: "
@@ -202,7 +201,9 @@ class MomentSearch:
             for number, candidate in enumerate(candidates, 1):
                 self._look(watching, candidate, asked, number, clock)
         self.progress(watching.stages, watching.stages, "Done")
-        seen = watched_info(watching, f"find_moments: {plural(len(watching.windows), 'window')} watched for the query.")
+        seen = watched_info(
+            watching, self.tracks, f"find_moments: {plural(len(watching.windows), 'window')} watched for the query."
+        )
         answer = MomentsAnswer(
             query=asked,
             moments=_moments(candidates),
@@ -220,15 +221,14 @@ class MomentSearch:
         info: StreamInfo,
         start: float,
         end: float,
-        heard: Transcript,
+        heard: list[TrackText],
         query: str,
         most: int,
         clock: Clock,
     ) -> tuple[MomentsAnswer, list[_Candidate]] | None:
         """The answer from the words alone when they hold `most` moments: no model loaded, no window watched (the
         frames behind each moment are decoded, nothing more); else None."""
-        basis: Basis = "speech" if heard.source == "speech" else "subtitles"
-        chosen = said(heard.cues, query, basis)[:most]
+        chosen = self._said(heard, query)[:most]
         if len(chosen) < most:
             return None
         self.progress(1, 2, f"Found {plural(len(chosen), 'moment')} in the words said; taking their frames")
@@ -242,8 +242,8 @@ class MomentSearch:
         )
         seen = video_info(
             video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,
-            note=" ".join(n for n in (note, stream_notes(info), heard.note) if n), source=heard.source,
-            language=heard.language,
+            note=" ".join(n for n in (note, stream_notes(info), *notes_of(heard)) if n),
+            said=self.tracks.transcript(heard),
         )  # fmt: skip
         answered = MomentsAnswer(
             query=query,
@@ -259,8 +259,7 @@ class MomentSearch:
         self, watching: Watching, notes: Sequence[WindowNotes], query: str, most: int, clock: Clock
     ) -> list[_Candidate]:
         """Words said first, then the windows the model names, then (with neither) the closest window by words."""
-        basis: Basis = "speech" if watching.heard.source == "speech" else "subtitles"
-        chosen = said(watching.heard.cues, query, basis)[:most]
+        chosen = self._said(watching.heard, query)[:most]
         for candidate in chosen:  # a cue may reach past the range asked for
             candidate.start_s = max(candidate.start_s, watching.start_s)
             candidate.end_s = min(candidate.end_s, watching.end_s)
@@ -323,9 +322,16 @@ class MomentSearch:
     ) -> list[SampledFrame]:
         """`count` frames of the candidate's range, one in each of its scenes where `cuts` are known."""
         times = scene_targets(cuts, candidate.start_s, candidate.end_s, count)
-        plan = SamplingPlan(count, candidate.start_s, candidate.end_s, min_side=FRAME_SIDE, times_s=tuple(times))
+        plan = SamplingPlan(
+            count, candidate.start_s, candidate.end_s, min_side=self.stages.frame_side, times_s=tuple(times)
+        )
         with timed(clock, "decode_s"):
             return sample_with_plan(video.path, plan, cancel=self.cancel, index_file=index_file(video)).frames
+
+    def _said(self, texts: Sequence[TrackText], query: str) -> list[_Candidate]:
+        """The moments every track's cues hold (each with its track's basis), in time order."""
+        found = [hit for text in texts for hit in said(text.cues, query, self.tracks.basis(text))]
+        return sorted(found, key=lambda hit: hit.start_s)
 
     def _ask(
         self, watching: Watching, prompt: Prompt, max_new_tokens: int, relay: InferenceProgress, clock: Clock

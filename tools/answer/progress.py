@@ -4,18 +4,10 @@ downloading, the model's activity inside its stage, at most about once a second 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import ClassVar
 
-from llava_video_mcp.tools.backends import InferenceProgress
-from llava_video_mcp.tools.media import ProgressHook
-
-Progress = Callable[[float, float, str], None]
-"""Called with (progress, total, message) as a call moves through its stages."""
-
-
-def no_progress(progress: float, total: float, message: str) -> None:
-    return None
+from llava_video_mcp.tools.progress import DownloadProgress, InferenceProgress, Progress
 
 
 class WorkPlan:
@@ -75,7 +67,7 @@ def model_progress(progress: Progress, step: float = 0, stages: float = 1, label
     return report
 
 
-def download_progress(progress: Progress, step: float, stages: float, number: int) -> ProgressHook:
+def download_progress(progress: Progress, step: float, stages: float, number: int) -> DownloadProgress:
     """Relays download bytes as progress inside the fetch stage, at most about once a second."""
     last_report = 0.0
 
@@ -92,7 +84,7 @@ def download_progress(progress: Progress, step: float, stages: float, number: in
     return report
 
 
-def model_download_progress(progress: Progress) -> ProgressHook:
+def model_download_progress(progress: Progress) -> DownloadProgress:
     """Relays the model's first download (about 1.7 GB for the 0.5b model), at most about once a second."""
     last_report = 0.0
 

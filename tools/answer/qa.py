@@ -2,30 +2,32 @@
 
 Usable from a notebook:
 
-    from llava_video_mcp.tools.answer import Hearing, VideoQA
+    from llava_video_mcp.tools.answer import VideoQA
     from llava_video_mcp.tools.backends import BackendConfig, LazyBackend, LazySpeech, SpeechConfig
     from llava_video_mcp.tools.frames import media_duration
     from llava_video_mcp.tools.media import VideoFetcher, default_cache_dir
+    from llava_video_mcp.tools.tracks import SpeechTrack, SubtitlesTrack, Tracks
 
     fetcher = VideoFetcher(default_cache_dir(), inspect=media_duration)
-    qa = VideoQA(fetcher, LazyBackend(BackendConfig()))                        # subtitles only
-    qa = VideoQA(fetcher, model, hearing=Hearing(LazySpeech(SpeechConfig())))  # and speech heard by Whisper
+    qa = VideoQA(fetcher, LazyBackend(BackendConfig()))  # subtitles only
+    speech = SpeechTrack(LazySpeech(SpeechConfig()))     # and speech heard by Whisper where there are none
+    qa = VideoQA(fetcher, model, tracks=Tracks([SubtitlesTrack(), speech]))
     print(qa.describe("clip.mp4", "What is the cat doing?").answer)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from llava_video_mcp.tools.answer.evidence import Evidence
-from llava_video_mcp.tools.answer.hearing import Hearing
 from llava_video_mcp.tools.answer.moments import MomentSearch
-from llava_video_mcp.tools.answer.progress import Progress, no_progress
+from llava_video_mcp.tools.answer.progress import download_progress
 from llava_video_mcp.tools.answer.results import MomentsAnswer, VideoAnswer
 from llava_video_mcp.tools.answer.sampled import VideoRequest, answer_sampled
-from llava_video_mcp.tools.answer.steps import FRAME_SIDE, WITH_TRANSCRIPT, Sampling, TranscriptOptions
+from llava_video_mcp.tools.answer.steps import FRAME_SIDE, Sampling, Stages
 from llava_video_mcp.tools.answer.watch import FullWatch, WindowOptions
 from llava_video_mcp.tools.backends import ModelProvider
 from llava_video_mcp.tools.cancel import CancelToken
@@ -33,7 +35,9 @@ from llava_video_mcp.tools.errors import LimitError
 from llava_video_mcp.tools.frames import SampleCache, SamplingPlan
 from llava_video_mcp.tools.limits import MAX_FRAMES, MAX_VIDEOS, MIN_VIDEOS
 from llava_video_mcp.tools.media import VideoFetcher
+from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.prompt import DEFAULT_QUESTION
+from llava_video_mcp.tools.tracks import WITH_TRANSCRIPT, SubtitlesTrack, Tracks, TranscriptOptions
 from llava_video_mcp.tools.untrusted import clean_question
 
 
@@ -51,6 +55,19 @@ Coverage = Literal["sampled", "full"]
 `watch`)."""
 
 
+Download = Callable[[Progress, CancelToken], None]
+"""A download a call needs, to run before it (the call then finds the video in the cache)."""
+
+
+@dataclass(frozen=True)
+class Downloads:
+    """What a call downloads before its work, and the `VideoQA` its work runs on: that one counts these downloads
+    as the call's own (its result says it downloaded the video, and how long that took)."""
+
+    downloads: list[Download]
+    qa: VideoQA
+
+
 class VideoQA:
     def __init__(
         self,
@@ -58,14 +75,45 @@ class VideoQA:
         model: ModelProvider,
         samples: SampleCache | None = None,
         windows: WindowOptions | None = None,
-        hearing: Hearing | None = None,
+        tracks: Tracks | None = None,
+        frame_side: int = FRAME_SIDE,
     ) -> None:
-        self.fetcher = fetcher
-        self.model = model
+        """`tracks`: what the prompt reads besides the frames (subtitles only unless given more: see `tracks`);
+        `frame_side`: the side frames are decoded to, the model family's (`FrameCost.side`)."""
+        self.stages = Stages(fetcher, model, tracks if tracks is not None else Tracks([SubtitlesTrack()]), frame_side)
         self.samples = samples if samples is not None else SampleCache()
         self.windows = windows if windows is not None else WindowOptions()
-        self.hearing = hearing if hearing is not None else Hearing()
-        """Subtitles only unless given a speech model (see `hearing`)."""
+
+    @property
+    def model(self) -> ModelProvider:
+        return self.stages.model
+
+    @property
+    def tracks(self) -> Tracks:
+        """What is read beside the frames, in the order the prompt shows it."""
+        return self.stages.tracks
+
+    def downloads(self, sources: Sequence[str], transcript: TranscriptOptions) -> Downloads:
+        """The downloads a call about `sources` needs first (one per source not in the cache yet, bringing what the
+        tracks need), and the `VideoQA` the call then runs on."""
+        call = replace(self.stages, ahead={})
+        qa = copy.copy(self)
+        qa.stages = call
+        needs = call.tracks.needs(transcript)
+
+        def download(number: int, source: str) -> Download:
+            def run(progress: Progress, cancel: CancelToken) -> None:
+                hook = download_progress(progress, 0, 1, number)
+                took_s = call.fetcher.download(
+                    source, subtitle_language=needs.subtitles, sound=needs.sound, on_progress=hook, cancel=cancel
+                )
+                if took_s is not None:
+                    call.ahead[source] = took_s
+
+            return run
+
+        wanted = [download(n, source) for n, source in enumerate(sources, 1) if call.fetcher.needs_download(source)]
+        return Downloads(wanted, qa)
 
     def describe(
         self,
@@ -91,15 +139,14 @@ class VideoQA:
         `coverage="full"`, the whole range is watched window by window, `num_frames` frames each, and the answer
         comes from the windows' notes (see `watch`). With `sampling="scenes"`, every scene of the range is seen (see
         `steps.Sampling`)."""
-        plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, FRAME_SIDE)
+        plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, self.stages.frame_side)
         asked = clean_question(question) or DEFAULT_QUESTION
         if coverage == "full":
-            watch = FullWatch(self.fetcher, self.model, self.hearing, self.windows, progress, cancel)
+            watch = FullWatch(self.stages, self.windows, progress, cancel)
             return watch.answer(source, asked, plan, transcript, max_new_tokens)
         request = VideoRequest(source, plan, sampling)
         return answer_sampled(
-            self.fetcher, self.model, self.samples, self.hearing, [request], asked, transcript, max_new_tokens,
-            evidence, progress, cancel,
+            self.stages, self.samples, [request], asked, transcript, max_new_tokens, evidence, progress, cancel,
         )  # fmt: skip
 
     def compare(
@@ -130,13 +177,14 @@ class VideoQA:
         clips = [source if isinstance(source, Clip) else Clip(source) for source in sources]
         requests = [
             VideoRequest(
-                clip.source, SamplingPlan(frames_per_video, clip.start_s, clip.end_s, min_side=FRAME_SIDE), sampling
+                clip.source,
+                SamplingPlan(frames_per_video, clip.start_s, clip.end_s, min_side=self.stages.frame_side),
+                sampling,
             )
             for clip in clips
         ]
         return answer_sampled(
-            self.fetcher, self.model, self.samples, self.hearing, requests, asked, transcript, max_new_tokens, evidence,
-            progress, cancel,
+            self.stages, self.samples, requests, asked, transcript, max_new_tokens, evidence, progress, cancel,
         )  # fmt: skip
 
     def moments(
@@ -154,5 +202,5 @@ class VideoQA:
         """When `query` happens in the video (or its range): 1 to `max_moments` time ranges, best first, each with
         its frames and what it rests on (see `moments`). The range is watched as `coverage="full"` watches it, and
         each reuses the other's notes."""
-        search = MomentSearch(self.fetcher, self.model, self.hearing, self.windows, progress, cancel)
+        search = MomentSearch(self.stages, self.windows, progress, cancel)
         return search.find(source, query, start_s, end_s, max_moments, evidence)

@@ -7,14 +7,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import BaseModel, Field, PrivateAttr
 
 from llava_video_mcp.tools.backends import Generation, VideoLanguageBackend
 from llava_video_mcp.tools.frames import StreamInfo
 from llava_video_mcp.tools.media import LocalVideo
-from llava_video_mcp.tools.prompt import Cue
+from llava_video_mcp.tools.timeline import TimedText, TrackText
+from llava_video_mcp.tools.tracks import Basis, Said
 
 
 class FrameInfo(BaseModel):
@@ -53,7 +54,7 @@ class VideoInfo(BaseModel):
     transcript: list[TranscriptCue] | None = Field(
         default=None, description="What is said in the range, as the model got it: subtitles, or speech heard."
     )
-    transcript_source: Literal["subtitles", "speech"] | None = None
+    transcript_source: Said | None = None
     speech_language: str | None = Field(
         default=None, description="Language of the speech heard (Whisper's code): the one asked for, else told once."
     )
@@ -143,9 +144,6 @@ class VideoAnswer(Answered):
     )
 
 
-Basis = Literal["subtitles", "speech", "frames"]
-
-
 class Moment(BaseModel):
     """Where something happens: a time range, the frames seen there, and what the finding rests on."""
 
@@ -181,12 +179,11 @@ def video_info(
     frames: list[FrameInfo],
     frames_from_cache: bool,
     note: str | None,
-    cues: Sequence[Cue] = (),
-    source: Literal["subtitles", "speech"] | None = None,
-    language: str | None = None,
+    said: tuple[TrackText, Said] | None = None,
 ) -> VideoInfo:
-    """What was read from one source, and what of it the model saw (and heard: `cues`, from `source`, speech in
-    `language`)."""
+    """What was read from one source, and what of it the model saw (and what is said there: the text of the track
+    `Tracks.transcript` picks, and its source)."""
+    text, source = said if said is not None else (None, None)
     return VideoInfo(
         source=video.source,
         title=video.title,
@@ -203,13 +200,18 @@ def video_info(
         frames=frames,
         frames_from_cache=frames_from_cache,
         note=note,
-        transcript=transcript_cues(cues),
+        transcript=transcript_cues(text.cues) if text is not None else None,
         transcript_source=source,
-        speech_language=language if source == "speech" else None,
+        speech_language=text.language if text is not None else None,
     )
 
 
-def transcript_cues(cues: Sequence[Cue]) -> list[TranscriptCue] | None:
+def notes_of(texts: Sequence[TrackText]) -> list[str]:
+    """What the tracks' texts say the caller should know, in order."""
+    return [text.note for text in texts if text.note]
+
+
+def transcript_cues(cues: Sequence[TimedText]) -> list[TranscriptCue] | None:
     return [TranscriptCue(start_s=c.start_s, end_s=c.end_s, text=c.text) for c in cues] or None
 
 

@@ -4,15 +4,22 @@ model, ask, and build the answer with the evidence it rests on."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
-from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
-from llava_video_mcp.tools.answer.progress import Progress, WorkPlan, model_progress, span
-from llava_video_mcp.tools.answer.results import Clock, FrameInfo, VideoAnswer, VideoInfo, answer_of, video_info
+from llava_video_mcp.tools.answer.progress import WorkPlan, model_progress, span
+from llava_video_mcp.tools.answer.results import (
+    Clock,
+    FrameInfo,
+    VideoAnswer,
+    VideoInfo,
+    answer_of,
+    notes_of,
+    video_info,
+)
 from llava_video_mcp.tools.answer.steps import (
     Sampling,
-    TranscriptOptions,
+    Stages,
     ask,
     fetched,
     index_file,
@@ -21,12 +28,15 @@ from llava_video_mcp.tools.answer.steps import (
     scene_plan,
     timed,
 )
-from llava_video_mcp.tools.backends import ModelProvider, Prompt
+from llava_video_mcp.tools.backends import Prompt
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import Cut, SampleCache, SampledVideo, SamplingPlan, scene_numbers
-from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.plural import plural
-from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, SeenVideo, bounded, question_prompt
+from llava_video_mcp.tools.progress import Progress
+from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, SeenVideo, bounded_tracks, question_prompt
+from llava_video_mcp.tools.timeline import TrackText
+from llava_video_mcp.tools.tracks import Tracks, TranscriptOptions
 
 SPARSE_S = 30.0
 """A sampled call with more seconds than this between frames gets a note that it saw little of its range."""
@@ -46,16 +56,15 @@ class _Seen:
     video: LocalVideo
     sample: SampledVideo
     from_cache: bool
-    heard: Transcript
+    heard: list[TrackText]
+    """Its tracks, each within its share of the text budget."""
     cuts: Sequence[Cut] | None
     """The video's scene changes when the frames were placed by them (sampling="scenes"), else None."""
 
 
 def answer_sampled(
-    fetcher: VideoFetcher,
-    model: ModelProvider,
+    stages: Stages,
     samples: SampleCache,
-    hearing: Hearing,
     requests: Sequence[VideoRequest],
     question: str,
     transcript: TranscriptOptions,
@@ -66,11 +75,11 @@ def answer_sampled(
 ) -> VideoAnswer:
     """Answer `question` from the frames of every request, all in one model context."""
     clock = Clock()
-    hears = hearing.hears and transcript.include
-    work = WorkPlan(progress, loading=model.loaded is None, hearing=hears)
+    model, tracks = stages.model, stages.tracks
+    work = WorkPlan(progress, loading=model.loaded is None, hearing=tracks.busy(transcript))
     count = len(requests)
     fetching = [work.part("fetch", i, count) for i in range(count)]
-    with fetched(fetcher, [r.source for r in requests], transcript, fetching, clock, cancel, hears) as videos:
+    with fetched(stages, [r.source for r in requests], transcript, fetching, clock, cancel) as videos:
         seen = []
         for number, (request, video) in enumerate(zip(requests, videos, strict=True), 1):
             sampling = work.part("sample", number - 1, count)
@@ -81,9 +90,9 @@ def answer_sampled(
                 sampling(share, 1, f"Sampling {plural(request.plan.num_frames, 'frame')} from video {number}/{count}")
                 sample, hit = samples.sample(video.path, plan, cancel, index_file(video))
             listening = work.part("hear", number - 1, count)
-            heard = hearing.transcript(video, sample.start_s, sample.end_s, transcript, listening, cancel, clock)
-            cues = bounded(heard.cues, MAX_TRANSCRIPT_CHARS // count)
-            seen.append(_Seen(video, sample, hit, replace(heard, cues=cues), cuts))
+            heard = tracks.read_all(video, sample.start_s, sample.end_s, transcript, listening, cancel)
+            clock.add("transcribe_s", sum(text.read_s for text in heard))
+            seen.append(_Seen(video, sample, hit, bounded_tracks(heard, MAX_TRANSCRIPT_CHARS // count), cuts))
     backend = load_model(model, work.part("load"), clock)
     running = work.part("model")
     running(0, 1, f"Running {backend.model_id} on {plural(sum(len(s.sample.frames) for s in seen), 'frame')}")
@@ -91,17 +100,17 @@ def answer_sampled(
     prompt = Prompt([f.image for s in seen for f in s.sample.frames], text.text, text.question_start)
     generation = ask(backend, prompt, max_new_tokens, model_progress(running), clock, cancel)
     running(1, 1, "Done")
-    result = answer_of(generation, question, _video_infos(seen), backend, clock)
+    result = answer_of(generation, question, _video_infos(seen, stages.tracks), backend, clock)
     return result.with_images(_evidence([s.sample for s in seen], evidence))
 
 
 def _seen_video(seen: _Seen) -> SeenVideo:
     times = [f.timestamp_s for f in seen.sample.frames]
     scenes = scene_numbers(seen.cuts, times) if seen.cuts is not None else ()
-    return SeenVideo(seen.video.title, seen.sample.info.duration_s, times, seen.heard.cues, scenes)
+    return SeenVideo(seen.video.title, seen.sample.info.duration_s, times, seen.heard, scenes)
 
 
-def _video_infos(seen: Sequence[_Seen]) -> list[VideoInfo]:
+def _video_infos(seen: Sequence[_Seen], tracks: Tracks) -> list[VideoInfo]:
     infos = []
     index = 0
     for one in seen:
@@ -118,10 +127,8 @@ def _video_infos(seen: Sequence[_Seen]) -> list[VideoInfo]:
                 frames_requested=one.sample.frames_requested,
                 frames=frames,
                 frames_from_cache=one.from_cache,
-                note=" ".join(n for n in (_with_sparse_note(one.sample), one.heard.note) if n) or None,
-                cues=one.heard.cues,
-                source=one.heard.source,
-                language=one.heard.language,
+                note=" ".join(n for n in (_with_sparse_note(one.sample), *notes_of(one.heard)) if n) or None,
+                said=tracks.transcript(one.heard),
             )
         )
     return infos

@@ -7,43 +7,39 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from llava_video_mcp.tools.answer.progress import Progress, download_progress, model_download_progress
+from llava_video_mcp.tools.answer.progress import download_progress, model_download_progress
 from llava_video_mcp.tools.answer.results import Clock
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.frames import Cut, SamplingPlan, checked_range, detect_scenes, outline, scene_targets
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
-from llava_video_mcp.tools.prompt import Safe, clock
+from llava_video_mcp.tools.progress import Progress
+from llava_video_mcp.tools.prompt import Safe
+from llava_video_mcp.tools.timeline import clock
+from llava_video_mcp.tools.tracks import Tracks, TranscriptOptions
 from llava_video_mcp.tools.untrusted import neutralise
 
 FRAME_SIDE = 384
-"""Shorter side frames are decoded to: the SigLIP input of llava-interleave (0.5b and 7b). The same on every
-call, so an answer never depends on whether the model happened to be loaded yet."""
+"""Shorter side frames are decoded to when the model's family does not say (the SigLIP input of llava-interleave).
+The same on every call, so an answer never depends on whether the model happened to be loaded yet."""
 
 
-@dataclass(frozen=True)
-class TranscriptOptions:
-    include: bool = True
-    language: str | None = None
-    """The caller's language: of the subtitles (English when not given), and of the speech heard (told by the
-    model when not given, or not one it knows)."""
+@dataclass
+class Stages:
+    """What a call reads through: the fetcher, the model, the tracks, the side frames are decoded to (the model
+    family's, known before it loads), and the downloads made ahead of the call (`VideoQA.downloads`)."""
 
-    @property
-    def subtitle_language(self) -> str | None:
-        """The language to fetch subtitles in, None when they are not wanted."""
-        return (self.language or "en") if self.include else None
+    fetcher: VideoFetcher
+    model: ModelProvider
+    tracks: Tracks
+    frame_side: int = FRAME_SIDE
+    ahead: dict[str, float] = field(default_factory=dict)
+    """Source -> seconds its download took, for downloads made ahead of this call: it counts them as its own."""
 
-    @property
-    def speech_language(self) -> str | None:
-        """The language asked for, as a speech model names it (pt-BR: pt); None to let the model tell."""
-        return self.language.split("-")[0].lower() if self.language else None
-
-
-WITH_TRANSCRIPT = TranscriptOptions()
 
 Sampling = Literal["uniform", "scenes"]
 """`uniform`: frames at the centres of equal slices of the range. `scenes`: every scene of the range seen (see
@@ -52,31 +48,29 @@ Sampling = Literal["uniform", "scenes"]
 
 @contextmanager
 def fetched(
-    fetcher: VideoFetcher,
+    stages: Stages,
     sources: Sequence[str],
     transcript: TranscriptOptions,
     parts: Sequence[Progress],
     clock: Clock,
     cancel: CancelToken | None,
-    sound: bool = False,
 ) -> Iterator[list[LocalVideo]]:
-    """The sources as local files, in order, each kept from eviction while the block runs; `parts[i]` reports the
-    fetch of source i; with `sound`, their sound too where a site serves it apart."""
+    """The sources as local files, in order, each kept from eviction while the block runs, with what the tracks
+    need (subtitles, the sound where a site serves it apart); `parts[i]` reports the fetch of source i."""
+    needs = stages.tracks.needs(transcript)
     videos: list[LocalVideo] = []
     with ExitStack() as in_use:
         for number, (source, progress) in enumerate(zip(sources, parts, strict=True), 1):
             progress(0, 1, f"Fetching video {number}/{len(sources)}: {source}")
             hook = download_progress(progress, 0, 1, number)
-            videos.append(
-                in_use.enter_context(
-                    fetcher.fetched(
-                        source,
-                        subtitle_language=transcript.subtitle_language,
-                        sound=sound and transcript.include,
-                        on_progress=hook,
-                        cancel=cancel,
-                    )
+            video = in_use.enter_context(
+                stages.fetcher.fetched(
+                    source, subtitle_language=needs.subtitles, sound=needs.sound, on_progress=hook, cancel=cancel
                 )
+            )
+            ahead_s = stages.ahead.pop(video.source, None) if video.from_cache else None
+            videos.append(
+                video if ahead_s is None else replace(video, from_cache=False, fetch_s=ahead_s + video.fetch_s)
             )
         clock.add("fetch_s", sum(video.fetch_s for video in videos))
         yield videos

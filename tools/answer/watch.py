@@ -11,22 +11,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from llava_video_mcp.tools.answer.hearing import Hearing, Transcript
-from llava_video_mcp.tools.answer.progress import Progress, model_progress, span
+from llava_video_mcp.tools.answer.progress import model_progress, span
 from llava_video_mcp.tools.answer.results import (
     Clock,
     Segment,
     VideoAnswer,
     VideoInfo,
     answer_of,
+    notes_of,
     transcript_cues,
     video_info,
 )
 from llava_video_mcp.tools.answer.steps import (
-    FRAME_SIDE,
-    TranscriptOptions,
+    Stages,
     ask,
     fetched,
     index_file,
@@ -45,7 +44,7 @@ from llava_video_mcp.tools.answer.windows import (
     plan_windows,
     shown_length,
 )
-from llava_video_mcp.tools.backends import Generation, ModelProvider, Prompt, VideoLanguageBackend
+from llava_video_mcp.tools.backends import Generation, Prompt, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError
 from llava_video_mcp.tools.frames import (
@@ -57,19 +56,18 @@ from llava_video_mcp.tools.frames import (
     sample_with_plan,
     stream_notes,
 )
-from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.plural import plural
+from llava_video_mcp.tools.progress import Progress
 from llava_video_mcp.tools.prompt import (
     MAX_TRANSCRIPT_CHARS,
-    Cue,
-    TimedText,
-    bounded,
-    clock,
+    bounded_tracks,
     condense_prompt,
-    cues_in_range,
     notes_prompt,
     window_prompt,
 )
+from llava_video_mcp.tools.timeline import TimedText, TrackText, clock, in_range
+from llava_video_mcp.tools.tracks import Tracks, TranscriptOptions
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,8 @@ class Watching:
     info: StreamInfo
     plan: SamplingPlan
     transcript: TranscriptOptions
-    heard: Transcript
-    """What is said in the whole range, each window's share taken from it."""
+    heard: list[TrackText]
+    """What the tracks hold for the whole range, each window's share taken from it."""
     backend: VideoLanguageBackend
     windows: Sequence[Window]
     stages: int
@@ -108,23 +106,20 @@ class _Pending:
     key: str
     label: str
     times: list[float]
-    cues: list[Cue]
+    cues: list[TimedText]
+    """What is said there, for the result (`Tracks.transcript`)."""
     prompt: Prompt
 
 
 class FullWatch:
     def __init__(
         self,
-        fetcher: VideoFetcher,
-        model: ModelProvider,
-        hearing: Hearing,
+        stages: Stages,
         options: WindowOptions,
         progress: Progress,
         cancel: CancelToken | None,
     ) -> None:
-        self.fetcher = fetcher
-        self.model = model
-        self.hearing = hearing
+        self.stages = stages
         self.options = options
         self.progress = progress
         self.cancel = cancel
@@ -133,10 +128,7 @@ class FullWatch:
         self, source: str, question: str, plan: SamplingPlan, transcript: TranscriptOptions, max_new_tokens: int
     ) -> VideoAnswer:
         clock_ = Clock()
-        with fetched(
-            self.fetcher, [source], transcript, [span(self.progress, 0, 1, 1)], clock_, self.cancel,
-            self.hearing.hears,
-        ) as [video]:  # fmt: skip
+        with fetched(self.stages, [source], transcript, [span(self.progress, 0, 1, 1)], clock_, self.cancel) as [video]:
             watching, notes = self.watch(video, plan, transcript, clock_)
         stages, windows = watching.stages, watching.windows
         self.progress(stages - 1, stages, f"Answering from the notes of {plural(len(windows), 'window')}")
@@ -146,7 +138,7 @@ class FullWatch:
             f'coverage="full": {plural(len(windows), "window")} of at most {self.options.window_s:g} s, up to '
             f"{plural(plan.num_frames, 'frame')} each; the frames seen and each window's notes are in segments."
         )
-        seen = watched_info(watching, note)
+        seen = watched_info(watching, self.stages.tracks, note)
         return answer_of(generation, question, [seen], watching.backend, clock_, segments_of(notes), int(clock_.reused))
 
     def watch(
@@ -157,18 +149,18 @@ class FullWatch:
         clock_: Clock,
         extra_stages: int = 1,
         least_frames: int | None = None,
-        heard: Transcript | None = None,
+        heard: list[TrackText] | None = None,
     ) -> tuple[Watching, list[WindowNotes]]:
         """The range's windows and their notes (the map step), each from the store or the model; the stages after
         them (`extra_stages`: the answer, or a search's) are the caller's. Kept notes are reused when their watch
         asked for at least `least_frames` frames a window (the plan's count unless given): a watch with more frames
-        saw at least as much. `heard`: what is said in the plan's range, when the caller has heard it already."""
+        saw at least as much. `heard`: the tracks' text of the plan's range, when the caller has read it already."""
         info, keyframes = outline(video.path, index_file(video))
         start, end = checked_range(plan.start_s, plan.end_s, info.duration_s, info.stated_duration_s)
         refused = self.refusal(start, end, keyframes)
         if refused is not None:
             raise refused
-        with self.fetcher.cache.locked(_turn(video), self.cancel):
+        with self.stages.fetcher.cache.locked(_turn(video), self.cancel):
             cuts = scene_cuts(video, info.duration_s, span(self.progress, 0, 1, 100), self.cancel)
             windows = plan_windows(start, end, self.options.window_s, keyframes, cuts)
             if len(windows) > self.options.max_windows:
@@ -177,8 +169,9 @@ class FullWatch:
             stages = len(windows) + 1 + extra_stages
             if heard is None:
                 hearing = span(self.progress, 0, 1, stages)
-                heard = self.hearing.transcript(video, start, end, transcript, hearing, self.cancel, clock_)
-            backend = load_model(self.model, span(self.progress, 1, 1, stages), clock_)
+                heard = self.stages.tracks.read_all(video, start, end, transcript, hearing, self.cancel)
+                clock_.add("transcribe_s", sum(text.read_s for text in heard))
+            backend = load_model(self.stages.model, span(self.progress, 1, 1, stages), clock_)
             self.progress(1, stages, f"Running {backend.model_id} on {plural(len(windows), 'window')}")
             least = plan.num_frames if least_frames is None else least_frames
             watching = Watching(video, info, plan, transcript, heard, backend, windows, stages, start, end, cuts, least)
@@ -247,10 +240,15 @@ class FullWatch:
     def _prepared(self, watching: Watching, window: Window, store: NotesStore, clock_: Clock) -> WindowNotes | _Pending:
         """A window's kept notes, or its frames and prompt for the model."""
         plan, backend = watching.plan, watching.backend
-        cues = bounded(cues_in_range(watching.heard.cues, window.start_s, window.end_s), MAX_TRANSCRIPT_CHARS)
+        tracks = bounded_tracks(
+            [replace(t, cues=in_range(t.cues, window.start_s, window.end_s)) for t in watching.heard],
+            MAX_TRANSCRIPT_CHARS,
+        )
+        said = self.stages.tracks.transcript(tracks)
+        cues = list(said[0].cues) if said is not None else []
         key = NotesStore.key(
-            backend.model_id, window.start_s, window.end_s, plan.keyframes_only, FRAME_SIDE,
-            [(c.start_s, c.end_s, c.text) for c in cues], NOTES_TOKENS,
+            backend.model_id, window.start_s, window.end_s, plan.keyframes_only, self.stages.frame_side,
+            _shown(tracks), NOTES_TOKENS,
         )  # fmt: skip
         label = f"Window {window.number} of {len(watching.windows)} ({clock(window.start_s)}-{clock(window.end_s)})"
         kept = store.get(key)
@@ -266,7 +264,7 @@ class FullWatch:
             )
         times = [f.timestamp_s for f in sample.frames]
         text = window_prompt(
-            watching.video.title, watching.info.duration_s, window.start_s, window.end_s, times, cues,
+            watching.video.title, watching.info.duration_s, window.start_s, window.end_s, times, tracks,
             safe_for(backend),
         )  # fmt: skip
         prompt = Prompt([f.image for f in sample.frames], text.text, text.question_start)
@@ -305,14 +303,22 @@ def _turn(video: LocalVideo) -> str:
     return f"watch:{video.store if video.store is not None else video.path}"
 
 
-def watched_info(watching: Watching, note: str) -> VideoInfo:
+def watched_info(watching: Watching, tracks: Tracks, note: str) -> VideoInfo:
     """The result's `videos` entry of a watched range: no frames of its own (they are the segments')."""
     return video_info(
         watching.video, watching.info, start_s=watching.start_s, end_s=watching.end_s,
         frames_requested=watching.plan.num_frames, frames=[], frames_from_cache=False,
-        note=" ".join(n for n in (note, stream_notes(watching.info), watching.heard.note) if n),
-        source=watching.heard.source, language=watching.heard.language,
+        note=" ".join(n for n in (note, stream_notes(watching.info), *notes_of(watching.heard)) if n),
+        said=tracks.transcript(watching.heard),
     )  # fmt: skip
+
+
+def _shown(tracks: Sequence[TrackText]) -> list[object]:
+    """The tracks' cues as a window's notes depend on them: one track's as (start, end, text), several also named."""
+    speaking = [t for t in tracks if t.cues]
+    if len(speaking) <= 1:
+        return [(c.start_s, c.end_s, c.text) for t in speaking for c in t.cues]
+    return [(t.name, [(c.start_s, c.end_s, c.text) for c in t.cues]) for t in speaking]
 
 
 def segments_of(notes: Sequence[WindowNotes]) -> list[Segment]:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.frames import Cut
-from llava_video_mcp.tools.prompt import Cue, TimedText, span_label
+from llava_video_mcp.tools.prompt import span_label
+from llava_video_mcp.tools.timeline import TimedText
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class WindowNotes:
     start_s: float
     end_s: float
     frames: list[float]
-    cues: list[Cue]
+    cues: list[TimedText]
     notes: str
     asked_frames: int = 0
     """The frames the watch that wrote them asked for (a short window may give fewer): notes are reused by a watch
@@ -112,7 +113,7 @@ class NotesStore:
                 start_s=float(data["start_s"]),
                 end_s=float(data["end_s"]),
                 frames=[float(t) for t in data["frames"]],
-                cues=[Cue(float(c["start_s"]), float(c["end_s"]), str(c["text"])) for c in data["cues"]],
+                cues=[TimedText(float(c["start_s"]), float(c["end_s"]), str(c["text"])) for c in data["cues"]],
                 notes=str(data["notes"]),
                 asked_frames=int(data.get("asked_frames", 0)),
             )

@@ -16,21 +16,20 @@ Importing this package imports neither torch nor transformers.
 from llava_video_mcp.tools.backends.base import (
     DEFAULT_MODEL,
     Generation,
-    InferenceProgress,
     ModelProvider,
     Prompt,
     VideoLanguageBackend,
 )
 from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE, BackendConfig, LazyBackend, Ready
-from llava_video_mcp.tools.backends.speech import Heard, SpeechBackend, Transcription
+from llava_video_mcp.tools.backends.speech import SpeechBackend, Transcription
 from llava_video_mcp.tools.backends.speech_loader import LazySpeech, SpeechConfig
+from llava_video_mcp.tools.progress import InferenceProgress
 
 __all__ = [
     "API_KEY_VARIABLE",
     "DEFAULT_MODEL",
     "BackendConfig",
     "Generation",
-    "Heard",
     "InferenceProgress",
     "LazyBackend",
     "LazySpeech",

@@ -17,6 +17,7 @@ from PIL import Image
 from llava_video_mcp.tools.backends.turns import Turns
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.plural import plural
+from llava_video_mcp.tools.progress import InferenceProgress, no_inference_progress
 
 DEFAULT_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
 API_KEY_VARIABLE = "LLAVA_VIDEO_MCP_API_KEY"
@@ -49,15 +50,6 @@ class Generation:
     """The generated token ids, where the backend sees them (in process); a remote engine sends text only."""
     queue_s: float = 0.0
     """Seconds this call waited for a turn at the model."""
-
-
-InferenceProgress = Callable[[float, str], None]
-"""Called with (fraction of the model stage done, what it is doing): waiting, encoding frames, reading the prompt,
-generating tokens."""
-
-
-def no_progress(fraction: float, message: str) -> None:
-    return None
 
 
 def finished_text(text: str) -> str:
@@ -104,7 +96,7 @@ class VideoLanguageBackend(ABC):
         self,
         prompt: Prompt,
         max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
+        on_progress: InferenceProgress = no_inference_progress,
         cancel: CancelToken | None = None,
     ) -> Generation:
         """Wait for a turn (reporting the queue), then generate."""
@@ -121,7 +113,7 @@ class VideoLanguageBackend(ABC):
         self,
         prompts: Sequence[Prompt],
         max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
+        on_progress: InferenceProgress = no_inference_progress,
         cancel: CancelToken | None = None,
     ) -> list[Generation]:
         """Several independent prompts (a long video's windows), in batches of `batch_size` where the backend
@@ -146,7 +138,7 @@ class VideoLanguageBackend(ABC):
         self,
         prompts: Sequence[Prompt],
         max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
+        on_progress: InferenceProgress = no_inference_progress,
         cancel: CancelToken | None = None,
     ) -> list[Generation]:
         """One batch of prompts; by default one after another."""
@@ -161,7 +153,7 @@ class VideoLanguageBackend(ABC):
         self,
         prompt: Prompt,
         max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
+        on_progress: InferenceProgress = no_inference_progress,
         cancel: CancelToken | None = None,
     ) -> Generation:
         """Answer the prompt greedily; raises `Cancelled` soon after `cancel` is set."""

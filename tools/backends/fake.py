@@ -6,15 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from llava_video_mcp.tools.backends.base import (
-    Generation,
-    InferenceProgress,
-    Prompt,
-    VideoLanguageBackend,
-    generating,
-    no_progress,
-)
+from llava_video_mcp.tools.backends.base import Generation, Prompt, VideoLanguageBackend, generating
 from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.progress import InferenceProgress, no_inference_progress
 
 DEFAULT_ANSWER = "A scripted answer."
 
@@ -45,7 +39,7 @@ class FakeBackend(VideoLanguageBackend):
         self,
         prompt: Prompt,
         max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
+        on_progress: InferenceProgress = no_inference_progress,
         cancel: CancelToken | None = None,
     ) -> Generation:
         self.prompts.append(prompt)

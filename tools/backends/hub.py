@@ -11,16 +11,14 @@ import io
 import logging
 import os
 import socket
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.progress import DownloadProgress
 
 log = logging.getLogger(__name__)
 
-DownloadProgress = Callable[[int, int | None], None]
-"""Called with (bytes downloaded, total bytes if known)."""
 
 _WANTED = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
 """The files a llava checkpoint needs: configs, safetensors weights, tokenizer and chat template (no .bin or

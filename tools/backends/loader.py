@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from llava_video_mcp.tools.backends.base import API_KEY_VARIABLE, DEFAULT_MODEL, VideoLanguageBackend
 from llava_video_mcp.tools.backends.families import FrameCost, family_of
-from llava_video_mcp.tools.backends.hub import DownloadProgress
 from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.progress import DownloadProgress
 
 __all__ = ["API_KEY_VARIABLE", "BackendConfig", "LazyBackend", "ModelSummary", "Ready", "model_summary"]
 

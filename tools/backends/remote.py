@@ -37,15 +37,14 @@ from PIL import Image
 from llava_video_mcp.tools.backends.base import (
     API_KEY_VARIABLE,
     Generation,
-    InferenceProgress,
     Prompt,
     VideoLanguageBackend,
     finished_text,
     generating,
-    no_progress,
 )
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.errors import LimitError, ModelError
+from llava_video_mcp.tools.progress import InferenceProgress, no_inference_progress
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ class RemoteBackend(VideoLanguageBackend):
         self,
         prompt: Prompt,
         max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
+        on_progress: InferenceProgress = no_inference_progress,
         cancel: CancelToken | None = None,
     ) -> Generation:
         content: list[ChatCompletionContentPartParam] = [

@@ -32,23 +32,14 @@ import numpy as np
 from llava_video_mcp.tools.backends.base import API_KEY_VARIABLE
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.progress import BlockProgress
 from llava_video_mcp.tools.prompt.subtitles import MAX_CUE_CHARS
+from llava_video_mcp.tools.timeline import TimedText
 from llava_video_mcp.tools.untrusted import without_controls
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
-BlockProgress = Callable[[int], None]
-"""Called with the number of blocks heard so far in this request."""
-
-
-@dataclass(frozen=True)
-class Heard:
-    """Speech in a block: seconds from the block's start, and what was said."""
-
-    start_s: float
-    end_s: float
-    text: str
 
 
 @dataclass(frozen=True)
@@ -56,7 +47,7 @@ class Transcription:
     """What each block of a request says, in order, and the language it was heard in (the one given, or the one
     the model told from the first block; None when the engine does not say)."""
 
-    heard: list[list[Heard]]
+    heard: list[list[TimedText]]
     language: str | None
 
 
@@ -164,7 +155,7 @@ class RemoteSpeech(SpeechBackend):
         done = [0]
         lock = threading.Lock()
 
-        def one(block: np.ndarray) -> list[Heard]:
+        def one(block: np.ndarray) -> list[TimedText]:
             if cancel is not None:
                 cancel.check()
             with self._transport.cut_on(cancel):
@@ -180,7 +171,7 @@ class RemoteSpeech(SpeechBackend):
         with ThreadPoolExecutor(max_workers=min(self.blocks_at_once, len(blocks))) as pool:
             return Transcription(list(pool.map(one, blocks)), language)
 
-    def _request(self, block: np.ndarray, language: str | None) -> list[Heard]:
+    def _request(self, block: np.ndarray, language: str | None) -> list[TimedText]:
         length = len(block) / SAMPLE_RATE
         started = time.monotonic()
         # The raw reply, read here: the SDK would build a typed object per segment (a reply of 100,000 segments
@@ -302,7 +293,7 @@ def _what(reply: bytes) -> str:
     return "empty" if not head else f"{len(reply):,} bytes of something else"
 
 
-def heard_in(reply: Any, length: float) -> list[Heard]:
+def heard_in(reply: Any, length: float) -> list[TimedText]:
     """The cues of an engine's reply for a block of `length` seconds, read as data: segments with finite times and
     text, clamped to the block, at most MAX_SEGMENTS_PER_BLOCK; else its text as one cue (an engine that gives text
     only); anything else nothing. Text is cleaned as a title is (no control or format characters, white space
@@ -313,14 +304,14 @@ def heard_in(reply: Any, length: float) -> list[Heard]:
         start, end, text = (_field(segment, name) for name in ("start", "end", "text"))
         if not (_finite(start) and _finite(end) and isinstance(text, str)):
             continue
-        cue = Heard(min(max(float(start), 0.0), length), min(max(float(end), float(start)), length), _said(text))
+        cue = TimedText(min(max(float(start), 0.0), length), min(max(float(end), float(start)), length), _said(text))
         if cue.text and cue.end_s > cue.start_s:
             heard.append(cue)
             if len(heard) == MAX_SEGMENTS_PER_BLOCK:
                 break
     text = _field(reply, "text")
     if not heard and isinstance(text, str) and (said := _said(text)):
-        heard = [Heard(0.0, length, said)]
+        heard = [TimedText(0.0, length, said)]
     return heard
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from llava_video_mcp.tools.backends.devices import pick_device
-from llava_video_mcp.tools.backends.hub import DownloadProgress, local_snapshot
+from llava_video_mcp.tools.backends.hub import local_snapshot
 from llava_video_mcp.tools.backends.speech import RemoteSpeech, SpeechBackend
 from llava_video_mcp.tools.backends.whisper import folder_identity, load_whisper
 from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.progress import DownloadProgress
 
 CPU_DEFAULT = "openai/whisper-base"
 """74M parameters: the CPU default (README, Speech: what it costs)."""

@@ -26,19 +26,18 @@ from llava_video_mcp.tools.backends import attention
 from llava_video_mcp.tools.backends.base import (
     DEFAULT_MODEL,
     Generation,
-    InferenceProgress,
     Prompt,
     VideoLanguageBackend,
     finished_text,
     generating,
-    no_progress,
 )
 from llava_video_mcp.tools.backends.devices import mixed_prefill_dtype, pick_device, pick_dtype
 from llava_video_mcp.tools.backends.families import Family, family_for
-from llava_video_mcp.tools.backends.hub import DownloadProgress, local_snapshot
+from llava_video_mcp.tools.backends.hub import local_snapshot
 from llava_video_mcp.tools.backends.prefix_cache import PrefixCache, cache_bytes
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import LimitError, ModelError
+from llava_video_mcp.tools.progress import DownloadProgress, InferenceProgress, no_inference_progress
 
 if TYPE_CHECKING:
     import torch
@@ -326,7 +325,7 @@ class TransformersBackend(VideoLanguageBackend):
         self,
         prompt: Prompt,
         max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
+        on_progress: InferenceProgress = no_inference_progress,
         cancel: CancelToken | None = None,
     ) -> Generation:
         import torch
@@ -371,7 +370,7 @@ class TransformersBackend(VideoLanguageBackend):
         self,
         prompts: Sequence[Prompt],
         max_new_tokens: int,
-        on_progress: InferenceProgress = no_progress,
+        on_progress: InferenceProgress = no_inference_progress,
         cancel: CancelToken | None = None,
     ) -> list[Generation]:
         """Independent prompts in one generate(), left-padded, without the prefix cache (they share no prefix).

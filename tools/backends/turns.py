@@ -10,13 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from llava_video_mcp.tools.cancel import CancelToken
-
-WaitReport = Callable[[int], None]
-"""Called with the number of calls ahead, when a call starts waiting and whenever that number changes."""
+from llava_video_mcp.tools.progress import WaitReport
 
 _POLL_S = 0.2
 """How often a waiting call looks at its cancel token."""

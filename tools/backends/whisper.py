@@ -40,15 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from llava_video_mcp.tools.backends.speech import (
-    SAMPLE_RATE,
-    BlockProgress,
-    Heard,
-    SpeechBackend,
-    Transcription,
-)
+from llava_video_mcp.tools.backends.speech import SAMPLE_RATE, SpeechBackend, Transcription
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.progress import BlockProgress
+from llava_video_mcp.tools.timeline import TimedText
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +172,7 @@ class WhisperSpeech(SpeechBackend):
         on_block: BlockProgress | None = None,
         cancel: CancelToken | None = None,
     ) -> Transcription:
-        heard: list[list[Heard]] = []
+        heard: list[list[TimedText]] = []
         language = language if language in self._layout.languages else None
         blocks = [_numbers_only(block) for block in blocks]
         with self._turn:
@@ -200,7 +196,7 @@ class WhisperSpeech(SpeechBackend):
 
     def _batch(
         self, batch: Sequence[_Row], language: str | None, cancel: CancelToken | None, depth: int = 0
-    ) -> tuple[list[list[Heard]], str | None]:
+    ) -> tuple[list[list[TimedText]], str | None]:
         features = np.stack([row.window() for row in batch])
         encoded = self._engine.encode(np.ascontiguousarray(features, dtype=np.float32))
         if language is None and self._layout.languages:
@@ -221,7 +217,7 @@ class WhisperSpeech(SpeechBackend):
             pending = again
             if not pending:
                 break
-        said: list[list[Heard]] = []
+        said: list[list[TimedText]] = []
         resume: dict[int, float] = {}
         """Rows heard on from a point of their audio: the model stopped before the audio there is ran out."""
         for row, audio in enumerate(batch):
@@ -239,7 +235,7 @@ class WhisperSpeech(SpeechBackend):
             heard_on, _ = self._batch(rest, language, cancel, depth + 1)
             for row, heard in zip(rows, heard_on, strict=True):
                 start = resume[row]
-                said[row].extend(Heard(start + h.start_s, start + h.end_s, h.text) for h in heard)
+                said[row].extend(TimedText(start + h.start_s, start + h.end_s, h.text) for h in heard)
         return said, language
 
     def _unsure(self, result: Decoded) -> bool:
@@ -252,7 +248,7 @@ class WhisperSpeech(SpeechBackend):
         words = [t for t in tokens if t < self._layout.end]
         return self._words.decode(words).strip()
 
-    def _read(self, tokens: Sequence[int], length_s: float) -> tuple[list[Heard], Heard | None, float]:
+    def _read(self, tokens: Sequence[int], length_s: float) -> tuple[list[TimedText], TimedText | None, float]:
         """A window's tokens as Whisper's long-form decoding reads them: its closed segments (in time order, clamped
         to the audio there is), the words after the last closing timestamp if any (a segment the model took for cut
         off by the window's end), and where hearing goes on: the whole window when the model closed its last segment
@@ -263,7 +259,7 @@ class WhisperSpeech(SpeechBackend):
         model writes it once); a timestamp earlier than one before it (sampled at a warm temperature) counts as
         that one."""
         begin = self._layout.timestamp_begin
-        closed: list[Heard] = []
+        closed: list[TimedText] = []
         opened = 0.0
         closed_at: float | None = None
         words: list[int] = []
@@ -282,11 +278,11 @@ class WhisperSpeech(SpeechBackend):
         resumes_s = length_s if said_no_more or closed_at is None else min(closed_at, length_s)
         return closed, trailing[0] if trailing else None, resumes_s
 
-    def _segment(self, start: float, end: float, words: Sequence[int], length_s: float) -> list[Heard]:
+    def _segment(self, start: float, end: float, words: Sequence[int], length_s: float) -> list[TimedText]:
         text = self._text(words)
         start = min(max(start, 0.0), length_s)
         end = min(max(end, start), length_s)
-        return [Heard(start, end, text)] if text and end > start else []
+        return [TimedText(start, end, text)] if text and end > start else []
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.frames._containers import open_video
 from llava_video_mcp.tools.frames._decode import Timeline, decode_packets
 from llava_video_mcp.tools.frames._index import stream_fps
+from llava_video_mcp.tools.progress import ScanProgress
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,6 @@ class Cut:
 
     time_s: float
     strength: float
-
-
-ScanProgress = Callable[[float], None]
-"""Called with the seconds of video looked at so far, about once a second of wall time."""
 
 
 def detect_scenes(

@@ -21,10 +21,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 import unicodedata
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -169,9 +167,6 @@ class VideoFetcher:
         self.inspect_image = inspect_image
         """None: every source is read as a video (a still image is then refused by `inspect`)."""
         self.cache = VideoCache(cache_dir, cache_max_bytes)
-        self._downloads_lock = threading.Lock()
-        self._downloaded: weakref.WeakKeyDictionary[CancelToken, dict[str, float]] = weakref.WeakKeyDictionary()
-        """Downloads made ahead of a call (`download`), by the call's cancel token: source -> seconds taken."""
         if self.cache.videos.is_dir():
             self.cache.remove_abandoned_staging()
 
@@ -208,11 +203,6 @@ class VideoFetcher:
         media = self.fetch_media(
             source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
         )
-        if cancel is not None and media.from_cache:
-            with self._downloads_lock:
-                downloaded_s = self._downloaded.get(cancel, {}).pop(media.source, None)
-            if downloaded_s is not None:
-                media = replace(media, from_cache=False, fetch_s=downloaded_s + media.fetch_s)
         try:
             yield media
         finally:
@@ -237,16 +227,14 @@ class VideoFetcher:
         sound: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken,
-    ) -> None:
-        """Bring `source` into the cache ahead of the call that needs it; that call (the same `cancel` token) then
-        finds it there, and its result still says that it downloaded the video, and how long that took. A still image
-        is brought in too (with `inspect_image`): the call decides whether it takes one."""
+    ) -> float | None:
+        """Bring `source` into the cache ahead of the call that needs it (which then finds it there): the seconds
+        the download took, None when it was in the cache already. A still image is brought in too (with
+        `inspect_image`): the call decides whether it takes one."""
         with self.fetched_media(
             source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
         ) as got:
-            if not got.from_cache:
-                with self._downloads_lock:
-                    self._downloaded.setdefault(cancel, {})[got.source] = got.fetch_s
+            return None if got.from_cache else got.fetch_s
 
     def fetch(
         self,

@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ from llava_video_mcp.tools.media.netguard import (
     SchemeRefusedError,
     check_scheme,
 )
+from llava_video_mcp.tools.progress import DownloadProgress
 
 MAX_PAGE_BYTES = 8 * 2**20
 """Most read from a page, manifest or API answer: real ones are far smaller; an endless one stops here."""
@@ -66,8 +67,7 @@ AUDIO_FORMAT = "wa[abr>=32]/wa"
 """The smallest adequate audio-only stream (opus or m4a at 32 kbit/s and up: speech recognition reads 16 kHz), for
 sites that serve sound apart from the picture, fetched only when speech will be heard."""
 
-ProgressHook = Callable[[int, int | None], None]
-"""Called with (bytes downloaded, total bytes if known)."""
+ProgressHook = DownloadProgress
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """Subtitles as a compact, timestamped transcript for the model: WebVTT and SRT read in linear time, cut to the
-sampled range and to a budget."""
+sampled range and to a budget (one budget shared by every track)."""
 
 from __future__ import annotations
 
 import html
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
+
+from llava_video_mcp.tools.timeline import TimedText, TrackText
 
 MAX_TRANSCRIPT_CHARS = 2000
 """About 500 tokens: enough for the gist of a few minutes of speech, small beside the frames' image tokens."""
@@ -26,21 +28,14 @@ MAX_CUE_CHARS = 2000
 """The most kept of one cue's text: a caption is a sentence or two."""
 
 
-@dataclass(frozen=True)
-class Cue:
-    start_s: float
-    end_s: float
-    text: str
-
-
 def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str) -> float:
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(fraction.ljust(3, "0")) / 1000
 
 
-def parse_subtitles(text: str) -> list[Cue]:
+def parse_subtitles(text: str) -> list[TimedText]:
     """Cues of a WebVTT or SRT file, tags and entities removed, rolling duplicates of auto-captions merged; in time
     linear in the text's length, whatever it holds (see `_TAG`, `MAX_TIMING_LINE`)."""
-    cues: list[Cue] = []
+    cues: list[TimedText] = []
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     i = 0
     while i < len(lines):
@@ -62,17 +57,13 @@ def parse_subtitles(text: str) -> list[Cue]:
         start = _seconds(*match.group(1, 2, 3, 4))
         end = _seconds(*match.group(5, 6, 7, 8))
         if cues and words.startswith(cues[-1].text) and start <= cues[-1].end_s + 0.5:
-            cues[-1] = Cue(cues[-1].start_s, end, words)
+            cues[-1] = TimedText(cues[-1].start_s, end, words)
         else:
-            cues.append(Cue(start, end, words))
+            cues.append(TimedText(start, end, words))
     return cues
 
 
-def cues_in_range(cues: Sequence[Cue], start_s: float, end_s: float) -> list[Cue]:
-    return [cue for cue in cues if cue.end_s > start_s and cue.start_s < end_s]
-
-
-def bounded(cues: Sequence[Cue], max_chars: int = MAX_TRANSCRIPT_CHARS) -> list[Cue]:
+def bounded(cues: Sequence[TimedText], max_chars: int = MAX_TRANSCRIPT_CHARS) -> list[TimedText]:
     """The cues to show when they would not all fit: evenly spread over the range, so no part goes missing."""
     if sum(len(c.text) + 12 for c in cues) <= max_chars:
         return list(cues)
@@ -82,11 +73,18 @@ def bounded(cues: Sequence[Cue], max_chars: int = MAX_TRANSCRIPT_CHARS) -> list[
     return [cues[int(i * step)] for i in range(keep)]
 
 
-def render(cues: Sequence[Cue]) -> str:
+def bounded_tracks(tracks: Sequence[TrackText], max_chars: int = MAX_TRANSCRIPT_CHARS) -> list[TrackText]:
+    """The tracks within one text budget, shared evenly by those with cues (each `bounded` to its share)."""
+    speaking = sum(1 for track in tracks if track.cues)
+    share = max_chars // max(speaking, 1)
+    return [replace(track, cues=bounded(track.cues, share)) if track.cues else track for track in tracks]
+
+
+def render(cues: Sequence[TimedText]) -> str:
     return "\n".join(f"[{cue.start_s:.1f} s] {cue.text}" for cue in cues)
 
 
-def read_cues(path: Path | None) -> list[Cue]:
+def read_cues(path: Path | None) -> list[TimedText]:
     """The cues of a subtitle file (a site's, or a sidecar), read up to MAX_SUBTITLE_BYTES; none when there is no
     file or it cannot be read."""
     if path is None:

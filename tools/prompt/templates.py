@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from llava_video_mcp.tools.prompt.subtitles import Cue, render
+from llava_video_mcp.tools.prompt.subtitles import render
+from llava_video_mcp.tools.timeline import TimedText, TrackText, clock
 
+_HERE = "in that part of the video"
 Safe = Callable[[str], str]
 """Makes text from strangers harmless in a prompt (see `untrusted.neutralise`)."""
 
@@ -46,47 +48,30 @@ class SeenVideo:
     duration_s: float
     times_s: Sequence[float]
     """Exact times of the frames the model sees, in order."""
-    cues: Sequence[Cue] = ()
+    tracks: Sequence[TrackText] = ()
+    """What the range says or shows, track by track (`tools.tracks`)."""
     scenes: Sequence[int] = ()
     """The scene (1 for the video's first) each frame is in, where the frames were placed by scene; else empty."""
 
 
-@dataclass(frozen=True)
-class TimedText:
-    """Text about a span of a video: a window's notes, or several windows' notes condensed."""
-
-    start_s: float
-    end_s: float
-    text: str
-
-
-def clock(seconds: float) -> str:
-    """MM:SS, or H:MM:SS past an hour."""
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
 def question_prompt(videos: Sequence[SeenVideo], question: str, safe: Safe) -> PromptText:
-    """A question about sampled frames of one video or several: which frames are which, their subtitles, then the
-    question."""
-    context = _frame_guide(videos, safe) + _subtitles(videos, safe) + "\n\n"
+    """A question about sampled frames of one video or several: which frames are which, their tracks (subtitles,
+    speech heard...), then the question."""
+    context = _frame_guide(videos, safe) + _tracks(videos, safe) + "\n\n"
     return PromptText(context + safe(question), len(context))
 
 
 def window_prompt(
-    title: str | None, duration_s: float, start_s: float, end_s: float, times_s: Sequence[float], cues: Sequence[Cue],
-    safe: Safe,
+    title: str | None, duration_s: float, start_s: float, end_s: float, times_s: Sequence[float],
+    tracks: Sequence[TrackText], safe: Safe,
 ) -> PromptText:  # fmt: skip
-    """A window's notes request: its frames placed in the whole video, its subtitles, then MAP_INSTRUCTION."""
+    """A window's notes request: its frames placed in the whole video, its tracks, then MAP_INSTRUCTION."""
     titled = f' "{safe(title)}"' if title else ""
     guide = (
         f"The {len(times_s)} images are frames from {clock(start_s)} to {clock(end_s)} of a video{titled} "
         f"({clock(duration_s)} long), in time order, taken at {', '.join(_stamp(t) for t in times_s)}."
     )
-    if cues:
-        guide += "\n\nSubtitles spoken in that part of the video:\n" + safe(render(cues))
+    guide += "".join(f"\n\n{text.heading} {_HERE}:\n" + safe(render(text.cues)) for text in tracks if text.cues)
     guide += "\n\n"
     return PromptText(guide + MAP_INSTRUCTION, len(guide))
 
@@ -163,13 +148,17 @@ def _frame_guide(videos: Sequence[SeenVideo], safe: Safe) -> str:
     return "\n".join(lines)
 
 
-def _subtitles(videos: Sequence[SeenVideo], safe: Safe) -> str:
-    if not any(video.cues for video in videos):
-        return ""
+def _tracks(videos: Sequence[SeenVideo], safe: Safe) -> str:
+    """Each track's heading, then its cues: one video's "in that part of the video", several videos' each named."""
     if len(videos) == 1:
-        return "\n\nSubtitles spoken in that part of the video:\n" + safe(render(videos[0].cues))
-    parts = [f"Subtitles of Video {n}:\n{safe(render(v.cues))}" for n, v in enumerate(videos, 1) if v.cues]
-    return "\n\n" + "\n\n".join(parts)
+        return "".join(f"\n\n{t.heading} {_HERE}:\n" + safe(render(t.cues)) for t in videos[0].tracks if t.cues)
+    parts = [
+        f"{t.heading} in Video {n}:\n{safe(render(t.cues))}"
+        for n, v in enumerate(videos, 1)
+        for t in v.tracks
+        if t.cues
+    ]
+    return "\n\n" + "\n\n".join(parts) if parts else ""
 
 
 def _times(video: SeenVideo) -> str:

@@ -4,15 +4,12 @@ model, the prefix cache of follow-ups, generation and its progress; a family say
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from llava_video_mcp.tools.backends.base import Prompt
 from llava_video_mcp.tools.cancel import CancelToken
-
-Encoded = Callable[[int, int], None]
-"""Called with (frames encoded, frames in all) while the frames go through the vision tower."""
+from llava_video_mcp.tools.progress import EncodeProgress
 
 
 @dataclass(frozen=True)
@@ -91,5 +88,5 @@ class Family(ABC):
         `pixel_key` when there are frames."""
 
     @abstractmethod
-    def encode(self, model: Any, pixels: Any, chunk: int, encoded: Encoded, cancel: CancelToken | None) -> Any:
+    def encode(self, model: Any, pixels: Any, chunk: int, encoded: EncodeProgress, cancel: CancelToken | None) -> Any:
         """The frames through the vision tower, `chunk` at a time: the model's `mm_encoder_outputs`."""

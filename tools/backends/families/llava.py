@@ -7,9 +7,10 @@ import importlib
 from typing import Any, ClassVar
 
 from llava_video_mcp.tools.backends.base import DEFAULT_MODEL, Prompt
-from llava_video_mcp.tools.backends.families.base import Encoded, Family, FrameCost
+from llava_video_mcp.tools.backends.families.base import Family, FrameCost
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.progress import EncodeProgress
 
 
 class LlavaInterleave(Family):
@@ -54,7 +55,7 @@ class LlavaInterleave(Family):
         images = list(prompt.images) or None  # a text-only prompt (notes to answer from) has no pixels at all
         return self.processor(text=rendered, images=images, return_tensors="pt")
 
-    def encode(self, model: Any, pixels: Any, chunk: int, encoded: Encoded, cancel: CancelToken | None) -> Any:
+    def encode(self, model: Any, pixels: Any, chunk: int, encoded: EncodeProgress, cancel: CancelToken | None) -> Any:
         outputs: Any = importlib.import_module("transformers.modeling_outputs")
         features: list[Any] = []
         for start in range(0, len(pixels), chunk):

@@ -23,9 +23,10 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from llava_video_mcp.tools.backends.base import Prompt
-from llava_video_mcp.tools.backends.families.base import Encoded, Family, FrameCost
+from llava_video_mcp.tools.backends.families.base import Family, FrameCost
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.progress import EncodeProgress
 
 VIDEO_TOKEN = "<video>"
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -171,7 +172,7 @@ class LlavaOnevision(Family):
         hf: Any = importlib.import_module("transformers")
         return hf.BatchFeature(inputs)
 
-    def encode(self, model: Any, pixels: Any, chunk: int, encoded: Encoded, cancel: CancelToken | None) -> Any:
+    def encode(self, model: Any, pixels: Any, chunk: int, encoded: EncodeProgress, cancel: CancelToken | None) -> Any:
         """The video's frames a chunk at a time; each chunk's features come with a closing newline, which the whole
         video has once, after its last frame."""
         import torch

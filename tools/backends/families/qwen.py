@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llava_video_mcp.tools.backends.base import Prompt
-from llava_video_mcp.tools.backends.families.base import Encoded, Family, FrameCost
+from llava_video_mcp.tools.backends.families.base import Family, FrameCost
 from llava_video_mcp.tools.backends.families.onevision import read_chat_template
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.progress import EncodeProgress
 
 IMAGE_TOKEN = "<|image_pad|>"
 NOMINAL = (683, 384)
@@ -134,7 +135,7 @@ class QwenVL(Family):
         }
         return hf.BatchFeature(inputs)
 
-    def encode(self, model: Any, pixels: Any, chunk: int, encoded: Encoded, cancel: CancelToken | None) -> Any:
+    def encode(self, model: Any, pixels: Any, chunk: int, encoded: EncodeProgress, cancel: CancelToken | None) -> Any:
         raise NotImplementedError("the Qwen-VL families read their frames inside generate()")
 
 

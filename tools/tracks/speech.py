@@ -1,8 +1,9 @@
-"""What is said in a range of a video: its subtitles when it has them (a site's, or a file beside it), else the
-speech heard in its sound, as the same timestamped cues.
+"""The speech track: what is said in a range of a video, heard in its sound where it has no subtitles (a site's,
+or a file beside it: the subtitles track reads those), as timestamped cues.
 
-Speech is heard in blocks of about 30 s on the video's timeline, each kept beside the video once heard (per speech
-model, by what its folder holds, and per language asked for; written whole or not at all), so every later call,
+Speech is heard in blocks of about 30 s on the video's timeline, each kept beside the video once heard
+(`tracks.store`: per speech model, by what its folder holds, and per language asked for; written whole or not at
+all), so every later call,
 range, tool and window, and a restarted server, reads it instead of hearing it again; a range of a long video hears
 only the blocks it needs. A block begins at the quietest moment of the 5 s before its 30 s mark (`block_edge`), so
 that an utterance is rarely cut in two. Only what Silero VAD finds to be speech is heard (speech models write text
@@ -22,28 +23,21 @@ it is cancelled.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
 import numpy as np
 
-from llava_video_mcp.tools.answer.progress import Progress, no_progress
-from llava_video_mcp.tools.answer.results import Clock
-from llava_video_mcp.tools.answer.steps import TranscriptOptions, timed
-from llava_video_mcp.tools.backends import Heard, LazySpeech, SpeechBackend
+from llava_video_mcp.tools.backends import LazySpeech, SpeechBackend
 from llava_video_mcp.tools.backends.vad import MODEL_SHA256 as VAD_MODEL_SHA256
 from llava_video_mcp.tools.backends.vad import shared_vad
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
-from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.frames import (
     BLOCK_S,
     EDGE_SEARCH_S,
@@ -55,47 +49,45 @@ from llava_video_mcp.tools.frames import (
     quiet_edge,
 )
 from llava_video_mcp.tools.media import LocalVideo
-from llava_video_mcp.tools.prompt import Cue, clock, cues_in_range, read_cues
+from llava_video_mcp.tools.progress import Progress, no_progress
+from llava_video_mcp.tools.prompt import read_cues
+from llava_video_mcp.tools.timeline import TimedText, TrackText, clock, in_range
+from llava_video_mcp.tools.tracks.base import Basis, Needs, Said, Track, TranscriptOptions
+from llava_video_mcp.tools.tracks.store import BlockStore, usable
 
 log = logging.getLogger(__name__)
 
-Source = Literal["subtitles", "speech"]
 _FORMAT = 4
 """Part of every block's key: a change in how blocks are heard makes earlier ones stale (3: Whisper's segments after
 a closing timestamp start there; 4: blocks begin in a pause, only speech is heard, cues kept on the video's
 timeline)."""
 RUN_BLOCKS = 8
 """Consecutive blocks decoded in one pass (4 minutes: 15 MB of samples)."""
-_MAX_KEPT_BYTES = 256 * 1024
-"""A kept block larger than this is damaged: 30 s of speech is a few kilobytes of text."""
 
 
-@dataclass(frozen=True)
-class Transcript:
-    """The cues of a range, where they came from, and what the caller should know when there are none."""
+class SpeechTrack(Track):
+    """Speech heard by a speech model (`speech`; None or disabled: never heard), where the video has no subtitles."""
 
-    cues: list[Cue]
-    source: Source | None = None
-    note: str | None = None
-    language: str | None = None
-    """Of the speech heard: the one asked for, or the one the model told."""
-
-
-NOTHING = Transcript([])
-
-
-class Hearing:
-    """Transcripts of ranges, from subtitles or from speech (`speech`, None or disabled: subtitles only)."""
+    name: ClassVar[str] = "speech"
+    heading: ClassVar[str] = "Subtitles spoken"
+    basis: ClassVar[Basis] = "speech"
+    said: ClassVar[Said | None] = "speech"
 
     def __init__(self, speech: LazySpeech | None = None) -> None:
         self.speech = speech
-        self._turns = _Turns()
+        self.turns = _Turns()
 
     @property
     def hears(self) -> bool:
         return self.speech is not None and self.speech.enabled
 
-    def transcript(
+    def needs(self, options: TranscriptOptions) -> Needs:
+        return Needs(sound=self.busy(options))
+
+    def busy(self, options: TranscriptOptions) -> bool:
+        return self.hears and options.include
+
+    def read(
         self,
         video: LocalVideo,
         start_s: float,
@@ -103,40 +95,35 @@ class Hearing:
         options: TranscriptOptions,
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
-        clock: Clock | None = None,
-    ) -> Transcript:
-        """The range's cues. Read while the video's cache entry is held: an evicted entry takes them with it. The
-        time spent hearing (the speech model's loading too) goes to the clock's `transcribe_s`."""
-        if not options.include:
-            return NOTHING
-        if video.subtitles is not None:
-            subtitles = read_cues(video.subtitles)
-            if subtitles:
-                cues = cues_in_range(subtitles, start_s, end_s)
-                return Transcript(cues, "subtitles" if cues else None)
-        if not self.hears:
-            return NOTHING
+    ) -> TrackText:
+        """The range's speech; nothing where the video has subtitles. The time spent hearing (the speech model's
+        loading too) is the text's `read_s`."""
+        if not self.busy(options) or (video.subtitles is not None and read_cues(video.subtitles)):
+            return self.nothing()
         if video.sound_note is not None:
-            return Transcript([], note=video.sound_note)
+            return self.nothing(video.sound_note)
         assert self.speech is not None
         try:
             track = audio_track(video.path, video.audio, video.source)
         except DecodeError as exc:
-            return Transcript([], note=f"No speech was heard: the sound could not be read ({exc}).")
+            return self.nothing(f"No speech was heard: the sound could not be read ({exc}).")
         if track is None:
-            return Transcript([], note="No speech was heard: the video has no sound this server can decode.")
-        listening = _Listening(self.speech, video, track, progress, cancel, options.speech_language, self._turns)
+            return self.nothing("No speech was heard: the video has no sound this server can decode.")
+        listening = _Listening(self.speech, video, track, progress, cancel, options.speech_language, self.turns)
+        started = time.perf_counter()
+        cues: list[TimedText] = []
+        language = note = None
         try:
-            with timed(clock or Clock(), "transcribe_s"):
-                cues, language = listening.cues(start_s, end_s)
+            cues, language = listening.cues(start_s, end_s)
         except ModelError as exc:
             log.warning("speech was not heard: %s", exc)
-            return Transcript([], note=f"No speech was heard: {exc}")
+            note = f"No speech was heard: {exc}"
         except DecodeError as exc:
-            return Transcript([], note=f"No speech was heard: the sound could not be read ({exc}).")
+            note = f"No speech was heard: the sound could not be read ({exc})."
         if not cues:
-            return Transcript([], note="No speech was heard in this range (silence, or sound without words).")
-        return Transcript(cues, "speech", language=language)
+            note = note or "No speech was heard in this range (silence, or sound without words)."
+            language = None
+        return TrackText(self.name, self.heading, cues, note, language, time.perf_counter() - started)
 
 
 class _Listening:
@@ -161,16 +148,16 @@ class _Listening:
         self.asked = asked
         """The language the caller named; used only if the model knows it."""
         self.language: str | None = None
-        self.store = _BlockStore(video.store / "speech" if video.store is not None else None)
+        self.store = BlockStore.beside(video, SpeechTrack.name, _bounds)
         self._edges: dict[int, float] = {}
         self._done = 0
 
-    def cues(self, start_s: float, end_s: float) -> tuple[list[Cue], str | None]:
+    def cues(self, start_s: float, end_s: float) -> tuple[list[TimedText], str | None]:
         """The cues heard in the range and their language; ModelError when the speech model could not be brought
         up or failed."""
         blocks = self.track.blocks(start_s, end_s + EDGE_SEARCH_S)  # a block may begin up to EDGE_SEARCH_S early
         asked = self.asked
-        key = self.store.key(self.speech.identity(), self.track, asked)
+        key = _key(self.speech.identity(), self.track, asked)
         self.language = self.store.language(key) or asked  # what was told wins: `asked` may be unknown to it
         heard = self._kept(blocks, key)
         missing = [number for number in blocks if number not in heard]
@@ -182,9 +169,9 @@ class _Listening:
                 if missing:
                     heard |= self._hear(missing, key, len(blocks))
         cues = sorted((cue for number in blocks for cue in heard[number]), key=lambda c: (c.start_s, c.end_s))
-        return cues_in_range(cues, start_s, end_s), self.language
+        return in_range(cues, start_s, end_s), self.language
 
-    def _kept(self, numbers: Sequence[int], key: str) -> dict[int, list[Cue]]:
+    def _kept(self, numbers: Sequence[int], key: str) -> dict[int, list[TimedText]]:
         kept = {number: self.store.get(key, number, self.track.duration_s) for number in numbers}
         return {number: cues for number, cues in kept.items() if cues is not None}
 
@@ -196,10 +183,10 @@ class _Listening:
             self._edges[number] = block_edge(self.track, number, self.cancel)
         return self._edges[number]
 
-    def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[Cue]]:
+    def _hear(self, missing: Sequence[int], key: str, total: int) -> dict[int, list[TimedText]]:
         """Hear the missing blocks: the speech the VAD finds in each, packed end to end into windows, a batch of
         windows at a time; each block kept once all of its speech is heard."""
-        heard: dict[int, list[Cue]] = {number: [] for number in missing}
+        heard: dict[int, list[TimedText]] = {number: [] for number in missing}
         left: dict[int, int] = {}
         """Pieces of each block's speech not heard yet."""
         backend: SpeechBackend | None = None
@@ -241,7 +228,7 @@ class _Listening:
         self,
         backend: SpeechBackend,
         windows: list[_Window],
-        heard: dict[int, list[Cue]],
+        heard: dict[int, list[TimedText]],
         left: dict[int, int],
         key: str,
     ) -> None:
@@ -258,14 +245,14 @@ class _Listening:
                 number, start = window.place(one.start_s)
                 end = min(max(window.place(one.end_s, is_end=True)[1], start), self.track.duration_s)
                 if start < end:
-                    heard[number].append(Cue(start, end, one.text))
+                    heard[number].append(TimedText(start, end, one.text))
             for piece in window.pieces:
                 left[piece.number] -= 1
                 if left[piece.number] == 0:
                     self._keep(key, piece.number, heard)
         windows.clear()
 
-    def _keep(self, key: str, number: int, heard: dict[int, list[Cue]]) -> None:
+    def _keep(self, key: str, number: int, heard: dict[int, list[TimedText]]) -> None:
         heard[number].sort(key=lambda c: (c.start_s, c.end_s))
         self.store.put(key, number, heard[number])
         self._done += 1
@@ -327,72 +314,6 @@ class _Window:
         raise ValueError("an empty window")
 
 
-class _BlockStore:
-    """Heard blocks on disk, one file each, written whole or not at all; a folder that cannot be written (a damaged
-    cache) only costs the reuse."""
-
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
-
-    @staticmethod
-    def key(model: str, track: AudioTrack, language: str | None) -> str:
-        stat = track.path.stat()
-        parts = [_FORMAT, VAD_MODEL_SHA256, model, track.path.name, stat.st_size, stat.st_mtime_ns,
-                 track.stream_index, track.offset_s, language]  # fmt: skip
-        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
-
-    def language(self, key: str) -> str | None:
-        """The language told for these blocks, when one was."""
-        if self.folder is None:
-            return None
-        try:
-            told = json.loads((self.folder / key / "language.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return told if isinstance(told, str) and told.isalpha() and len(told) <= 8 else None
-
-    def put_language(self, key: str, language: str) -> None:
-        if self.folder is None:
-            return
-        try:
-            (self.folder / key).mkdir(parents=True, exist_ok=True)
-            write_whole(self.folder / key / "language.json", json.dumps(language))
-        except OSError as exc:
-            log.warning("could not keep the language heard at %s (%s)", self.folder, exc.strerror or exc)
-
-    def get(self, key: str, number: int, duration_s: float) -> list[Cue] | None:
-        """Block `number` as it was kept (of a sound `duration_s` long); None when it was not kept, or was damaged
-        since (then it is removed: it is heard again)."""
-        if self.folder is None:
-            return None
-        path = self.folder / key / f"{number:06d}.json"
-        heard: list[Cue] | None = None
-        try:
-            size = path.stat().st_size
-            if size <= _MAX_KEPT_BYTES:
-                heard = _kept_cues(json.loads(path.read_text()), number, duration_s)
-            why = f"{size} bytes" if size > _MAX_KEPT_BYTES else "not what was written"
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, RecursionError) as exc:
-            why = f"{type(exc).__name__}: {str(exc)[:100]}"
-        if heard is None:
-            log.warning("heard speech kept at %s is damaged (%s); hearing it again", path, why)
-            with suppress(OSError):
-                path.unlink()
-        return heard
-
-    def put(self, key: str, number: int, heard: Sequence[Cue]) -> None:
-        if self.folder is None:
-            return
-        folder = self.folder / key
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_whole(folder / f"{number:06d}.json", json.dumps([[h.start_s, h.end_s, h.text] for h in heard]))
-        except OSError as exc:
-            log.warning("could not keep heard speech at %s (%s)", folder, exc.strerror or exc)
-
-
 class _Turns:
     """Hearings of the same blocks, one at a time: the download cache's turn-taking (`VideoCache.locked`), with a
     word to the call that has to wait."""
@@ -428,36 +349,19 @@ class _Turns:
             self._changed.notify_all()
 
 
-def _usable(start_s: object, end_s: object, text: object, first_s: float, last_s: float, end_most_s: float) -> bool:
-    """Whether a cue has finite times, starts in [first_s, last_s] before it ends, ends by `end_most_s`, and says
-    something."""
-    if not (_finite(start_s) and _finite(end_s) and isinstance(text, str) and text):
-        return False
-    return first_s <= float(start_s) <= last_s and float(start_s) < float(end_s) <= end_most_s  # type: ignore[arg-type]
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _in_order(said: Sequence[Heard], length_s: float) -> list[Heard]:
+def _in_order(said: Sequence[TimedText], length_s: float) -> list[TimedText]:
     """What an engine heard in a window of `length_s` seconds: the usable cues, in time order."""
-    usable = (h for h in said if _usable(h.start_s, h.end_s, h.text, 0.0, length_s, length_s))
-    return sorted(usable, key=lambda h: (h.start_s, h.end_s))
+    usable_ = (h for h in said if usable(h.start_s, h.end_s, h.text, 0.0, length_s, length_s))
+    return sorted(usable_, key=lambda h: (h.start_s, h.end_s))
 
 
-def _kept_cues(data: object, number: int, duration_s: float) -> list[Cue] | None:
-    """A kept block's cues, or None when they are not what `put` writes: usable cues starting in the block (which
-    begins up to EDGE_SEARCH_S before its 30 s mark), in time order."""
-    if not isinstance(data, list):
-        return None
-    first_s, last_s = max(number * BLOCK_S - EDGE_SEARCH_S, 0.0), (number + 1) * BLOCK_S
-    cues: list[Cue] = []
-    for item in data:
-        if not (isinstance(item, list) and len(item) == 3):
-            return None
-        start_s, end_s, text = item
-        if not _usable(start_s, end_s, text, first_s, last_s, duration_s) or (cues and start_s < cues[-1].start_s):
-            return None
-        cues.append(Cue(float(start_s), float(end_s), text))
-    return cues
+def _bounds(number: int) -> tuple[float, float]:
+    """Where block `number`'s cues may start: it begins up to EDGE_SEARCH_S before its 30 s mark."""
+    return max(number * BLOCK_S - EDGE_SEARCH_S, 0.0), (number + 1) * BLOCK_S
+
+
+def _key(model: str, track: AudioTrack, language: str | None) -> str:
+    """What a block heard depends on: how blocks are heard, the VAD, the model, the sound's file, the language."""
+    stat = track.path.stat()
+    return BlockStore.key(_FORMAT, VAD_MODEL_SHA256, model, track.path.name, stat.st_size, stat.st_mtime_ns,
+                          track.stream_index, track.offset_s, language)  # fmt: skip

@@ -1,0 +1,38 @@
+"""Stage 5, a video -> what a range of it says or shows, as timed text: one `Track` a sense (subtitles, speech heard
+where there are none), the registry of those a server reads (`Tracks`), and their blocks kept beside the cached
+video (`store`).
+
+    base.py       Track (name, heading, basis, needs, read), Tracks (read_all, needs), TranscriptOptions, Needs
+    store.py      a track's blocks on disk, per track and model, written whole or not at all
+    subtitles.py  a site's subtitles, or a subtitle file beside a local video
+    speech.py     speech heard by a speech model (`backends`), where there are no subtitles
+
+A new track is one module here (a `Track` subclass, its engine in `backends/`) and a place in the server's `Tracks`
+(server/components.py): the prompt renders it and find_moments searches it with no other edit.
+"""
+
+from llava_video_mcp.tools.tracks.base import (
+    WITH_TRANSCRIPT,
+    Basis,
+    Needs,
+    Said,
+    Track,
+    Tracks,
+    TranscriptOptions,
+)
+from llava_video_mcp.tools.tracks.speech import SpeechTrack
+from llava_video_mcp.tools.tracks.store import BlockStore
+from llava_video_mcp.tools.tracks.subtitles import SubtitlesTrack
+
+__all__ = [
+    "WITH_TRANSCRIPT",
+    "Basis",
+    "BlockStore",
+    "Needs",
+    "Said",
+    "SpeechTrack",
+    "SubtitlesTrack",
+    "Track",
+    "Tracks",
+    "TranscriptOptions",
+]

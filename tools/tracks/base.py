@@ -1,0 +1,166 @@
+"""A track: what a range of a video says or shows, as timed text (`timeline.TrackText`), and the registry of the
+tracks a server reads (`Tracks`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.progress import Progress, no_progress
+from llava_video_mcp.tools.timeline import TrackText
+
+Basis = Literal["subtitles", "speech", "frames"]
+"""What a moment found by `find_moments` rests on: a track's cues (its `basis`), or the frames. The result's schema
+lists these words: a track with a word of its own adds it here."""
+Said = Literal["subtitles", "speech"]
+"""The tracks whose cues are the result's `transcript` (what is said), and its `transcript_source`."""
+
+
+@dataclass(frozen=True)
+class TranscriptOptions:
+    """What the caller asked of the tracks: whether to read them, and in which language."""
+
+    include: bool = True
+    language: str | None = None
+    """The caller's language: of the subtitles (English when not given), and of the speech heard (told by the
+    model when not given, or not one it knows)."""
+
+    @property
+    def subtitle_language(self) -> str | None:
+        """The language to fetch subtitles in, None when they are not wanted."""
+        return (self.language or "en") if self.include else None
+
+    @property
+    def speech_language(self) -> str | None:
+        """The language asked for, as a speech model names it (pt-BR: pt); None to let the model tell."""
+        return self.language.split("-")[0].lower() if self.language else None
+
+
+WITH_TRANSCRIPT = TranscriptOptions()
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the download of a video must bring for the tracks to be read."""
+
+    subtitles: str | None = None
+    """Subtitles in this language, when the site has them."""
+    sound: bool = False
+    """The sound, where a site serves it apart from the picture."""
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(self.subtitles or other.subtitles, self.sound or other.sound)
+
+
+class Track(ABC):
+    """One sense of a video as timed text. A new track is a subclass in a module of this package, registered by
+    putting it in the server's `Tracks` (server/components.py); nothing in `answer/` names it."""
+
+    name: ClassVar[str]
+    """Its name: the folder its kept blocks live in, and `TrackText.name`."""
+    heading: ClassVar[str]
+    """The prompt's words for it, before its cues: "Subtitles spoken" reads "Subtitles spoken in that part of the
+    video:"."""
+    basis: ClassVar[Basis]
+    """find_moments' word for a moment found in its cues."""
+    said: ClassVar[Said | None] = None
+    """Its cues are the result's `transcript` (and this its `transcript_source`) when it has any; None for a track
+    the result does not list."""
+
+    def needs(self, options: TranscriptOptions) -> Needs:
+        """What the download must bring for this track (nothing unless said)."""
+        return Needs()
+
+    def busy(self, options: TranscriptOptions) -> bool:
+        """Whether reading takes a model's time: the call's progress then gives it a share."""
+        return False
+
+    @abstractmethod
+    def read(
+        self,
+        video: LocalVideo,
+        start_s: float,
+        end_s: float,
+        options: TranscriptOptions,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> TrackText:
+        """The track's cues in [start_s, end_s), in time order. Read while the video's cache entry is held. A track
+        that cannot be read says why in the note; it raises only `Cancelled`."""
+
+    def nothing(self, note: str | None = None) -> TrackText:
+        """This track's text with no cues, and why when the caller should know."""
+        return TrackText(self.name, self.heading, [], note)
+
+
+class Tracks:
+    """The tracks a server reads, in the order the prompt shows them."""
+
+    def __init__(self, tracks: Sequence[Track] = ()) -> None:
+        names = [track.name for track in tracks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two tracks share a name: {names}")
+        self.tracks = list(tracks)
+
+    def __iter__(self) -> Iterator[Track]:
+        return iter(self.tracks)
+
+    def named(self, name: str) -> Track:
+        return next(track for track in self.tracks if track.name == name)
+
+    def needs(self, options: TranscriptOptions) -> Needs:
+        """What a download must bring for every track."""
+        needs = Needs()
+        for track in self.tracks:
+            needs |= track.needs(options)
+        return needs
+
+    def busy(self, options: TranscriptOptions) -> bool:
+        return any(track.busy(options) for track in self.tracks)
+
+    def idle(self, options: TranscriptOptions) -> Tracks:
+        """The tracks that read without a model's time (not `busy`)."""
+        return Tracks([track for track in self.tracks if not track.busy(options)])
+
+    def read_all(
+        self,
+        video: LocalVideo,
+        start_s: float,
+        end_s: float,
+        options: TranscriptOptions,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> list[TrackText]:
+        """Every track's text of the range, in order (none when the caller asked for none); the busy tracks share
+        `progress`."""
+        if not options.include:
+            return []
+        busy = [track for track in self.tracks if track.busy(options)]
+        texts = []
+        for track in self.tracks:
+            share = _span(progress, busy.index(track), len(busy)) if track in busy else no_progress
+            texts.append(track.read(video, start_s, end_s, options, share, cancel))
+        return texts
+
+    def transcript(self, texts: Sequence[TrackText]) -> tuple[TrackText, Said] | None:
+        """The text the result lists as `transcript`, and its source: the first said track with cues."""
+        for text in texts:
+            said = self.named(text.name).said
+            if said is not None and text.cues:
+                return text, said
+        return None
+
+    def basis(self, text: TrackText) -> Basis:
+        return self.named(text.name).basis
+
+
+def _span(progress: Progress, index: int, count: int) -> Progress:
+    def report(done: float, of: float, message: str) -> None:
+        fraction = min(done / of, 1.0) if of else 0.0
+        progress(index + fraction, count, message)
+
+    return report
