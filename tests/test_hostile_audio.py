@@ -134,7 +134,8 @@ async def test_a_segment_left_open_after_a_short_one_stays_in_time_order(
     cues = answer.videos[0].transcript or []
     assert_cues_sound(cues, 40.0)
     assert cues
-    assert {c.text for c in cues} == {"aaaa", "baaa"}
+    assert {c.text for c in cues} <= {"aaaa", "baaa"}
+    assert "aaaa" in {c.text for c in cues}
     ends = [c.end_s for c in cues if c.text == "aaaa"]
     for open_ in (c for c in cues if c.text == "baaa"):  # heard on from where "aaaa" closed, up to the window's end
         assert any(open_.start_s == pytest.approx(end, abs=0.02) for end in ends)

@@ -199,19 +199,18 @@ class _Listening:
             samples = decode_span(self.track, start, (run[-1] + 1) * BLOCK_S, self.cancel)
             for number in run[1:]:  # edges inside the run, from its one decode
                 self._edges.setdefault(number, quiet_edge(samples, start, number))
+            found = vad.regions(samples[: round((self._edge(run[-1] + 1) - start) * SAMPLE_RATE)])
             for number in run:
                 self._report(self._done, total)
                 first, last = (round((self._edge(n) - start) * SAMPLE_RATE) for n in (number, number + 1))
-                block = samples[first:last]
-                regions = vad.regions(block)
+                regions = [(max(r.start, first), min(r.end, last)) for r in found if r.start < last and r.end > first]
                 left[number] = len(regions)
                 if not regions:
                     self._keep(key, number, heard)
                     continue
-                at = self._edge(number)
                 backend = backend or self.speech.get()
-                for region in regions:
-                    piece = _Piece(number, at + region.start / SAMPLE_RATE, block[region.start : region.end])
+                for begin, end in regions:
+                    piece = _Piece(number, start + begin / SAMPLE_RATE, samples[begin:end])
                     if not window.fits(piece, backend.longest_s):
                         ready.append(window)
                         window = _Window()

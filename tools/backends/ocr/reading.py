@@ -16,6 +16,7 @@ not decide the entry, and the text kept is not that frame's.
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from llava_video_mcp.tools.backends.ocr.base import Frame, OcrEngine, OcrLine, as_rgb
+from llava_video_mcp.tools.backends.ocr.base import Frame, OcrEngine, OcrLine, as_rgb, reading_order
 
 THUMB_WIDTH = 160
 """Width of the grayscale thumbnails compared (height after the frame's shape): 8 px blocks of a 720p frame."""
@@ -87,6 +88,35 @@ class OnScreenLine:
     text: str
     confidence: float
     """The mean of its readings' confidences (0-1)."""
+
+
+def rows(lines: Iterable[OcrLine]) -> list[OcrLine]:
+    """The lines of one frame joined row by row: boxes whose middles lie within the height of the row's first box
+    (`base.reading_order`) become one line, left to right, with " | " where a gap wider than twice the row's height
+    parts them (a table's cells, a slide's two columns) and a space elsewhere (a line the engine read in pieces). Its
+    confidence is the least of its pieces': a row is as sure as its least sure cell."""
+    joined: list[OcrLine] = []
+    row: list[OcrLine] = []
+
+    def close() -> None:
+        if not row:
+            return
+        cells = sorted(row, key=lambda cell: cell.box[0])
+        height = max(1, max(cell.box[3] for cell in cells) - min(cell.box[1] for cell in cells))
+        text = cells[0].text
+        for before, cell in itertools.pairwise(cells):
+            text += (" | " if cell.box[0] - before.box[2] > 2 * height else " ") + cell.text
+        box = (min(c.box[0] for c in cells), min(c.box[1] for c in cells), max(c.box[2] for c in cells),
+               max(c.box[3] for c in cells))  # fmt: skip
+        joined.append(OcrLine(text, min(cell.confidence for cell in cells), box))
+        row.clear()
+
+    for line in reading_order(list(lines)):
+        if row and not row[0].box[1] <= (line.box[1] + line.box[3]) / 2 <= row[0].box[3]:
+            close()
+        row.append(line)
+    close()
+    return joined
 
 
 def read_frames(
