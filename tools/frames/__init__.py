@@ -6,6 +6,8 @@ hostile file costs little and reads nothing else (`_containers`).
     _index        timestamps without decoding: the packet index, the container's index, the stream's facts
     _decode       decoding only what holds the chosen frames; the sequential fallback
     _orientation  frames turned upright from the display matrix
+    _image        still images: told by their content, sizes checked from the header, the first frame as the model
+                  takes it (`image_facts` is the media stage's `inspect_image`; `image_for_model`)
     _sampler      the entry points: sample, probe, outline, media_duration
     _cache        sampled frames kept for follow-ups
     _scenes       scene changes found by looking at every frame, and frames chosen so that every scene is seen
@@ -27,6 +29,7 @@ from llava_video_mcp.tools.frames._audio import (
 )
 from llava_video_mcp.tools.frames._cache import SampleCache
 from llava_video_mcp.tools.frames._decode import to_model_image
+from llava_video_mcp.tools.frames._image import IMAGE_FORMATS, MAX_IMAGE_PIXELS, image_facts, image_for_model
 from llava_video_mcp.tools.frames._orientation import orientation_from_matrix
 from llava_video_mcp.tools.frames._plan import (
     SampledFrame,
@@ -44,7 +47,9 @@ from llava_video_mcp.tools.limits import MAX_FRAMES
 __all__ = [
     "BLOCK_S",
     "EDGE_SEARCH_S",
+    "IMAGE_FORMATS",
     "MAX_FRAMES",
+    "MAX_IMAGE_PIXELS",
     "PROGRESS_EVERY_S",
     "SAMPLE_RATE",
     "AudioTrack",
@@ -60,6 +65,8 @@ __all__ = [
     "decode_block",
     "decode_span",
     "detect_scenes",
+    "image_facts",
+    "image_for_model",
     "is_silent",
     "level_dbfs",
     "media_duration",

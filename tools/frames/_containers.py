@@ -140,6 +140,12 @@ def _unreadable(path: Path, name: str, exc: av.error.FFmpegError) -> str:
             "Pass the complete video file."
         )
     kind = _referencing_kind(path)
+    if kind is None and is_image_name(name):
+        return (
+            f"{name} is named as an image, but its content is no image or video this server reads ("
+            + ("it is text" if _is_text(path) else "its first bytes match no image format")
+            + "). Pass a PNG, JPEG, WebP or GIF image, or a video file."
+        )
     if kind is not None:
         return (
             f"{name} is {kind}: it names other files or URLs, and this server reads only single media files "
@@ -177,6 +183,30 @@ def _referencing_kind(path: Path) -> str | None:
     if b"\0" not in text and text and all(_looks_like_reference(line) for line in text.splitlines()[:20] if line):
         return "a list of files or URLs (an M3U playlist)"
     return None
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".gif", ".apng")
+"""Names that promise an image: used to word a refusal, never to decide what a file is."""
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file's name (or a URL's path) promises an image."""
+    return name.split("?", 1)[0].split("#", 1)[0].lower().endswith(IMAGE_SUFFIXES)
+
+
+def _is_text(path: Path) -> bool:
+    """Whether a file begins as text (UTF-8, no NUL), from its first bytes."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(_HEAD_BYTES)
+    except OSError:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the end of the bytes read
+            return False
+    return b"\0" not in head
 
 
 def _looks_like_reference(line: bytes) -> bool:

@@ -244,12 +244,18 @@ def to_model_image(frame: av.VideoFrame, min_side: int) -> Image.Image:
 
 def upright_image(frame: av.VideoFrame, min_side: int) -> tuple[Image.Image, Orientation]:
     """`to_model_image`, and the orientation it was turned upright by."""
-    width, height = frame.width, frame.height
-    shorter = min(width, height)
-    if shorter > min_side:
-        scale = min_side / shorter
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    width, height = model_size(frame.width, frame.height, min_side)
     rgb: Any = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
     image: Image.Image = rgb.to_image()  # PyAV leaves to_image untyped
     orientation = orientation_of(frame)
     return orientation.upright(image), orientation
+
+
+def model_size(width: int, height: int, min_side: int) -> tuple[int, int]:
+    """The size an image is scaled to for the model: the aspect kept, the shorter side `min_side` at most (never
+    scaled up)."""
+    shorter = min(width, height)
+    if shorter <= min_side:
+        return width, height
+    scale = min_side / shorter
+    return max(1, round(width * scale)), max(1, round(height * scale))

@@ -33,6 +33,7 @@ from llava_video_mcp.tools.frames._decode import (
     finished_sample,
     sample_sequentially,
 )
+from llava_video_mcp.tools.frames._image import refuse_still_image
 from llava_video_mcp.tools.frames._index import (
     ContainerIndex,
     PacketIndex,
@@ -185,7 +186,8 @@ def outline(path: Path, index_file: Path | None = None) -> tuple[StreamInfo, lis
 def media_duration(path: Path, name: str) -> float:
     """The video's duration: as its header states it, or counted from its packets when the header states none
     (a duration limit must hold for such files too). Raises DecodeError, calling the file `name`, when it is no
-    video this server can read."""
+    video this server can read (a still image, too: `refuse_still_image`)."""
+    refuse_still_image(path, name)
     with open_video(path, name) as container:
         stream = container.streams.video[0]
         stated = header_info(container, stream).duration_s

@@ -4,7 +4,11 @@ extraction alone. Calls for the same URL take turns, so it is downloaded once.
 
 Whether a file is a video this server can read, and how long it lasts, is the frames stage's to say: the fetcher
 is given that as `inspect` (the server passes `frames.media_duration`), so a download that is no readable video is
-not kept, and the duration limit holds for files whose header states none.
+not kept, and the duration limit holds for files whose header states none. Whether a file is a still image (told by
+its content, never its name), and whether it is one this server can read, is the frames stage's to say too
+(`inspect_image`, `frames.image_facts`): `fetch_media` then gives a `LocalImage` where `fetch` gives a `LocalVideo`,
+under the same checks (allowed folders, private URLs, the download limits, the cache). A damaged or hostile image is
+refused there, and never kept in the cache.
 
 Sources come from strangers: a source is checked as text before anything is done with it (length, control
 characters, URL syntax), a local path must lie in the allowed folders before the server even looks whether it
@@ -26,7 +30,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError, VideoToolError
+from llava_video_mcp.tools.errors import DecodeError, DownloadError, LimitError, SourceError, VideoToolError
 from llava_video_mcp.tools.media import netguard, ytdlp
 from llava_video_mcp.tools.media.cache import VideoCache, entry_key
 from llava_video_mcp.tools.untrusted import short_title
@@ -48,6 +52,25 @@ MAX_SOURCE_CHARS = 4096
 Inspect = Callable[[Path, str], float]
 """Reads a fetched file, called by a name for messages (its URL for a download): its duration in seconds, or a
 DecodeError when it is no video this server can read."""
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the frames stage read from a still image: its format and size, as displayed."""
+
+    format: str
+    """png, jpeg, webp or gif (from the file's content)."""
+    width: int
+    height: int
+    """As displayed: after the EXIF orientation, so a portrait photo stored sideways is taller than wide."""
+    animated: bool = False
+    """It holds more frames (an animated GIF, WebP or PNG): only the first is read."""
+
+
+InspectImage = Callable[[Path, str], ImageFacts | None]
+"""Reads a fetched file, called by a name for messages: its facts when its content is a still image, None when it
+is none (it is then the video `Inspect`'s to read); a DecodeError or LimitError when it is an image this server
+cannot read (damaged, cut short, too large to decode, a document posing as an image)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,34 @@ class LocalVideo:
     download, so that it goes when the video goes; a folder of its own under the cache for a local file."""
 
 
+@dataclass(frozen=True)
+class LocalImage:
+    """A source resolved to a readable local still image (its first frame, for an animated one)."""
+
+    source: str
+    path: Path
+    width: int
+    height: int
+    """As displayed (after the EXIF orientation)."""
+    format: str
+    """png, jpeg, webp or gif, from the content."""
+    title: str | None
+    """As `untrusted.short_title` cuts it, like a video's."""
+    from_cache: bool
+    fetch_s: float
+    animated: bool = False
+    cache_key: str | None = None
+
+
+LocalMedia = LocalVideo | LocalImage
+"""What `fetch_media` resolves a source to."""
+
+
+def not_a_video(image: LocalImage) -> DecodeError:
+    """The refusal of a still image where only a video is taken."""
+    return DecodeError(f"{_shown(image.source)} is a still image ({image.format}), not a video. Pass a video file.")
+
+
 def default_cache_dir() -> Path:
     """The per-user cache folder for this platform."""
     if sys.platform == "win32":
@@ -109,9 +160,12 @@ class VideoFetcher:
         cache_max_bytes: int = 5 * 2**30,
         *,
         inspect: Inspect,
+        inspect_image: InspectImage | None = None,
     ) -> None:
         self.policy = policy if policy is not None else FetchPolicy()
         self.inspect = inspect
+        self.inspect_image = inspect_image
+        """None: every source is read as a video (a still image is then refused by `inspect`)."""
         self.cache = VideoCache(cache_dir, cache_max_bytes)
         if self.cache.videos.is_dir():
             self.cache.remove_abandoned_staging()
@@ -127,15 +181,33 @@ class VideoFetcher:
         cancel: CancelToken | None = None,
     ) -> Iterator[LocalVideo]:
         """The source as a local file, protected from cache eviction while the block runs; with `sound`, its sound
-        too where a site serves it apart (speech will be heard)."""
-        video = self.fetch(
+        too where a site serves it apart (speech will be heard). A still image is refused (`not_a_video`)."""
+        with self.fetched_media(
+            source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
+        ) as media:
+            if isinstance(media, LocalImage):
+                raise not_a_video(media)
+            yield media
+
+    @contextmanager
+    def fetched_media(
+        self,
+        source: str,
+        *,
+        subtitle_language: str | None = "en",
+        sound: bool = False,
+        on_progress: ytdlp.ProgressHook | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[LocalMedia]:
+        """`fetched` for a video or a still image (told by the file's content; see `fetch_media`)."""
+        media = self.fetch_media(
             source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
         )
         try:
-            yield video
+            yield media
         finally:
-            if video.cache_key is not None:
-                self.cache.release(video.cache_key)
+            if media.cache_key is not None:
+                self.cache.release(media.cache_key)
 
     def needs_download(self, source: str) -> bool:
         """Whether fetching `source` downloads: an http(s) URL with no entry in the cache yet. Looks at two small
@@ -157,8 +229,9 @@ class VideoFetcher:
         cancel: CancelToken,
     ) -> float | None:
         """Bring `source` into the cache ahead of the call that needs it (which then finds it there): the seconds
-        the download took, None when it was in the cache already."""
-        with self.fetched(
+        the download took, None when it was in the cache already. A still image is brought in too (with
+        `inspect_image`): the call decides whether it takes one."""
+        with self.fetched_media(
             source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
         ) as got:
             return None if got.from_cache else got.fetch_s
@@ -172,7 +245,30 @@ class VideoFetcher:
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> LocalVideo:
-        """The source as a local file; a cached one is marked in use until `cache.release(video.cache_key)`."""
+        """The source as a local file; a cached one is marked in use until `cache.release(video.cache_key)`. A still
+        image is refused (`not_a_video`)."""
+        media = self.fetch_media(
+            source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
+        )
+        if isinstance(media, LocalImage):
+            if media.cache_key is not None:
+                self.cache.release(media.cache_key)
+            raise not_a_video(media)
+        return media
+
+    def fetch_media(
+        self,
+        source: str,
+        *,
+        subtitle_language: str | None = "en",
+        sound: bool = False,
+        on_progress: ytdlp.ProgressHook | None = None,
+        cancel: CancelToken | None = None,
+    ) -> LocalMedia:
+        """The source as a local video or still image, told by the file's content (with `inspect_image`; without
+        it, always a video); a cached one is marked in use until `cache.release(media.cache_key)`. The same checks
+        hold for both: allowed folders, private URLs, the download limits; the duration limit for videos, the
+        frames stage's size limits for images."""
         text = checked_source(source)
         parts = _split_url(text)
         scheme = parts.scheme.lower()
@@ -189,7 +285,7 @@ class VideoFetcher:
 
     def _fetch_url(
         self, url: str, wanted: _Wanted, on_progress: ytdlp.ProgressHook | None, cancel: CancelToken | None
-    ) -> LocalVideo:
+    ) -> LocalMedia:
         started = time.perf_counter()
         policy = self.policy
         if policy.block_private_urls:
@@ -211,7 +307,7 @@ class VideoFetcher:
         on_progress: ytdlp.ProgressHook | None,
         cancel: CancelToken | None,
         started: float,
-    ) -> LocalVideo:
+    ) -> LocalMedia:
         policy = self.policy
         options = ytdlp.DownloadOptions(
             timeout_s=policy.download_timeout_s,
@@ -228,10 +324,10 @@ class VideoFetcher:
                 if key is not None and (video := self._claim(url, key, from_cache=True, started=started)):
                     log.info("cache hit for %s", url)
                     try:
-                        if wanted.sound and self.cache.lacks_sound(key):
+                        if wanted.sound and isinstance(video, LocalVideo) and self.cache.lacks_sound(key):
                             note = self._add_sound(url, key, options, on_progress, cancel)
                             amended = self._entry(url, key, from_cache=True, started=started)
-                            video = replace(amended or video, sound_note=note)
+                            video = replace(amended if isinstance(amended, LocalVideo) else video, sound_note=note)
                         self.cache.touch(key)
                     except BaseException:
                         self.cache.release(key)
@@ -275,7 +371,7 @@ class VideoFetcher:
         on_progress: ytdlp.ProgressHook | None,
         started: float,
         cancel: CancelToken | None,
-    ) -> LocalVideo:
+    ) -> LocalMedia:
         with self.cache.staging() as staging, ytdlp.YtdlpSession(staging, options, on_progress, cancel) as session:
             metadata = session.extract(url)
             self._check_size(url, metadata.size_bytes)
@@ -290,10 +386,13 @@ class VideoFetcher:
                     self.cache.alias(url, key)
                     return video
                 downloaded = session.download(metadata)
-                # A download that is no readable video is not kept, and the error names the URL, not the cache file.
-                duration_s = self.inspect(downloaded.path, url)
-                if metadata.duration_s is None:
-                    self._check_duration(url, duration_s)
+                # A download that is no readable video or image is not kept, and the error names the URL, not the
+                # cache file.
+                image = self._image_facts(downloaded.path, url)
+                if image is None:
+                    duration_s = self.inspect(downloaded.path, url)
+                    if metadata.duration_s is None:
+                        self._check_duration(url, duration_s)
                 meta: dict[str, object] = {
                     "url": url,
                     "file": downloaded.path.name,
@@ -306,6 +405,9 @@ class VideoFetcher:
                     "video_id": metadata.video_id,
                     "duration_s": metadata.duration_s,
                 }
+                if image is not None:
+                    meta |= {"kind": "image", "format": image.format, "width": image.width, "height": image.height}
+                    meta["animated"] = image.animated
                 self.cache.add(staging, key, meta)  # and held, so that no eviction reaches it
                 try:
                     self.cache.alias(url, key)
@@ -335,9 +437,12 @@ class VideoFetcher:
                 f"{self.policy.max_duration_s:g} s. Raise --max-duration-s to allow it."
             )
 
-    def _claim(self, url: str, key: str, from_cache: bool, started: float) -> LocalVideo | None:
-        """The cache entry as a local video, marked in use (for every process sharing the cache) before it is read,
-        so that no eviction reaches it; None when it is gone or damaged (it is then fetched again)."""
+    def _image_facts(self, path: Path, name: str) -> ImageFacts | None:
+        return self.inspect_image(path, name) if self.inspect_image is not None else None
+
+    def _claim(self, url: str, key: str, from_cache: bool, started: float) -> LocalMedia | None:
+        """The cache entry as a local video or image, marked in use (for every process sharing the cache) before it
+        is read, so that no eviction reaches it; None when it is gone or damaged (it is then fetched again)."""
         if not self.cache.acquire(key):
             return None
         video = self._entry(url, key, from_cache=from_cache, started=started)
@@ -345,11 +450,13 @@ class VideoFetcher:
             self.cache.release(key)
         return video
 
-    def _entry(self, url: str, key: str, *, from_cache: bool, started: float) -> LocalVideo | None:
+    def _entry(self, url: str, key: str, *, from_cache: bool, started: float) -> LocalMedia | None:
         meta = self.cache.load(key)
         if meta is None:
             return None
         entry = self.cache.videos / key
+        if meta.get("kind") == "image":
+            return _cached_image(url, entry / str(meta["file"]), meta, key, from_cache, time.perf_counter() - started)
         title = meta.get("title")
         subtitles = meta.get("subtitles")
         audio = meta.get("audio")
@@ -365,7 +472,7 @@ class VideoFetcher:
             cache_key=key,
         )
 
-    def _local_file(self, source: str, path: Path, language: str | None) -> LocalVideo:
+    def _local_file(self, source: str, path: Path, language: str | None) -> LocalMedia:
         policy = self.policy
         if not policy.local_files:
             raise SourceError(
@@ -401,19 +508,45 @@ class VideoFetcher:
             )
         if not is_file:
             raise SourceError(f"{_shown(str(resolved))} is not a file (it is a folder or a device). Pass a video file.")
+        title = short_title(resolved.name)
+        image = self._image_facts(real, real.name)
+        if image is not None:
+            return LocalImage(
+                source, real, image.width, image.height, image.format, title, True, 0.0, animated=image.animated
+            )
         self._check_duration(source, self.inspect(real, real.name))
         subtitles = find_sidecar(real, language) if language else None
         if subtitles is not None and not self._allowed(subtitles.resolve()):
             log.info("ignored subtitles %s: they lead outside the allowed folders", subtitles)
             subtitles = None
         store = self.cache.local_store(real)
-        title = short_title(resolved.name)
         return LocalVideo(source, real, title, from_cache=True, fetch_s=0.0, subtitles=subtitles, store=store)
 
     def _allowed(self, real: Path) -> bool:
         """Whether a resolved path lies inside the allowed folders (any path, when none are set)."""
         folders = self.policy.allowed_dirs
         return not folders or any(real.is_relative_to(folder.resolve()) for folder in folders)
+
+
+def _cached_image(
+    url: str, path: Path, meta: dict[str, object], key: str, from_cache: bool, fetch_s: float
+) -> LocalImage | None:
+    """The image a cache entry holds, from its metadata; None when that metadata is not an image's (damaged)."""
+    title, width, height, kind = meta.get("title"), meta.get("width"), meta.get("height"), meta.get("format")
+    if not (isinstance(width, int) and isinstance(height, int) and isinstance(kind, str)):
+        return None
+    return LocalImage(
+        source=url,
+        path=path,
+        width=width,
+        height=height,
+        format=kind,
+        title=short_title(title) if isinstance(title, str) else None,
+        from_cache=from_cache,
+        fetch_s=fetch_s,
+        animated=meta.get("animated") is True,
+        cache_key=key,
+    )
 
 
 def checked_source(source: str) -> str:
