@@ -215,10 +215,12 @@ def test_an_image_url_is_downloaded_once_and_kept(tmp_path: Path, site: Loopback
 def test_an_image_downloaded_ahead_is_reported_as_downloaded(tmp_path: Path, site: LoopbackServer) -> None:
     fetcher = fetcher_for(tmp_path / "cache")
     token = CancelToken()
-    fetcher.download(site.url("photo.png"), cancel=token)
+    took = fetcher.download(site.url("photo.png"), cancel=token)
+    assert took is not None  # the seconds the download took, for the call's result
     with fetcher.fetched_media(site.url("photo.png"), cancel=token) as image:
         assert isinstance(image, LocalImage)
-        assert not image.from_cache
+        assert image.from_cache
+    assert fetcher.download(site.url("photo.png"), cancel=token) is None  # in the cache already
 
 
 def test_a_video_call_refuses_an_image_url_and_a_later_image_call_finds_it_cached(
