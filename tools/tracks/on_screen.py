@@ -191,7 +191,8 @@ def _coarse(thumb: np.ndarray) -> np.ndarray:
     height, width = thumb.shape[0] // 10 * 10, thumb.shape[1] // 10 * 10
     if not height or not width:
         return thumb.astype(np.float32)
-    return thumb[:height, :width].astype(np.float32).reshape(height // 10, 10, width // 10, 10).mean(axis=(1, 3))
+    blocks: np.ndarray = thumb[:height, :width].astype(np.float32).reshape(height // 10, 10, width // 10, 10)
+    return np.asarray(blocks.mean(axis=(1, 3)))
 
 
 def _bounds(number: int) -> tuple[float, float]:
