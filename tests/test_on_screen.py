@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from llava_video_mcp.tools.backends.ocr import Frame, OcrLine, RapidOcr
+from llava_video_mcp.tools.backends.ocr.rapidocr import on_cuda
 from llava_video_mcp.tools.backends.ocr.reading import normalised, rows
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.tracks import TranscriptOptions
@@ -195,3 +196,10 @@ def test_without_an_engine_or_when_skipped_nothing_is_read(talk: Path, tmp_path:
     assert not skipped.cues
     assert skipped.note is None
     assert counted.reads == 0
+
+
+def test_frames_are_read_on_the_gpu_only_where_onnx_runtime_has_one() -> None:
+    import onnxruntime
+
+    assert not on_cuda("cpu")
+    assert on_cuda("cuda") == ("CUDAExecutionProvider" in onnxruntime.get_available_providers())
