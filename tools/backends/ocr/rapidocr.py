@@ -69,9 +69,8 @@ def on_cuda(device: str) -> bool:
     CUDA provider is installed); else the CPU, where a frame costs about a second."""
     if device != "cuda" or importlib.util.find_spec("onnxruntime") is None:
         return False
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    runtime: Any = importlib.import_module("onnxruntime")
+    return "CUDAExecutionProvider" in runtime.get_available_providers()
 
 
 class RapidOcr(OcrEngine):
