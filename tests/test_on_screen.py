@@ -3,8 +3,22 @@ track reads from H.264 video through the MCP client."""
 
 from __future__ import annotations
 
-from llava_video_mcp.tools.backends.ocr import OcrLine
-from llava_video_mcp.tools.backends.ocr.reading import rows
+from collections import Counter
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from llava_video_mcp.tools.backends.ocr import Frame, OcrLine, RapidOcr
+from llava_video_mcp.tools.backends.ocr.rapidocr import on_cuda
+from llava_video_mcp.tools.backends.ocr.reading import normalised, rows
+from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.tracks import TranscriptOptions
+from llava_video_mcp.tools.tracks.on_screen import OnScreenTrack
 
 
 def cell(text: str, left: int, top: int, width: int = 60, height: int = 14, confidence: float = 0.9) -> OcrLine:
@@ -24,3 +38,168 @@ def test_a_tables_cells_become_one_line_a_row_and_a_line_read_in_pieces_is_one_l
     ]
     assert rows(read)[0].box == (20, 9, 660, 25)
     assert rows([]) == []
+
+
+# The track, with the real PP-OCRv6 weights rapidocr ships
+
+SLIDE = ["Quarterly Review 2024", "Revenue grew 18 percent in Europe", "Next steps: hire three engineers by June"]
+TERMINAL = ["$ python -m pytest tests/test_ocr.py -q", "collected 24 items; 24 passed in 41.07s",
+            "ERROR: connection refused on port 5432"]  # fmt: skip
+
+
+def font(size: float) -> ImageFont.FreeTypeFont:
+    loaded = ImageFont.load_default(size=max(round(size), 6))
+    assert isinstance(loaded, ImageFont.FreeTypeFont)
+    return loaded
+
+
+def slide_picture(lines: list[str], width: int = 1280, height: int = 720) -> Image.Image:
+    image = Image.new("RGB", (width, height), (248, 248, 244))
+    draw = ImageDraw.Draw(image)
+    draw.text((80, 70), lines[0], font=font(54), fill=(20, 40, 90))
+    for index, line in enumerate(lines[1:]):
+        draw.text((110, 220 + index * 90), line, font=font(34), fill=(30, 30, 30))
+    return image
+
+
+def terminal_picture(width: int = 1280, height: int = 720) -> Image.Image:
+    image = Image.new("RGB", (width, height), (30, 31, 36))
+    draw = ImageDraw.Draw(image)
+    for row, line in enumerate(TERMINAL):
+        draw.text((24, 120 + row * 40), line, font=font(22), fill=(215, 215, 215))
+    return image
+
+
+def textured(shift: int, width: int = 1280, height: int = 720) -> Image.Image:
+    """A moving, text-free picture: blurred noise under a sky, panning."""
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 255, (height // 8 + 2, width // 8 + 60, 3), dtype=np.uint8)
+    base = Image.fromarray(noise).resize((width + 480, height), Image.Resampling.BICUBIC)
+    return base.filter(ImageFilter.GaussianBlur(4)).crop((shift, 0, shift + width, height))
+
+
+def screen_video(path: Path, shows: list[tuple[float, Callable[[int], Image.Image]]], fps: int = 2) -> Path:
+    """An H.264 720p video showing each picture maker from its start time (frame i of the whole video passed)."""
+    seconds = shows[-1][0]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.options = {"preset": "veryfast"}
+        pictures: dict[int, Image.Image] = {}
+        for i in range(round(seconds * fps)):
+            maker = next(make for start, make in reversed(shows[:-1]) if i / fps >= start)
+            key = id(maker) * 1000 + (i if maker is textured_maker else 0)
+            picture = pictures.setdefault(key, maker(i))
+            frame = av.VideoFrame.from_image(picture)
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def textured_maker(i: int) -> Image.Image:
+    return textured(shift=i * 12)
+
+
+class Counted(RapidOcr):
+    """The real rapidocr engine, counting the frames it reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def read(self, frame: Frame) -> list[OcrLine]:
+        self.reads += 1
+        return super().read(frame)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Counted:
+    return Counted()
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Slide 0-8 s, a moving text-free picture 8-16 s, a terminal 16-24 s."""
+    folder = tmp_path_factory.mktemp("screen")
+    shows = [(0.0, lambda i: slide_picture(SLIDE)), (8.0, textured_maker), (16.0, lambda i: terminal_picture()),
+             (24.0, textured_maker)]  # fmt: skip
+    return screen_video(folder / "talk.mp4", shows)
+
+
+def words(lines: Sequence[str]) -> list[str]:
+    return [word for line in lines for word in normalised(line).split()]
+
+
+def recall(truth: Sequence[str], read: Sequence[str]) -> float:
+    expected, found = Counter(words(truth)), Counter(words(read))
+    return sum((expected & found).values()) / max(sum(expected.values()), 1)
+
+
+def local(path: Path, store: Path) -> LocalVideo:
+    return LocalVideo(path.name, path, None, from_cache=True, fetch_s=0.0, store=store)
+
+
+def test_text_is_read_within_the_scene_that_shows_it_and_nothing_elsewhere(
+    engine: Counted, talk: Path, tmp_path: Path
+) -> None:
+    track = OnScreenTrack(engine)
+    text = track.read(local(talk, tmp_path / "store"), 0.0, 24.0, TranscriptOptions())
+    assert text.note is None
+    cues = list(text.cues)
+    assert [c.start_s for c in cues] == sorted(c.start_s for c in cues)
+    on_slide = [c.text for c in cues if c.start_s < 8.0]
+    on_terminal = [c.text for c in cues if 16.0 <= c.start_s < 24.0]
+    assert recall(SLIDE, on_slide) >= 0.95, on_slide
+    assert recall(TERMINAL, on_terminal) >= 0.95, on_terminal
+    assert not [c for c in cues if 8.5 <= c.start_s < 15.5], cues  # the moving picture holds no text
+    title = next(c for c in cues if "Quarterly" in c.text)
+    assert title.start_s == 0.0
+    assert 7.0 <= title.end_s <= 9.0  # one entry for the seconds it is shown
+    assert all(c.confidence is not None and 0.0 <= c.confidence <= 1.0 for c in cues)
+
+
+def test_a_second_read_comes_from_the_kept_blocks(engine: Counted, talk: Path, tmp_path: Path) -> None:
+    track = OnScreenTrack(engine)
+    video = local(talk, tmp_path / "store")
+    first = track.read(video, 0.0, 24.0, TranscriptOptions())
+    reads = engine.reads
+    again = track.read(video, 0.0, 24.0, TranscriptOptions())
+    part = track.read(video, 16.0, 24.0, TranscriptOptions())
+    assert engine.reads == reads  # nothing read twice
+    assert [(c.start_s, c.end_s, c.text, c.confidence) for c in again.cues] == [
+        (c.start_s, c.end_s, c.text, c.confidence) for c in first.cues
+    ]
+    assert {c.text for c in part.cues} == {c.text for c in first.cues if c.end_s > 16.0}
+
+
+def test_frames_are_read_where_the_picture_changed_and_a_moving_one_now_and_then(talk: Path, tmp_path: Path) -> None:
+    counted = Counted()
+    OnScreenTrack(counted).read(local(talk, tmp_path / "store"), 0.0, 8.0, TranscriptOptions())
+    # 24 frames looked at (the range's 30 s block): the slide once, the terminal once, the moving picture every
+    # few seconds
+    assert 3 <= counted.reads <= 6
+
+
+def test_without_an_engine_or_when_skipped_nothing_is_read(talk: Path, tmp_path: Path) -> None:
+    missing = OnScreenTrack(None, "No on-screen text was read: no OCR engine is installed (pip install rapidocr).")
+    text = missing.read(local(talk, tmp_path / "store"), 0.0, 8.0, TranscriptOptions())
+    assert not text.cues
+    assert "no OCR engine" in (text.note or "")
+    counted = Counted()
+    skipped = OnScreenTrack(counted).read(
+        local(talk, tmp_path / "s2"), 0.0, 8.0, TranscriptOptions(on_screen_text=False)
+    )
+    assert not skipped.cues
+    assert skipped.note is None
+    assert counted.reads == 0
+
+
+def test_frames_are_read_on_the_gpu_only_where_onnx_runtime_has_one() -> None:
+    import onnxruntime
+
+    assert not on_cuda("cpu")
+    assert on_cuda("cuda") == ("CUDAExecutionProvider" in onnxruntime.get_available_providers())

@@ -13,7 +13,7 @@ from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.timeline import TrackText
 
-Basis = Literal["subtitles", "speech", "frames"]
+Basis = Literal["subtitles", "speech", "on_screen", "frames"]
 """What a moment found by `find_moments` rests on: a track's cues (its `basis`), or the frames. The result's schema
 lists these words: a track with a word of its own adds it here."""
 Said = Literal["subtitles", "speech"]
@@ -26,6 +26,8 @@ class TranscriptOptions:
 
     include: bool = True
     language: str | None = None
+    on_screen_text: bool = True
+    """Whether text shown on screen is read (where an OCR engine is installed)."""
     """The caller's language: of the subtitles (English when not given), and of the speech heard (told by the
     model when not given, or not one it knows)."""
 
@@ -51,9 +53,15 @@ class Needs:
     """Subtitles in this language, when the site has them."""
     sound: bool = False
     """The sound, where a site serves it apart from the picture."""
+    readable_picture: bool = False
+    """A picture large enough to read text in (720p where the site has it), not the model's small one."""
 
     def __or__(self, other: Needs) -> Needs:
-        return Needs(self.subtitles or other.subtitles, self.sound or other.sound)
+        return Needs(
+            self.subtitles or other.subtitles,
+            self.sound or other.sound,
+            self.readable_picture or other.readable_picture,
+        )
 
 
 class Track(ABC):

@@ -89,7 +89,8 @@ class BlockStore:
         folder = self.folder / key
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_whole(folder / f"{number:06d}.json", json.dumps([[c.start_s, c.end_s, c.text] for c in cues]))
+            kept = [[c.start_s, c.end_s, c.text, *([] if c.confidence is None else [c.confidence])] for c in cues]
+            write_whole(folder / f"{number:06d}.json", json.dumps(kept))
         except OSError as exc:
             log.warning("could not keep a block at %s (%s)", folder, exc.strerror or exc)
 
@@ -101,12 +102,14 @@ class BlockStore:
         first_s, last_s = self.bounds(number)
         cues: list[TimedText] = []
         for item in data:
-            if not (isinstance(item, list) and len(item) == 3):
+            if not (isinstance(item, list) and len(item) in (3, 4)):
                 return None
-            start_s, end_s, text = item
+            start_s, end_s, text, *sure = item
             if not usable(start_s, end_s, text, first_s, last_s, duration_s) or (cues and start_s < cues[-1].start_s):
                 return None
-            cues.append(TimedText(float(start_s), float(end_s), text))
+            if sure and not (_finite(sure[0]) and 0.0 <= sure[0] <= 1.0):
+                return None
+            cues.append(TimedText(float(start_s), float(end_s), text, float(sure[0]) if sure else None))
         return cues
 
 

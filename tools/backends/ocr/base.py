@@ -41,6 +41,8 @@ class OcrOptions:
     """Lines read with less confidence are dropped; None takes the engine's own floor."""
     timeout_s: float = 60.0
     """The longest one frame may take (an engine that runs as a separate program is stopped after it)."""
+    device: str = "cpu"
+    """Where the vision model runs (cpu, cuda): an engine that can read on that GPU does."""
     languages: str = "eng"
     """For engines that need to be told (Tesseract's `-l`); rapidocr's model reads Latin and CJK scripts alike."""
 
