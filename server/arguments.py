@@ -35,6 +35,9 @@ Named = Callable[[str], str]
 Source = Annotated[str, Field(description="Local path, http(s) video URL, or video page URL.")]
 MaxNewTokens = Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS)]
 IncludeTranscript = Annotated[bool, Field(description="Give the model what is said: subtitles, else speech.")]
+ReadScreen = Annotated[
+    bool, Field(description="Read text shown on screen (OCR) for the model and the result; false skips it.")
+]
 LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$"
 Language = Annotated[
     str | None, Field(max_length=16, pattern=LANGUAGE_PATTERN, description="Of subtitles (en), and of speech.")
@@ -79,7 +82,7 @@ class ToolArguments(BaseModel):
         from llava_video_mcp.tools.answer import TranscriptOptions
 
         include, language = getattr(self, "include_transcript", True), getattr(self, "language", None)
-        return TranscriptOptions(include, language)
+        return TranscriptOptions(include, language, on_screen_text=getattr(self, "read_screen", True))
 
     def ask(self, qa: VideoQA, progress: Progress, cancel: CancelToken) -> Answered:
         """The call of the pipeline these arguments make (blocking)."""
@@ -100,6 +103,7 @@ class DescribeArguments(ToolArguments):
     fps: Annotated[float | None, Field(gt=0, le=60, description="At most this many frames a second.")] = None
     keyframes_only: Annotated[bool, Field(description="Faster: nearest keyframes instead of exact frames.")] = False
     include_transcript: IncludeTranscript = True
+    read_screen: ReadScreen = True
     language: Language = None
     max_new_tokens: MaxNewTokens = 256
     return_frames: ReturnFrames = "none"
@@ -132,6 +136,7 @@ class CompareArguments(ToolArguments):
     question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
     frames_per_video: Annotated[int, Field(ge=1, le=MAX_FRAMES // MIN_VIDEOS)] = 6
     include_transcript: IncludeTranscript = True
+    read_screen: ReadScreen = True
     language: Language = None
     max_new_tokens: MaxNewTokens = 256
     return_frames: ReturnFrames = "none"

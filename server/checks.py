@@ -27,6 +27,7 @@ def check(settings: Settings, *, serving_http: bool = False) -> Settings:
     named = settings.speech_config().named  # `auto` and `none` read once, in any case, by the speech config
     if settings.asr_endpoint is None and named is not None:
         _check_model(named, flag="--asr-model", kinds={"whisper": "whisper"})
+    _check_ocr(settings.ocr_engine)
     if settings.cookies is not None and not _readable(settings.cookies):
         raise ConfigError(
             f"--cookies {settings.cookies}: cannot read that file. Export cookies (Netscape format) there."
@@ -47,6 +48,10 @@ def _check_model(model: str, *, kinds: dict[str, str], flag: str = "--model") ->
     if model.startswith((".", "/", "~")) or local.exists():
         if not local.is_dir():
             raise ConfigError(f"{flag} {model}: no such folder. Pass a folder holding a {names} model, or a hub id.")
+        from llava_video_mcp.tools.backends.whisper import is_ctranslate2_folder
+
+        if flag == "--asr-model" and is_ctranslate2_folder(local):
+            return  # faster-whisper's layout: the speech model checks the rest when it loads
         try:
             config = json.loads((local / "config.json").read_text())
         except (OSError, ValueError):
@@ -96,6 +101,17 @@ def _cached(model: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(model, "config.json"), str)
+
+
+def _check_ocr(choice: str) -> None:
+    """An OCR engine named must be able to run here (`auto` and `none` always can: auto without one reads none)."""
+    from llava_video_mcp.tools.backends.ocr import resolve_engine
+    from llava_video_mcp.tools.errors import ModelError
+
+    try:
+        resolve_engine(choice)
+    except ModelError as exc:
+        raise ConfigError(f"--ocr-engine {choice}: {exc}") from None
 
 
 def _check_device(device: str) -> None:

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.answer import FRAME_SIDE, VideoQA
 from llava_video_mcp.tools.backends import LazyBackend, LazySpeech, ModelProvider
+from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.loader import model_summary
+from llava_video_mcp.tools.backends.ocr import OcrOptions, load_engine
+from llava_video_mcp.tools.errors import ModelError
 from llava_video_mcp.tools.frames import media_duration
 from llava_video_mcp.tools.media import VideoFetcher
 from llava_video_mcp.tools.tracks import SpeechTrack, SubtitlesTrack, Tracks
+from llava_video_mcp.tools.tracks.on_screen import OnScreenTrack
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,20 @@ class Components:
         self.speech.close()
 
 
+def on_screen_track(settings: Settings) -> OnScreenTrack:
+    """The on-screen text track over the engine `--ocr-engine` names (checked at start: `server.checks`); without
+    one, the track says so in the note of the calls that wanted it."""
+    choice = settings.ocr_engine
+    try:
+        engine = load_engine(choice, OcrOptions(device=pick_device(settings.device)))
+    except ModelError as exc:
+        return OnScreenTrack(None, f"No on-screen text was read: {exc}")
+    if engine is None and choice == "auto":
+        return OnScreenTrack(None, "No on-screen text was read: no OCR engine is installed (pip install rapidocr "
+                             "onnxruntime, or put tesseract on PATH).")  # fmt: skip
+    return OnScreenTrack(engine)
+
+
 def build(settings: Settings, model: ModelProvider | None = None) -> Components:
     """The components for these settings; `model` when one is already up (started with --preload or --endpoint)."""
     fetcher = VideoFetcher(
@@ -38,7 +56,7 @@ def build(settings: Settings, model: ModelProvider | None = None) -> Components:
     )
     model = model if model is not None else LazyBackend(settings.backend_config())
     speech = LazySpeech(settings.speech_config())
-    tracks = Tracks([SubtitlesTrack(), SpeechTrack(speech)])
+    tracks = Tracks([SubtitlesTrack(), SpeechTrack(speech), on_screen_track(settings)])
     cost = model_summary(settings.backend_config()).frame_cost
     side = cost.side if cost is not None else FRAME_SIDE
     qa = VideoQA(fetcher, model, windows=settings.window_options(), tracks=tracks, frame_side=side)

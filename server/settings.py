@@ -27,6 +27,7 @@ from pydantic.fields import FieldInfo
 
 from llava_video_mcp.tools.backends import API_KEY_VARIABLE, DEFAULT_MODEL, BackendConfig, SpeechConfig
 from llava_video_mcp.tools.backends.families import FrameCost
+from llava_video_mcp.tools.backends.ocr import OcrChoice
 from llava_video_mcp.tools.backends.speech_loader import CPU_DEFAULT, CUDA_DEFAULT, Engine, read_model
 
 if TYPE_CHECKING:
@@ -182,6 +183,14 @@ class Settings(BaseModel):
             metavar="URL",
         ),
     ] = None
+    ocr_engine: Annotated[
+        OcrChoice,
+        Flag(
+            "what reads text shown on screen (slides, terminals, captions): rapidocr (PP-OCRv6, its weights in the "
+            "package); tesseract (the program on PATH); auto: the first of those installed; none: no reading",
+            group="on-screen text",
+        ),
+    ] = "auto"
     cache_dir: Annotated[
         Path, Flag("where downloaded videos, and what is derived from videos, are kept", group="downloads and cache")
     ] = Field(default_factory=lambda: _default_cache_dir())
@@ -321,7 +330,7 @@ class Settings(BaseModel):
             )
         return value
 
-    @field_validator("transport", "device", "dtype", "asr_engine", mode="before")
+    @field_validator("transport", "device", "dtype", "asr_engine", "ocr_engine", mode="before")
     @classmethod
     def _choices_in_any_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

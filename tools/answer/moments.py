@@ -179,7 +179,7 @@ class MomentSearch:
             too_long = self.watch.refusal(start, end, keyframes)
             reading = self.tracks if too_long is None else self.tracks.idle(WITH_TRANSCRIPT)
             heard = reading.read_all(video, start, end, WITH_TRANSCRIPT, span(self.progress, 0, 1, 2), self.cancel)
-            clock.add("transcribe_s", sum(text.read_s for text in heard))
+            clock.spent(self.tracks.timings(heard))
             worded = self._said_enough(video, info, start, end, heard, asked, max_moments, clock)
             if worded is not None:
                 answered, chosen = worded
@@ -244,6 +244,7 @@ class MomentSearch:
             video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,
             note=" ".join(n for n in (note, stream_notes(info), *notes_of(heard)) if n),
             said=self.tracks.transcript(heard),
+            fields=self.tracks.fields(heard),
         )  # fmt: skip
         answered = MomentsAnswer(
             query=query,

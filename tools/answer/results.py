@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -29,6 +29,13 @@ class TranscriptCue(BaseModel):
     start_s: float
     end_s: float
     text: str
+
+
+class ScreenLine(BaseModel):
+    start_s: float
+    end_s: float
+    text: str
+    confidence: float | None = None
 
 
 class VideoInfo(BaseModel):
@@ -58,6 +65,11 @@ class VideoInfo(BaseModel):
     speech_language: str | None = Field(
         default=None, description="Language of the speech heard (Whisper's code): the one asked for, else told once."
     )
+    on_screen_text: list[ScreenLine] | None = Field(
+        default=None,
+        description="Text shown on screen in the range, read by OCR: each line once, from the frame that first "
+        "showed it to the last, with how sure the reading is (0-1; check digits that matter).",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -81,6 +93,9 @@ class Timings(BaseModel):
     inference_s: float = Field(description="Image encoding, prefill and generation.")
     transcribe_s: float | None = Field(
         default=None, description="Hearing speech (the speech model's loading too); absent when nothing was heard."
+    )
+    read_s: float | None = Field(
+        default=None, description="Reading on-screen text (the OCR engine's loading too); absent when none was read."
     )
     total_s: float
 
@@ -180,6 +195,7 @@ def video_info(
     frames_from_cache: bool,
     note: str | None,
     said: tuple[TrackText, Said] | None = None,
+    fields: Mapping[str, Sequence[TimedText]] | None = None,
 ) -> VideoInfo:
     """What was read from one source, and what of it the model saw (and what is said there: the text of the track
     `Tracks.transcript` picks, and its source)."""
@@ -203,12 +219,17 @@ def video_info(
         transcript=transcript_cues(text.cues) if text is not None else None,
         transcript_source=source,
         speech_language=text.language if text is not None else None,
+        on_screen_text=screen_lines((fields or {}).get("on_screen_text", ())),
     )
 
 
 def notes_of(texts: Sequence[TrackText]) -> list[str]:
     """What the tracks' texts say the caller should know, in order."""
     return [text.note for text in texts if text.note]
+
+
+def screen_lines(lines: Sequence[TimedText]) -> list[ScreenLine] | None:
+    return [ScreenLine(start_s=c.start_s, end_s=c.end_s, text=c.text, confidence=c.confidence) for c in lines] or None
 
 
 def transcript_cues(cues: Sequence[TimedText]) -> list[TranscriptCue] | None:
@@ -238,6 +259,7 @@ class Clock:
     model_s: float = 0.0
     """Time with the model, waiting in its queue included (queue_s is taken out of it)."""
     transcribe_s: float = 0.0
+    read_s: float = 0.0
     reused: float = 0.0
     """Windows whose notes came from an earlier call."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -245,6 +267,11 @@ class Clock:
     def add(self, name: str, amount: float) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
+
+    def spent(self, timings: dict[str, float]) -> None:
+        """The tracks' reading times (`Tracks.timings`), each to its timing."""
+        for name, seconds in timings.items():
+            self.add(name, seconds)
 
     def timings(self) -> Timings:
         return Timings(
@@ -254,6 +281,7 @@ class Clock:
             queue_s=round(self.queue_s, 3),
             inference_s=round(max(self.model_s - self.queue_s, 0.0), 3),
             transcribe_s=round(self.transcribe_s, 3) or None,
+            read_s=round(self.read_s, 3) or None,
             total_s=round(time.perf_counter() - self.started, 3),
         )
 

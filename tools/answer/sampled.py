@@ -91,7 +91,7 @@ def answer_sampled(
                 sample, hit = samples.sample(video.path, plan, cancel, index_file(video))
             listening = work.part("hear", number - 1, count)
             heard = tracks.read_all(video, sample.start_s, sample.end_s, transcript, listening, cancel)
-            clock.add("transcribe_s", sum(text.read_s for text in heard))
+            clock.spent(tracks.timings(heard))
             seen.append(_Seen(video, sample, hit, bounded_tracks(heard, MAX_TRANSCRIPT_CHARS // count), cuts))
     backend = load_model(model, work.part("load"), clock)
     running = work.part("model")
@@ -129,6 +129,7 @@ def _video_infos(seen: Sequence[_Seen], tracks: Tracks) -> list[VideoInfo]:
                 frames_from_cache=one.from_cache,
                 note=" ".join(n for n in (_with_sparse_note(one.sample), *notes_of(one.heard)) if n) or None,
                 said=tracks.transcript(one.heard),
+                fields=tracks.fields(one.heard),
             )
         )
     return infos

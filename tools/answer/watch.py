@@ -170,7 +170,7 @@ class FullWatch:
             if heard is None:
                 hearing = span(self.progress, 0, 1, stages)
                 heard = self.stages.tracks.read_all(video, start, end, transcript, hearing, self.cancel)
-                clock_.add("transcribe_s", sum(text.read_s for text in heard))
+                clock_.spent(self.stages.tracks.timings(heard))
             backend = load_model(self.stages.model, span(self.progress, 1, 1, stages), clock_)
             self.progress(1, stages, f"Running {backend.model_id} on {plural(len(windows), 'window')}")
             least = plan.num_frames if least_frames is None else least_frames
@@ -310,6 +310,7 @@ def watched_info(watching: Watching, tracks: Tracks, note: str) -> VideoInfo:
         frames_requested=watching.plan.num_frames, frames=[], frames_from_cache=False,
         note=" ".join(n for n in (note, stream_notes(watching.info), *notes_of(watching.heard)) if n),
         said=tracks.transcript(watching.heard),
+        fields=tracks.fields(watching.heard),
     )  # fmt: skip
 
 

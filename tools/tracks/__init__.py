@@ -6,6 +6,7 @@ video (`store`).
     store.py      a track's blocks on disk, per track and model, written whole or not at all
     subtitles.py  a site's subtitles, or a subtitle file beside a local video
     speech.py     speech heard by a speech model (`backends`), where there are no subtitles
+    on_screen.py  text shown on screen, read by an OCR engine (`backends.ocr`) where the picture changed
 
 A new track is one module here (a `Track` subclass, its engine in `backends/`) and a place in the server's `Tracks`
 (server/components.py): the prompt renders it and find_moments searches it with no other edit.
@@ -20,6 +21,7 @@ from llava_video_mcp.tools.tracks.base import (
     Tracks,
     TranscriptOptions,
 )
+from llava_video_mcp.tools.tracks.on_screen import OnScreenTrack
 from llava_video_mcp.tools.tracks.speech import SpeechTrack
 from llava_video_mcp.tools.tracks.store import BlockStore
 from llava_video_mcp.tools.tracks.subtitles import SubtitlesTrack
@@ -29,6 +31,7 @@ __all__ = [
     "Basis",
     "BlockStore",
     "Needs",
+    "OnScreenTrack",
     "Said",
     "SpeechTrack",
     "SubtitlesTrack",

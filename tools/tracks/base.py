@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.progress import Progress, no_progress
-from llava_video_mcp.tools.timeline import TrackText
+from llava_video_mcp.tools.timeline import TimedText, TrackText
 
 Basis = Literal["subtitles", "speech", "on_screen", "frames"]
 """What a moment found by `find_moments` rests on: a track's cues (its `basis`), or the frames. The result's schema
@@ -78,6 +78,10 @@ class Track(ABC):
     said: ClassVar[Said | None] = None
     """Its cues are the result's `transcript` (and this its `transcript_source`) when it has any; None for a track
     the result does not list."""
+    field: ClassVar[str | None] = None
+    """The result's field that lists its cues (beside `transcript`), where it has one of its own."""
+    timing: ClassVar[str] = "transcribe_s"
+    """The result's timing its reading time counts to."""
 
     def needs(self, options: TranscriptOptions) -> Needs:
         """What the download must bring for this track (nothing unless said)."""
@@ -161,6 +165,21 @@ class Tracks:
             if said is not None and text.cues:
                 return text, said
         return None
+
+    def timings(self, texts: Sequence[TrackText]) -> dict[str, float]:
+        """Seconds spent reading, by the result's timing each track counts to; a track that found nothing counts
+        nowhere (the result's timing is absent when nothing was heard or read)."""
+        spent: dict[str, float] = {}
+        for text in texts:
+            if text.cues:
+                timing = self.named(text.name).timing
+                spent[timing] = spent.get(timing, 0.0) + text.read_s
+        return spent
+
+    def fields(self, texts: Sequence[TrackText]) -> dict[str, Sequence[TimedText]]:
+        """The cues of the tracks the result lists in fields of their own, by field."""
+        listed = {track.name: track.field for track in self.tracks if track.field}
+        return {listed[text.name]: text.cues for text in texts if text.name in listed and text.cues}
 
     def basis(self, text: TrackText) -> Basis:
         return self.named(text.name).basis

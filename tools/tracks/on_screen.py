@@ -60,6 +60,7 @@ class OnScreenTrack(Track):
     basis: ClassVar[Basis] = "on_screen"
     said: ClassVar[Said | None] = None
     field: ClassVar[str | None] = "on_screen_text"
+    timing: ClassVar[str] = "read_s"
 
     def __init__(self, engine: OcrEngine | None, missing: str | None = None) -> None:
         self.engine = engine

@@ -13,7 +13,7 @@ ONNX Runtime: an engine brings its model up on its first read.
 from __future__ import annotations
 
 from llava_video_mcp.tools.backends.ocr.base import Frame, OcrEngine, OcrLine, OcrOptions
-from llava_video_mcp.tools.backends.ocr.loader import ENGINES, engine_choices, load_engine, resolve_engine
+from llava_video_mcp.tools.backends.ocr.loader import ENGINES, OcrChoice, engine_choices, load_engine, resolve_engine
 from llava_video_mcp.tools.backends.ocr.rapidocr import RapidOcr
 from llava_video_mcp.tools.backends.ocr.reading import ChangeGate, FrameLines, OnScreenLine, merge_lines, read_frames
 from llava_video_mcp.tools.backends.ocr.tesseract import Tesseract
@@ -23,6 +23,7 @@ __all__ = [
     "ChangeGate",
     "Frame",
     "FrameLines",
+    "OcrChoice",
     "OcrEngine",
     "OcrLine",
     "OcrOptions",

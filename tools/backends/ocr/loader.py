@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from llava_video_mcp.tools.backends.ocr.base import OcrEngine, OcrOptions
 from llava_video_mcp.tools.backends.ocr.rapidocr import RapidOcr
 from llava_video_mcp.tools.backends.ocr.tesseract import Tesseract
 from llava_video_mcp.tools.errors import ModelError
+
+OcrChoice = Literal["auto", "rapidocr", "tesseract", "none"]
+"""The OCR engine setting's values: `engine_choices()`, spelled for the settings' type (a test holds them equal)."""
 
 ENGINES: dict[str, type[OcrEngine]] = {engine.name: engine for engine in (RapidOcr, Tesseract)}
 """The registry, one row an engine, in the order `auto` prefers them."""
