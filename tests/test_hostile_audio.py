@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import av
+import ctranslate2
 import numpy as np
 import pytest
 import torch
@@ -44,6 +45,7 @@ WAITING = "Waiting for another call that is hearing this video's speech"
 @pytest.fixture(autouse=True)
 def _same_words_every_run() -> None:
     torch.manual_seed(0)
+    ctranslate2.set_random_seed(0)  # CTranslate2 samples at the fallback temperatures with its own generator
 
 
 @pytest.fixture
@@ -234,7 +236,8 @@ def test_whisper_hears_a_block_with_nan_as_one_with_silence_there(
     block[1000] = math.nan
     told = speech.transcribe([block], "en")
     assert len(told.heard) == 1
-    assert finite == [True]
+    assert finite  # encoded (once, or again where it heard on past an early end)
+    assert all(finite)
     assert math.isnan(block[1000])  # the caller's block is not changed
 
 
