@@ -3,6 +3,7 @@ subtitles and speech, reaches the prompt and find_moments with no other edit; an
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -93,3 +94,53 @@ def test_the_tracks_share_one_text_budget() -> None:
 def test_track_names_are_unique() -> None:
     with pytest.raises(ValueError, match="subtitles"):
         Tracks([SubtitlesTrack(), SubtitlesTrack()])
+
+
+class Meeting(Track):
+    """A busy track that waits (bounded) until the other one has started: read one after the other, neither would
+    finish in time."""
+
+    heading: ClassVar[str] = "Met"
+    basis: ClassVar[Basis] = "subtitles"
+
+    def __init__(self, name: str, mine: threading.Event, theirs: threading.Event) -> None:
+        self.name = name  # type: ignore[misc]
+        self.mine, self.theirs = mine, theirs
+        self.threads: list[str] = []
+
+    def busy(self, options: TranscriptOptions) -> bool:
+        return True
+
+    def read(
+        self,
+        video: LocalVideo,
+        start_s: float,
+        end_s: float,
+        options: TranscriptOptions,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> TrackText:
+        self.threads.append(threading.current_thread().name)
+        self.mine.set()
+        met = self.theirs.wait(timeout=30)
+        progress(1, 1, f"{self.name} done")
+        return TrackText(self.name, self.heading, [TimedText(0.0, 1.0, f"met: {met}")])
+
+
+def test_busy_tracks_read_at_the_same_time_and_report_progress_from_the_callers_thread(h264_mp4: Path) -> None:
+    first, second = threading.Event(), threading.Event()
+    a, b = Meeting("a", first, second), Meeting("b", second, first)
+    reported: list[tuple[float, str]] = []
+
+    def progress(done: float, of: float, message: str) -> None:
+        assert threading.current_thread() is threading.main_thread() or not threading.current_thread().name.startswith(
+            "track"
+        )
+        reported.append((done / of, message))
+
+    video = LocalVideo("clip", h264_mp4, None, from_cache=True, fetch_s=0.0)
+    texts = Tracks([a, b]).read_all(video, 0.0, 1.0, TranscriptOptions(), progress)
+    assert [t.cues[0].text for t in texts] == ["met: True", "met: True"]  # in the tracks' order
+    assert a.threads != b.threads  # each in a thread of its own
+    assert [done for done, _ in reported] == sorted({done for done, _ in reported})  # only ever increasing
+    assert reported[-1][0] == 1.0

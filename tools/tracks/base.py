@@ -3,8 +3,10 @@ tracks a server reads (`Tracks`)."""
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -147,15 +149,28 @@ class Tracks:
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> list[TrackText]:
-        """Every track's text of the range, in order (none when the caller asked for none); the busy tracks share
-        `progress`."""
+        """Every track's text of the range, in order (none when the caller asked for none). The busy tracks read at
+        the same time (speech heard while the screen is read: each engine takes a core), the first in this thread,
+        each other in a thread of its own that ends before this returns; their progress is summed and reported from
+        this thread alone (the one the caller's progress may be called from)."""
         if not options.include:
             return []
         busy = [track for track in self.tracks if track.busy(options)]
-        texts = []
-        for track in self.tracks:
-            share = _span(progress, busy.index(track), len(busy)) if track in busy else no_progress
-            texts.append(track.read(video, start_s, end_s, options, share, cancel))
+        shares = _Shares(progress, len(busy))
+        others = busy[1:]
+        with ThreadPoolExecutor(max_workers=max(len(others), 1), thread_name_prefix="track") as pool:
+            reading = {
+                track: pool.submit(track.read, video, start_s, end_s, options, shares.of(index + 1), cancel)
+                for index, track in enumerate(others)
+            }
+            texts = []
+            for track in self.tracks:
+                if track in reading:
+                    texts.append(reading[track].result())
+                    continue
+                share = shares.of(0) if track in busy else no_progress
+                texts.append(track.read(video, start_s, end_s, options, share, cancel))
+        shares.report_all()
         return texts
 
     def transcript(self, texts: Sequence[TrackText]) -> tuple[TrackText, Said] | None:
@@ -185,9 +200,32 @@ class Tracks:
         return self.named(text.name).basis
 
 
-def _span(progress: Progress, index: int, count: int) -> Progress:
-    def report(done: float, of: float, message: str) -> None:
-        fraction = min(done / of, 1.0) if of else 0.0
-        progress(index + fraction, count, message)
+class _Shares:
+    """The busy tracks' progress: each track's fraction done kept, their sum reported, from the reading thread only."""
 
-    return report
+    def __init__(self, progress: Progress, count: int) -> None:
+        self._progress = progress
+        self._done = [0.0] * count
+        self._message = ""
+        self._reported = -1.0
+        self._lock = threading.Lock()
+        self._reader = threading.get_ident()
+
+    def of(self, index: int) -> Progress:
+        def report(done: float, of: float, message: str) -> None:
+            with self._lock:
+                self._done[index] = max(self._done[index], min(done / of, 1.0) if of else 0.0)
+                self._message = message
+            if threading.get_ident() == self._reader:
+                self.report_all()
+
+        return report
+
+    def report_all(self) -> None:
+        """The sum so far, when it moved since last reported."""
+        with self._lock:
+            done, message = sum(self._done), self._message
+            moved = done > self._reported
+            self._reported = max(done, self._reported)
+        if moved and self._done:
+            self._progress(done, len(self._done), message)
