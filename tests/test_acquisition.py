@@ -192,6 +192,13 @@ def test_hls_takes_the_smallest_variant_of_at_least_384_px(tmp_path: Path, site:
     assert site.count("v240_0.ts") == site.count("v720_0.ts") == 0
 
 
+def test_a_picture_to_read_text_in_is_720p_where_the_site_has_it(tmp_path: Path, site: LoopbackServer) -> None:
+    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("master.m3u8"), readable=True)
+    assert (probe(video.path).width, probe(video.path).height) == (1280, 720)
+    assert site.count("v720_0.ts") == 1
+    assert site.count("v240_0.ts") == site.count("v480_0.ts") == 0
+
+
 def test_cookies_are_sent(tmp_path: Path, site: LoopbackServer) -> None:
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tsecret-value\n")

@@ -105,7 +105,12 @@ class VideoQA:
             def run(progress: Progress, cancel: CancelToken) -> None:
                 hook = download_progress(progress, 0, 1, number)
                 took_s = call.fetcher.download(
-                    source, subtitle_language=needs.subtitles, sound=needs.sound, on_progress=hook, cancel=cancel
+                    source,
+                    subtitle_language=needs.subtitles,
+                    sound=needs.sound,
+                    readable=needs.readable_picture,
+                    on_progress=hook,
+                    cancel=cancel,
                 )
                 if took_s is not None:
                     call.ahead[source] = took_s

@@ -65,7 +65,12 @@ def fetched(
             hook = download_progress(progress, 0, 1, number)
             video = in_use.enter_context(
                 stages.fetcher.fetched(
-                    source, subtitle_language=needs.subtitles, sound=needs.sound, on_progress=hook, cancel=cancel
+                    source,
+                    subtitle_language=needs.subtitles,
+                    sound=needs.sound,
+                    readable=needs.readable_picture,
+                    on_progress=hook,
+                    cancel=cancel,
                 )
             )
             ahead_s = stages.ahead.pop(video.source, None) if video.from_cache else None

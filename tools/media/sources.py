@@ -44,6 +44,8 @@ class _Wanted:
 
     subtitle_language: str | None
     sound: bool
+    readable: bool = False
+    """A picture to read text in (at least 720p where the site has one), not the model's small one."""
 
 
 MAX_SOURCE_CHARS = 4096
@@ -177,13 +179,19 @@ class VideoFetcher:
         *,
         subtitle_language: str | None = "en",
         sound: bool = False,
+        readable: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[LocalVideo]:
         """The source as a local file, protected from cache eviction while the block runs; with `sound`, its sound
         too where a site serves it apart (speech will be heard). A still image is refused (`not_a_video`)."""
         with self.fetched_media(
-            source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
+            source,
+            subtitle_language=subtitle_language,
+            sound=sound,
+            readable=readable,
+            on_progress=on_progress,
+            cancel=cancel,
         ) as media:
             if isinstance(media, LocalImage):
                 raise not_a_video(media)
@@ -196,12 +204,18 @@ class VideoFetcher:
         *,
         subtitle_language: str | None = "en",
         sound: bool = False,
+        readable: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[LocalMedia]:
         """`fetched` for a video or a still image (told by the file's content; see `fetch_media`)."""
         media = self.fetch_media(
-            source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
+            source,
+            subtitle_language=subtitle_language,
+            sound=sound,
+            readable=readable,
+            on_progress=on_progress,
+            cancel=cancel,
         )
         try:
             yield media
@@ -225,6 +239,7 @@ class VideoFetcher:
         *,
         subtitle_language: str | None = "en",
         sound: bool = False,
+        readable: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken,
     ) -> float | None:
@@ -232,7 +247,12 @@ class VideoFetcher:
         the download took, None when it was in the cache already. A still image is brought in too (with
         `inspect_image`): the call decides whether it takes one."""
         with self.fetched_media(
-            source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
+            source,
+            subtitle_language=subtitle_language,
+            sound=sound,
+            readable=readable,
+            on_progress=on_progress,
+            cancel=cancel,
         ) as got:
             return None if got.from_cache else got.fetch_s
 
@@ -242,13 +262,19 @@ class VideoFetcher:
         *,
         subtitle_language: str | None = "en",
         sound: bool = False,
+        readable: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> LocalVideo:
         """The source as a local file; a cached one is marked in use until `cache.release(video.cache_key)`. A still
         image is refused (`not_a_video`)."""
         media = self.fetch_media(
-            source, subtitle_language=subtitle_language, sound=sound, on_progress=on_progress, cancel=cancel
+            source,
+            subtitle_language=subtitle_language,
+            sound=sound,
+            readable=readable,
+            on_progress=on_progress,
+            cancel=cancel,
         )
         if isinstance(media, LocalImage):
             if media.cache_key is not None:
@@ -262,6 +288,7 @@ class VideoFetcher:
         *,
         subtitle_language: str | None = "en",
         sound: bool = False,
+        readable: bool = False,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> LocalMedia:
@@ -273,7 +300,7 @@ class VideoFetcher:
         parts = _split_url(text)
         scheme = parts.scheme.lower()
         if scheme in {"http", "https"}:
-            return self._fetch_url(text, _Wanted(subtitle_language, sound), on_progress, cancel)
+            return self._fetch_url(text, _Wanted(subtitle_language, sound, readable), on_progress, cancel)
         if scheme == "file":
             return self._local_file(source, Path(unquote(parts.path)), subtitle_language)
         if "://" in text:
@@ -317,6 +344,7 @@ class VideoFetcher:
             cookies=policy.cookies,
             subtitle_language=wanted.subtitle_language,
             sound=wanted.sound,
+            readable=wanted.readable,
         )
         with self.cache.locked("url:" + url, cancel):
             key = self.cache.entry_for_alias(url)

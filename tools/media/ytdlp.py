@@ -63,6 +63,11 @@ log = logging.getLogger(__name__)
 # The smallest stream of at least 384 px (the model's input size) capped at 480p, video-only first; else the
 # largest below 384; else the smallest there is. Never a pair to merge: that would need ffmpeg.
 VIDEO_FORMAT = "wv[height>=384][height<=480]/wv*[height>=384][height<=480]/bv[height<=480]/bv*[height<=480]/wv*/w"
+READABLE_FORMAT = (
+    "wv[height>=720][height<=1080]/wv*[height>=720][height<=1080]/bv[height<=1080]/bv*[height<=1080]/" + VIDEO_FORMAT
+)
+"""Where text on screen will be read: the smallest stream of 720p to 1080p, else the largest up to 1080p (a 14 px
+label of a 1080p screen recording is unreadable at 480p); else what the model's format takes."""
 AUDIO_FORMAT = "wa[abr>=32]/wa"
 """The smallest adequate audio-only stream (opus or m4a at 32 kbit/s and up: speech recognition reads 16 kHz), for
 sites that serve sound apart from the picture, fetched only when speech will be heard."""
@@ -83,6 +88,9 @@ class DownloadOptions:
     sound: bool = False
     """Fetch the sound as well where the picture comes without it (and there are no subtitles): speech will be
     heard. It counts against `max_bytes` with the picture."""
+    readable: bool = False
+    """Fetch a picture to read text in (READABLE_FORMAT) rather than the model's small one: on-screen text will be
+    read. It counts against `max_bytes` like any picture."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +207,7 @@ class YtdlpSession:
                 on_progress(done, int(total) if total else None)
 
         params: dict[str, Any] = {
-            "format": VIDEO_FORMAT,
+            "format": READABLE_FORMAT if options.readable else VIDEO_FORMAT,
             "outtmpl": {"default": str(dest_dir / "video.%(ext)s"), "subtitle": str(dest_dir / "video.%(ext)s")},
             "noplaylist": True,
             "quiet": True,
