@@ -26,7 +26,8 @@ from mcp import Client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.tools.answer import TranscriptOptions, VideoAnswer
-from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, whisper
+from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig
+from llava_video_mcp.tools.backends.speech import whisper
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.timeline import TimedText

@@ -32,7 +32,7 @@ from llava_video_mcp.server.checks import check
 from llava_video_mcp.server.cli import parse_settings
 from llava_video_mcp.server.settings import ConfigError, Settings
 from llava_video_mcp.tools.backends import Ready
-from llava_video_mcp.tools.backends.speech import MAX_SEGMENTS_PER_BLOCK, read_reply
+from llava_video_mcp.tools.backends.speech.remote import MAX_SEGMENTS_PER_BLOCK, read_reply
 from llava_video_mcp.tools.prompt.subtitles import MAX_CUE_CHARS
 from tests.engines import MisbehavingEngine, Script, free_port
 from tests.httpserver import serving

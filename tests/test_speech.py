@@ -23,9 +23,11 @@ from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.checks import check
 from llava_video_mcp.server.settings import ConfigError, Settings
 from llava_video_mcp.tools.answer import TranscriptOptions, VideoAnswer
-from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, speech_loader, whisper
+from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig
 from llava_video_mcp.tools.backends.fake import FakeBackend
-from llava_video_mcp.tools.backends.speech import heard_in
+from llava_video_mcp.tools.backends.speech import loader as speech_loader
+from llava_video_mcp.tools.backends.speech import whisper
+from llava_video_mcp.tools.backends.speech.remote import heard_in
 from llava_video_mcp.tools.frames import BLOCK_S, audio_track, decode_block, is_silent, level_dbfs
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.timeline import TimedText

@@ -12,8 +12,9 @@ from typing import Literal, get_args
 
 from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.hub import local_snapshot
-from llava_video_mcp.tools.backends.speech import RemoteSpeech, SpeechBackend
-from llava_video_mcp.tools.backends.whisper import folder_identity, load_whisper
+from llava_video_mcp.tools.backends.speech.base import SpeechBackend
+from llava_video_mcp.tools.backends.speech.remote import RemoteSpeech
+from llava_video_mcp.tools.backends.speech.whisper import folder_identity, load_whisper
 from llava_video_mcp.tools.errors import ModelError
 from llava_video_mcp.tools.progress import DownloadProgress
 
