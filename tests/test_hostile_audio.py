@@ -34,8 +34,7 @@ from llava_video_mcp.tools.timeline import TimedText
 from llava_video_mcp.tools.tracks import SpeechTrack
 from tests.engines import MisbehavingEngine, Script
 from tests.media import encode_all, moving_frame, rgb_frame, spoken, with_sound
-from tests.test_server import error_text
-from tests.test_speech import Served, describe, settings_for
+from tests.support import Served, describe, error_text, settings_for
 
 pytestmark = pytest.mark.anyio
 

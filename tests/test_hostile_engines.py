@@ -37,9 +37,7 @@ from llava_video_mcp.tools.prompt.subtitles import MAX_CUE_CHARS
 from tests.engines import MisbehavingEngine, Script, free_port
 from tests.httpserver import serving
 from tests.media import with_sound
-from tests.test_server import error_text
-from tests.test_speech import Served, describe, settings_for
-from tests.test_stdio import server_command
+from tests.support import Served, describe, error_text, server_command, settings_for
 
 pytestmark = pytest.mark.anyio
 

@@ -105,6 +105,11 @@ class LazySpeech:
         return self.config.enabled
 
     @property
+    def loaded(self) -> SpeechBackend | None:
+        """The backend, if it is already up (brought up, and not closed since)."""
+        return self._backend
+
+    @property
     def label(self) -> str:
         if self._backend is not None:
             return self._backend.model_id
