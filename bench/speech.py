@@ -68,7 +68,7 @@ def ensure_model(device: str, tokens: int) -> Path:
 
 def ensure_converted(model: Path) -> tuple[Path, float]:
     """The CTranslate2 int8 folder both CTranslate2 engines run, made by the server's own conversion (timed)."""
-    from llava_video_mcp.tools.backends.whisper import converted, folder_identity
+    from llava_video_mcp.tools.backends.speech.whisper import converted, folder_identity
 
     started = time.perf_counter()
     folder = converted(model, model.name, MODELS / "converted", folder_identity(model))
@@ -87,7 +87,7 @@ def ensure_video(minutes: int) -> Path:
 
 
 def _first_temperature_only() -> None:
-    from llava_video_mcp.tools.backends import whisper
+    from llava_video_mcp.tools.backends.speech import whisper
 
     whisper.TEMPERATURES = (0.0,)
 
@@ -105,7 +105,7 @@ def _blocks(video: str) -> tuple[list[Any], float, float]:
 def _ours(engine: str, model: str, device: str, video: str, store: str) -> dict[str, Any]:
     import numpy as np
 
-    from llava_video_mcp.tools.backends.whisper import load_whisper
+    from llava_video_mcp.tools.backends.speech.whisper import load_whisper
 
     _first_temperature_only()
     blocks, decode_s, audio_s = _blocks(video)
@@ -209,7 +209,7 @@ def _equal_side_by_side(model: str, folder: str, video: str, store: str) -> dict
     import torch
     from faster_whisper import WhisperModel
 
-    from llava_video_mcp.tools.backends.whisper import load_whisper
+    from llava_video_mcp.tools.backends.speech.whisper import load_whisper
 
     blocks, _, _ = _blocks(video)
     ours = load_whisper(model, model, "ctranslate2", "cpu", Path(store))

@@ -48,7 +48,7 @@ def _check_model(model: str, *, kinds: dict[str, str], flag: str = "--model") ->
     if model.startswith((".", "/", "~")) or local.exists():
         if not local.is_dir():
             raise ConfigError(f"{flag} {model}: no such folder. Pass a folder holding a {names} model, or a hub id.")
-        from llava_video_mcp.tools.backends.whisper import is_ctranslate2_folder
+        from llava_video_mcp.tools.backends.speech.whisper import is_ctranslate2_folder
 
         if flag == "--asr-model" and is_ctranslate2_folder(local):
             return  # faster-whisper's layout: the speech model checks the rest when it loads

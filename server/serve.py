@@ -33,7 +33,7 @@ from llava_video_mcp.server.settings import Settings, version
 from llava_video_mcp.server.worker import ACTIVE_CALLS
 from llava_video_mcp.tools.backends import DEFAULT_MODEL, LazyBackend
 from llava_video_mcp.tools.backends.devices import pick_device
-from llava_video_mcp.tools.backends.speech_loader import resolved_engine, resolved_model
+from llava_video_mcp.tools.backends.speech.loader import resolved_engine, resolved_model
 from llava_video_mcp.tools.errors import VideoToolError
 from llava_video_mcp.tools.media import remove_own_staging
 

@@ -28,7 +28,7 @@ from pydantic.fields import FieldInfo
 from llava_video_mcp.tools.backends import API_KEY_VARIABLE, DEFAULT_MODEL, BackendConfig, SpeechConfig
 from llava_video_mcp.tools.backends.families import FrameCost
 from llava_video_mcp.tools.backends.ocr import OcrChoice
-from llava_video_mcp.tools.backends.speech_loader import CPU_DEFAULT, CUDA_DEFAULT, Engine, read_model
+from llava_video_mcp.tools.backends.speech.loader import CPU_DEFAULT, CUDA_DEFAULT, Engine, read_model
 
 if TYPE_CHECKING:
     from llava_video_mcp.tools.answer import WindowOptions

@@ -21,15 +21,7 @@ from llava_video_mcp.tools.prompt import bounded, parse_subtitles
 from llava_video_mcp.tools.timeline import in_range
 from tests.httpserver import LoopbackServer
 from tests.media import encode_video
-
-VTT = """WEBVTT
-
-00:00:00.500 --> 00:00:01.500
-Hello <b>there</b>
-
-00:00:02.000 --> 00:00:02.900 align:start
-Goodbye &amp; thanks
-"""
+from tests.support import VTT
 
 
 @pytest.fixture(scope="session")

@@ -37,8 +37,7 @@ from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.frames import sample_frames
 from tests.httpserver import LoopbackServer
-from tests.test_followups import GUIDE, frames_of
-from tests.test_server import call, error_text
+from tests.support import GUIDE, call, error_text, frames_of
 
 pytestmark = pytest.mark.anyio
 

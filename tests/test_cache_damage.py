@@ -21,8 +21,7 @@ from llava_video_mcp.tools.files import write_whole
 from llava_video_mcp.tools.frames import media_duration
 from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher
 from tests.httpserver import LoopbackServer
-from tests.test_server import call, error_text
-from tests.test_stdio import wait_for_partial_download
+from tests.support import call, error_text, wait_for_partial_download
 
 pytestmark = pytest.mark.anyio
 

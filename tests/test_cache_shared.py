@@ -24,8 +24,7 @@ from llava_video_mcp.tools.media import VideoFetcher
 from llava_video_mcp.tools.media.cache import entry_key
 from tests.httpserver import LoopbackServer
 from tests.media import with_sound
-from tests.test_server import call
-from tests.test_speech import Served, describe, settings_for
+from tests.support import Served, call, describe, settings_for
 
 pytestmark = pytest.mark.anyio
 

@@ -176,7 +176,7 @@ def test_choices_are_read_in_any_case() -> None:
 def test_the_speech_words_are_read_in_any_case(command: list[str]) -> None:
     """`auto` and `none` are read once, as the speech configuration takes them: `--asr-model Auto` picks the model
     for the device (it was looked up on the hub as 'Auto'), `NONE` hears nothing; a hub id keeps its case."""
-    from llava_video_mcp.tools.backends.speech_loader import CPU_DEFAULT, LazySpeech, resolved_model
+    from llava_video_mcp.tools.backends.speech.loader import CPU_DEFAULT, LazySpeech, resolved_model
 
     def speech(*flags: str, environ: dict[str, str] | None = None) -> Any:
         return parse_settings([*command, *flags, "--device", "cpu"], environ or {}).speech_config()

@@ -46,9 +46,17 @@ def test_every_track_module_is_registered_in_the_server(tmp_path: Path) -> None:
 
 
 def test_the_speech_engine_row_lists_the_speech_modules() -> None:
-    listed = set(_PATH.findall(section("A speech engine")))
-    modules = {f"tools/backends/{p.name}" for p in (ROOT / "tools" / "backends").glob("*.py") if "speech" in p.name}
-    assert modules | {"tools/backends/whisper.py"} <= listed
+    """The speech-engine row: the package's loader and exports, and each module defining an engine by name."""
+    row = section("A speech engine")
+    assert {
+        "tools/backends/speech/base.py",
+        "tools/backends/speech/loader.py",
+        "tools/backends/speech/__init__.py",
+    } <= (set(_PATH.findall(row)))
+    folder = ROOT / "tools" / "backends" / "speech"
+    engines = {path.name for path in folder.glob("*.py") if "(SpeechBackend)" in path.read_text()}
+    assert engines == {"whisper.py", "remote.py"}
+    assert all(f"`{name}`" in row for name in engines)
 
 
 def test_the_family_row_names_the_registry() -> None:

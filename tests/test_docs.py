@@ -18,7 +18,7 @@ import pytest
 
 from llava_video_mcp.tools.answer import VideoAnswer
 from tests.engines import ServedModel, free_port
-from tests.test_running import wait_for_line
+from tests.support import wait_for_line
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -28,7 +28,7 @@ from llava_video_mcp.tools.backends.base import Prompt
 from llava_video_mcp.tools.backends.families import FAMILIES, FrameCost, LlavaOnevision, family_of
 from llava_video_mcp.tools.backends.families.onevision import VideoProcessing
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
-from tests.test_server import call, error_text
+from tests.support import call, error_text
 
 
 @pytest.fixture(scope="module")

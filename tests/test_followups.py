@@ -11,17 +11,10 @@ from llava_video_mcp.tools.backends import BackendConfig, LazyBackend, Prompt
 from llava_video_mcp.tools.backends.prefix_cache import PrefixCache
 from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.errors import LimitError
-from llava_video_mcp.tools.frames import media_duration, to_model_image, uniform_targets
+from llava_video_mcp.tools.frames import media_duration
 from llava_video_mcp.tools.media import VideoFetcher
 from tests.llava_builder import build_llava
-from tests.media import nearest_reference, reference_frames
-
-GUIDE = "The 6 images are frames of one video, in time order.\n\n"
-
-
-def frames_of(path: Path, count: int, start: float = 0.0, end: float = 3.0) -> list:  # type: ignore[type-arg]
-    reference = reference_frames(path)
-    return [to_model_image(nearest_reference(reference, t)[1], 384) for t in uniform_targets(start, end, count)]
+from tests.support import GUIDE, frames_of
 
 
 def ask(backend: TransformersBackend, images: list, question: str) -> tuple[list[int], int]:  # type: ignore[type-arg]
@@ -130,5 +123,5 @@ def test_compiled_decoding_gives_the_same_tokens(tiny_model: Path, h264_mp4: Pat
         got, reused = ask(compiled, images, question)
         assert got == expected
     assert reused > 0
-    [(kept, _)] = compiled._prefixes._entries.values()
+    [(kept, _)] = compiled.prefixes.kept()
     assert int(kept.layers[0].get_max_length()) % COMPILED_SLOTS == 0

@@ -82,7 +82,7 @@ def test_speech_is_heard_in_batches_on_cuda(tiny_whisper: Path) -> None:
     stay inside it."""
     import numpy as np
 
-    from llava_video_mcp.tools.backends.whisper import CUDA_BATCH, load_whisper
+    from llava_video_mcp.tools.backends.speech.whisper import CUDA_BATCH, load_whisper
 
     backend = load_whisper(str(tiny_whisper), str(tiny_whisper), "transformers", "cuda", None)
     assert backend.device == "cuda"

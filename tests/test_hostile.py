@@ -33,8 +33,7 @@ from llava_video_mcp.tools.untrusted import MAX_QUESTION_CHARS
 from tests.httpserver import LoopbackServer
 from tests.llava_builder import build_llava
 from tests.media import encode_video, with_subtitles
-from tests.test_server import call, error_text
-from tests.test_stdio import describe_raw, server_command, wait_for_partial_download
+from tests.support import call, describe_raw, error_text, server_command, wait_for_partial_download
 
 pytestmark = pytest.mark.anyio
 
@@ -348,7 +347,7 @@ def test_older_processor_configs_are_read_from_the_model(
     name: str, old_model_dirs: dict[str, Path], tiny_model: Path, h264_mp4: Path
 ) -> None:
     from llava_video_mcp.tools.backends import Prompt
-    from tests.test_followups import GUIDE, frames_of
+    from tests.support import GUIDE, frames_of
 
     images = frames_of(h264_mp4, 3)
     prompt = Prompt(images, GUIDE + "What moves?", len(GUIDE))
@@ -369,7 +368,7 @@ def test_prefix_cache_is_sized_from_the_device_and_says_when_it_cannot_keep(
 ) -> None:
     from llava_video_mcp.tools.backends import Prompt
     from llava_video_mcp.tools.backends.transformers import available_ram, prefix_cache_budget
-    from tests.test_followups import GUIDE, frames_of
+    from tests.support import GUIDE, frames_of
 
     budget = prefix_cache_budget("cpu")
     assert 0 < budget < available_ram()  # a share of what is free, never all of it

@@ -27,15 +27,15 @@ from mcp import Client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.tools.answer import TranscriptOptions, VideoAnswer
-from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, whisper
+from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig
+from llava_video_mcp.tools.backends.speech import whisper
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.timeline import TimedText
 from llava_video_mcp.tools.tracks import SpeechTrack
 from tests.engines import MisbehavingEngine, Script
 from tests.media import encode_all, moving_frame, rgb_frame, spoken, with_sound
-from tests.test_server import error_text
-from tests.test_speech import Served, describe, settings_for
+from tests.support import Served, describe, error_text, settings_for
 
 pytestmark = pytest.mark.anyio
 

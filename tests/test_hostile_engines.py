@@ -32,14 +32,12 @@ from llava_video_mcp.server.checks import check
 from llava_video_mcp.server.cli import parse_settings
 from llava_video_mcp.server.settings import ConfigError, Settings
 from llava_video_mcp.tools.backends import Ready
-from llava_video_mcp.tools.backends.speech import MAX_SEGMENTS_PER_BLOCK, read_reply
+from llava_video_mcp.tools.backends.speech.remote import MAX_SEGMENTS_PER_BLOCK, read_reply
 from llava_video_mcp.tools.prompt.subtitles import MAX_CUE_CHARS
 from tests.engines import MisbehavingEngine, Script, free_port
 from tests.httpserver import serving
 from tests.media import with_sound
-from tests.test_server import error_text
-from tests.test_speech import Served, describe, settings_for
-from tests.test_stdio import server_command
+from tests.support import Served, describe, error_text, server_command, settings_for
 
 pytestmark = pytest.mark.anyio
 

@@ -26,9 +26,7 @@ from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
 from tests.engines import free_port
 from tests.httpserver import LoopbackServer
-from tests.test_running import HEADERS, INITIALIZE
-from tests.test_server import call
-from tests.test_stdio import server_command
+from tests.support import HEADERS, INITIALIZE, call, server_command
 
 pytestmark = pytest.mark.anyio
 

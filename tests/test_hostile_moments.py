@@ -24,9 +24,7 @@ from llava_video_mcp.tools.answer import MomentsAnswer
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, Prompt, Ready
 from llava_video_mcp.tools.cancel import CancelToken
 from tests.media import cut_scenes, encode_video
-from tests.test_moments import LENGTHS, SUBTITLES, NeverLoaded, Scripted, moments, served
-from tests.test_running import run
-from tests.test_server import call, error_text
+from tests.support import LENGTHS, SUBTITLES, NeverLoaded, Scripted, call, error_text, moments, run, served
 
 pytestmark = pytest.mark.anyio
 

@@ -27,7 +27,7 @@ from llava_video_mcp.tools.errors import DecodeError, LimitError, SourceError, V
 from llava_video_mcp.tools.frames import image_facts, image_for_model, media_duration
 from llava_video_mcp.tools.media import FetchPolicy, LocalImage, LocalVideo, VideoFetcher
 from tests.httpserver import LoopbackServer
-from tests.test_server import call, error_text
+from tests.support import call, error_text
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

@@ -123,3 +123,34 @@ def test_no_function_is_over_80_lines() -> None:
                 if length > 80:
                     long.append(f"{name}.{node.name}: {length} lines")
     assert long == []
+
+
+def test_no_test_module_imports_another() -> None:
+    """The tests are shaped like the product: what several test modules share is in a support module
+    (tests/support.py and the makers beside it), never imported from another test module."""
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module == "tests":
+                imported = [f"tests.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imported = [node.module or ""]
+            else:
+                continue
+            offenders += [f"{path.name}: {name}" for name in imported if name.startswith("tests.test_")]
+    assert offenders == []
+
+
+def test_the_fast_subset_names_tests_that_exist() -> None:
+    """`pytest -m fast` runs the tests tests/conftest.py names; a renamed or removed one is named here."""
+    from tests.conftest import FAST
+
+    missing = {}
+    for module, names in FAST.items():
+        tree = ast.parse((ROOT / "tests" / module).read_text())
+        defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        if names - defined:
+            missing[module] = names - defined
+    assert missing == {}

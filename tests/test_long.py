@@ -20,7 +20,7 @@ from llava_video_mcp.tools.answer.windows import plan_windows
 from llava_video_mcp.tools.frames import outline
 from tests.engines import Relay, ServedModel
 from tests.media import CUTS, scenes
-from tests.test_server import call, error_text
+from tests.support import call, error_text
 
 pytestmark = pytest.mark.anyio
 

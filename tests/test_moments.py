@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
@@ -19,55 +18,11 @@ from mcp.types import ImageContent
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.answer import MomentsAnswer
-from llava_video_mcp.tools.backends import Generation, InferenceProgress, Prompt, Ready
-from llava_video_mcp.tools.backends.fake import FakeBackend
-from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.backends import Ready
 from tests.media import cut_scenes
-from tests.test_server import call, error_text
+from tests.support import LENGTHS, SUBTITLES, NeverLoaded, Scripted, call, error_text, moments, served
 
 pytestmark = pytest.mark.anyio
-
-LENGTHS = [2.0, 10.0, 3.0, 20.0, 1.0, 24.0]
-SUBTITLES = """WEBVTT
-
-00:00:05.000 --> 00:00:07.000
-Welcome to the garden.
-
-00:00:20.000 --> 00:00:22.500
-The red kite lands on the fence.
-
-00:00:50.000 --> 00:00:52.000
-Goodbye.
-"""
-
-
-class Scripted(FakeBackend):
-    """A stand-in for the model (named as one): notes for windows, `ranking` when asked to rank, `look` when asked
-    which frames show the query."""
-
-    def __init__(self, ranking: str = "3, 1", look: str = "2, 3\nThe kite spreads its wings.") -> None:
-        super().__init__()
-        self.ranking = ranking
-        self.look = look
-
-    def generate(
-        self,
-        prompt: Prompt,
-        max_new_tokens: int,
-        on_progress: InferenceProgress = lambda fraction, message: None,
-        cancel: CancelToken | None = None,
-    ) -> Generation:
-        self.prompts.append(prompt)
-        if "Which parts show or mention" in prompt.text:
-            text = self.ranking
-        elif "In which of these frames" in prompt.text:
-            text = self.look
-        else:
-            text = "00:01 a garden; a bird flies over."
-        return Generation(text=text, generated_tokens=len(text.split()), hit_token_limit=False, prompt_tokens=100)
-
-    def asked(self, kind: str) -> int:
-        return sum(kind in p.text for p in self.prompts)
 
 
 @pytest.fixture(scope="module")
@@ -79,22 +34,11 @@ def garden(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def served(tmp_path: Path, model: Any) -> Client:
-    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10)
-    return Client(build_server(settings, model))
-
-
 @pytest.fixture
 async def scripted(tmp_path: Path) -> AsyncIterator[tuple[Client, Scripted]]:
     model = Scripted()
     async with served(tmp_path, Ready(model)) as client:
         yield client, model
-
-
-async def moments(client: Client, **arguments: Any) -> MomentsAnswer:
-    result = await client.call_tool("find_moments", arguments)
-    assert not result.is_error, error_text(result)
-    return MomentsAnswer.model_validate(result.structured_content)
 
 
 def assert_sane(answer: MomentsAnswer, start: float = 0.0, end: float = 60.0) -> None:
@@ -114,13 +58,6 @@ async def test_a_subtitled_phrase_is_found_where_it_is(scripted: tuple[Client, S
     assert first.description == 'Said: "The red kite lands on the fence."'
     assert first.basis[0] == "subtitles"
     assert_sane(found)
-
-
-class NeverLoaded(Ready):
-    """A provider that fails the test if the model is asked for."""
-
-    def get(self, on_download: Any = None) -> tuple[Any, float]:
-        raise AssertionError("the model was loaded")
 
 
 async def test_words_that_hold_every_moment_asked_for_need_no_model(tmp_path: Path, garden: Path) -> None:

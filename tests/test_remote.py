@@ -21,8 +21,7 @@ from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.answer import VideoAnswer
 from tests.engines import MisbehavingEngine, Relay, Script, ServedModel, chunk, free_port, served_model
 from tests.llava_builder import build_llava
-from tests.test_server import call, error_text
-from tests.test_stdio import server_command
+from tests.support import call, error_text, server_command
 
 pytestmark = pytest.mark.anyio
 

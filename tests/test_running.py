@@ -27,22 +27,19 @@ from llava_video_mcp.tools.answer import VideoAnswer
 from tests.engines import free_port
 from tests.fakehub import REPO, FakeHub
 from tests.httpserver import LoopbackServer
-from tests.test_stdio import describe_raw, server_command, wait_for_partial_download
+from tests.support import (
+    HEADERS,
+    INITIALIZE,
+    describe_raw,
+    run,
+    server_command,
+    wait_for_line,
+    wait_for_partial_download,
+)
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 TOKEN = "test-token-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [server_command(), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=os.environ | {"HF_HUB_OFFLINE": "1"} | (env or {}),
-    )
 
 
 def test_version_and_a_fast_help() -> None:
@@ -111,20 +108,6 @@ def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
         text=True,
         env=os.environ | {"HF_HUB_OFFLINE": "1"} | (env or {}),
     )
-
-
-def wait_for_line(process: subprocess.Popen[str], needle: str, timeout_s: float = 60) -> list[str]:
-    lines: list[str] = []
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"no {needle!r} in: {''.join(lines)}")
 
 
 def interrupt(process: subprocess.Popen[str]) -> None:
@@ -223,15 +206,6 @@ def http_server(tmp_path: Path, tiny_model: Path, h264_mp4: Path) -> Iterator[tu
         finally:
             process.kill()
             process.communicate()
-
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @pytest.mark.anyio

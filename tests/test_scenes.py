@@ -28,7 +28,7 @@ from llava_video_mcp.tools.frames import (
     scene_targets,
 )
 from tests.media import REEL_LOOKS, cut_scenes, scene_reel
-from tests.test_server import call
+from tests.support import call
 
 LENGTHS = [2.0, 10.0, 3.0, 20.0, 1.0, 24.0]
 """A 2 s intro, a 3 s insert and a 1 s flash among long scenes: uniform frames would miss the short ones."""

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
@@ -21,6 +20,7 @@ from llava_video_mcp.tools.frames import to_model_image, uniform_targets
 from tests.httpserver import LoopbackServer
 from tests.media import encode_audio_only, nearest_reference, reference_frames
 from tests.reference import reference_generate, reference_text
+from tests.support import call, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -31,16 +31,6 @@ async def client(tiny_model: Path, tmp_path: Path) -> AsyncIterator[Client]:
     app = build_server(Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache"))
     async with Client(app) as connected:
         yield connected
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> VideoAnswer:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, error_text(result)
-    return VideoAnswer.model_validate(result.structured_content)
-
-
-def error_text(result: CallToolResult) -> str:
-    return " ".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
 async def test_the_tools_are_listed_with_schemas(client: Client) -> None:
@@ -341,7 +331,7 @@ async def test_sampling_options_reach_the_sampler(client: Client, h264_mp4: Path
 @pytest.fixture
 def german_talk(h264_mp4: Path, tmp_path: Path) -> Path:
     from tests.media import with_subtitles
-    from tests.test_acquisition import VTT
+    from tests.support import VTT
 
     return with_subtitles(h264_mp4, tmp_path, "talk", VTT, ".de.vtt")
 

@@ -24,9 +24,10 @@ from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.checks import check
 from llava_video_mcp.server.settings import ConfigError, Settings
 from llava_video_mcp.tools.answer import TranscriptOptions, VideoAnswer
-from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig, speech_loader, whisper
-from llava_video_mcp.tools.backends.fake import FakeBackend
-from llava_video_mcp.tools.backends.speech import heard_in
+from llava_video_mcp.tools.backends import LazySpeech, Ready, SpeechConfig
+from llava_video_mcp.tools.backends.speech import loader as speech_loader
+from llava_video_mcp.tools.backends.speech import whisper
+from llava_video_mcp.tools.backends.speech.remote import heard_in
 from llava_video_mcp.tools.frames import BLOCK_S, audio_track, decode_block, is_silent, level_dbfs
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.timeline import TimedText
@@ -34,8 +35,7 @@ from llava_video_mcp.tools.tracks import SpeechTrack
 from tests.engines import MisbehavingEngine, Relay, Script, served_model
 from tests.httpserver import LoopbackServer
 from tests.media import with_sound, with_subtitles
-from tests.test_acquisition import VTT
-from tests.test_server import error_text
+from tests.support import VTT, Served, describe, error_text, settings_for
 from tests.whisper_builder import TIMESTAMPS, build_whisper
 
 pytestmark = pytest.mark.anyio
@@ -58,44 +58,11 @@ def sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def settings_for(tmp_path: Path, whisper: Path | str, **changes: Any) -> Settings:
-    values: dict[str, Any] = {"model": "stand-in", "device": "cpu", "cache_dir": tmp_path / "cache",
-                              "asr_model": str(whisper), "progress_interval_s": 0.2, **changes}  # fmt: skip
-    return Settings(**values)
-
-
-class Served:
-    """One server over a settings, the vision stand-in's prompts kept, and every progress message of its calls."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.vision = FakeBackend()
-        self.messages: list[str] = []
-
-    @property
-    def prompt(self) -> str:
-        return self.vision.prompts[-1].text
-
-    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        self.messages.append(message or "")
-
-    @property
-    def transcribed(self) -> list[str]:
-        return [m for m in self.messages if m.startswith("Transcribing")]
-
-
 @pytest.fixture
 async def served(tmp_path: Path, tiny_whisper: Path) -> AsyncIterator[tuple[Client, Served]]:
     state = Served(settings_for(tmp_path, tiny_whisper))
     async with Client(build_server(state.settings, Ready(state.vision))) as client:
         yield client, state
-
-
-async def describe(client: Client, state: Served, **arguments: Any) -> VideoAnswer:
-    state.messages.clear()
-    result = await client.call_tool("describe_video", {"num_frames": 2, **arguments}, progress_callback=state.progress)
-    assert not result.is_error, error_text(result)
-    return VideoAnswer.model_validate(result.structured_content)
 
 
 # What is heard, and where it goes
@@ -366,7 +333,7 @@ def test_a_ten_hour_silent_track_costs_only_the_range(tmp_path: Path, tiny_whisp
     heard = SpeechTrack(speech).read(local, 0.0, 10.0, _INCLUDE)
     assert heard.cues == []
     assert "No speech was heard in this range" in (heard.note or "")
-    assert speech._backend is None  # silence never loads the model
+    assert speech.loaded is None  # silence never loads the model
     assert [p.name for p in (tmp_path / "store").rglob("*.json")] == ["000000.json"]
 
 

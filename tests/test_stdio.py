@@ -6,13 +6,10 @@ the logs must arrive on stderr instead.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,50 +20,12 @@ from mcp.client.stdio import stdio_client
 
 from llava_video_mcp.tools.answer import VideoAnswer
 from tests.httpserver import LoopbackServer
+from tests.support import server_command
 
 pytestmark = pytest.mark.anyio
 
 
-def server_command() -> str:
-    command = shutil.which("llava-video-mcp", path=str(Path(sys.executable).parent))
-    assert command, "the llava-video-mcp console script is not installed in this environment"
-    return command
-
-
-def describe_raw(source: str) -> str:
-    """What a client writes to a server on stdio to have `source` described, in raw JSON-RPC (initialize,
-    initialized, the call): for tests that stop the server while it works, with no client waiting."""
-    messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "describe_video", "arguments": {"source": source}},
-        },
-    ]
-    return "".join(json.dumps(m) + "\n" for m in messages)
-
-
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
-
-
-def wait_for_partial_download(cache: Path, timeout_s: float = 60) -> None:
-    """Until a download has written a partial file into the cache's staging."""
-    deadline = time.monotonic() + timeout_s
-    while not list((cache / "videos").glob(".partial-*/*.part")):
-        assert time.monotonic() < deadline, "the download never started"
-        time.sleep(0.05)
 
 
 async def test_stdio_server_lists_and_calls_the_three_tools(

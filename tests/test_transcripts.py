@@ -15,7 +15,7 @@ from llava_video_mcp.tools.frames import media_duration
 from llava_video_mcp.tools.media import VideoFetcher
 from tests.httpserver import LoopbackServer
 from tests.media import with_subtitles
-from tests.test_acquisition import VTT
+from tests.support import VTT
 
 
 @pytest.fixture

@@ -39,6 +39,11 @@ class ByteLRU(Generic[Key, Value]):
             self._bytes -= entry[1]
             return entry[0]
 
+    def kept(self) -> list[tuple[Value, int]]:
+        """What is kept now, each value with its size, least recently used first (for inspection)."""
+        with self._lock:
+            return list(self._entries.values())
+
     def put(self, key: Key, value: Value, size: int) -> bool:
         """Keep the value, least recently used ones out to make room; False when it alone is over the budget."""
         if size > self.max_bytes:

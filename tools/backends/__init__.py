@@ -5,9 +5,10 @@
     loader.py        picks the local or the remote backend from the configuration, brings it up once
     transformers.py  in process: llava through transformers, with devices.py, prefix_cache.py and attention.py
     remote.py        an OpenAI-compatible serving engine (vLLM, SGLang, `transformers serve`) over HTTP
-    speech.py        hearing: the protocol, and a serving engine's /v1/audio/transcriptions
-    speech_loader.py hearing's configuration, and the backend it brings up once
-    whisper.py       hearing in process: Whisper's decoding policy over CTranslate2 (int8, CPU) or transformers
+    speech/          hearing: the protocol, Whisper in process, a serving engine's /v1/audio/transcriptions,
+                     voice activity, and the configuration that brings one up once
+    families/        the model families run in process, a registry by model_type
+    ocr/             reading on-screen text: the engines, a registry by name
     fake.py          a stand-in for tests and demos: scripted answers, prompts recorded
 
 Importing this package imports neither torch nor transformers.
@@ -21,8 +22,7 @@ from llava_video_mcp.tools.backends.base import (
     VideoLanguageBackend,
 )
 from llava_video_mcp.tools.backends.loader import API_KEY_VARIABLE, BackendConfig, LazyBackend, Ready
-from llava_video_mcp.tools.backends.speech import SpeechBackend, Transcription
-from llava_video_mcp.tools.backends.speech_loader import LazySpeech, SpeechConfig
+from llava_video_mcp.tools.backends.speech import LazySpeech, SpeechBackend, SpeechConfig, Transcription
 from llava_video_mcp.tools.progress import InferenceProgress
 
 __all__ = [

@@ -276,6 +276,11 @@ class TransformersBackend(VideoLanguageBackend):
         return self._processor
 
     @property
+    def prefixes(self) -> PrefixCache:
+        """The attention state kept of prompt prefixes, reused by follow-ups (for inspection)."""
+        return self._prefixes
+
+    @property
     def family(self) -> Family:
         """The model family: how its model sees frames and text."""
         return self._family

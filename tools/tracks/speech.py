@@ -34,8 +34,8 @@ from typing import ClassVar
 import numpy as np
 
 from llava_video_mcp.tools.backends import LazySpeech, SpeechBackend
-from llava_video_mcp.tools.backends.vad import MODEL_SHA256 as VAD_MODEL_SHA256
-from llava_video_mcp.tools.backends.vad import shared_vad
+from llava_video_mcp.tools.backends.speech.vad import MODEL_SHA256 as VAD_MODEL_SHA256
+from llava_video_mcp.tools.backends.speech.vad import shared_vad
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
 from llava_video_mcp.tools.frames import (

@@ -12,8 +12,9 @@ from typing import Literal, get_args
 
 from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.hub import local_snapshot
-from llava_video_mcp.tools.backends.speech import RemoteSpeech, SpeechBackend
-from llava_video_mcp.tools.backends.whisper import folder_identity, load_whisper
+from llava_video_mcp.tools.backends.speech.base import SpeechBackend
+from llava_video_mcp.tools.backends.speech.remote import RemoteSpeech
+from llava_video_mcp.tools.backends.speech.whisper import folder_identity, load_whisper
 from llava_video_mcp.tools.errors import ModelError
 from llava_video_mcp.tools.progress import DownloadProgress
 
@@ -102,6 +103,11 @@ class LazySpeech:
     @property
     def enabled(self) -> bool:
         return self.config.enabled
+
+    @property
+    def loaded(self) -> SpeechBackend | None:
+        """The backend, if it is already up (brought up, and not closed since)."""
+        return self._backend
 
     @property
     def label(self) -> str:

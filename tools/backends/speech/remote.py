@@ -1,35 +1,24 @@
-"""Hearing: speech in 30 s blocks of 16 kHz mono audio to timestamped text, behind one small protocol.
-
-- In process, Whisper (`whisper.WhisperSpeech`): Whisper's own decoding policy over CTranslate2 (int8, the CPU
-  default) or transformers (float16 and batched on CUDA); see that module.
-- `RemoteSpeech`: an OpenAI-compatible `/v1/audio/transcriptions` endpoint (vLLM serves Whisper there) through the
-  `openai` SDK: `verbose_json` segments where the engine gives them; an engine that returns text only (`transformers
-  serve`) gives one segment per block. Blocks run concurrently up to `--max-concurrent-requests`.
-
-Each block is heard on its own, at fixed 30 s edges, rather than by Whisper's seeking long-form decoding: a block
-is then kept once heard and reused by every later range and call, its progress and cancellation come between
-blocks, and on a GPU blocks batch. The cost: a word spoken across an edge may be cut in two.
+"""`RemoteSpeech`: an OpenAI-compatible `/v1/audio/transcriptions` endpoint (vLLM serves Whisper there) through the
+`openai` SDK: `verbose_json` segments where the engine gives them; an engine that returns text only (`transformers
+serve`) gives one segment per block. Blocks run concurrently up to `--max-concurrent-requests`.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import threading
 import time
-import wave
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from llava_video_mcp.tools.backends.base import API_KEY_VARIABLE
+from llava_video_mcp.tools.backends.speech.base import SAMPLE_RATE, SpeechBackend, Transcription, wav_bytes
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
 from llava_video_mcp.tools.progress import BlockProgress
@@ -38,60 +27,6 @@ from llava_video_mcp.tools.timeline import TimedText
 from llava_video_mcp.tools.untrusted import without_controls
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
-
-
-@dataclass(frozen=True)
-class Transcription:
-    """What each block of a request says, in order, and the language it was heard in (the one given, or the one
-    the model told from the first block; None when the engine does not say)."""
-
-    heard: list[list[TimedText]]
-    language: str | None
-
-
-class SpeechBackend(ABC):
-    model_id: str
-    device: str
-    compute: str = ""
-    """What the model runs in (int8, float16, float32), where it is known."""
-    blocks_at_once: int = 1
-    """Blocks worth handing to one `transcribe` call: a batch on CUDA, or the requests an engine takes at once."""
-    longest_s: float = 30.0
-    """The longest stretch of audio one block may be: Whisper's window, unless the backend hears on across
-    windows itself."""
-
-    @property
-    def languages(self) -> frozenset[str]:
-        """The language codes the model can be told to hear (empty: it cannot be told)."""
-        return frozenset()
-
-    @abstractmethod
-    def transcribe(
-        self,
-        blocks: Sequence[np.ndarray],
-        language: str | None,
-        on_block: BlockProgress | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Transcription:
-        """What is said in each block (mono float32 at 16 kHz, at most 30 s), in order; `language` None lets the
-        model tell."""
-
-    def close(self) -> None:
-        return None
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    """16-bit mono WAV at SAMPLE_RATE: what every transcription endpoint reads."""
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm)
-    return buffer.getvalue()
 
 
 class RemoteSpeech(SpeechBackend):

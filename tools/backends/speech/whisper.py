@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from llava_video_mcp.tools.backends.speech import SAMPLE_RATE, SpeechBackend, Transcription
+from llava_video_mcp.tools.backends.speech.base import SAMPLE_RATE, SpeechBackend, Transcription
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
 from llava_video_mcp.tools.progress import BlockProgress
