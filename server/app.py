@@ -42,6 +42,13 @@ INSTRUCTIONS = (
     "local file path, a direct http(s) link to a video file, or a page URL on any site yt-dlp supports. Results "
     "give the exact timestamps of the frames the model saw: ask again with start_s/end_s to look closer at a moment."
 )
+LOOKING_INSTRUCTIONS = (
+    "Tools that show you videos: no model runs on this server (--model none), so you are the eye. describe_video "
+    "and compare_videos return the frames they choose as images, each labelled with its exact time, with the "
+    "transcript and the text on screen; find_moments says when something happens from the words said or shown, or "
+    "gives candidate ranges with their frames for you to judge. A source is a local file path, a direct http(s) "
+    "link to a video file, or a page URL on any site yt-dlp supports. Ask again with start_s/end_s to look closer."
+)
 DIAGNOSTICS = ("videos", "model", "timings", "tokens", "segments")
 """Result fields published as plain objects in the output schema: their fields explain themselves in every result."""
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -132,7 +139,7 @@ def build_server(settings: Settings, provider: ModelProvider | None = None) -> M
     ]
     return MCPServer(
         "llava-video-mcp",
-        instructions=INSTRUCTIONS,
+        instructions=LOOKING_INSTRUCTIONS if looking else INSTRUCTIONS,
         lifespan=lifespan,
         version=version(),
         tools=tools,

@@ -87,6 +87,9 @@ async def test_the_tools_say_there_is_no_model_and_frames_come_back_as_images(cl
         assert "no model runs on this server (--model none)" in description.lower(), name
         assert "images" in description, name
     assert "minutes" not in tools["describe_video"]
+    instructions = client.instructions
+    assert instructions is not None
+    assert "you are the eye" in instructions
 
 
 async def test_describe_returns_frames_words_and_text_on_screen_and_no_answer(client: Client, talk: Path) -> None:
