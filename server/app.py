@@ -42,6 +42,13 @@ INSTRUCTIONS = (
     "local file path, a direct http(s) link to a video file, or a page URL on any site yt-dlp supports. Results "
     "give the exact timestamps of the frames the model saw: ask again with start_s/end_s to look closer at a moment."
 )
+LOOKING_INSTRUCTIONS = (
+    "Tools that show you videos: no model runs on this server (--model none), so you are the eye. describe_video "
+    "and compare_videos return the frames they choose as images, each labelled with its exact time, with the "
+    "transcript and the text on screen; find_moments says when something happens from the words said or shown, or "
+    "gives candidate ranges with their frames for you to judge. A source is a local file path, a direct http(s) "
+    "link to a video file, or a page URL on any site yt-dlp supports. Ask again with start_s/end_s to look closer."
+)
 DIAGNOSTICS = ("videos", "model", "timings", "tokens", "segments")
 """Result fields published as plain objects in the output schema: their fields explain themselves in every result."""
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -59,6 +66,21 @@ def describe_text(model: ModelSummary) -> str:
     )
 
 
+LOOKING_DESCRIBE = (
+    "Look at one video yourself: no model runs on this server (--model none), so there is no answer; the num_frames "
+    "frames it chooses come back as images, each labelled with its exact time, with the transcript and on-screen "
+    "text of the range. A first call takes seconds; ask again with start_s/end_s to look closer at a moment."
+)
+LOOKING_COMPARE = (
+    "Look at 2-4 videos side by side yourself: no model runs on this server (--model none), so there is no answer; "
+    "frames_per_video frames from each come back as images (labelled V1, V2, ... and their time), with each "
+    "video's transcript and on-screen text. A source may be an object with its own start_s/end_s."
+)
+LOOKING_MOMENTS = (
+    "Find when something happens in one video: from the words said and shown (subtitles, speech, on-screen text) "
+    "when they hold max_moments moments; else those, then candidate ranges spread over the video, each with two "
+    "frames as images, for you to judge. No model runs on this server (--model none)."
+)
 MOMENTS = (
     "Find when something happens in one video: 1 to max_moments time ranges, best first, each with its frames and "
     "what it rests on (words said, frames, or both). Watches the range in windows as coverage=full does (same cost; "
@@ -83,7 +105,7 @@ def build_server(settings: Settings, provider: ModelProvider | None = None) -> M
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         components = build(settings, provider)
-        if settings.preload or settings.endpoint:
+        if (settings.preload or settings.endpoint) and not settings.looking_only:
             await anyio.to_thread.run_sync(components.model.get)
         try:
             pools = Pools.create(settings.max_concurrent_downloads)
@@ -91,32 +113,33 @@ def build_server(settings: Settings, provider: ModelProvider | None = None) -> M
         finally:
             components.close()
 
+    looking = settings.looking_only
     tools: list[Tool] = [
         StrictTool.define(
             tool_function(DescribeArguments, VideoAnswer),
             title="Describe a video",
-            description=describe_text(model_summary(settings.backend_config())),
+            description=LOOKING_DESCRIBE if looking else describe_text(model_summary(settings.backend_config())),
             annotations=_ANNOTATIONS,
             open_objects=DIAGNOSTICS,
         ),
         StrictTool.define(
             tool_function(CompareArguments, VideoAnswer),
             title="Compare videos",
-            description=COMPARE,
+            description=LOOKING_COMPARE if looking else COMPARE,
             annotations=_ANNOTATIONS,
             open_objects=DIAGNOSTICS,
         ),
         StrictTool.define(
             tool_function(MomentsArguments, MomentsAnswer),
             title="Find moments",
-            description=MOMENTS,
+            description=LOOKING_MOMENTS if looking else MOMENTS,
             annotations=_ANNOTATIONS,
             open_objects=("videos", "model", "timings", "tokens"),
         ),
     ]
     return MCPServer(
         "llava-video-mcp",
-        instructions=INSTRUCTIONS,
+        instructions=LOOKING_INSTRUCTIONS if looking else INSTRUCTIONS,
         lifespan=lifespan,
         version=version(),
         tools=tools,

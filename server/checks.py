@@ -1,7 +1,7 @@
 """Configuration checked at start, so that a wrong flag stops the server (or a terminal command) at once with one
-line naming the flag, instead of failing on the first call: the model folders (llava's and Whisper's), the device,
-the engine, the cookies file, the allowed folders, the cache folder, and for HTTP the port, the token and a safe
-bind."""
+line naming the flag, instead of failing on the first call: the model folders (llava's, none with --model none, and
+Whisper's), the device, the engine, the cookies file, the allowed folders, the cache folder, and for HTTP the port,
+the token and a safe bind."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ __all__ = ["ConfigError", "check", "is_loopback"]
 
 def check(settings: Settings, *, serving_http: bool = False) -> Settings:
     """Check the configuration; return the settings with the HTTP token read from its file."""
-    if settings.endpoint is None:
+    if settings.endpoint is None and not settings.looking_only:
         from llava_video_mcp.tools.backends.families import FAMILIES
 
         _check_model(settings.model or DEFAULT_MODEL, kinds={family.model_type: family.name for family in FAMILIES})

@@ -1,14 +1,15 @@
 """What the server and the terminal commands work with, built from the settings in one place: the fetcher (the
-media stage, told how the frames stage reads a file), the model (loaded on first use, or an engine), the tracks
-read beside the frames (subtitles, and speech heard by the speech model, loaded on first use too), and the
-questions' logic over them. The MCP app, the HTTP app and the terminal share it: a new track is registered here."""
+media stage, told how the frames stage reads a file), the model (loaded on first use, or an engine, or none at all
+with `--model none`), the tracks read beside the frames (subtitles, and speech heard by the speech model, loaded on
+first use too), and the questions' logic over them. The MCP app, the HTTP app and the terminal share it: a new
+track is registered here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from llava_video_mcp.server.settings import Settings
-from llava_video_mcp.tools.answer import FRAME_SIDE, VideoQA
+from llava_video_mcp.tools.answer import FRAME_SIDE, NoModel, VideoQA
 from llava_video_mcp.tools.backends import LazyBackend, LazySpeech, ModelProvider
 from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.loader import model_summary
@@ -47,17 +48,21 @@ def on_screen_track(settings: Settings) -> OnScreenTrack:
 
 
 def build(settings: Settings, model: ModelProvider | None = None) -> Components:
-    """The components for these settings; `model` when one is already up (started with --preload or --endpoint)."""
+    """The components for these settings; `model` when one is already up (started with --preload or --endpoint),
+    never with --model none."""
     fetcher = VideoFetcher(
         settings.cache_dir,
         settings.fetch_policy(),
         cache_max_bytes=int(settings.cache_max_gb * 2**30),
         inspect=media_duration,
     )
-    model = model if model is not None else LazyBackend(settings.backend_config())
+    if settings.looking_only:
+        model = NoModel()
+    elif model is None:
+        model = LazyBackend(settings.backend_config())
     speech = LazySpeech(settings.speech_config())
     tracks = Tracks([SubtitlesTrack(), SpeechTrack(speech), on_screen_track(settings)])
-    cost = model_summary(settings.backend_config()).frame_cost
+    cost = None if settings.looking_only else model_summary(settings.backend_config()).frame_cost
     side = cost.side if cost is not None else FRAME_SIDE
     qa = VideoQA(fetcher, model, windows=settings.window_options(), tracks=tracks, frame_side=side)
     return Components(fetcher, model, qa, speech)

@@ -49,7 +49,7 @@ def serve(settings: Settings) -> None:
     _stop_on_signals()
     settings = check(settings, serving_http=over_http)
     provider = LazyBackend(settings.backend_config())
-    if settings.endpoint or settings.preload:
+    if (settings.endpoint or settings.preload) and not settings.looking_only:
         try:
             provider.get(_logged_download())
         except VideoToolError as exc:
@@ -84,6 +84,8 @@ def startup_line(settings: Settings, provider: LazyBackend) -> str:
         if backend.endpoint:
             where = f"served at {backend.endpoint}"
         model = f"{backend.model_id} {where}"
+    elif settings.looking_only:
+        model = "none (--model none: the tools return the frames as images for the agent to look at)"
     elif settings.endpoint:
         model = f"{settings.model or 'the first model'} served at {_host(settings.endpoint)}"
     else:

@@ -70,6 +70,8 @@ def _flag(info: FieldInfo) -> Flag:
 
 
 TRANSPORTS = ("stdio", "http")
+NO_MODEL = "none"
+"""`--model none`: evidence mode, no model loaded or downloaded."""
 
 
 class Settings(BaseModel):
@@ -82,7 +84,9 @@ class Settings(BaseModel):
         Flag(
             "hub id or local folder of a llava-interleave, llava-onevision, Qwen2.5-VL or Qwen3-VL model (the first "
             "run downloads ~1.7 GB); "
-            "llava-hf/llava-interleave-qwen-7b-hf for the larger one; with --endpoint, the served model's id",
+            "llava-hf/llava-interleave-qwen-7b-hf for the larger one; with --endpoint, the served model's id; none: "
+            "no model (evidence mode): the tools return the frames as images, the transcript and on-screen text, for "
+            "the calling agent to look at",
             group="model",
             default=f"{DEFAULT_MODEL}; with --endpoint, the first model it lists",
         ),
@@ -310,6 +314,23 @@ class Settings(BaseModel):
         if value is not None and (problem := _endpoint_problem(value)):
             raise ValueError(problem)
         return value
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _none_in_any_case(cls, value: Any) -> Any:
+        return NO_MODEL if isinstance(value, str) and value.strip().lower() == NO_MODEL else value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _engine_needs_a_model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("model") == NO_MODEL:
+            raise ValueError(f"runs a model, and --model is {NO_MODEL}: leave out one of them")
+        return value
+
+    @property
+    def looking_only(self) -> bool:
+        """`--model none`: no model; the tools return what they chose, heard and read for the agent to look at."""
+        return self.model == NO_MODEL
 
     @field_validator("frame_cost", mode="before")
     @classmethod

@@ -296,7 +296,7 @@ def _show(answer: Answered, args: argparse.Namespace) -> None:
         return
     assert isinstance(answer, VideoAnswer)
     if not args.json:
-        print(printable(answer.answer))
+        print(printable(answer.answer if answer.answer is not None else answer.note or ""))
     frames = sum(len(video.frames) for video in answer.videos) + sum(len(s.frames) for s in answer.segments or [])
     cut = ", cut by --max-new-tokens" if answer.stopped_by_token_limit else ""
     print(

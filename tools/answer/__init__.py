@@ -23,7 +23,7 @@ from llava_video_mcp.tools.answer.results import (
     VideoAnswer,
     VideoInfo,
 )
-from llava_video_mcp.tools.answer.steps import FRAME_SIDE, Sampling
+from llava_video_mcp.tools.answer.steps import FRAME_SIDE, NoModel, Sampling
 from llava_video_mcp.tools.answer.watch import WindowOptions
 from llava_video_mcp.tools.limits import MAX_MOMENTS, MAX_VIDEOS, MIN_VIDEOS
 from llava_video_mcp.tools.progress import Progress, no_progress
@@ -45,6 +45,7 @@ __all__ = [
     "ModelInfo",
     "Moment",
     "MomentsAnswer",
+    "NoModel",
     "Progress",
     "Sampling",
     "Segment",

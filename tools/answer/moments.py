@@ -8,6 +8,9 @@
 3. The best windows are looked at again: frames placed so that every scene in the window is seen, and the model
    says in which of them it happens; the range is trimmed to those frames.
 
+Without a model (`--model none`), step 1 is the same, and where the words hold fewer moments, ranges spread over
+the rest follow them, each with two frames, for the calling agent to judge.
+
 Replies from the model are read as data: only numbers in range are taken from them, and a reply that names none
 leaves the window whole (its description then says so). There is always at least one moment: with no words and no
 window named, the window whose notes share the most words with the query.
@@ -15,6 +18,7 @@ window named, the window whose notes share the most words with the query.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,6 +65,13 @@ LOOK_FRAMES = 8
 NOTES_FRAMES = 8
 """Frames a window's notes are written from: the same as a default `coverage="full"` call's, so each reuses the
 other's notes."""
+SPREAD_RANGES = 8
+"""Most candidate ranges a search without a model spreads over its range (never fewer than max_moments)."""
+SPREAD_S = 10.0
+"""Seconds a candidate range spans, where fewer than SPREAD_RANGES cover the range."""
+SPREAD_FRAMES = 2
+"""Frames each candidate of a search without a model comes with."""
+_UNJUDGED = "A candidate range, not judged (no model): look at its frames to tell whether the query happens here."
 RANK_TOKENS = 32
 LOOK_TOKENS = 64
 DESCRIPTION_CHARS = 200
@@ -183,7 +194,7 @@ class MomentSearch:
             worded = self._said_enough(video, info, start, end, heard, asked, max_moments, clock)
             if worded is not None:
                 answered, chosen = worded
-                return answered.with_images(_evidence(chosen, evidence))
+                return answered.with_images(_evidence(chosen, "frames" if self.stages.looking_only else evidence))
             if too_long is not None:
                 found = len(self._said(heard, asked))
                 if found:
@@ -192,6 +203,9 @@ class MomentSearch:
                         f"max_moments={found} finds {'it' if found == 1 else 'them'} without watching."
                     )
                 raise too_long
+            if self.stages.looking_only:
+                answered, chosen = self._frames_only(video, info, start, end, heard, asked, max_moments, clock)
+                return answered.with_images(_evidence(chosen, "frames"))
             # Notes of any earlier watch of these windows serve a search, whatever its frame count; what is said
             # in the range was heard above.
             watching, notes = self.watch.watch(
@@ -239,6 +253,59 @@ class MomentSearch:
         note = (
             f"find_moments: the words said hold {plural(len(chosen), 'moment')} (max_moments={most}), so no frame "
             "was watched and no model ran; ask for more moments to have the frames watched too."
+        )
+        seen = video_info(
+            video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,
+            note=" ".join(n for n in (note, stream_notes(info), *notes_of(heard)) if n),
+            said=self.tracks.transcript(heard),
+            fields=self.tracks.fields(heard),
+        )  # fmt: skip
+        answered = MomentsAnswer(
+            query=query,
+            moments=_moments(chosen),
+            videos=[seen],
+            model=None,
+            timings=clock.timings(),
+            tokens=TokenCounts(prompt=None, generated=0),
+        )
+        return answered, chosen
+
+    def _frames_only(
+        self,
+        video: LocalVideo,
+        info: StreamInfo,
+        start: float,
+        end: float,
+        heard: list[TrackText],
+        query: str,
+        most: int,
+        clock: Clock,
+    ) -> tuple[MomentsAnswer, list[_Candidate]]:
+        """Without a model (`--model none`), when the words hold fewer than `most` moments: those moments, then
+        ranges spread evenly over the rest, each with its frames, for the calling agent to judge."""
+        worded = self._said(heard, query)[:most]
+        for candidate in worded:
+            candidate.start_s, candidate.end_s = max(candidate.start_s, start), min(candidate.end_s, end)
+        count = min(SPREAD_RANGES, max(most, math.ceil((end - start) / SPREAD_S - 1e-9)))
+        step = (end - start) / count
+        spread = [
+            _Candidate(start + i * step, start + (i + 1) * step, ["frames"], _UNJUDGED)
+            for i in range(count)
+            if not any(c.start_s < start + (i + 1) * step and c.end_s > start + i * step for c in worded)
+        ]
+        chosen = worded + spread
+        self.progress(1, 2, f"Taking the frames of {plural(len(chosen), 'candidate range')}")
+        for candidate in chosen:
+            candidate.frames = self._frames(video, (), candidate, SPREAD_FRAMES, clock)
+        self.progress(2, 2, "Done")
+        said_part = (
+            f"the words said hold {plural(len(worded), 'moment')} of the query (listed first); " if worded else ""
+        )
+        note = (
+            f"find_moments: no model runs on this server (--model none), so {said_part}the other moments are "
+            f"{plural(len(spread), 'candidate range')} spread over the range, not judged: their frames are attached "
+            "as images labelled M<n> (the moment's number) and their time, for you to judge. Ask again with "
+            "start_s/end_s around a candidate to see more of it (describe_video returns up to 32 frames)."
         )
         seen = video_info(
             video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,

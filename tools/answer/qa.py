@@ -146,6 +146,12 @@ class VideoQA:
         `steps.Sampling`)."""
         plan = SamplingPlan(num_frames, start_s, end_s, fps, keyframes_only, self.stages.frame_side)
         asked = clean_question(question) or DEFAULT_QUESTION
+        if coverage == "full" and self.stages.looking_only:
+            raise LimitError(
+                'coverage="full" has a model write notes on every window, and this server runs without one (--model '
+                'none). Ask with coverage="sampled" (up to 32 frames, returned as images) over parts of the range '
+                "with start_s/end_s, or start the server with a model."
+            )
         if coverage == "full":
             watch = FullWatch(self.stages, self.windows, progress, cancel)
             return watch.answer(source, asked, plan, transcript, max_new_tokens)

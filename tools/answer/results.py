@@ -23,6 +23,9 @@ class FrameInfo(BaseModel):
 
     index: int = Field(description="Position of this frame in the model's input, from 0.")
     timestamp_s: float = Field(description="Exact presentation time of the frame, seconds from the video's start.")
+    scene: int | None = Field(
+        default=None, description='With sampling="scenes" and no model: the scene it shows (1 for the first).'
+    )
 
 
 class TranscriptCue(BaseModel):
@@ -141,10 +144,15 @@ class Answered(BaseModel):
 class VideoAnswer(Answered):
     """The answer to a question about one or more videos, with the evidence it rests on."""
 
-    answer: str
+    answer: str | None = Field(
+        default=None, description="The model's answer; absent when the server runs without a model (see note)."
+    )
     question: str = Field(description="The question the model was asked (the default caption request if none).")
     videos: list[VideoInfo] = Field(description="One entry per source, in input order.")
-    model: ModelInfo
+    model: ModelInfo | None = Field(default=None, description="What ran the call; absent when no model ran.")
+    note: str | None = Field(
+        default=None, description="Without a model: that the frames are attached for the calling agent to look at."
+    )
     timings: Timings
     tokens: TokenCounts
     stopped_by_token_limit: bool = Field(

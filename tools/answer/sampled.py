@@ -11,6 +11,7 @@ from llava_video_mcp.tools.answer.progress import WorkPlan, model_progress, span
 from llava_video_mcp.tools.answer.results import (
     Clock,
     FrameInfo,
+    TokenCounts,
     VideoAnswer,
     VideoInfo,
     answer_of,
@@ -76,7 +77,7 @@ def answer_sampled(
     """Answer `question` from the frames of every request, all in one model context."""
     clock = Clock()
     model, tracks = stages.model, stages.tracks
-    work = WorkPlan(progress, loading=model.loaded is None, hearing=tracks.busy(transcript))
+    work = WorkPlan(progress, loading=model.loaded is None and not stages.looking_only, hearing=tracks.busy(transcript))
     count = len(requests)
     fetching = [work.part("fetch", i, count) for i in range(count)]
     with fetched(stages, [r.source for r in requests], transcript, fetching, clock, cancel) as videos:
@@ -93,6 +94,8 @@ def answer_sampled(
             heard = tracks.read_all(video, sample.start_s, sample.end_s, transcript, listening, cancel)
             clock.spent(tracks.timings(heard))
             seen.append(_Seen(video, sample, hit, bounded_tracks(heard, MAX_TRANSCRIPT_CHARS // count), cuts))
+    if stages.looking_only:
+        return _frames_only(seen, question, stages.tracks, clock, work.part("model"))
     backend = load_model(model, work.part("load"), clock)
     running = work.part("model")
     running(0, 1, f"Running {backend.model_id} on {plural(sum(len(s.sample.frames) for s in seen), 'frame')}")
@@ -104,18 +107,46 @@ def answer_sampled(
     return result.with_images(_evidence([s.sample for s in seen], evidence))
 
 
+def _frames_only(seen: Sequence[_Seen], question: str, tracks: Tracks, clock: Clock, done: Progress) -> VideoAnswer:
+    """Without a model (`--model none`): what was chosen, heard and read, with every frame as an image for the
+    calling agent to look at (each labelled with its exact time, as `frames[].timestamp_s` gives it)."""
+    count = sum(len(s.sample.frames) for s in seen)
+    done(0, 1, f"Labelling {plural(count, 'frame')} for you to look at")
+    images = _evidence([s.sample for s in seen], "frames")
+    done(1, 1, "Done")
+    several = " (V1, V2, ... name the video)" if len(seen) > 1 else ""
+    note = (
+        f"No model runs on this server (--model none): the {plural(count, 'frame')} it chose are attached as images "
+        f"for you to look at, in order, each labelled with its time in seconds{several} as frames[].timestamp_s "
+        "gives it; what is said and shown as text is in videos[]. Answer the question from them yourself."
+    )
+    answer = VideoAnswer(
+        question=question,
+        videos=_video_infos(seen, tracks, scenes=True),
+        note=note,
+        timings=clock.timings(),
+        tokens=TokenCounts(prompt=None, generated=0),
+        stopped_by_token_limit=False,
+    )
+    return answer.with_images(images)
+
+
 def _seen_video(seen: _Seen) -> SeenVideo:
     times = [f.timestamp_s for f in seen.sample.frames]
     scenes = scene_numbers(seen.cuts, times) if seen.cuts is not None else ()
     return SeenVideo(seen.video.title, seen.sample.info.duration_s, times, seen.heard, scenes)
 
 
-def _video_infos(seen: Sequence[_Seen], tracks: Tracks) -> list[VideoInfo]:
+def _video_infos(seen: Sequence[_Seen], tracks: Tracks, scenes: bool = False) -> list[VideoInfo]:
+    """What each video is, and its frames (with the scene each shows, when `scenes` and the call placed them so)."""
     infos = []
     index = 0
     for one in seen:
+        times = [f.timestamp_s for f in one.sample.frames]
+        numbers = scene_numbers(one.cuts, times) if scenes and one.cuts is not None else [None] * len(times)
         frames = [
-            FrameInfo(index=index + i, timestamp_s=round(f.timestamp_s, 3)) for i, f in enumerate(one.sample.frames)
+            FrameInfo(index=index + i, timestamp_s=round(t, 3), scene=n)
+            for i, (t, n) in enumerate(zip(times, numbers, strict=True))
         ]
         index += len(frames)
         infos.append(

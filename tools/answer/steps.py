@@ -5,7 +5,7 @@ harmless for the backend at hand, a model call with its time on the clock, and t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +15,7 @@ from llava_video_mcp.tools.answer.progress import download_progress, model_downl
 from llava_video_mcp.tools.answer.results import Clock
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
+from llava_video_mcp.tools.errors import ModelError
 from llava_video_mcp.tools.frames import Cut, SamplingPlan, checked_range, detect_scenes, outline, scene_targets
 from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
 from llava_video_mcp.tools.progress import Progress
@@ -28,6 +29,23 @@ FRAME_SIDE = 384
 The same on every call, so an answer never depends on whether the model happened to be loaded yet."""
 
 
+class NoModel:
+    """No model at all (`--model none`, evidence mode): the calls return what was chosen, heard and read, the frames
+    as images for the calling agent to look at, and never load, download or ask a model."""
+
+    label = "none"
+    loaded = None
+
+    def get(self, on_download: Callable[[int, int | None], None] | None = None) -> tuple[VideoLanguageBackend, float]:
+        raise ModelError(
+            "This server runs without a model (--model none): it returns frames, transcript and on-screen text for "
+            "you to look at. Start it with a model (--model, or --endpoint) for this."
+        )
+
+    def close(self) -> None:
+        return None
+
+
 @dataclass
 class Stages:
     """What a call reads through: the fetcher, the model, the tracks, the side frames are decoded to (the model
@@ -39,6 +57,11 @@ class Stages:
     frame_side: int = FRAME_SIDE
     ahead: dict[str, float] = field(default_factory=dict)
     """Source -> seconds its download took, for downloads made ahead of this call: it counts them as its own."""
+
+    @property
+    def looking_only(self) -> bool:
+        """No model (`NoModel`): the calling agent looks at the frames itself."""
+        return isinstance(self.model, NoModel)
 
 
 Sampling = Literal["uniform", "scenes"]
