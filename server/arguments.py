@@ -33,6 +33,7 @@ Named = Callable[[str], str]
 """How the caller knows an argument: the tool's own name, or the terminal's flag."""
 
 Source = Annotated[str, Field(description="Local path, http(s) video URL, or video page URL.")]
+MediaSource = Annotated[str, Field(description="Local path, http(s) URL, or video page URL: a video or an image.")]
 MaxNewTokens = Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS)]
 IncludeTranscript = Annotated[bool, Field(description="Give the model what is said: subtitles, else speech.")]
 ReadScreen = Annotated[
@@ -93,7 +94,7 @@ class DescribeArguments(ToolArguments):
     tool: ClassVar[str] = "describe_video"
     command: ClassVar[str] = "describe"
 
-    source: Source
+    source: MediaSource
     question: Annotated[
         str | None, Field(max_length=MAX_QUESTION_CHARS, description="Empty: describe the video in detail.")
     ] = None
@@ -131,7 +132,11 @@ class CompareArguments(ToolArguments):
 
     sources: Annotated[
         list[str | SourceRange],
-        Field(min_length=MIN_VIDEOS, max_length=MAX_VIDEOS, description="Videos 1, 2, ... in this order."),
+        Field(
+            min_length=MIN_VIDEOS,
+            max_length=MAX_VIDEOS,
+            description="Videos or images, named Video 1, Image 2, ... in this order.",
+        ),
     ]
     question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
     frames_per_video: Annotated[int, Field(ge=1, le=MAX_FRAMES // MIN_VIDEOS)] = 6
@@ -181,14 +186,17 @@ class MomentsArguments(ToolArguments):
     end_s: End = None
     max_moments: Annotated[int, Field(ge=1, le=MAX_MOMENTS)] = 3
     return_frames: ReturnFrames = "none"
+    reference: Annotated[
+        str | None, Field(description="An image of what to find, shown with each window looked at closely.")
+    ] = None
 
     def videos(self) -> list[str]:
-        return [self.source]
+        return [self.source] + ([self.reference] if self.reference is not None else [])
 
     def ask(self, qa: VideoQA, progress: Progress, cancel: CancelToken) -> Answered:
         return qa.moments(
             self.source, self.query, start_s=self.start_s, end_s=self.end_s, max_moments=self.max_moments,
-            evidence=self.return_frames, progress=progress, cancel=cancel,
+            evidence=self.return_frames, reference=self.reference, progress=progress, cancel=cancel,
         )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.loader import model_summary
 from llava_video_mcp.tools.backends.ocr import OcrOptions, load_engine
 from llava_video_mcp.tools.errors import ModelError
-from llava_video_mcp.tools.frames import media_duration
+from llava_video_mcp.tools.frames import image_facts, media_duration
 from llava_video_mcp.tools.media import VideoFetcher
 from llava_video_mcp.tools.tracks import SpeechTrack, SubtitlesTrack, Tracks
 from llava_video_mcp.tools.tracks.on_screen import OnScreenTrack
@@ -55,6 +55,7 @@ def build(settings: Settings, model: ModelProvider | None = None) -> Components:
         settings.fetch_policy(),
         cache_max_bytes=int(settings.cache_max_gb * 2**30),
         inspect=media_duration,
+        inspect_image=image_facts,
     )
     if settings.looking_only:
         model = NoModel()

@@ -297,7 +297,7 @@ def _show(answer: Answered, args: argparse.Namespace) -> None:
     assert isinstance(answer, VideoAnswer)
     if not args.json:
         print(printable(answer.answer if answer.answer is not None else answer.note or ""))
-    frames = sum(len(video.frames) for video in answer.videos) + sum(len(s.frames) for s in answer.segments or [])
+    frames = sum(len(video.frames or ()) for video in answer.videos) + sum(len(s.frames) for s in answer.segments or [])
     cut = ", cut by --max-new-tokens" if answer.stopped_by_token_limit else ""
     print(
         f"llava-video-mcp: answered in {answer.timings.total_s:.1f} s ({plural(frames, 'frame')} seen, "

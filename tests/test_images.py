@@ -3,8 +3,9 @@ videos get (allowed folders, private URLs, the download limits, the cache), prep
 are; and hostile images (a decompression bomb, files cut short, a GIF of 10,000 frames, documents and text posing as
 images, a body that never ends), each a clear error with the server still serving.
 
-The fetcher takes images where the frames stage reads them (`inspect_image=image_facts`); the tools take videos
-only for now, so through the MCP client an image is refused, for what is wrong with it first."""
+The fetcher takes images where the frames stage reads them (`inspect_image=image_facts`, as the server wires it);
+through the MCP client describe_video answers about a readable image, and a hostile one is refused for what is wrong
+with it (how an image reaches the model beside videos: tests/test_images_prompt.py)."""
 
 from __future__ import annotations
 
@@ -395,7 +396,7 @@ def test_a_hostile_image_is_a_clear_error(
     assert isinstance(fetcher.fetch_media(str(good)), LocalImage)
 
 
-# Through the MCP client: the tools take videos only for now
+# Through the MCP client: a readable image is answered, a hostile one is a clear error
 
 
 @pytest.fixture
@@ -416,19 +417,21 @@ async def client(tiny_model: Path, tmp_path: Path) -> AsyncIterator[Client]:
 MCP_CASES = [(case[0], case[1], case[2], case[4]) for case in HOSTILE if not case[1].endswith(".gif")] + [
     # A GIF is read by the video tools as a video, as before (an animated one plays); what is left of one cut short
     # is watched.
-    ("a PNG", "photo.png", image_bytes("PNG"), r"photo.png is a still image \(png\), not a video. Pass a video file."),
-    ("a JPEG named .jpg", "photo.jpg", image_bytes("JPEG"), r"photo.jpg is a still image \(jpeg\), not a video"),
-    ("a WebP", "photo.webp", image_bytes("WEBP"), r"photo.webp is a still image \(webp\), not a video"),
-    ("an image URL", "URL:photo.png", None, r"photo.png is a still image \(png\), not a video"),
     ("an image URL cut short", "URL:cut.png", None, r"/cut.png is a damaged or incomplete PNG image"),
     ("a bomb at a URL", "URL:bomb.png", None, r"/bomb.png declares a PNG image of 100000x100000 pixels"),
     ("an image URL that never ends", "URL:forever.png", None, r"larger than the download limit of 0.5 MB"),
+]
+READABLE = [
+    ("a PNG", "photo.png", image_bytes("PNG")),
+    ("a JPEG named .jpg", "photo.jpg", image_bytes("JPEG")),
+    ("a WebP", "photo.webp", image_bytes("WEBP")),
+    ("an image URL", "URL:photo.png", None),
 ]
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(("case", "name", "data", "message"), MCP_CASES, ids=[case[0] for case in MCP_CASES])
-async def test_an_image_given_to_a_tool_is_a_tool_error_and_the_server_keeps_serving(
+async def test_a_hostile_image_given_to_a_tool_is_a_tool_error_and_the_server_keeps_serving(
     client: Client,
     site: LoopbackServer,
     h264_mp4: Path,
@@ -443,4 +446,18 @@ async def test_an_image_given_to_a_tool_is_a_tool_error_and_the_server_keeps_ser
     assert result.is_error
     assert re.search(message, error_text(result)), error_text(result)
     good = await call(client, "describe_video", source=str(h264_mp4), num_frames=2, max_new_tokens=2)
+    assert good.videos[0].frames is not None
     assert len(good.videos[0].frames) == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("case", "name", "data"), READABLE, ids=[case[0] for case in READABLE])
+async def test_describe_video_answers_about_an_image(
+    client: Client, site: LoopbackServer, tmp_path: Path, case: str, name: str, data: bytes | None
+) -> None:
+    source = site.url(name[4:]) if name.startswith("URL:") else str(hostile_file(tmp_path, name, data))
+    answer = await call(client, "describe_video", source=source, max_new_tokens=2)
+    [seen] = answer.videos
+    assert (seen.kind, seen.width, seen.height) == ("image", 640, 480)
+    assert (seen.duration_s, seen.frames, seen.codec) == (None, None, None)
+    assert answer.question.startswith("Describe this image")

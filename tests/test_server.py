@@ -191,7 +191,7 @@ def bad_files(tmp_path: Path, h264_mp4: Path) -> dict[str, str]:
     [
         ({"source": "/no/such/video.mp4"}, "No file at /no/such/video.mp4"),
         ({"source": "TEXT"}, "not a readable video"),
-        ({"source": "PNG"}, "still image"),
+        ({"source": "PNG", "coverage": "full"}, "still image (png), not a video"),  # describe answers a still
         ({"source": "TRUNCATED"}, "not a readable video"),
         ({"source": "NO_FRAMES"}, "could be decoded"),
         ({"source": "AUDIO"}, "has no video stream"),

@@ -6,7 +6,9 @@
 2. The range is watched window by window (`watch`: the same notes as `coverage="full"`, computed once and kept), and
    the model ranks the windows' notes against the query in one text-only call.
 3. The best windows are looked at again: frames placed so that every scene in the window is seen, and the model
-   says in which of them it happens; the range is trimmed to those frames.
+   says in which of them it happens; the range is trimmed to those frames. A `reference` image (what the query
+   pictures: "when does this appear") is shown after each such window's frames; the notes the windows are ranked by
+   are text shared with `coverage="full"`, so the query's words should name the thing too.
 
 Without a model (`--model none`), step 1 is the same, and where the words hold fewer moments, ranges spread over
 the rest follow them, each with two frames, for the calling agent to judge.
@@ -22,6 +24,8 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from PIL import Image
 
 from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
 from llava_video_mcp.tools.answer.progress import model_progress, span
@@ -39,23 +43,24 @@ from llava_video_mcp.tools.answer.watch import FullWatch, Watching, WindowOption
 from llava_video_mcp.tools.answer.windows import WindowNotes
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, Prompt
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.errors import LimitError
+from llava_video_mcp.tools.errors import LimitError, SourceError
 from llava_video_mcp.tools.frames import (
     Cut,
     SampledFrame,
     SamplingPlan,
     StreamInfo,
     checked_range,
+    image_for_model,
     outline,
     sample_with_plan,
     scene_targets,
     stream_notes,
 )
 from llava_video_mcp.tools.limits import MAX_MOMENTS
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.media import LocalImage, LocalMedia, LocalVideo
 from llava_video_mcp.tools.plural import plural
 from llava_video_mcp.tools.progress import Progress
-from llava_video_mcp.tools.prompt import SeenVideo, look_question, question_prompt, rank_prompt
+from llava_video_mcp.tools.prompt import SeenImage, SeenVideo, look_question, question_prompt, rank_prompt
 from llava_video_mcp.tools.timeline import TimedText, TrackText
 from llava_video_mcp.tools.tracks import WITH_TRANSCRIPT, Basis
 from llava_video_mcp.tools.untrusted import clean_question, without_controls
@@ -163,6 +168,7 @@ class MomentSearch:
         self.cancel = cancel
         self._prompt_tokens = 0
         self._generated = 0
+        self._reference: tuple[SeenImage, Image.Image] | None = None
 
     def find(
         self,
@@ -172,7 +178,10 @@ class MomentSearch:
         end_s: float | None,
         max_moments: int,
         evidence: Evidence,
+        reference: str | None = None,
     ) -> MomentsAnswer:
+        """The moments of `query`; with `reference`, a still image of what it is about, shown with each window
+        looked at closely."""
         asked = clean_question(query)
         if asked is None or not _WORD.search(asked):
             raise LimitError("find_moments needs a query: what to find, e.g. 'the goal' or 'when the dog barks'.")
@@ -180,6 +189,9 @@ class MomentSearch:
             raise LimitError(f"max_moments must be 1 to {MAX_MOMENTS}; got {max_moments}.")
         clock = Clock()
         plan = SamplingPlan(NOTES_FRAMES, start_s, end_s, min_side=self.stages.frame_side)
+        if reference is not None:
+            with self.stages.fetcher.fetched_media(reference, subtitle_language=None, cancel=self.cancel) as media:
+                self._reference = self._read_reference(media)
         with fetched(self.stages, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel) as [
             video
         ]:
@@ -228,6 +240,15 @@ class MomentSearch:
             segments_from_cache=int(clock.reused),
         )
         return answer.with_images(_evidence(candidates, evidence))
+
+    def _read_reference(self, media: LocalMedia) -> tuple[SeenImage, Image.Image]:
+        """The reference as the model takes it: a still image (an animated one's first frame); a video is refused."""
+        if not isinstance(media, LocalImage):
+            raise SourceError(
+                f"The reference {media.source} is a video. Pass a still image (PNG, JPEG, WebP or GIF) as reference, "
+                "and the video as source."
+            )
+        return SeenImage(media.title), image_for_model(media, self.stages.frame_side)
 
     def _said_enough(
         self,
@@ -368,9 +389,12 @@ class MomentSearch:
         if candidate.window is None:
             return
         seen = SeenVideo(watching.video.title, watching.info.duration_s, [f.timestamp_s for f in shown])
-        text = question_prompt([seen], look_question(query, len(shown)), safe_for(watching.backend))
+        named, pictured = self._reference if self._reference is not None else (None, None)
+        question = look_question(query, len(shown), reference=named is not None)
+        text = question_prompt([seen], question, safe_for(watching.backend), reference=named)
         relay = model_progress(self.progress, stage, watching.stages, f"Moment {number}")
-        prompt = Prompt([f.image for f in shown], text.text, text.question_start)
+        images = [f.image for f in shown] + ([pictured] if pictured is not None else [])
+        prompt = Prompt(images, text.text, text.question_start)
         reply = self._ask(watching, prompt, LOOK_TOKENS, relay, clock).text
         first_line, _, rest = reply.strip().partition("\n")
         picked = numbers_in(first_line, len(shown))

@@ -173,8 +173,8 @@ class VideoQA:
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> VideoAnswer:
-        """Answer one question across 2 to 4 videos, all their frames in one model context; each source may be a
-        `Clip` with a time range of its own."""
+        """Answer one question across 2 to 4 sources, all their frames in one model context; each source may be a
+        `Clip` with a time range of its own, or a still image (one image at its place, see `sampled`)."""
         if not MIN_VIDEOS <= len(sources) <= MAX_VIDEOS:
             raise LimitError(f"compare_videos takes {MIN_VIDEOS} to {MAX_VIDEOS} sources; got {len(sources)}.")
         if len(sources) * frames_per_video > MAX_FRAMES:
@@ -207,11 +207,13 @@ class VideoQA:
         end_s: float | None = None,
         max_moments: int = 3,
         evidence: Evidence = "none",
+        reference: str | None = None,
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
     ) -> MomentsAnswer:
         """When `query` happens in the video (or its range): 1 to `max_moments` time ranges, best first, each with
         its frames and what it rests on (see `moments`). The range is watched as `coverage="full"` watches it, and
-        each reuses the other's notes."""
+        each reuses the other's notes. `reference`: a still image of what the query is about, shown to the model
+        with each window it looks at closely."""
         search = MomentSearch(self.stages, self.windows, progress, cancel)
-        return search.find(source, query, start_s, end_s, max_moments, evidence)
+        return search.find(source, query, start_s, end_s, max_moments, evidence, reference)

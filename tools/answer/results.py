@@ -7,13 +7,13 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, PrivateAttr
 
 from llava_video_mcp.tools.backends import Generation, VideoLanguageBackend
 from llava_video_mcp.tools.frames import StreamInfo
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.media import LocalImage, LocalVideo
 from llava_video_mcp.tools.timeline import TimedText, TrackText
 from llava_video_mcp.tools.tracks import Basis, Said
 
@@ -42,24 +42,30 @@ class ScreenLine(BaseModel):
 
 
 class VideoInfo(BaseModel):
-    """What was read from one source, and which frames of it the model saw."""
+    """What was read from one source, and which frames of it the model saw; for a still image, what it is."""
 
+    kind: Literal["image"] | None = Field(
+        default=None, description="image: a still image, seen as one image with no time; absent for a video."
+    )
     source: str = Field(description="The source as given by the caller.")
     title: str | None = Field(default=None, description="Title reported by the site, or the file name.")
-    duration_s: float = Field(description="Duration of the video stream in seconds.")
+    duration_s: float | None = Field(default=None, description="Duration of the video stream in seconds.")
     fps: float | None = Field(default=None, description="Average frame rate, when the container states one.")
     width: int
     height: int
-    codec: str = Field(description="Video codec name, e.g. h264, vp9.")
-    frame_count: int = Field(description="Frames in the video stream, counted from its packets.")
+    codec: str | None = Field(default=None, description="Video codec name, e.g. h264, vp9.")
+    frame_count: int | None = Field(default=None, description="Frames in the video stream, counted from its packets.")
     from_cache: bool = Field(description="True when the file was already in the download cache (or is a local file).")
-    start_s: float = Field(description="Start of the sampled time range, seconds.")
-    end_s: float = Field(description="End of the sampled time range, seconds.")
-    frames_requested: int = Field(description="Frames asked for from this video.")
-    frames: list[FrameInfo] = Field(
-        description="Frames the model saw, in order; fewer than requested when the range holds fewer distinct frames."
+    start_s: float | None = Field(default=None, description="Start of the sampled time range, seconds.")
+    end_s: float | None = Field(default=None, description="End of the sampled time range, seconds.")
+    frames_requested: int | None = Field(default=None, description="Frames asked for from this video.")
+    frames: list[FrameInfo] | None = Field(
+        default=None,
+        description="Frames the model saw, in order; fewer than requested when the range holds fewer distinct frames.",
     )
-    frames_from_cache: bool = Field(description="True when these frames were decoded by an earlier call.")
+    frames_from_cache: bool | None = Field(
+        default=None, description="True when these frames were decoded by an earlier call."
+    )
     note: str | None = Field(default=None, description="Why fewer frames than requested were used, when so.")
     transcript: list[TranscriptCue] | None = Field(
         default=None, description="What is said in the range, as the model got it: subtitles, or speech heard."
@@ -228,6 +234,19 @@ def video_info(
         transcript_source=source,
         speech_language=text.language if text is not None else None,
         on_screen_text=screen_lines((fields or {}).get("on_screen_text", ())),
+    )
+
+
+def image_info(image: LocalImage, note: str | None = None) -> VideoInfo:
+    """A still image among the sources: its kind and size as displayed, nothing about time."""
+    return VideoInfo(
+        kind="image",
+        source=image.source,
+        title=image.title,
+        width=image.width,
+        height=image.height,
+        from_cache=image.from_cache,
+        note=note,
     )
 
 

@@ -1,10 +1,16 @@
-"""A question about frames sampled from one video or several, in one model call: fetch, sample, bring up the
-model, ask, and build the answer with the evidence it rests on."""
+"""A question about frames sampled from one video or several, still images among them, in one model call: fetch,
+sample, bring up the model, ask, and build the answer with the evidence it rests on.
+
+A still image is one image at its place in the order, prepared as frames are (`frames.image_for_model`), named in
+the prompt as `Image N` by its place among the sources (videos are `Video N`), with no time and no tracks; its
+result entry says `kind: image` and its size. An animated GIF is a video (`steps.played`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from PIL import Image
 
 from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
 from llava_video_mcp.tools.answer.progress import WorkPlan, model_progress, span
@@ -15,6 +21,7 @@ from llava_video_mcp.tools.answer.results import (
     VideoAnswer,
     VideoInfo,
     answer_of,
+    image_info,
     notes_of,
     video_info,
 )
@@ -22,7 +29,7 @@ from llava_video_mcp.tools.answer.steps import (
     Sampling,
     Stages,
     ask,
-    fetched,
+    fetched_media,
     index_file,
     load_model,
     safe_for,
@@ -31,11 +38,21 @@ from llava_video_mcp.tools.answer.steps import (
 )
 from llava_video_mcp.tools.backends import Prompt
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.frames import Cut, SampleCache, SampledVideo, SamplingPlan, scene_numbers
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.errors import LimitError
+from llava_video_mcp.tools.frames import Cut, SampleCache, SampledVideo, SamplingPlan, image_for_model, scene_numbers
+from llava_video_mcp.tools.media import LocalImage, LocalVideo
 from llava_video_mcp.tools.plural import plural
 from llava_video_mcp.tools.progress import Progress
-from llava_video_mcp.tools.prompt import MAX_TRANSCRIPT_CHARS, SeenVideo, bounded_tracks, question_prompt
+from llava_video_mcp.tools.prompt import (
+    DEFAULT_IMAGE_QUESTION,
+    DEFAULT_QUESTION,
+    MAX_TRANSCRIPT_CHARS,
+    Seen,
+    SeenImage,
+    SeenVideo,
+    bounded_tracks,
+    question_prompt,
+)
 from llava_video_mcp.tools.timeline import TrackText
 from llava_video_mcp.tools.tracks import Tracks, TranscriptOptions
 
@@ -63,6 +80,20 @@ class _Seen:
     """The video's scene changes when the frames were placed by them (sampling="scenes"), else None."""
 
 
+@dataclass(frozen=True)
+class _Still:
+    """A still image among the sources, as the model takes it."""
+
+    image: LocalImage
+    picture: Image.Image
+
+    @property
+    def note(self) -> str | None:
+        if not self.image.animated:
+            return None
+        return f"An animated {self.image.format.upper()}: the model saw its first frame."
+
+
 def answer_sampled(
     stages: Stages,
     samples: SampleCache,
@@ -80,39 +111,67 @@ def answer_sampled(
     work = WorkPlan(progress, loading=model.loaded is None and not stages.looking_only, hearing=tracks.busy(transcript))
     count = len(requests)
     fetching = [work.part("fetch", i, count) for i in range(count)]
-    with fetched(stages, [r.source for r in requests], transcript, fetching, clock, cancel) as videos:
-        seen = []
-        for number, (request, video) in enumerate(zip(requests, videos, strict=True), 1):
+    with fetched_media(stages, [r.source for r in requests], transcript, fetching, clock, cancel) as media:
+        seen: list[_Seen | _Still] = []
+        for number, (request, one) in enumerate(zip(requests, media, strict=True), 1):
             sampling = work.part("sample", number - 1, count)
+            if isinstance(one, LocalImage):
+                sampling(0, 1, f"Reading the image {number}/{count}")
+                seen.append(_still(one, request, stages.frame_side, clock))
+                continue
             with timed(clock, "decode_s"):
                 plan, share, cuts = request.plan, 0.0, None
                 if request.sampling == "scenes":
-                    (plan, cuts), share = scene_plan(video, plan, span(sampling, 0, 0.8, 1), cancel), 0.9
+                    (plan, cuts), share = scene_plan(one, plan, span(sampling, 0, 0.8, 1), cancel), 0.9
                 sampling(share, 1, f"Sampling {plural(request.plan.num_frames, 'frame')} from video {number}/{count}")
-                sample, hit = samples.sample(video.path, plan, cancel, index_file(video))
+                sample, hit = samples.sample(one.path, plan, cancel, index_file(one))
             listening = work.part("hear", number - 1, count)
-            heard = tracks.read_all(video, sample.start_s, sample.end_s, transcript, listening, cancel)
+            heard = tracks.read_all(one, sample.start_s, sample.end_s, transcript, listening, cancel)
             clock.spent(tracks.timings(heard))
-            seen.append(_Seen(video, sample, hit, bounded_tracks(heard, MAX_TRANSCRIPT_CHARS // count), cuts))
+            seen.append(_Seen(one, sample, hit, bounded_tracks(heard, MAX_TRANSCRIPT_CHARS // count), cuts))
+    if question == DEFAULT_QUESTION and all(isinstance(s, _Still) for s in seen):
+        question = DEFAULT_IMAGE_QUESTION
     if stages.looking_only:
         return _frames_only(seen, question, stages.tracks, clock, work.part("model"))
     backend = load_model(model, work.part("load"), clock)
     running = work.part("model")
-    running(0, 1, f"Running {backend.model_id} on {plural(sum(len(s.sample.frames) for s in seen), 'frame')}")
-    text = question_prompt([_seen_video(s) for s in seen], question, safe_for(backend))
-    prompt = Prompt([f.image for s in seen for f in s.sample.frames], text.text, text.question_start)
+    pictures = [picture for s in seen for picture in _pictures(s)]
+    unit = "frame" if all(isinstance(s, _Seen) for s in seen) else "image"
+    running(0, 1, f"Running {backend.model_id} on {plural(len(pictures), unit)}")
+    text = question_prompt([_described(s) for s in seen], question, safe_for(backend))
+    prompt = Prompt(pictures, text.text, text.question_start)
     generation = ask(backend, prompt, max_new_tokens, model_progress(running), clock, cancel)
     running(1, 1, "Done")
     result = answer_of(generation, question, _video_infos(seen, stages.tracks), backend, clock)
-    return result.with_images(_evidence([s.sample for s in seen], evidence))
+    return result.with_images(_evidence(seen, evidence))
 
 
-def _frames_only(seen: Sequence[_Seen], question: str, tracks: Tracks, clock: Clock, done: Progress) -> VideoAnswer:
+def _still(image: LocalImage, request: VideoRequest, side: int, clock: Clock) -> _Still:
+    """The image as the model takes it; a time range asked of it is refused (an image has no time)."""
+    if request.plan.start_s is not None or request.plan.end_s is not None:
+        raise LimitError(
+            f"{request.source} is a still image: start_s/end_s apply to videos only. Leave them out for an image."
+        )
+    with timed(clock, "decode_s"):
+        return _Still(image, image_for_model(image, side))
+
+
+def _pictures(seen: _Seen | _Still) -> list[Image.Image]:
+    return [seen.picture] if isinstance(seen, _Still) else [f.image for f in seen.sample.frames]
+
+
+def _described(seen: _Seen | _Still) -> Seen:
+    return SeenImage(seen.image.title) if isinstance(seen, _Still) else _seen_video(seen)
+
+
+def _frames_only(
+    seen: Sequence[_Seen | _Still], question: str, tracks: Tracks, clock: Clock, done: Progress
+) -> VideoAnswer:
     """Without a model (`--model none`): what was chosen, heard and read, with every frame as an image for the
     calling agent to look at (each labelled with its exact time, as `frames[].timestamp_s` gives it)."""
-    count = sum(len(s.sample.frames) for s in seen)
+    count = sum(len(_pictures(s)) for s in seen)
     done(0, 1, f"Labelling {plural(count, 'frame')} for you to look at")
-    images = _evidence([s.sample for s in seen], "frames")
+    images = _evidence(seen, "frames")
     done(1, 1, "Done")
     several = " (V1, V2, ... name the video)" if len(seen) > 1 else ""
     note = (
@@ -137,11 +196,16 @@ def _seen_video(seen: _Seen) -> SeenVideo:
     return SeenVideo(seen.video.title, seen.sample.info.duration_s, times, seen.heard, scenes)
 
 
-def _video_infos(seen: Sequence[_Seen], tracks: Tracks, scenes: bool = False) -> list[VideoInfo]:
-    """What each video is, and its frames (with the scene each shows, when `scenes` and the call placed them so)."""
+def _video_infos(seen: Sequence[_Seen | _Still], tracks: Tracks, scenes: bool = False) -> list[VideoInfo]:
+    """What each source is, and each video's frames (with the scene each shows, when `scenes` and the call placed
+    them so)."""
     infos = []
     index = 0
     for one in seen:
+        if isinstance(one, _Still):
+            infos.append(image_info(one.image, one.note))
+            index += 1
+            continue
         times = [f.timestamp_s for f in one.sample.frames]
         numbers = scene_numbers(one.cuts, times) if scenes and one.cuts is not None else [None] * len(times)
         frames = [
@@ -178,14 +242,19 @@ def _with_sparse_note(sample: SampledVideo) -> str | None:
     return f"{sample.note} {sparse}" if sample.note else sparse
 
 
-def _evidence(sampled: Sequence[SampledVideo], evidence: Evidence) -> list[bytes]:
-    """JPEGs of the frames the model saw (the same decoded images), each labelled with its reported timestamp."""
+def _evidence(seen: Sequence[_Seen | _Still], evidence: Evidence) -> list[bytes]:
+    """JPEGs of the images the model saw (the same decoded images): a video's frames each labelled with its reported
+    timestamp (and the video's number when several are compared), a still image with its name (`Image N`)."""
     if evidence == "none":
         return []
-    several = len(sampled) > 1
-    frames = [
-        LabelledFrame(frame.image, label(round(frame.timestamp_s, 3), number if several else None))
-        for number, sample in enumerate(sampled, 1)
-        for frame in sample.frames
-    ]
+    several = len(seen) > 1
+    frames: list[LabelledFrame] = []
+    for number, one in enumerate(seen, 1):
+        if isinstance(one, _Still):
+            frames.append(LabelledFrame(one.picture, f"Image {number}"))
+            continue
+        frames += [
+            LabelledFrame(frame.image, label(round(frame.timestamp_s, 3), number if several else None))
+            for frame in one.sample.frames
+        ]
     return evidence_images(frames, evidence)

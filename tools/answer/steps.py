@@ -1,6 +1,7 @@
 """The steps every kind of answer is made of, shared by a sampled question (`sampled`) and a full watch (`watch`):
-fetching with byte progress, the packet index's place, the model brought up with a stage of its own, a prompt made
-harmless for the backend at hand, a model call with its time on the clock, and the scene changes of a video."""
+fetching with byte progress (still images too, where a call takes them), the packet index's place, the model brought
+up with a stage of its own, a prompt made harmless for the backend at hand, a model call with its time on the clock,
+and the scene changes of a video."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from llava_video_mcp.tools.answer.progress import download_progress, model_downl
 from llava_video_mcp.tools.answer.results import Clock
 from llava_video_mcp.tools.backends import Generation, InferenceProgress, ModelProvider, Prompt, VideoLanguageBackend
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.errors import ModelError
+from llava_video_mcp.tools.errors import LimitError, ModelError
 from llava_video_mcp.tools.frames import Cut, SamplingPlan, checked_range, detect_scenes, outline, scene_targets
-from llava_video_mcp.tools.media import LocalVideo, VideoFetcher
+from llava_video_mcp.tools.media import LocalImage, LocalMedia, LocalVideo, VideoFetcher, not_a_video
 from llava_video_mcp.tools.progress import Progress
 from llava_video_mcp.tools.prompt import Safe
 from llava_video_mcp.tools.timeline import clock
@@ -78,16 +79,32 @@ def fetched(
     clock: Clock,
     cancel: CancelToken | None,
 ) -> Iterator[list[LocalVideo]]:
-    """The sources as local files, in order, each kept from eviction while the block runs, with what the tracks
-    need (subtitles, the sound where a site serves it apart); `parts[i]` reports the fetch of source i."""
+    """The sources as local video files, in order, each kept from eviction while the block runs, with what the
+    tracks need (subtitles, the sound where a site serves it apart); `parts[i]` reports the fetch of source i. A
+    still image is refused (an animated GIF is a video: see `as_video`)."""
+    with fetched_media(stages, sources, transcript, parts, clock, cancel) as media:
+        yield [as_video(stages, one) for one in media]
+
+
+@contextmanager
+def fetched_media(
+    stages: Stages,
+    sources: Sequence[str],
+    transcript: TranscriptOptions,
+    parts: Sequence[Progress],
+    clock: Clock,
+    cancel: CancelToken | None,
+) -> Iterator[list[LocalMedia]]:
+    """`fetched` for calls that take still images too: each source a video or a still image, told by its content
+    (an animated GIF is a video, as `as_video` says)."""
     needs = stages.tracks.needs(transcript)
-    videos: list[LocalVideo] = []
+    found: list[LocalMedia] = []
     with ExitStack() as in_use:
         for number, (source, progress) in enumerate(zip(sources, parts, strict=True), 1):
             progress(0, 1, f"Fetching video {number}/{len(sources)}: {source}")
             hook = download_progress(progress, 0, 1, number)
-            video = in_use.enter_context(
-                stages.fetcher.fetched(
+            media = in_use.enter_context(
+                stages.fetcher.fetched_media(
                     source,
                     subtitle_language=needs.subtitles,
                     sound=needs.sound,
@@ -96,12 +113,41 @@ def fetched(
                     cancel=cancel,
                 )
             )
-            ahead_s = stages.ahead.pop(video.source, None) if video.from_cache else None
-            videos.append(
-                video if ahead_s is None else replace(video, from_cache=False, fetch_s=ahead_s + video.fetch_s)
+            if isinstance(media, LocalImage) and played(media):
+                media = as_video(stages, media)
+            ahead_s = stages.ahead.pop(media.source, None) if media.from_cache else None
+            found.append(
+                media if ahead_s is None else replace(media, from_cache=False, fetch_s=ahead_s + media.fetch_s)
             )
-        clock.add("fetch_s", sum(video.fetch_s for video in videos))
-        yield videos
+        clock.add("fetch_s", sum(media.fetch_s for media in found))
+        yield found
+
+
+def played(image: LocalImage) -> bool:
+    """An animated GIF is played as a video, its frames with their times (the video reader plays GIFs); any other
+    image is one still image, the first frame of an animated WebP or PNG."""
+    return image.animated and image.format == "gif"
+
+
+def as_video(stages: Stages, media: LocalMedia) -> LocalVideo:
+    """The source as a video: an animated GIF read by the video reader, under the duration limit; a still image
+    refused (`not_a_video`)."""
+    if isinstance(media, LocalVideo):
+        return media
+    if not played(media):
+        raise not_a_video(media)
+    fetcher = stages.fetcher
+    duration_s = fetcher.inspect(media.path, media.source)
+    if duration_s > fetcher.policy.max_duration_s:
+        raise LimitError(
+            f"The video at {media.source} lasts {duration_s:.0f} s, over the limit of "
+            f"{fetcher.policy.max_duration_s:g} s. Raise --max-duration-s to allow it."
+        )
+    cache = fetcher.cache
+    store = cache.videos / media.cache_key if media.cache_key is not None else cache.local_store(media.path)
+    return LocalVideo(
+        media.source, media.path, media.title, media.from_cache, media.fetch_s, cache_key=media.cache_key, store=store
+    )
 
 
 def index_file(video: LocalVideo) -> Path | None:

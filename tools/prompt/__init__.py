@@ -10,10 +10,13 @@ from llava_video_mcp.tools.prompt.subtitles import (
     render,
 )
 from llava_video_mcp.tools.prompt.templates import (
+    DEFAULT_IMAGE_QUESTION,
     DEFAULT_QUESTION,
     MAP_INSTRUCTION,
     PromptText,
     Safe,
+    Seen,
+    SeenImage,
     SeenVideo,
     condense_prompt,
     look_question,
@@ -26,11 +29,14 @@ from llava_video_mcp.tools.prompt.templates import (
 from llava_video_mcp.tools.timeline import TimedText, clock
 
 __all__ = [
+    "DEFAULT_IMAGE_QUESTION",
     "DEFAULT_QUESTION",
     "MAP_INSTRUCTION",
     "MAX_TRANSCRIPT_CHARS",
     "PromptText",
     "Safe",
+    "Seen",
+    "SeenImage",
     "SeenVideo",
     "TimedText",
     "bounded",

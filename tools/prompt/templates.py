@@ -1,5 +1,6 @@
 """Every text the model reads, as pure functions of what a call saw: the question about sampled frames (one video
-or several), a window's notes request, condensing notes, and the question answered from notes.
+or several, still images among them), a window's notes request, condensing notes, and the question answered from
+notes.
 
 The chat template renders every image before the text, so the text is the only place the model learns which
 frames belong to which video and when each was taken. Text from strangers (titles, subtitles, notes that quote
@@ -22,6 +23,10 @@ Safe = Callable[[str], str]
 DEFAULT_QUESTION = (
     "Describe this video in detail: the setting, the people, animals or objects in it, "
     "and what happens from beginning to end."
+)
+DEFAULT_IMAGE_QUESTION = (
+    "Describe this image in detail: the setting, the people, animals or objects in it, any text shown, and what is "
+    "happening."
 )
 MAP_INSTRUCTION = (
     "Describe in detail what happens in this part of the video: the setting, the people and objects, what they do "
@@ -54,10 +59,25 @@ class SeenVideo:
     """The scene (1 for the video's first) each frame is in, where the frames were placed by scene; else empty."""
 
 
-def question_prompt(videos: Sequence[SeenVideo], question: str, safe: Safe) -> PromptText:
-    """A question about sampled frames of one video or several: which frames are which, their tracks (subtitles,
-    speech heard...), then the question."""
-    context = _frame_guide(videos, safe) + _tracks(videos, safe) + "\n\n"
+@dataclass(frozen=True)
+class SeenImage:
+    """A still image among the sources, as a prompt describes it: one image at its place in the order, no time."""
+
+    title: str | None
+
+
+Seen = SeenVideo | SeenImage
+"""A source as a prompt describes it: `Video N` with its frames and times, or `Image N`, named by its place among
+the sources as the agent gave them."""
+
+
+def question_prompt(
+    sources: Sequence[Seen], question: str, safe: Safe, reference: SeenImage | None = None
+) -> PromptText:
+    """A question about sampled frames of one video or several (still images among them, each one image): which
+    images are which, their tracks (subtitles, speech heard...), then the question. A `reference` image comes after
+    the sources' images, named as the picture the question refers to."""
+    context = _frame_guide(sources, safe) + _reference(sources, reference, safe) + _tracks(sources, safe) + "\n\n"
     return PromptText(context + safe(question), len(context))
 
 
@@ -109,11 +129,13 @@ def rank_prompt(title: str | None, duration_s: float, notes: Sequence[TimedText]
     return PromptText(context + safe(question), len(context))
 
 
-def look_question(query: str, frames: int) -> str:
-    """What the model is asked of the frames around a candidate moment (goes through `question_prompt`)."""
+def look_question(query: str, frames: int, reference: bool = False) -> str:
+    """What the model is asked of the frames around a candidate moment (goes through `question_prompt`); with a
+    `reference` image, the query is about what it pictures."""
+    pictured = " (the reference image shows it)" if reference else ""
     return (
-        f"In which of these frames does this happen: {query}\nReply with the frame numbers (1 to {frames}), then "
-        "one short line saying what happens there."
+        f"In which of these frames does this happen{pictured}: {query}\nReply with the frame numbers (1 to {frames}), "
+        "then one short line saying what happens there."
     )
 
 
@@ -125,39 +147,61 @@ def _spans(notes: Sequence[TimedText]) -> str:
     return "\n\n".join(f"{span_label(n.start_s, n.end_s)} {n.text}" for n in notes)
 
 
-def _frame_guide(videos: Sequence[SeenVideo], safe: Safe) -> str:
-    def titled(video: SeenVideo) -> str:
-        return f' "{safe(video.title)}"' if video.title else ""
+def _frame_guide(sources: Sequence[Seen], safe: Safe) -> str:
+    def titled(source: Seen) -> str:
+        return f' "{safe(source.title)}"' if source.title else ""
 
-    if len(videos) == 1:
-        [video] = videos
+    if len(sources) == 1:
+        [only] = sources
+        if isinstance(only, SeenImage):
+            return f"The image is a still image{titled(only)}."
         return (
-            f"The {len(video.times_s)} images are frames of one video{titled(video)} "
-            f"({video.duration_s:.1f} s long), in time order, taken at {_times(video)}."
+            f"The {len(only.times_s)} images are frames of one video{titled(only)} "
+            f"({only.duration_s:.1f} s long), in time order, taken at {_times(only)}."
         )
-    total = sum(len(v.times_s) for v in videos)
-    lines = [f"The {total} images are frames from {len(videos)} videos, in order."]
+    total = sum(_count(s) for s in sources)
+    stills = sum(isinstance(s, SeenImage) for s in sources)
+    if not stills:
+        lines = [f"The {total} images are frames from {len(sources)} videos, in order."]
+    else:
+        videos = len(sources) - stills
+        frames = f"frames from {videos} video{'s' if videos > 1 else ''} and " if videos else ""
+        lines = [f"The {total} images are {frames}{stills} still image{'s' if stills > 1 else ''}, in order."]
     first = 1
-    for number, video in enumerate(videos, 1):
-        last = first + len(video.times_s) - 1
+    for number, source in enumerate(sources, 1):
+        last = first + _count(source) - 1
         images = f"Image {first}" if first == last else f"Images {first}-{last}"
-        lines.append(
-            f"{images}: Video {number}{titled(video)} ({video.duration_s:.1f} s long), taken at {_times(video)}."
-        )
+        if isinstance(source, SeenImage):
+            lines.append(f"{images}: Image {number}{titled(source)}, a still image.")
+        else:
+            lines.append(
+                f"{images}: Video {number}{titled(source)} ({source.duration_s:.1f} s long), taken at {_times(source)}."
+            )
         first = last + 1
     return "\n".join(lines)
 
 
-def _tracks(videos: Sequence[SeenVideo], safe: Safe) -> str:
-    """Each track's heading, then its cues: one video's "in that part of the video", several videos' each named."""
-    if len(videos) == 1:
-        return "".join(f"\n\n{t.heading} {_HERE}:\n" + safe(render(t.cues)) for t in videos[0].tracks if t.cues)
-    parts = [
-        f"{t.heading} in Video {n}:\n{safe(render(t.cues))}"
-        for n, v in enumerate(videos, 1)
-        for t in v.tracks
-        if t.cues
-    ]
+def _count(source: Seen) -> int:
+    return 1 if isinstance(source, SeenImage) else len(source.times_s)
+
+
+def _reference(sources: Sequence[Seen], reference: SeenImage | None, safe: Safe) -> str:
+    """The reference image's line: it is the last image, after every source's."""
+    if reference is None:
+        return ""
+    titled = f' "{safe(reference.title)}"' if reference.title else ""
+    return f"\nImage {sum(_count(s) for s in sources) + 1}: the reference image{titled}, a still image."
+
+
+def _tracks(sources: Sequence[Seen], safe: Safe) -> str:
+    """Each track's heading, then its cues: one video's "in that part of the video", several videos' each named (a
+    still image has none)."""
+    videos = [(n, s) for n, s in enumerate(sources, 1) if isinstance(s, SeenVideo)]
+    if len(sources) == 1:
+        return "".join(
+            f"\n\n{t.heading} {_HERE}:\n" + safe(render(t.cues)) for _, v in videos for t in v.tracks if t.cues
+        )
+    parts = [f"{t.heading} in Video {n}:\n{safe(render(t.cues))}" for n, v in videos for t in v.tracks if t.cues]
     return "\n\n" + "\n\n".join(parts) if parts else ""
 
 

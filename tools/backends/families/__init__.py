@@ -1,6 +1,7 @@
 """The seam per model family: how frames, their times and the text become one family's native prompt and inputs.
 
-    base.py       Family: what the in-process backend asks of a family (its prompt, inputs, frame cost, encoder)
+    base.py       Family: what the in-process backend asks of a family (its prompt, inputs, frame cost, encoder,
+                  how it takes a still image beside a video: `still_images`)
     llava.py      llava-interleave (`llava`): every frame an image, 729 tokens at 384 px
     onevision.py  LLaVA-OneVision (`llava_onevision`): the frames as one video, 196 tokens a frame at 384 px
     qwen.py       Qwen2-VL, Qwen2.5-VL, Qwen3-VL: every frame an image at its own resolution (about 336 tokens a

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from llava_video_mcp.tools.backends.base import Prompt
 from llava_video_mcp.tools.cancel import CancelToken
@@ -46,6 +46,11 @@ class Family(ABC):
     nominal_cost: ClassVar[FrameCost]
     """What a frame costs the family's released checkpoints, known before any model loads: the tool descriptions
     and --help say it. `cost` is the loaded model's own figure (the same for the released sizes)."""
+    still_images: ClassVar[Literal["image", "video frame"]] = "image"
+    """How the family's model takes a still image among a call's sources (the prompt's text names it `Image N`, a
+    still image, either way): `image`, an image of its own at its place in the order, as every frame is for a family
+    that takes frames as images; `video frame`, one more frame of the family's video input at its place in the order,
+    for a video-native family whose own image input this server does not build."""
     prefix_cache: ClassVar[bool] = True
     """Whether the attention state of the frames and their text can be kept for follow-ups and prefilled apart from
     the question (with frames encoded a chunk at a time by `encode`); else each call's inputs go whole to

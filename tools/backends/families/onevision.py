@@ -1,5 +1,9 @@
 """LLaVA-OneVision (`model_type` llava_onevision): a call's frames as one video, 196 tokens a frame at 384 px.
 
+A still image among the sources is one more frame of that video, at its place in the order (`still_images`), named
+in the text as a still image: the family's own image input (any-resolution tiles of up to thousands of tokens) is not
+built here.
+
 Its native video prompt: one `<video>` in the user's turn, expanded to frames x 196 tokens and one closing newline
 token, then a newline and the text (the llava-hf checkpoints' chat template: `<|im_start|>user\\n<video>\\nTEXT
 <|im_end|>\\n<|im_start|>assistant\\n`). The frames are 2x2-pooled SigLIP features, so a frame costs 196 tokens
@@ -18,7 +22,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from PIL import Image
 
@@ -106,6 +110,7 @@ class LlavaOnevision(Family):
     model_type: ClassVar[str] = "llava_onevision"
     model_class: ClassVar[str] = "LlavaOnevisionForConditionalGeneration"
     pixel_key: ClassVar[str] = "pixel_values_videos"
+    still_images: ClassVar[Literal["image", "video frame"]] = "video frame"
     nominal_cost: ClassVar[FrameCost] = FrameCost(384, math.ceil(384 // 14 / 2) ** 2, tokens_per_prompt=1)
     """The same SigLIP tower's 27x27 features a frame, pooled 2x2 to 14x14: 196, and one newline a video."""
 
