@@ -23,9 +23,8 @@ from llava_video_mcp.server.checks import check
 from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.backends import LazyBackend
 from tests.media import cut_scenes, with_subtitles
-from tests.test_on_screen import SLIDE, TERMINAL, recall, screen_video, slide_picture, terminal_picture, textured_maker
-from tests.test_running import run
-from tests.test_server import error_text
+from tests.screens import SLIDE, TERMINAL, recall, screen_video, slide_picture, terminal_picture, textured_maker
+from tests.support import error_text, run
 
 pytestmark = pytest.mark.anyio
 

@@ -27,9 +27,8 @@ from llava_video_mcp.tools.answer import MomentsAnswer, VideoAnswer
 from llava_video_mcp.tools.backends import Ready
 from llava_video_mcp.tools.backends.fake import FakeBackend
 from llava_video_mcp.tools.backends.families import FAMILIES
-from tests.test_images import BLUE, HOSTILE, RED, hostile_file, image_bytes, near
-from tests.test_moments import Scripted
-from tests.test_server import error_text
+from tests.images import BLUE, HOSTILE, RED, hostile_file, image_bytes, near
+from tests.support import Scripted, error_text
 
 pytestmark = pytest.mark.anyio
 
