@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Tools that watch videos: describe_video answers a question about one video (or describes it), compare_videos "
-    "answers one question across 2-4 videos seen together, find_moments says when something happens. A source is a "
-    "local file path, a direct http(s) link to a video file, or a page URL on any site yt-dlp supports. Results "
+    "answers one question across 2-4 videos or images seen together, find_moments says when something happens. A "
+    "source is a local file path, a direct http(s) link to a video or image file, or a page URL on any site yt-dlp "
+    "supports. Text shown on screen is read by OCR (on_screen_text). Results "
     "give the exact timestamps of the frames the model saw: ask again with start_s/end_s to look closer at a moment."
 )
 LOOKING_INSTRUCTIONS = (
@@ -59,8 +60,9 @@ def describe_text(model: ModelSummary) -> str:
     which = f" ({model.family})" if model.family else ""
     cost = f" at {model.frame_cost.words()}" if model.frame_cost else ""
     return (
-        f"Answer a question about one video, or describe it. The model{which} sees num_frames frames{cost}: good at "
-        "scenes and actions, unable to read small text; verify important claims (return_frames shows what it saw). "
+        f"Answer a question about one video or image, or describe it. The model{which} sees num_frames frames{cost}: "
+        "good at scenes and actions, unable to read small text; verify important claims (return_frames shows what it "
+        "saw). "
         "A first call takes minutes on CPU, seconds on a GPU; asking again about the same source and sampling reuses "
         "the frames and is fast."
     )
@@ -87,8 +89,9 @@ MOMENTS = (
     "the notes are shared and kept), then looks closer at the best."
 )
 COMPARE = (
-    "Answer one question across 2-4 videos seen together in one context, frames_per_video from each (32 frames in "
-    "all). Same model, costs and reuse as describe_video. A source may be an object with its own start_s/end_s."
+    "Answer one question across 2-4 videos or images seen together in one context, frames_per_video from each "
+    "video (32 frames in all). Same model, costs and reuse as describe_video. A source may be an object with its "
+    "own start_s/end_s."
 )
 
 
