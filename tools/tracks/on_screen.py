@@ -31,10 +31,10 @@ from llava_video_mcp.tools.backends.ocr.reading import MIN_CHANGED, PIXEL_STEP, 
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
 from llava_video_mcp.tools.frames import probe, sample_frames
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.media import LocalVideo, Needs
 from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.timeline import TimedText, TrackText, clock, in_range
-from llava_video_mcp.tools.tracks.base import Basis, Needs, Said, Track, TranscriptOptions
+from llava_video_mcp.tools.tracks.base import Basis, Said, Track, TranscriptOptions
 from llava_video_mcp.tools.tracks.store import BlockStore
 
 log = logging.getLogger(__name__)

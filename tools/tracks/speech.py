@@ -48,11 +48,11 @@ from llava_video_mcp.tools.frames import (
     decode_span,
     quiet_edge,
 )
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.media import LocalVideo, Needs
 from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.prompt import read_cues
 from llava_video_mcp.tools.timeline import TimedText, TrackText, clock, in_range
-from llava_video_mcp.tools.tracks.base import Basis, Needs, Said, Track, TranscriptOptions
+from llava_video_mcp.tools.tracks.base import Basis, Said, Track, TranscriptOptions
 from llava_video_mcp.tools.tracks.store import BlockStore, usable
 
 log = logging.getLogger(__name__)
