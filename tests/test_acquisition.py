@@ -14,7 +14,7 @@ import yt_dlp
 
 from llava_video_mcp.tools.errors import DownloadError, LimitError, SourceError
 from llava_video_mcp.tools.frames import media_duration, probe
-from llava_video_mcp.tools.media import FetchPolicy, VideoFetcher, netguard
+from llava_video_mcp.tools.media import FetchPolicy, Needs, VideoFetcher, netguard
 from llava_video_mcp.tools.media.sources import find_sidecar
 from llava_video_mcp.tools.media.ytdlp import DownloadOptions, explain
 from llava_video_mcp.tools.prompt import bounded, parse_subtitles
@@ -185,7 +185,9 @@ def test_hls_takes_the_smallest_variant_of_at_least_384_px(tmp_path: Path, site:
 
 
 def test_a_picture_to_read_text_in_is_720p_where_the_site_has_it(tmp_path: Path, site: LoopbackServer) -> None:
-    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("master.m3u8"), readable=True)
+    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(
+        site.url("master.m3u8"), needs=Needs(readable_picture=True)
+    )
     assert (probe(video.path).width, probe(video.path).height) == (1280, 720)
     assert site.count("v720_0.ts") == 1
     assert site.count("v240_0.ts") == site.count("v480_0.ts") == 0
@@ -231,7 +233,7 @@ def test_site_subtitles_are_fetched_with_the_video(tmp_path: Path, site: Loopbac
 
 
 def test_no_subtitles_when_turned_off(tmp_path: Path, site: LoopbackServer) -> None:
-    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("talk.html"), subtitle_language=None)
+    video = VideoFetcher(tmp_path, inspect=media_duration).fetch(site.url("talk.html"), needs=Needs())
     assert video.subtitles is None
     assert site.count("clip.en.vtt") == 0
 

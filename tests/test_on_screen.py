@@ -4,6 +4,7 @@ named stand-in: scripted answers, every prompt kept): these tests are about what
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +22,9 @@ from llava_video_mcp.tools.backends.fake import FakeBackend
 from llava_video_mcp.tools.backends.ocr import ENGINES, Frame, OcrLine, RapidOcr
 from llava_video_mcp.tools.backends.ocr.rapidocr import on_cuda
 from llava_video_mcp.tools.backends.ocr.reading import rows
+from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.timeline import TrackText
 from llava_video_mcp.tools.tracks import TranscriptOptions
 from llava_video_mcp.tools.tracks.on_screen import OnScreenTrack
 from tests.screens import (
@@ -128,6 +131,65 @@ def test_frames_are_read_where_the_picture_changed_and_a_moving_one_now_and_then
     # 24 frames looked at (the range's 30 s block): the slide once, the terminal once, the moving picture every
     # few seconds
     assert 3 <= counted.reads <= 6
+
+
+class Gated(Counted):
+    """The real rapidocr engine, holding its first read until `go` is set (`reading` tells it has begun)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()
+        self.go = threading.Event()
+
+    def read(self, frame: Frame) -> list[OcrLine]:
+        if not self.reading.is_set():
+            self.reading.set()
+            assert self.go.wait(120), "the test never let the first read go on"
+        return super().read(frame)
+
+
+def test_calls_on_one_video_take_turns_cancellably_and_other_videos_are_read_meanwhile(
+    talk: Path, tmp_path: Path
+) -> None:
+    gated = Gated()
+    track = OnScreenTrack(gated)
+    video = local(talk, tmp_path / "store")
+    other = screen_video(tmp_path / "other.mp4", [(0.0, lambda i: slide_picture(SLIDE)), (2.0, textured_maker)])
+    first: list[TrackText] = []
+    holder = threading.Thread(target=lambda: first.append(track.read(video, 0.0, 8.0, TranscriptOptions())))
+    holder.start()
+    try:
+        assert gated.reading.wait(120)
+        # another video is read while the first call holds its own video's turn
+        elsewhere = track.read(local(other, tmp_path / "other"), 0.0, 2.0, TranscriptOptions())
+        assert recall(SLIDE, [c.text for c in elsewhere.cues]) >= 0.95
+        # a second call on the same video waits its turn, is told so, and stops at once when cancelled
+        waiting, cancel, ended = threading.Event(), CancelToken(), []
+
+        def told(done: float, total: float, message: str) -> None:
+            if message.startswith("Waiting for another call"):
+                waiting.set()
+
+        def second() -> None:
+            try:
+                track.read(video, 0.0, 8.0, TranscriptOptions(), told, cancel)
+            except Cancelled as exc:
+                ended.append(exc)
+
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert waiting.wait(120)
+        cancel.cancel()
+        waiter.join(120)
+        assert not waiter.is_alive(), "a cancelled call kept waiting for the turn"
+        assert ended
+    finally:
+        gated.go.set()
+        holder.join(120)
+    reads = gated.reads
+    again = track.read(video, 0.0, 8.0, TranscriptOptions())
+    assert gated.reads == reads  # the turn's holder kept what it read
+    assert [c.text for c in again.cues] == [c.text for c in first[0].cues]
 
 
 def test_without_an_engine_or_when_skipped_nothing_is_read(talk: Path, tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ from llava_video_mcp.tools.frames import (
     stream_notes,
 )
 from llava_video_mcp.tools.limits import MAX_MOMENTS
-from llava_video_mcp.tools.media import LocalImage, LocalMedia, LocalVideo
+from llava_video_mcp.tools.media import LocalImage, LocalMedia, LocalVideo, Needs
 from llava_video_mcp.tools.plural import plural
 from llava_video_mcp.tools.progress import Progress
 from llava_video_mcp.tools.prompt import SeenImage, SeenVideo, look_question, question_prompt, rank_prompt
@@ -190,7 +190,7 @@ class MomentSearch:
         clock = Clock()
         plan = SamplingPlan(NOTES_FRAMES, start_s, end_s, min_side=self.stages.frame_side)
         if reference is not None:
-            with self.stages.fetcher.fetched_media(reference, subtitle_language=None, cancel=self.cancel) as media:
+            with self.stages.fetcher.fetched_media(reference, needs=Needs(), cancel=self.cancel) as media:
                 self._reference = self._read_reference(media)
         with fetched(self.stages, [source], WITH_TRANSCRIPT, [span(self.progress, 0, 1, 1)], clock, self.cancel) as [
             video

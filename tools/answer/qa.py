@@ -106,9 +106,7 @@ class VideoQA:
                 hook = download_progress(progress, 0, 1, number)
                 took_s = call.fetcher.download(
                     source,
-                    subtitle_language=needs.subtitles,
-                    sound=needs.sound,
-                    readable=needs.readable_picture,
+                    needs=needs,
                     on_progress=hook,
                     cancel=cancel,
                 )

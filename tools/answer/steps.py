@@ -106,9 +106,7 @@ def fetched_media(
             media = in_use.enter_context(
                 stages.fetcher.fetched_media(
                     source,
-                    subtitle_language=needs.subtitles,
-                    sound=needs.sound,
-                    readable=needs.readable_picture,
+                    needs=needs,
                     on_progress=hook,
                     cancel=cancel,
                 )

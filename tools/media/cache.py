@@ -41,6 +41,7 @@ from pathlib import Path
 
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.files import NO_FOLLOW, keep_links_out, write_whole
+from llava_video_mcp.tools.turns_by_name import TurnsByName
 
 try:
     import fcntl
@@ -81,8 +82,7 @@ class VideoCache:
         self._leases: dict[str, int] = {}
         """Entry -> the open in-use file whose shared lock tells other processes this one reads the entry."""
         self._guard = threading.Lock()
-        self._turns = threading.Condition()
-        self._held: set[str] = set()
+        self._turns = TurnsByName()
         weakref.finalize(self, _close_all, self._leases)
 
     @contextmanager
@@ -91,19 +91,8 @@ class VideoCache:
         sharing the folder. Waiting for a turn stops at once when the call is cancelled (the cancellation wakes
         the wait)."""
         token = cancel if cancel is not None else CancelToken()
-        with token.on_cancel(self._wake_waiters), self._turns:
-            while name in self._held:
-                token.check()
-                self._turns.wait()
-            token.check()
-            self._held.add(name)
-        try:
-            with self._turn_on_disk(name, token):
-                yield
-        finally:
-            with self._turns:
-                self._held.discard(name)
-                self._turns.notify_all()
+        with self._turns.taken(name, token), self._turn_on_disk(name, token):
+            yield
 
     @contextmanager
     def _turn_on_disk(self, name: str, token: CancelToken) -> Iterator[None]:
@@ -122,10 +111,6 @@ class VideoCache:
             with suppress(OSError):
                 path.unlink()
             os.close(fd)
-
-    def _wake_waiters(self) -> None:
-        with self._turns:
-            self._turns.notify_all()
 
     def _alias_key(self, url: str) -> str | None:
         """The entry a URL is an alias of, as recorded (a link planted for the record, or anything but a key in

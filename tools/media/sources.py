@@ -39,13 +39,27 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _Wanted:
-    """What a fetch brings besides the picture: subtitles in a language, the sound (where it comes apart)."""
+class Needs:
+    """What a fetch must bring besides the picture, for the tracks to be read (each track says what it needs, and
+    a call brings what all of them need: `a | b`)."""
 
-    subtitle_language: str | None
-    sound: bool
-    readable: bool = False
-    """A picture to read text in (at least 720p where the site has one), not the model's small one."""
+    subtitles: str | None = None
+    """Subtitles in this language, when the site (or a file beside a local video) has them."""
+    sound: bool = False
+    """The sound, where a site serves it apart from the picture."""
+    readable_picture: bool = False
+    """A picture large enough to read text in (720p where the site has it), not the model's small one."""
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            self.subtitles or other.subtitles,
+            self.sound or other.sound,
+            self.readable_picture or other.readable_picture,
+        )
+
+
+SUBTITLES_ONLY = Needs(subtitles="en")
+"""What a fetch brings when the caller says nothing: English subtitles where there are some."""
 
 
 MAX_SOURCE_CHARS = 4096
@@ -177,19 +191,15 @@ class VideoFetcher:
         self,
         source: str,
         *,
-        subtitle_language: str | None = "en",
-        sound: bool = False,
-        readable: bool = False,
+        needs: Needs = SUBTITLES_ONLY,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[LocalVideo]:
-        """The source as a local file, protected from cache eviction while the block runs; with `sound`, its sound
+        """The source as a local file, protected from cache eviction while the block runs; with `needs.sound`, its sound
         too where a site serves it apart (speech will be heard). A still image is refused (`not_a_video`)."""
         with self.fetched_media(
             source,
-            subtitle_language=subtitle_language,
-            sound=sound,
-            readable=readable,
+            needs=needs,
             on_progress=on_progress,
             cancel=cancel,
         ) as media:
@@ -202,18 +212,14 @@ class VideoFetcher:
         self,
         source: str,
         *,
-        subtitle_language: str | None = "en",
-        sound: bool = False,
-        readable: bool = False,
+        needs: Needs = SUBTITLES_ONLY,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> Iterator[LocalMedia]:
         """`fetched` for a video or a still image (told by the file's content; see `fetch_media`)."""
         media = self.fetch_media(
             source,
-            subtitle_language=subtitle_language,
-            sound=sound,
-            readable=readable,
+            needs=needs,
             on_progress=on_progress,
             cancel=cancel,
         )
@@ -237,9 +243,7 @@ class VideoFetcher:
         self,
         source: str,
         *,
-        subtitle_language: str | None = "en",
-        sound: bool = False,
-        readable: bool = False,
+        needs: Needs = SUBTITLES_ONLY,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken,
     ) -> float | None:
@@ -248,9 +252,7 @@ class VideoFetcher:
         `inspect_image`): the call decides whether it takes one."""
         with self.fetched_media(
             source,
-            subtitle_language=subtitle_language,
-            sound=sound,
-            readable=readable,
+            needs=needs,
             on_progress=on_progress,
             cancel=cancel,
         ) as got:
@@ -260,9 +262,7 @@ class VideoFetcher:
         self,
         source: str,
         *,
-        subtitle_language: str | None = "en",
-        sound: bool = False,
-        readable: bool = False,
+        needs: Needs = SUBTITLES_ONLY,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> LocalVideo:
@@ -270,9 +270,7 @@ class VideoFetcher:
         image is refused (`not_a_video`)."""
         media = self.fetch_media(
             source,
-            subtitle_language=subtitle_language,
-            sound=sound,
-            readable=readable,
+            needs=needs,
             on_progress=on_progress,
             cancel=cancel,
         )
@@ -286,9 +284,7 @@ class VideoFetcher:
         self,
         source: str,
         *,
-        subtitle_language: str | None = "en",
-        sound: bool = False,
-        readable: bool = False,
+        needs: Needs = SUBTITLES_ONLY,
         on_progress: ytdlp.ProgressHook | None = None,
         cancel: CancelToken | None = None,
     ) -> LocalMedia:
@@ -300,25 +296,25 @@ class VideoFetcher:
         parts = _split_url(text)
         scheme = parts.scheme.lower()
         if scheme in {"http", "https"}:
-            return self._fetch_url(text, _Wanted(subtitle_language, sound, readable), on_progress, cancel)
+            return self._fetch_url(text, needs, on_progress, cancel)
         if scheme == "file":
-            return self._local_file(source, Path(unquote(parts.path)), subtitle_language)
+            return self._local_file(source, Path(unquote(parts.path)), needs.subtitles)
         if "://" in text:
             raise SourceError(
                 f"Unsupported URL scheme '{_shown(scheme)}' in {_shown(text)}. Pass an http(s) URL or a local file "
                 "path."
             )
-        return self._local_file(source, Path(text), subtitle_language)
+        return self._local_file(source, Path(text), needs.subtitles)
 
     def _fetch_url(
-        self, url: str, wanted: _Wanted, on_progress: ytdlp.ProgressHook | None, cancel: CancelToken | None
+        self, url: str, needs: Needs, on_progress: ytdlp.ProgressHook | None, cancel: CancelToken | None
     ) -> LocalMedia:
         started = time.perf_counter()
         policy = self.policy
         if policy.block_private_urls:
             netguard.check_public_url(url)
         try:
-            return self._fetch_into_cache(url, wanted, on_progress, cancel, started)
+            return self._fetch_into_cache(url, needs, on_progress, cancel, started)
         except OSError as exc:  # the network's errors come as VideoToolErrors: this is the cache's own folder
             raise DownloadError(
                 f"The download cache in {self.cache.root} (--cache-dir) cannot be used: {exc.strerror or exc}"
@@ -330,7 +326,7 @@ class VideoFetcher:
     def _fetch_into_cache(
         self,
         url: str,
-        wanted: _Wanted,
+        needs: Needs,
         on_progress: ytdlp.ProgressHook | None,
         cancel: CancelToken | None,
         started: float,
@@ -342,9 +338,9 @@ class VideoFetcher:
             max_bytes=policy.max_download_bytes,
             deadline_s=policy.download_deadline_s,
             cookies=policy.cookies,
-            subtitle_language=wanted.subtitle_language,
-            sound=wanted.sound,
-            readable=wanted.readable,
+            subtitle_language=needs.subtitles,
+            sound=needs.sound,
+            readable=needs.readable_picture,
         )
         with self.cache.locked("url:" + url, cancel):
             key = self.cache.entry_for_alias(url)
@@ -352,7 +348,7 @@ class VideoFetcher:
                 if key is not None and (video := self._claim(url, key, from_cache=True, started=started)):
                     log.info("cache hit for %s", url)
                     try:
-                        if wanted.sound and isinstance(video, LocalVideo) and self.cache.lacks_sound(key):
+                        if needs.sound and isinstance(video, LocalVideo) and self.cache.lacks_sound(key):
                             note = self._add_sound(url, key, options, on_progress, cancel)
                             amended = self._entry(url, key, from_cache=True, started=started)
                             video = replace(amended if isinstance(amended, LocalVideo) else video, sound_note=note)

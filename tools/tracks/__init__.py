@@ -2,7 +2,7 @@
 where there are none), the registry of those a server reads (`Tracks`), and their blocks kept beside the cached
 video (`store`).
 
-    base.py       Track (name, heading, basis, needs, read), Tracks (read_all, needs), TranscriptOptions, Needs
+    base.py       Track (name, heading, basis, needs: media's `Needs`, read), Tracks (read_all, needs), options
     store.py      a track's blocks on disk, per track and model, written whole or not at all
     subtitles.py  a site's subtitles, or a subtitle file beside a local video
     speech.py     speech heard by a speech model (`backends`), where there are no subtitles
@@ -12,10 +12,10 @@ A new track is one module here (a `Track` subclass, its engine in `backends/`) a
 (server/components.py): the prompt renders it and find_moments searches it with no other edit.
 """
 
+from llava_video_mcp.tools.media import Needs
 from llava_video_mcp.tools.tracks.base import (
     WITH_TRANSCRIPT,
     Basis,
-    Needs,
     Said,
     Track,
     Tracks,

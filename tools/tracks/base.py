@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.media import LocalVideo, Needs
 from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.timeline import TimedText, TrackText
 
@@ -45,25 +45,6 @@ class TranscriptOptions:
 
 
 WITH_TRANSCRIPT = TranscriptOptions()
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What the download of a video must bring for the tracks to be read."""
-
-    subtitles: str | None = None
-    """Subtitles in this language, when the site has them."""
-    sound: bool = False
-    """The sound, where a site serves it apart from the picture."""
-    readable_picture: bool = False
-    """A picture large enough to read text in (720p where the site has it), not the model's small one."""
-
-    def __or__(self, other: Needs) -> Needs:
-        return Needs(
-            self.subtitles or other.subtitles,
-            self.sound or other.sound,
-            self.readable_picture or other.readable_picture,
-        )
 
 
 class Track(ABC):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Sequence
 from typing import ClassVar
@@ -31,11 +30,12 @@ from llava_video_mcp.tools.backends.ocr.reading import MIN_CHANGED, PIXEL_STEP, 
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
 from llava_video_mcp.tools.frames import probe, sample_frames
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.media import LocalVideo, Needs
 from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.timeline import TimedText, TrackText, clock, in_range
-from llava_video_mcp.tools.tracks.base import Basis, Needs, Said, Track, TranscriptOptions
+from llava_video_mcp.tools.tracks.base import Basis, Said, Track, TranscriptOptions
 from llava_video_mcp.tools.tracks.store import BlockStore
+from llava_video_mcp.tools.turns_by_name import TurnsByName
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class OnScreenTrack(Track):
         self.engine = engine
         self.missing = missing
         """Why there is no engine (a sentence for the note), when that is worth saying."""
-        self._turn = threading.Lock()
+        self.turns = TurnsByName()
+        """Calls reading the same video's unread blocks take turns: the second reads what the first kept. Calls on
+        other videos read at the same time (the engine serialises its own frames where it must)."""
 
     def needs(self, options: TranscriptOptions) -> Needs:
         return Needs(readable_picture=self.busy(options))
@@ -91,8 +93,7 @@ class OnScreenTrack(Track):
         try:
             duration_s = probe(video.path).duration_s
             reading = _Reading(self.engine, video, duration_s, progress, cancel)
-            with self._turn:  # one engine, one frame at a time: a second call reads what the first kept
-                lines = reading.lines(start_s, min(end_s, duration_s))
+            lines = reading.lines(start_s, min(end_s, duration_s), self.turns)
         except (ModelError, DecodeError) as exc:
             log.warning("on-screen text was not read: %s", exc)
             return self.nothing(f"No on-screen text was read: {exc}")
@@ -120,20 +121,30 @@ class _Reading:
         self.key = BlockStore.key(_FORMAT, engine.name, engine.min_confidence, video.path.name, stat.st_size,
                                   stat.st_mtime_ns)  # fmt: skip
 
-    def lines(self, start_s: float, end_s: float) -> list[TimedText]:
+    def lines(self, start_s: float, end_s: float, turns: TurnsByName) -> list[TimedText]:
         if end_s <= start_s:
             return []
         blocks = range(max(int(start_s // BLOCK_S), 0), math.ceil(end_s / BLOCK_S))
-        kept: list[TimedText] = []
-        for done, number in enumerate(blocks):
-            block = self.store.get(self.key, number, self.duration_s)
-            if block is None:
-                self.progress(done, len(blocks), f"Reading on-screen text {clock(number * BLOCK_S)}")
-                block = self._read(number)
-                self.store.put(self.key, number, block)
-            kept.extend(block)
+        kept: dict[int, list[TimedText]] = {}
+        for number in blocks:
+            if (block := self.store.get(self.key, number, self.duration_s)) is not None:
+                kept[number] = block
+        if len(kept) < len(blocks):
+            with turns.taken(f"{self.video.path}:{self.key}", self.cancel, lambda: self._waiting(len(blocks))):
+                for done, number in enumerate(blocks):
+                    if number in kept:
+                        continue
+                    block = self.store.get(self.key, number, self.duration_s)  # kept by the call before, maybe
+                    if block is None:
+                        self.progress(done, len(blocks), f"Reading on-screen text {clock(number * BLOCK_S)}")
+                        block = self._read(number)
+                        self.store.put(self.key, number, block)
+                    kept[number] = block
         self.progress(len(blocks), len(blocks), "Read on-screen text")
-        return in_range(_joined(kept), start_s, end_s)
+        return in_range(_joined([line for number in blocks for line in kept[number]]), start_s, end_s)
+
+    def _waiting(self, total: int) -> None:
+        self.progress(0, max(total, 1), "Waiting for another call that is reading this video's screen")
 
     def _read(self, number: int) -> list[TimedText]:
         """Block `number`: a frame every READ_EVERY_S (each standing for the second around it), read where it

@@ -24,10 +24,8 @@ it is cancelled.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -48,12 +46,13 @@ from llava_video_mcp.tools.frames import (
     decode_span,
     quiet_edge,
 )
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.media import LocalVideo, Needs
 from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.prompt import read_cues
 from llava_video_mcp.tools.timeline import TimedText, TrackText, clock, in_range
-from llava_video_mcp.tools.tracks.base import Basis, Needs, Said, Track, TranscriptOptions
+from llava_video_mcp.tools.tracks.base import Basis, Said, Track, TranscriptOptions
 from llava_video_mcp.tools.tracks.store import BlockStore, usable
+from llava_video_mcp.tools.turns_by_name import TurnsByName
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class SpeechTrack(Track):
 
     def __init__(self, speech: LazySpeech | None = None) -> None:
         self.speech = speech
-        self.turns = _Turns()
+        self.turns = TurnsByName()
 
     @property
     def hears(self) -> bool:
@@ -137,7 +136,7 @@ class _Listening:
         progress: Progress,
         cancel: CancelToken | None,
         asked: str | None,
-        turns: _Turns,
+        turns: TurnsByName,
     ) -> None:
         self.speech = speech
         self.turns = turns
@@ -162,7 +161,7 @@ class _Listening:
         heard = self._kept(blocks, key)
         missing = [number for number in blocks if number not in heard]
         if missing:
-            with self.turns.taken(f"{self.store.folder}/{key}", self.cancel, lambda: self._waiting(len(blocks))):
+            with self.turns.taken(f"{self.video.path}:{key}", self.cancel, lambda: self._waiting(len(blocks))):
                 self.language = self.store.language(key) or asked
                 heard |= self._kept(missing, key)  # what a call that held the turn before kept
                 missing = [number for number in missing if number not in heard]
@@ -312,41 +311,6 @@ class _Window:
                 return piece.number, piece.start_s + min(max(sample - offset, 0), size) / SAMPLE_RATE
             offset += size
         raise ValueError("an empty window")
-
-
-class _Turns:
-    """Hearings of the same blocks, one at a time: the download cache's turn-taking (`VideoCache.locked`), with a
-    word to the call that has to wait."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._held: set[str] = set()
-
-    @contextmanager
-    def taken(self, name: str, cancel: CancelToken | None, on_wait: Callable[[], None]) -> Iterator[None]:
-        """Hold `name` for the block; `on_wait` is called once when another call holds it. Waiting stops at once
-        when the call is cancelled (the cancellation wakes the wait)."""
-        token = cancel if cancel is not None else CancelToken()
-        with self._changed:
-            busy = name in self._held
-        if busy:
-            on_wait()
-        with token.on_cancel(self._wake), self._changed:
-            while name in self._held:
-                token.check()
-                self._changed.wait()
-            token.check()
-            self._held.add(name)
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._held.discard(name)
-                self._changed.notify_all()
-
-    def _wake(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
 
 
 def _in_order(said: Sequence[TimedText], length_s: float) -> list[TimedText]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from llava_video_mcp.tools.cancel import CancelToken
-from llava_video_mcp.tools.media import LocalVideo
+from llava_video_mcp.tools.media import LocalVideo, Needs
 from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.prompt import read_cues
 from llava_video_mcp.tools.timeline import TrackText, in_range
-from llava_video_mcp.tools.tracks.base import Basis, Needs, Said, Track, TranscriptOptions
+from llava_video_mcp.tools.tracks.base import Basis, Said, Track, TranscriptOptions
 
 
 class SubtitlesTrack(Track):
