@@ -248,7 +248,7 @@ class AtSide:
             images = [self._smaller(data, text, scale) for data, text in zip(self._jpegs, self._labels, strict=True)]
             total = sum(len(data) for data in images)
         if scale < 1.0:
-            largest = max(max(Image.open(io.BytesIO(data)).size) for data in images)
+            largest = max(_picture_side(data) for data in images)
             notes.append(
                 f"The {len(images)} frames at frame_max_side={self.side} came to more than the "
                 f"{IMAGES_MAX_BYTES / 1e6:g} MB a call returns, so they are at most {largest} px on the long side; "
@@ -293,6 +293,12 @@ class AtSide:
                 if match is None:
                     self._as_seen += 1
                 yield frame.image if match is None else match.image
+
+
+def _picture_side(data: bytes) -> int:
+    """The long side of a labelled JPEG's picture, its label's band left out."""
+    with Image.open(io.BytesIO(data)) as image:
+        return max(image.width, image.height - LABEL_HEIGHT)
 
 
 def _shorter_side(target: int, size: tuple[int, int]) -> int:
