@@ -21,7 +21,9 @@ from llava_video_mcp.tools.limits import (
     MAX_MOMENTS,
     MAX_NEW_TOKENS,
     MAX_QUESTION_CHARS,
+    MAX_RETURNED_SIDE,
     MAX_VIDEOS,
+    MIN_RETURNED_SIDE,
     MIN_VIDEOS,
 )
 
@@ -44,8 +46,11 @@ Language = Annotated[
     str | None, Field(max_length=16, pattern=LANGUAGE_PATTERN, description="Of subtitles (en), and of speech.")
 ]
 ReturnFrames = Annotated[
-    Literal["none", "sheet", "frames"], Field(description="Also return the frames seen: one sheet, or a JPEG each.")
+    Literal["none", "sheet", "frames"],
+    Field(description="Also return the frames seen: one sheet, or a JPEG each (frame_max_side px)."),
 ]
+FrameMaxSide = Annotated[int | None, Field(ge=MIN_RETURNED_SIDE, le=MAX_RETURNED_SIDE)]
+"""The long side of each frame return_frames="frames" returns, up to the source's own (`evidence.AtSide`)."""
 Scenes = Annotated[Literal["uniform", "scenes"], Field(description="scenes: a frame in every scene.")]
 Start = Annotated[float | None, Field(ge=0, description="Sample from this second on.")]
 End = Annotated[float | None, Field(gt=0, description="Sample up to this second.")]
@@ -108,6 +113,7 @@ class DescribeArguments(ToolArguments):
     language: Language = None
     max_new_tokens: MaxNewTokens = 256
     return_frames: ReturnFrames = "none"
+    frame_max_side: FrameMaxSide = None
     coverage: Annotated[
         Literal["sampled", "full"],
         Field(description="full: watch the whole range in windows, then answer from their notes (slower, cached)."),
@@ -122,7 +128,7 @@ class DescribeArguments(ToolArguments):
             self.source, self.question, num_frames=self.num_frames, start_s=self.start_s, end_s=self.end_s,
             fps=self.fps, keyframes_only=self.keyframes_only, transcript=self.transcript(),
             max_new_tokens=self.max_new_tokens, evidence=self.return_frames, coverage=self.coverage,
-            sampling=self.sampling, progress=progress, cancel=cancel,
+            sampling=self.sampling, progress=progress, cancel=cancel, frame_max_side=self.frame_max_side,
         )  # fmt: skip
 
 
@@ -145,6 +151,7 @@ class CompareArguments(ToolArguments):
     language: Language = None
     max_new_tokens: MaxNewTokens = 256
     return_frames: ReturnFrames = "none"
+    frame_max_side: FrameMaxSide = None
     sampling: Scenes = "uniform"
 
     def problem(self, named: Named) -> str | None:
@@ -172,7 +179,7 @@ class CompareArguments(ToolArguments):
         return qa.compare(
             clips, self.question, frames_per_video=self.frames_per_video, transcript=self.transcript(),
             max_new_tokens=self.max_new_tokens, evidence=self.return_frames, sampling=self.sampling,
-            progress=progress, cancel=cancel,
+            progress=progress, cancel=cancel, frame_max_side=self.frame_max_side,
         )  # fmt: skip
 
 
@@ -186,6 +193,7 @@ class MomentsArguments(ToolArguments):
     end_s: End = None
     max_moments: Annotated[int, Field(ge=1, le=MAX_MOMENTS)] = 3
     return_frames: ReturnFrames = "none"
+    frame_max_side: FrameMaxSide = None
     reference: Annotated[
         str | None, Field(description="An image of what to find, shown with each window looked at closely.")
     ] = None
@@ -197,6 +205,7 @@ class MomentsArguments(ToolArguments):
         return qa.moments(
             self.source, self.query, start_s=self.start_s, end_s=self.end_s, max_moments=self.max_moments,
             evidence=self.return_frames, reference=self.reference, progress=progress, cancel=cancel,
+            frame_max_side=self.frame_max_side,
         )  # fmt: skip
 
 

@@ -12,3 +12,6 @@ MAX_NEW_TOKENS = 4096
 MAX_QUESTION_CHARS = 8000
 """The longest question (or query), in characters: about 2,000 tokens, far more than any question needs, far less
 than the context the frames need."""
+MIN_RETURNED_SIDE, MAX_RETURNED_SIDE = 64, 1920
+"""The long side, in pixels, a call may ask its returned frames at (`frame_max_side`): 1920 holds a 1080p frame
+whole, as the on-screen text track reads it; a 4K frame is decoded down to it."""

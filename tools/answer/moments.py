@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
+from llava_video_mcp.tools.answer.evidence import (
+    AtSide,
+    Evidence,
+    LabelledFrame,
+    Shown,
+    checked_side,
+    evidence_images,
+    label,
+    noted,
+)
 from llava_video_mcp.tools.answer.progress import model_progress, span
 from llava_video_mcp.tools.answer.results import (
     Clock,
@@ -179,14 +188,17 @@ class MomentSearch:
         max_moments: int,
         evidence: Evidence,
         reference: str | None = None,
+        frame_max_side: int | None = None,
     ) -> MomentsAnswer:
         """The moments of `query`; with `reference`, a still image of what it is about, shown with each window
-        looked at closely."""
+        looked at closely; `frame_max_side`, the long side of the frames returned (see `evidence.AtSide`)."""
         asked = clean_question(query)
         if asked is None or not _WORD.search(asked):
             raise LimitError("find_moments needs a query: what to find, e.g. 'the goal' or 'when the dog barks'.")
         if not 1 <= max_moments <= MAX_MOMENTS:
             raise LimitError(f"max_moments must be 1 to {MAX_MOMENTS}; got {max_moments}.")
+        checked_side(frame_max_side, evidence, self.stages.looking_only)
+        shows: Evidence = "frames" if self.stages.looking_only else evidence
         clock = Clock()
         plan = SamplingPlan(NOTES_FRAMES, start_s, end_s, min_side=self.stages.frame_side)
         if reference is not None:
@@ -206,7 +218,7 @@ class MomentSearch:
             worded = self._said_enough(video, info, start, end, heard, asked, max_moments, clock)
             if worded is not None:
                 answered, chosen = worded
-                return answered.with_images(_evidence(chosen, "frames" if self.stages.looking_only else evidence))
+                return _with_evidence(answered, self._evidence(video, info, chosen, shows, frame_max_side))
             if too_long is not None:
                 found = len(self._said(heard, asked))
                 if found:
@@ -217,7 +229,7 @@ class MomentSearch:
                 raise too_long
             if self.stages.looking_only:
                 answered, chosen = self._frames_only(video, info, start, end, heard, asked, max_moments, clock)
-                return answered.with_images(_evidence(chosen, "frames"))
+                return _with_evidence(answered, self._evidence(video, info, chosen, shows, frame_max_side))
             # Notes of any earlier watch of these windows serve a search, whatever its frame count; what is said
             # in the range was heard above.
             watching, notes = self.watch.watch(
@@ -226,6 +238,8 @@ class MomentSearch:
             candidates = self._candidates(watching, notes, asked, max_moments, clock)
             for number, candidate in enumerate(candidates, 1):
                 self._look(watching, candidate, asked, number, clock)
+            with timed(clock, "decode_s"):
+                shown = self._evidence(video, info, candidates, shows, frame_max_side)
         self.progress(watching.stages, watching.stages, "Done")
         seen = watched_info(
             watching, self.tracks, f"find_moments: {plural(len(watching.windows), 'window')} watched for the query."
@@ -239,7 +253,7 @@ class MomentSearch:
             tokens=TokenCounts(prompt=self._prompt_tokens or None, generated=self._generated),
             segments_from_cache=int(clock.reused),
         )
-        return answer.with_images(_evidence(candidates, evidence))
+        return _with_evidence(answer, shown)
 
     def _read_reference(self, media: LocalMedia) -> tuple[SeenImage, Image.Image]:
         """The reference as the model takes it: a still image (an animated one's first frame); a video is refused."""
@@ -420,6 +434,31 @@ class MomentSearch:
         with timed(clock, "decode_s"):
             return sample_with_plan(video.path, plan, cancel=self.cancel, index_file=index_file(video)).frames
 
+    def _evidence(
+        self,
+        video: LocalVideo,
+        info: StreamInfo,
+        candidates: Sequence[_Candidate],
+        evidence: Evidence,
+        side: int | None,
+    ) -> Shown:
+        """The frames behind the moments, labelled `M<n>` and their time: as the model saw them, or at `side`
+        (decoded again from the call's file where it asks more)."""
+        if evidence == "none":
+            return Shown([])
+        if side is not None:
+            sized = AtSide(side, self.cancel)
+            for number, candidate in enumerate(candidates, 1):
+                labels = [f"M{number} {label(round(frame.timestamp_s, 3))}" for frame in candidate.frames]
+                sized.add_video(video.path, index_file(video), (info.width, info.height), candidate.frames, labels)
+            return sized.shown()
+        frames = [
+            LabelledFrame(frame.image, f"M{number} {label(round(frame.timestamp_s, 3))}")
+            for number, candidate in enumerate(candidates, 1)
+            for frame in candidate.frames
+        ]
+        return Shown(evidence_images(frames, evidence))
+
     def _said(self, texts: Sequence[TrackText], query: str) -> list[_Candidate]:
         """The moments every track's cues hold (each with its track's basis), in time order."""
         found = [hit for text in texts for hit in said(text.cues, query, self.tracks.basis(text))]
@@ -447,12 +486,6 @@ def _moments(candidates: Sequence[_Candidate]) -> list[Moment]:
     ]
 
 
-def _evidence(candidates: Sequence[_Candidate], evidence: Evidence) -> list[bytes]:
-    if evidence == "none":
-        return []
-    frames = [
-        LabelledFrame(frame.image, f"M{number} {label(round(frame.timestamp_s, 3))}")
-        for number, candidate in enumerate(candidates, 1)
-        for frame in candidate.frames
-    ]
-    return evidence_images(frames, evidence)
+def _with_evidence(answer: MomentsAnswer, shown: Shown) -> MomentsAnswer:
+    noted(answer.videos, shown.note)
+    return answer.with_images(shown.images)

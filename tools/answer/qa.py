@@ -135,10 +135,12 @@ class VideoQA:
         sampling: Sampling = "uniform",
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
+        frame_max_side: int | None = None,
     ) -> VideoAnswer:
         """Answer a question about one video, or describe it when no question is given.
 
-        With `evidence`, the result's `images` hold JPEGs of the frames the model saw (see `evidence`). With
+        With `evidence`, the result's `images` hold JPEGs of the frames the model saw (see `evidence`; with
+        `frame_max_side`, one a frame at up to that many pixels on the long side, decoded again where needed). With
         `coverage="full"`, the whole range is watched window by window, `num_frames` frames each, and the answer
         comes from the windows' notes (see `watch`). With `sampling="scenes"`, every scene of the range is seen (see
         `steps.Sampling`)."""
@@ -156,6 +158,7 @@ class VideoQA:
         request = VideoRequest(source, plan, sampling)
         return answer_sampled(
             self.stages, self.samples, [request], asked, transcript, max_new_tokens, evidence, progress, cancel,
+            frame_max_side,
         )  # fmt: skip
 
     def compare(
@@ -170,6 +173,7 @@ class VideoQA:
         sampling: Sampling = "uniform",
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
+        frame_max_side: int | None = None,
     ) -> VideoAnswer:
         """Answer one question across 2 to 4 sources, all their frames in one model context; each source may be a
         `Clip` with a time range of its own, or a still image (one image at its place, see `sampled`)."""
@@ -194,6 +198,7 @@ class VideoQA:
         ]
         return answer_sampled(
             self.stages, self.samples, requests, asked, transcript, max_new_tokens, evidence, progress, cancel,
+            frame_max_side,
         )  # fmt: skip
 
     def moments(
@@ -208,10 +213,11 @@ class VideoQA:
         reference: str | None = None,
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
+        frame_max_side: int | None = None,
     ) -> MomentsAnswer:
         """When `query` happens in the video (or its range): 1 to `max_moments` time ranges, best first, each with
         its frames and what it rests on (see `moments`). The range is watched as `coverage="full"` watches it, and
         each reuses the other's notes. `reference`: a still image of what the query is about, shown to the model
         with each window it looks at closely."""
         search = MomentSearch(self.stages, self.windows, progress, cancel)
-        return search.find(source, query, start_s, end_s, max_moments, evidence, reference)
+        return search.find(source, query, start_s, end_s, max_moments, evidence, reference, frame_max_side)

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from llava_video_mcp.tools.answer.evidence import Evidence, LabelledFrame, evidence_images, label
+from llava_video_mcp.tools.answer.evidence import (
+    AtSide,
+    Evidence,
+    LabelledFrame,
+    Shown,
+    checked_side,
+    evidence_images,
+    label,
+    noted,
+)
 from llava_video_mcp.tools.answer.progress import WorkPlan, model_progress, span
 from llava_video_mcp.tools.answer.results import (
     Clock,
@@ -104,8 +113,11 @@ def answer_sampled(
     evidence: Evidence,
     progress: Progress,
     cancel: CancelToken | None,
+    frame_max_side: int | None = None,
 ) -> VideoAnswer:
-    """Answer `question` from the frames of every request, all in one model context."""
+    """Answer `question` from the frames of every request, all in one model context; the images `evidence` asks for
+    made while the call's files are held (`frame_max_side` may decode frames again, from them)."""
+    checked_side(frame_max_side, evidence, stages.looking_only)
     clock = Clock()
     model, tracks = stages.model, stages.tracks
     work = WorkPlan(progress, loading=model.loaded is None and not stages.looking_only, hearing=tracks.busy(transcript))
@@ -129,10 +141,12 @@ def answer_sampled(
             heard = tracks.read_all(one, sample.start_s, sample.end_s, transcript, listening, cancel)
             clock.spent(tracks.timings(heard))
             seen.append(_Seen(one, sample, hit, bounded_tracks(heard, MAX_TRANSCRIPT_CHARS // count), cuts))
+        with timed(clock, "decode_s"):
+            shown = _evidence(seen, "frames" if stages.looking_only else evidence, frame_max_side, cancel)
     if question == DEFAULT_QUESTION and all(isinstance(s, _Still) for s in seen):
         question = DEFAULT_IMAGE_QUESTION
     if stages.looking_only:
-        return _frames_only(seen, question, stages.tracks, clock, work.part("model"))
+        return _frames_only(seen, question, stages.tracks, clock, work.part("model"), shown)
     backend = load_model(model, work.part("load"), clock)
     running = work.part("model")
     pictures = [picture for s in seen for picture in _pictures(s)]
@@ -142,8 +156,8 @@ def answer_sampled(
     prompt = Prompt(pictures, text.text, text.question_start)
     generation = ask(backend, prompt, max_new_tokens, model_progress(running), clock, cancel)
     running(1, 1, "Done")
-    result = answer_of(generation, question, _video_infos(seen, stages.tracks), backend, clock)
-    return result.with_images(_evidence(seen, evidence))
+    result = answer_of(generation, question, noted(_video_infos(seen, stages.tracks), shown.note), backend, clock)
+    return result.with_images(shown.images)
 
 
 def _still(image: LocalImage, request: VideoRequest, side: int, clock: Clock) -> _Still:
@@ -165,13 +179,11 @@ def _described(seen: _Seen | _Still) -> Seen:
 
 
 def _frames_only(
-    seen: Sequence[_Seen | _Still], question: str, tracks: Tracks, clock: Clock, done: Progress
+    seen: Sequence[_Seen | _Still], question: str, tracks: Tracks, clock: Clock, done: Progress, shown: Shown
 ) -> VideoAnswer:
     """Without a model (`--model none`): what was chosen, heard and read, with every frame as an image for the
-    calling agent to look at (each labelled with its exact time, as `frames[].timestamp_s` gives it)."""
+    calling agent to look at (`shown`: each labelled with its exact time, as `frames[].timestamp_s` gives it)."""
     count = sum(len(_pictures(s)) for s in seen)
-    done(0, 1, f"Labelling {plural(count, 'frame')} for you to look at")
-    images = _evidence(seen, "frames")
     done(1, 1, "Done")
     several = " (V1, V2, ... name the video)" if len(seen) > 1 else ""
     note = (
@@ -181,13 +193,13 @@ def _frames_only(
     )
     answer = VideoAnswer(
         question=question,
-        videos=_video_infos(seen, tracks, scenes=True),
+        videos=noted(_video_infos(seen, tracks, scenes=True), shown.note),
         note=note,
         timings=clock.timings(),
         tokens=TokenCounts(prompt=None, generated=0),
         stopped_by_token_limit=False,
     )
-    return answer.with_images(images)
+    return answer.with_images(shown.images)
 
 
 def _seen_video(seen: _Seen) -> SeenVideo:
@@ -242,19 +254,33 @@ def _with_sparse_note(sample: SampledVideo) -> str | None:
     return f"{sample.note} {sparse}" if sample.note else sparse
 
 
-def _evidence(seen: Sequence[_Seen | _Still], evidence: Evidence) -> list[bytes]:
-    """JPEGs of the images the model saw (the same decoded images): a video's frames each labelled with its reported
-    timestamp (and the video's number when several are compared), a still image with its name (`Image N`)."""
+def _evidence(
+    seen: Sequence[_Seen | _Still], evidence: Evidence, side: int | None, cancel: CancelToken | None
+) -> Shown:
+    """JPEGs of the images the model saw: a video's frames each labelled with its reported timestamp (and the video's
+    number when several are compared), a still image with its name (`Image N`). The same decoded images, unless
+    `side` asks them at a long side of its own (`AtSide`)."""
     if evidence == "none":
-        return []
+        return Shown([])
     several = len(seen) > 1
-    frames: list[LabelledFrame] = []
+    if side is not None:
+        sized = AtSide(side, cancel)
+        for number, one in enumerate(seen, 1):
+            if isinstance(one, _Still):
+                sized.add_image(one.image, one.picture, f"Image {number}")
+                continue
+            frames = one.sample.frames
+            labels = [label(round(frame.timestamp_s, 3), number if several else None) for frame in frames]
+            size = (one.sample.info.width, one.sample.info.height)
+            sized.add_video(one.video.path, index_file(one.video), size, frames, labels)
+        return sized.shown()
+    pictures: list[LabelledFrame] = []
     for number, one in enumerate(seen, 1):
         if isinstance(one, _Still):
-            frames.append(LabelledFrame(one.picture, f"Image {number}"))
+            pictures.append(LabelledFrame(one.picture, f"Image {number}"))
             continue
-        frames += [
+        pictures += [
             LabelledFrame(frame.image, label(round(frame.timestamp_s, 3), number if several else None))
             for frame in one.sample.frames
         ]
-    return evidence_images(frames, evidence)
+    return Shown(evidence_images(pictures, evidence))
