@@ -37,17 +37,15 @@ Named = Callable[[str], str]
 Source = Annotated[str, Field(description="Local path, http(s) video URL, or video page URL.")]
 MediaSource = Annotated[str, Field(description="Local path, http(s) URL, or video page URL: a video or an image.")]
 MaxNewTokens = Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS)]
-IncludeTranscript = Annotated[bool, Field(description="Give the model what is said: subtitles, else speech.")]
-ReadScreen = Annotated[
-    bool, Field(description="Read text shown on screen (OCR) for the model and the result; false skips it.")
-]
+IncludeTranscript = Annotated[bool, Field(description="What is said: subtitles, else speech.")]
+ReadScreen = Annotated[bool, Field(description="Read text shown on screen (OCR).")]
 LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$"
 Language = Annotated[
     str | None, Field(max_length=16, pattern=LANGUAGE_PATTERN, description="Of subtitles (en), and of speech.")
 ]
 ReturnFrames = Annotated[
     Literal["none", "sheet", "frames"],
-    Field(description="Also return the frames seen: one sheet, or a JPEG each (frame_max_side px)."),
+    Field(description="Also return the frames seen: one sheet, or a JPEG each (up to frame_max_side px)."),
 ]
 FrameMaxSide = Annotated[int | None, Field(ge=MIN_RETURNED_SIDE, le=MAX_RETURNED_SIDE)]
 """The long side of each frame return_frames="frames" returns, up to the source's own (`evidence.AtSide`)."""
