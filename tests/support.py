@@ -129,7 +129,8 @@ HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "app
 
 def settings_for(tmp_path: Path, whisper: Path | str, **changes: Any) -> Settings:
     values: dict[str, Any] = {"model": "stand-in", "device": "cpu", "cache_dir": tmp_path / "cache",
-                              "asr_model": str(whisper), "progress_interval_s": 0.2, **changes}  # fmt: skip
+                              "asr_model": str(whisper), "progress_interval_s": 0.2, "ocr_engine": "none",
+                              **changes}  # fmt: skip
     return Settings(**values)
 
 
@@ -206,7 +207,9 @@ class Scripted(FakeBackend):
 
 
 def served(tmp_path: Path, model: Any) -> Client:
-    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10)
+    settings = Settings(
+        ocr_engine="none", model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10
+    )
     return Client(build_server(settings, model))
 
 

@@ -44,7 +44,9 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def settings(tiny_model: Path, tmp_path: Path) -> Settings:
-    return Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache")
+    return Settings(
+        ocr_engine="none", model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache"
+    )
 
 
 @pytest.fixture
@@ -159,7 +161,9 @@ def test_cancelled_mid_answer_keeps_a_whole_prefix(tiny_model: Path, h264_mp4: P
 
 
 async def test_a_queued_call_says_it_waits(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
-    settings = Settings(model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache", progress_interval_s=0.2)
+    settings = Settings(
+        ocr_engine="none", model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache", progress_interval_s=0.2
+    )
     provider = LazyBackend(settings.backend_config())
     backend, _ = provider.get()
     holding, release = threading.Event(), threading.Event()

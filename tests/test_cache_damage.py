@@ -43,7 +43,7 @@ def site(tmp_path: Path, h264_mp4: Path) -> Iterator[LoopbackServer]:
 
 @pytest.fixture
 async def client(tiny_model: Path, cache: Path) -> AsyncIterator[Client]:
-    settings = Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=cache)
+    settings = Settings(ocr_engine="none", model=str(tiny_model), device="cpu", dtype="float32", cache_dir=cache)
     async with Client(build_server(settings)) as connected:
         yield connected
 

@@ -186,7 +186,9 @@ async def test_a_sound_gone_while_the_site_is_down_answers_from_the_picture(
 
 @pytest.fixture
 async def client(tiny_model: Path, tmp_path: Path) -> AsyncIterator[Client]:
-    settings = Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache")
+    settings = Settings(
+        ocr_engine="none", model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache"
+    )
     async with Client(build_server(settings)) as connected:
         yield connected
 
@@ -306,7 +308,9 @@ async def test_a_server_starting_on_a_planted_videos_link_cleans_nothing_outside
     (outside / ".partial-someone-elses" / "work").write_text("kept")
     before = snapshot(outside)
     plant(tmp_path / "cache" / "videos", outside)
-    settings = Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache")
+    settings = Settings(
+        ocr_engine="none", model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache"
+    )
     async with Client(build_server(settings)) as started:
         answer = await call(started, "describe_video", source=site.url("clip.mp4"), num_frames=1, max_new_tokens=1)
     assert len(answer.videos[0].frames) == 1

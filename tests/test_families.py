@@ -143,7 +143,9 @@ async def test_each_family_runs_all_three_tools(
     model_type: str, onevision: Path, qwen: dict[str, Path], tmp_path: Path, h264_mp4: Path
 ) -> None:
     folder = onevision if model_type == "onevision" else qwen[model_type]
-    settings = Settings(model=str(folder), device="cpu", cache_dir=tmp_path / "cache", asr_model="none")
+    settings = Settings(
+        ocr_engine="none", model=str(folder), device="cpu", cache_dir=tmp_path / "cache", asr_model="none"
+    )
     async with Client(build_server(settings)) as client:
         described = await call(client, "describe_video", source=str(h264_mp4), num_frames=4, max_new_tokens=4)
         assert len(described.videos[0].frames) == 4
@@ -193,7 +195,9 @@ async def test_the_tools_say_what_a_frame_costs_the_running_family(
         tmp_path / "qwen3": "The model (qwen3-vl) sees num_frames frames at 384 px, about 252 tokens a frame:",
     }
     for folder, said in figures.items():
-        settings = Settings(model=str(folder), device="cpu", cache_dir=tmp_path / "cache", asr_model="none")
+        settings = Settings(
+            ocr_engine="none", model=str(folder), device="cpu", cache_dir=tmp_path / "cache", asr_model="none"
+        )
         assert said in await described(settings)
 
 

@@ -59,6 +59,7 @@ def cache(tmp_path: Path) -> Path:
 @pytest.fixture
 async def client(tiny_model: Path, cache: Path) -> AsyncIterator[Client]:
     settings = Settings(
+        ocr_engine="none",
         model=str(tiny_model),
         device="cpu",
         dtype="float32",

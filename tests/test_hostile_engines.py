@@ -181,7 +181,7 @@ async def test_a_vision_engine_password_is_never_shown(
     url = with_password(engine.url)
     engine.script = Script(chat_status=status, chat_body={"error": {"message": f"nothing at {url}/chat"}})
     with engine.running():
-        settings = Settings(endpoint=url, cache_dir=tmp_path / "cache", request_retries=0)
+        settings = Settings(ocr_engine="none", endpoint=url, cache_dir=tmp_path / "cache", request_retries=0)
         messages: list[str] = []
 
         async def progress(progress: float, total: float | None, message: str | None) -> None:

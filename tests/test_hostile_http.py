@@ -49,7 +49,7 @@ def site(tmp_path: Path, h264_mp4: Path) -> Iterator[LoopbackServer]:
 async def test_slow_downloads_do_not_hold_back_cached_calls(
     tiny_model: Path, tmp_path: Path, site: LoopbackServer
 ) -> None:
-    settings = Settings(
+    settings = Settings(ocr_engine="none",
         model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache", max_concurrent_downloads=2,
         download_deadline_s=600,
     )  # fmt: skip

@@ -91,7 +91,9 @@ async def test_a_decode_lets_its_decoder_go_when_it_ends(tmp_path: Path, collect
 
 
 async def test_a_range_over_the_window_limit_is_refused_before_any_decode(tmp_path: Path, garden: Path) -> None:
-    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10, max_windows=4)
+    settings = Settings(
+        ocr_engine="none", model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10, max_windows=4
+    )
     messages: list[str] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:

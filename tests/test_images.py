@@ -245,6 +245,7 @@ def test_a_hostile_image_is_a_clear_error(
 @pytest.fixture
 async def client(tiny_model: Path, tmp_path: Path) -> AsyncIterator[Client]:
     settings = Settings(
+        ocr_engine="none",
         model=str(tiny_model),
         device="cpu",
         dtype="float32",

@@ -41,7 +41,9 @@ class Served:
 
 @asynccontextmanager
 async def serving(tmp_path: Path, model: FakeBackend) -> AsyncIterator[Served]:
-    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10)
+    settings = Settings(
+        ocr_engine="none", model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10
+    )
     async with Client(build_server(settings, Ready(model))) as client:
         yield Served(client, model)
 

@@ -32,7 +32,9 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tiny_model: Path, tmp_path: Path) -> Settings:
-    return Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache")
+    return Settings(
+        ocr_engine="none", model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache"
+    )
 
 
 @pytest.fixture
@@ -93,7 +95,9 @@ async def test_notes_outlive_the_server(settings: Settings, talk: Path) -> None:
 
 
 async def test_too_many_windows_is_refused_with_what_fits(tiny_model: Path, tmp_path: Path, talk: Path) -> None:
-    settings = Settings(model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache", max_windows=3)
+    settings = Settings(
+        ocr_engine="none", model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache", max_windows=3
+    )
     async with Client(build_server(settings)) as client:
         refused = await client.call_tool("describe_video", {"source": str(talk), "coverage": "full"})
         assert refused.is_error
@@ -183,7 +187,9 @@ async def test_windows_run_together_on_a_serving_engine(engine: ServedModel, tmp
     # Each request is held 0.5 s on its way (a slow link): windows that did not overlap would show one connection.
     counter = Relay(engine.port, delay_s=0.5)
     with counter.running():
-        settings = Settings(endpoint=counter.url(), cache_dir=tmp_path / "cache", max_concurrent_requests=4)
+        settings = Settings(
+            ocr_engine="none", endpoint=counter.url(), cache_dir=tmp_path / "cache", max_concurrent_requests=4
+        )
         async with Client(build_server(settings)) as client:
             answer = await call(
                 client, "describe_video", source=str(talk), coverage="full", num_frames=1, max_new_tokens=2

@@ -162,7 +162,12 @@ async def test_bad_arguments_are_refused_clearly(scripted: tuple[Client, Scripte
 
 async def test_the_real_model_end_to_end(tiny_model: Path, tmp_path: Path, garden: Path) -> None:
     settings = Settings(
-        model=str(tiny_model), device="cpu", cache_dir=tmp_path / "cache", asr_model="none", window_s=30
+        ocr_engine="none",
+        model=str(tiny_model),
+        device="cpu",
+        cache_dir=tmp_path / "cache",
+        asr_model="none",
+        window_s=30,
     )
     async with Client(build_server(settings)) as client:
         found = await moments(client, source=str(garden), query="the red kite", max_moments=2)

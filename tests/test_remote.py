@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 
 
 def remote_settings(endpoint: str, tmp_path: Path, **overrides: Any) -> Settings:
-    return Settings(endpoint=endpoint, cache_dir=tmp_path / "cache", **overrides)
+    return Settings(ocr_engine="none", endpoint=endpoint, cache_dir=tmp_path / "cache", **overrides)
 
 
 @pytest.fixture
@@ -38,7 +38,9 @@ async def remote(engine: ServedModel, tmp_path: Path) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def local(tiny_model: Path, tmp_path: Path) -> AsyncIterator[Client]:
-    settings = Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "local-cache")
+    settings = Settings(
+        ocr_engine="none", model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "local-cache"
+    )
     async with Client(build_server(settings)) as client:
         yield client
 
@@ -92,7 +94,9 @@ async def test_an_answer_that_ends_by_itself_is_not_cut(tmp_path: Path, h264_mp4
     # answer ends before the limit keeps the test independent of the random weights; both backends must agree on
     # where it ends.
     ending = build_llava(tmp_path / "ending-llava", endless=False)
-    near_settings = Settings(model=str(ending), device="cpu", dtype="float32", cache_dir=tmp_path / "local-cache")
+    near_settings = Settings(
+        ocr_engine="none", model=str(ending), device="cpu", dtype="float32", cache_dir=tmp_path / "local-cache"
+    )
     with served_model(ending, tmp_path / "serve.log") as engine:
         async with (
             Client(build_server(remote_settings(engine.url, tmp_path))) as remote,

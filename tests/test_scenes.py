@@ -149,7 +149,9 @@ def test_a_frame_at_a_cut_opens_the_new_scene() -> None:
 async def served(tmp_path: Path) -> AsyncIterator[Client]:
     """The server with the vision model a stand-in (FakeBackend, named as such): these tests are about which frames
     and windows it is given."""
-    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10)
+    settings = Settings(
+        ocr_engine="none", model="stand-in", cache_dir=tmp_path / "cache", asr_model="none", window_s=10
+    )
     async with Client(build_server(settings, Ready(FakeBackend()))) as client:
         yield client
 
@@ -186,7 +188,7 @@ async def test_the_frame_guide_says_which_scene_each_frame_is_in(
 ) -> None:
     path, _ = six_scenes
     stand_in = FakeBackend()
-    settings = Settings(model="stand-in", cache_dir=tmp_path / "cache", asr_model="none")
+    settings = Settings(ocr_engine="none", model="stand-in", cache_dir=tmp_path / "cache", asr_model="none")
     async with Client(build_server(settings, Ready(stand_in))) as client:
         await call(client, "describe_video", source=str(path), num_frames=8, sampling="scenes")
         await call(client, "describe_video", source=str(path), num_frames=8)

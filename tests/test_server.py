@@ -28,7 +28,9 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def client(tiny_model: Path, tmp_path: Path) -> AsyncIterator[Client]:
     # float32 throughout, so answers can be compared with a direct float32 transformers call.
-    app = build_server(Settings(model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache"))
+    app = build_server(
+        Settings(ocr_engine="none", model=str(tiny_model), device="cpu", dtype="float32", cache_dir=tmp_path / "cache")
+    )
     async with Client(app) as connected:
         yield connected
 
@@ -112,7 +114,12 @@ async def test_compare_videos_puts_all_frames_in_one_context(
     assert again.timings.model_load_s == 0
 
 
-async def test_progress_is_reported_at_each_stage(client: Client, h264_mp4: Path) -> None:
+async def test_progress_is_reported_at_each_stage(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
+    async with Client(build_server(Settings(model=str(tiny_model), device="cpu", cache_dir=tmp_path))) as client:
+        await _progress_at_each_stage(client, h264_mp4)  # the server as it starts by default: the screen read
+
+
+async def _progress_at_each_stage(client: Client, h264_mp4: Path) -> None:
     messages: list[str] = []
     values: list[float] = []
 
@@ -143,7 +150,9 @@ async def test_progress_is_reported_at_each_stage(client: Client, h264_mp4: Path
 
 
 async def test_long_stages_send_heartbeats(tiny_model: Path, tmp_path: Path, h264_mp4: Path) -> None:
-    settings = Settings(model=str(tiny_model), device="cpu", cache_dir=tmp_path, progress_interval_s=0.02)
+    settings = Settings(
+        ocr_engine="none", model=str(tiny_model), device="cpu", cache_dir=tmp_path, progress_interval_s=0.02
+    )
     messages: list[str] = []
     values: list[float] = []
 

@@ -82,7 +82,9 @@ def non_speech(kind: str, seconds: float = 60.0) -> np.ndarray:
 
 class Served:
     def __init__(self, tmp_path: Path, tiny_en: Path) -> None:
-        self.settings = Settings(model="stand-in", device="cpu", cache_dir=tmp_path / "cache", asr_model=str(tiny_en))
+        self.settings = Settings(
+            ocr_engine="none", model="stand-in", device="cpu", cache_dir=tmp_path / "cache", asr_model=str(tiny_en)
+        )
         self.vision = FakeBackend()
 
 
