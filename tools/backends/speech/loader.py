@@ -4,14 +4,14 @@ on first use (a serving engine's, or Whisper in process)."""
 from __future__ import annotations
 
 import importlib.util
-import threading
-import time
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
 from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.hub import local_snapshot
+from llava_video_mcp.tools.backends.lazy import Lazy
 from llava_video_mcp.tools.backends.speech.base import SpeechBackend
 from llava_video_mcp.tools.backends.speech.remote import RemoteSpeech
 from llava_video_mcp.tools.backends.speech.whisper import folder_identity, load_whisper
@@ -87,18 +87,24 @@ def _local_folder(model: str) -> Path | None:
     return local if model.startswith((".", "/", "~")) or local.exists() else None
 
 
+RETRY_S = 60.0
+"""How long a failure to bring up the speech model is answered from memory, while the setup stays the same."""
+
+
+def _remembered_for(error: ModelError, identity: str) -> float:
+    """A folder that cannot be loaded fails until what it holds changes (fixed, or replaced); anything else (a hub
+    or a network down) is tried again after RETRY_S."""
+    return math.inf if identity.startswith("folder:") and not error.retryable else RETRY_S
+
+
 class LazySpeech:
     """Brings up the speech backend on first use, once. A failure is remembered: a folder that cannot be loaded is
     not tried again until what it holds changes (fixed, or replaced); anything else (a hub or a network down) is
     tried again after a minute."""
 
-    RETRY_S = 60.0
-
     def __init__(self, config: SpeechConfig) -> None:
         self.config = config
-        self._backend: SpeechBackend | None = None
-        self._lock = threading.Lock()
-        self._failed: tuple[ModelError, str, float] | None = None
+        self._lazy: Lazy[SpeechBackend] = Lazy(self._bring_up, remember=_remembered_for, key=self.identity)
 
     @property
     def enabled(self) -> bool:
@@ -107,12 +113,13 @@ class LazySpeech:
     @property
     def loaded(self) -> SpeechBackend | None:
         """The backend, if it is already up (brought up, and not closed since)."""
-        return self._backend
+        return self._lazy.loaded
 
     @property
     def label(self) -> str:
-        if self._backend is not None:
-            return self._backend.model_id
+        backend = self._lazy.loaded
+        if backend is not None:
+            return backend.model_id
         if self.config.endpoint:
             from llava_video_mcp.tools.backends.remote import endpoint_host
 
@@ -132,22 +139,7 @@ class LazySpeech:
         return f"{model} {resolved_engine(config)}"
 
     def get(self, on_download: DownloadProgress | None = None) -> SpeechBackend:
-        with self._lock:
-            if self._backend is not None:
-                return self._backend
-            identity = self.identity()
-            if self._failed is not None:
-                error, failed_identity, when = self._failed
-                settled = identity.startswith("folder:") and not error.retryable  # a folder fails until it changes
-                if failed_identity == identity and (settled or time.monotonic() - when < self.RETRY_S):
-                    raise error
-            try:
-                self._backend = self._bring_up(on_download)
-            except ModelError as exc:
-                self._failed = (exc, identity, time.monotonic())
-                raise
-            self._failed = None
-            return self._backend
+        return self._lazy.get(on_download)[0]
 
     def _bring_up(self, on_download: DownloadProgress | None) -> SpeechBackend:
         config = self.config
@@ -174,7 +166,4 @@ class LazySpeech:
         return load_whisper(str(folder) if folder else model, source, engine, pick_device(config.device), store)
 
     def close(self) -> None:
-        with self._lock:
-            if self._backend is not None:
-                self._backend.close()
-                self._backend = None
+        self._lazy.close()
