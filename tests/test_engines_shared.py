@@ -61,17 +61,17 @@ def test_a_failure_is_remembered_while_its_key_holds_and_retold_as_the_policy_sa
         key=lambda: key[0],
         retold=lambda error, waited_s, left_s: ModelError(f"{error} (remembered)"),
     )
-    with pytest.raises(ModelError, match="^cannot load folder:a$"):
+    with pytest.raises(ModelError, match=r"^cannot load folder:a$"):
         lazy.get()
     with pytest.raises(ModelError, match=r"^cannot load folder:a \(remembered\)$"):
         lazy.get()
     assert tries == ["folder:a"]
     key[0] = "folder:b"  # what the folder holds changed: tried at once
-    with pytest.raises(ModelError, match="^cannot load folder:b$"):
+    with pytest.raises(ModelError, match=r"^cannot load folder:b$"):
         lazy.get()
     key[0] = "hub"  # not remembered at all
     for _ in range(2):
-        with pytest.raises(ModelError, match="^cannot load hub$"):
+        with pytest.raises(ModelError, match=r"^cannot load hub$"):
             lazy.get()
     assert tries == ["folder:a", "folder:b", "hub", "hub"]
 
@@ -89,5 +89,6 @@ def test_by_default_every_call_tries_again() -> None:
     with pytest.raises(ModelError, match="down"):
         lazy.get()
     thing, seconds = lazy.get()
-    assert isinstance(thing, Thing) and seconds >= 0.0
+    assert isinstance(thing, Thing)
+    assert seconds >= 0.0
     assert lazy.get() == (thing, 0.0)
