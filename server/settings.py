@@ -16,7 +16,7 @@ import argparse
 import difflib
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
@@ -28,7 +28,13 @@ from pydantic.fields import FieldInfo
 from llava_video_mcp.tools.backends import API_KEY_VARIABLE, DEFAULT_MODEL, BackendConfig, SpeechConfig
 from llava_video_mcp.tools.backends.families import FrameCost
 from llava_video_mcp.tools.backends.ocr import OcrChoice
-from llava_video_mcp.tools.backends.speech.loader import CPU_DEFAULT, CUDA_DEFAULT, Engine, read_model
+from llava_video_mcp.tools.backends.speech.loader import (
+    CPU_DEFAULT,
+    CUDA_DEFAULT,
+    engine_choices,
+    engine_help,
+    read_model,
+)
 
 if TYPE_CHECKING:
     from llava_video_mcp.tools.answer import WindowOptions
@@ -63,6 +69,8 @@ class Flag:
     """A yes/no flag that also has its --no- form (its default is neither: decided from other settings)."""
     default: str | None = None
     """The default in words, where the field's own (None) says nothing."""
+    choices: Callable[[], tuple[str, ...]] | None = None
+    """The words it takes, where a registry lists them (read when asked); else a Literal annotation's."""
 
 
 def _flag(info: FieldInfo) -> Flag:
@@ -170,14 +178,7 @@ class Settings(BaseModel):
             group="speech",
         ),
     ] = "auto"
-    asr_engine: Annotated[
-        Engine,
-        Flag(
-            "what runs Whisper in process: ctranslate2 (int8, the folder converted once into the cache); "
-            "transformers (float16 and batched on CUDA); auto: ctranslate2 on CPU, transformers elsewhere",
-            group="speech",
-        ),
-    ] = "auto"
+    asr_engine: Annotated[str, Flag(engine_help(), group="speech", choices=engine_choices)] = "auto"
     asr_endpoint: Annotated[
         str | None,
         Flag(
@@ -356,6 +357,14 @@ class Settings(BaseModel):
     def _choices_in_any_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("asr_engine")
+    @classmethod
+    def _a_speech_engine(cls, value: str) -> str:
+        if value not in (choices := engine_choices()):
+            listed = ", ".join(f"'{choice}'" for choice in choices[:-1])
+            raise ValueError(f"must be one of {listed} or '{choices[-1]}'")
+        return value
+
     @field_validator("asr_model", mode="before")
     @classmethod
     def _speech_words_in_any_case(cls, value: Any) -> Any:
@@ -510,6 +519,8 @@ class Declared:
         return str(default)
 
     def choices(self) -> tuple[str, ...]:
+        if self.flag.choices is not None:
+            return self.flag.choices()
         return tuple(str(choice) for choice in get_args(self.info.annotation) if isinstance(choice, str))
 
 

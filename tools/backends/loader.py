@@ -3,12 +3,11 @@ start with `--preload`), a remote endpoint is checked at start. Calls that arriv
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 from llava_video_mcp.tools.backends.base import API_KEY_VARIABLE, DEFAULT_MODEL, VideoLanguageBackend
 from llava_video_mcp.tools.backends.families import FrameCost, family_of
+from llava_video_mcp.tools.backends.lazy import Lazy
 from llava_video_mcp.tools.errors import ModelError
 from llava_video_mcp.tools.progress import DownloadProgress
 
@@ -63,24 +62,35 @@ REMEMBER_FAILURE_S = 60.0
 try would otherwise cost the caller its timeouts and retries."""
 
 
+def _remembered_for(error: ModelError, key: str) -> float:
+    """Only a failure that may pass (no network) is remembered: a wrong folder is fixed and tried again at once."""
+    return REMEMBER_FAILURE_S if error.retryable else 0.0
+
+
+def _retold(error: ModelError, waited_s: float, left_s: float) -> ModelError:
+    return ModelError(
+        f"{error} (This failed {waited_s:.0f} s ago; the server tries again {left_s:.0f} s from now.)",
+        retryable=True,
+    )
+
+
 class LazyBackend:
     """Brings up the backend on first use (or at start), once, however many calls arrive together."""
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
-        self._backend: VideoLanguageBackend | None = None
-        self._lock = threading.Lock()
-        self._failed: tuple[ModelError, float] | None = None
+        self._lazy: Lazy[VideoLanguageBackend] = Lazy(self._bring_up, remember=_remembered_for, retold=_retold)
 
     @property
     def loaded(self) -> VideoLanguageBackend | None:
         """The backend, if it is already up."""
-        return self._backend
+        return self._lazy.loaded
 
     @property
     def label(self) -> str:
-        if self._backend is not None:
-            return self._backend.model_id
+        backend = self._lazy.loaded
+        if backend is not None:
+            return backend.model_id
         if self.config.endpoint:
             from llava_video_mcp.tools.backends.remote import endpoint_host
 
@@ -90,34 +100,11 @@ class LazyBackend:
     def get(self, on_download: DownloadProgress | None = None) -> tuple[VideoLanguageBackend, float]:
         """The backend, and the seconds this call spent bringing it up (0 when it already was); a model download
         on the way is reported through `on_download`."""
-        with self._lock:
-            if self._backend is not None:
-                return self._backend, 0.0
-            if self._failed is not None:
-                error, when = self._failed
-                waited = time.monotonic() - when
-                if waited < REMEMBER_FAILURE_S:
-                    raise ModelError(
-                        f"{error} (This failed {waited:.0f} s ago; the server tries again "
-                        f"{REMEMBER_FAILURE_S - waited:.0f} s from now.)",
-                        retryable=True,
-                    )
-            started = time.perf_counter()
-            try:
-                self._backend = self._bring_up(on_download)
-            except ModelError as exc:
-                # Only a failure that may pass (no network) is remembered: a wrong folder is fixed and retried at once.
-                self._failed = (exc, time.monotonic()) if exc.retryable else None
-                raise
-            self._failed = None
-            return self._backend, time.perf_counter() - started
+        return self._lazy.get(on_download)
 
     def close(self) -> None:
         """Release the backend's open connections (at shutdown); a later call brings it up again."""
-        with self._lock:
-            if self._backend is not None:
-                self._backend.close()
-                self._backend = None
+        self._lazy.close()
 
     def _bring_up(self, on_download: DownloadProgress | None) -> VideoLanguageBackend:
         config = self.config

@@ -1,20 +1,27 @@
-"""Hearing, brought up: the speech configuration, which model and engine it names, and the one backend it brings up
-on first use (a serving engine's, or Whisper in process)."""
+"""Hearing, brought up: the speech configuration, the registry of speech engines by name (`ENGINES`, one row an
+engine), the one the configuration chooses, and the backend it brings up on first use.
+
+A row names an engine (what `--asr-engine` takes, in any case, and lists in --help and its errors), says how it is
+brought up, what keeps its speech apart (`identity`), when `auto` picks it (`suits`), and whether a configuration
+can only mean it, whatever `--asr-engine` says (`claims`: `none` for `--asr-model none`, `remote` where
+`--asr-endpoint` is set). A new engine is its module (a `SpeechBackend`) and a row here.
+"""
 
 from __future__ import annotations
 
 import importlib.util
-import threading
-import time
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
 from llava_video_mcp.tools.backends.devices import pick_device
 from llava_video_mcp.tools.backends.hub import local_snapshot
+from llava_video_mcp.tools.backends.lazy import Lazy
 from llava_video_mcp.tools.backends.speech.base import SpeechBackend
 from llava_video_mcp.tools.backends.speech.remote import RemoteSpeech
-from llava_video_mcp.tools.backends.speech.whisper import folder_identity, load_whisper
+from llava_video_mcp.tools.backends.speech.whisper import folder_identity, is_ctranslate2_folder, load_whisper
 from llava_video_mcp.tools.errors import ModelError
 from llava_video_mcp.tools.progress import DownloadProgress
 
@@ -23,9 +30,8 @@ CPU_DEFAULT = "openai/whisper-base"
 CUDA_DEFAULT = "openai/whisper-large-v3-turbo"
 """809M parameters, the English word error rate of large-v3 in published evaluations, fast on a GPU."""
 
-Engine = Literal["auto", "ctranslate2", "transformers"]
-ENGINES: tuple[Engine, ...] = get_args(Engine)
-"""What runs Whisper in process, as --asr-engine takes it (any case)."""
+AUTO = "auto"
+NONE = "none"
 ModelWord = Literal["auto", "none"]
 MODEL_WORDS: tuple[ModelWord, ...] = get_args(ModelWord)
 """What --asr-model takes beside a Whisper's hub id or folder: `auto` (chosen by device), `none` (hear nothing)."""
@@ -38,14 +44,26 @@ def read_model(given: str) -> str:
     return word.lower() if word.lower() in MODEL_WORDS else word
 
 
+def read_engine(given: str) -> str:
+    """--asr-engine as given, read once: a row's name or `auto`, in any case; ModelError naming the choices for
+    any other word."""
+    name = given.strip().lower()
+    if name not in engine_choices():
+        raise ModelError(
+            f"There is no speech engine '{given}' (--asr-engine). Choose one of: {', '.join(engine_choices())}."
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class SpeechConfig:
     model: str = "auto"
     """A Whisper hub id or folder, `auto` (by device), or `none` (hear nothing); with an endpoint, the served id.
     Read once (`read_model`): the words in any case."""
     device: str = "auto"
-    engine: Engine = "auto"
-    """In process: `ctranslate2` (int8) on CPU and `transformers` elsewhere when `auto`."""
+    engine: str = "auto"
+    """A row of `ENGINES` that --asr-engine may name, or `auto` (the first row that suits the device). Read once
+    (`read_engine`), in any case."""
     store: Path | None = None
     """Where models converted for CTranslate2 are kept (under the cache folder)."""
     endpoint: str | None = None
@@ -56,11 +74,14 @@ class SpeechConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", read_model(self.model))
+        object.__setattr__(self, "engine", read_engine(self.engine))
 
     @property
     def enabled(self) -> bool:
-        """Whether anything is heard: not with `none` (subtitles only)."""
-        return self.model != "none"
+        """Whether anything is heard: not with `none` (subtitles only). Known without resolving `auto` (which
+        would import torch to find the device)."""
+        row = _claiming(self) or ENGINES.get(self.engine)
+        return row.hears if row is not None else True
 
     @property
     def named(self) -> str | None:
@@ -68,18 +89,36 @@ class SpeechConfig:
         return self.model if self.model and self.model not in MODEL_WORDS else None
 
 
+BringUp = Callable[[SpeechConfig, DownloadProgress | None], SpeechBackend]
+
+
+def _never(config: SpeechConfig) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class SpeechEngine:
+    """A row of the registry: one way to hear, by name."""
+
+    name: str
+    help: str
+    """Its words in --help (after its name)."""
+    bring_up: BringUp
+    """The backend, up (a model loaded, an engine reached); ModelError saying what to change otherwise."""
+    identity: Callable[[SpeechConfig], str]
+    """Which model hears, and how: what kept speech is keyed by, and what a remembered failure holds for."""
+    suits: Callable[[SpeechConfig], bool] = _never
+    """Whether `auto` may pick it for this configuration (rows are tried in order)."""
+    claims: Callable[[SpeechConfig], bool] = field(default=_never)
+    """Whether this configuration can only mean it, whatever --asr-engine says."""
+    hears: bool = True
+    named: bool = True
+    """Whether --asr-engine names it (the rows that other flags choose do not)."""
+
+
 def resolved_model(config: SpeechConfig) -> str:
     """The model named, or for `auto` the large, fast model on CUDA and the small one elsewhere."""
     return config.named or (CUDA_DEFAULT if pick_device(config.device) == "cuda" else CPU_DEFAULT)
-
-
-def resolved_engine(config: SpeechConfig) -> Literal["ctranslate2", "transformers"]:
-    """`auto`: CTranslate2 where it runs faster (on CPU, where it is installed), transformers elsewhere."""
-    if config.engine != "auto":
-        return config.engine
-    if pick_device(config.device) == "cpu" and importlib.util.find_spec("ctranslate2") is not None:
-        return "ctranslate2"
-    return "transformers"
 
 
 def _local_folder(model: str) -> Path | None:
@@ -87,18 +126,143 @@ def _local_folder(model: str) -> Path | None:
     return local if model.startswith((".", "/", "~")) or local.exists() else None
 
 
-class LazySpeech:
-    """Brings up the speech backend on first use, once. A failure is remembered: a folder that cannot be loaded is
-    not tried again until what it holds changes (fixed, or replaced); anything else (a hub or a network down) is
-    tried again after a minute."""
+def _whisper(engine: str) -> tuple[BringUp, Callable[[SpeechConfig], str]]:
+    """Whisper in process on `engine`: how it is brought up, and its identity (a folder counts by what it holds:
+    its files' names, sizes and times, not where it is, so a fixed or replaced folder hears again)."""
 
-    RETRY_S = 60.0
+    def bring_up(config: SpeechConfig, on_download: DownloadProgress | None) -> SpeechBackend:
+        model = resolved_model(config)
+        folder = _local_folder(model)
+        source = str(folder) if folder is not None else local_snapshot(model, on_download, flag="--asr-model")
+        store = config.store
+        if store is None:
+            from llava_video_mcp.tools.media.sources import default_cache_dir
+
+            store = default_cache_dir() / "speech-models"
+        return load_whisper(str(folder) if folder else model, source, engine, pick_device(config.device), store)
+
+    def identity(config: SpeechConfig) -> str:
+        model = resolved_model(config)
+        folder = _local_folder(model)
+        if folder is not None and folder.is_dir():
+            model = f"folder:{folder_identity(folder)}"
+        return f"{model} {engine}"
+
+    return bring_up, identity
+
+
+def _ctranslate2_suits(config: SpeechConfig) -> bool:
+    """Where it runs faster (on CPU, where it is installed), and for a folder already in its layout."""
+    if importlib.util.find_spec("ctranslate2") is None:
+        return False
+    folder = _local_folder(config.named or "")
+    return (folder is not None and is_ctranslate2_folder(folder)) or pick_device(config.device) == "cpu"
+
+
+def _remote(config: SpeechConfig, on_download: DownloadProgress | None) -> SpeechBackend:
+    assert config.endpoint is not None  # claimed only with one
+    remote = RemoteSpeech(
+        config.endpoint,
+        config.named,
+        api_key=config.api_key,
+        timeout_s=config.request_timeout_s,
+        retries=config.request_retries,
+        max_concurrency=config.max_concurrent_requests,
+    )
+    remote.connect()
+    return remote
+
+
+def _nothing(config: SpeechConfig, on_download: DownloadProgress | None) -> SpeechBackend:
+    raise ModelError("No speech is heard (--asr-model none): set --asr-model to a Whisper, or auto, to hear it.")
+
+
+ENGINES: dict[str, SpeechEngine] = {
+    row.name: row
+    for row in (
+        SpeechEngine(
+            NONE,
+            "hears nothing: subtitles only (--asr-model none)",
+            _nothing,
+            lambda config: NONE,
+            claims=lambda config: config.model == NONE,
+            hears=False,
+            named=False,
+        ),
+        SpeechEngine(
+            "remote",
+            "an OpenAI-compatible engine's /v1/audio/transcriptions (--asr-endpoint)",
+            _remote,
+            lambda config: f"{config.endpoint} {config.model}",
+            claims=lambda config: config.endpoint is not None,
+            named=False,
+        ),
+        SpeechEngine(
+            "ctranslate2",
+            "int8, the folder converted once into the cache; auto on CPU",
+            *_whisper("ctranslate2"),
+            suits=_ctranslate2_suits,
+        ),
+        SpeechEngine(
+            "transformers",
+            "float16 and batched on CUDA; auto elsewhere",
+            *_whisper("transformers"),
+            suits=lambda config: True,
+        ),
+    )
+}
+"""The registry, one row an engine, in the order `claims` and `auto` try them."""
+
+
+def engine_choices() -> tuple[str, ...]:
+    """Every word --asr-engine takes: auto, and each engine it may name."""
+    return (AUTO, *(name for name, row in ENGINES.items() if row.named))
+
+
+def engine_help() -> str:
+    """--asr-engine's help, from the rows it may name."""
+    rows = "; ".join(f"{row.name} ({row.help})" for row in ENGINES.values() if row.named)
+    return f"what hears speech in process: {rows}; auto: the first that suits the device"
+
+
+def _claiming(config: SpeechConfig) -> SpeechEngine | None:
+    return next((row for row in ENGINES.values() if row.claims(config)), None)
+
+
+def chosen_engine(config: SpeechConfig) -> SpeechEngine:
+    """The row that hears for `config`: the one that claims it, else the one --asr-engine names, else for `auto`
+    the first that suits it."""
+    row = _claiming(config)
+    if row is not None:
+        return row
+    if config.engine != AUTO:
+        return ENGINES[config.engine]
+    return next(row for row in ENGINES.values() if row.suits(config))
+
+
+def resolved_engine(config: SpeechConfig) -> str:
+    """The name of the engine that hears for `config` (`chosen_engine`)."""
+    return chosen_engine(config).name
+
+
+RETRY_S = 60.0
+"""How long a failure to bring up the speech model is answered from memory, while the setup stays the same."""
+
+
+def _remembered_for(error: ModelError, identity: str) -> float:
+    """A folder that cannot be loaded fails until what it holds changes (fixed, or replaced); anything else (a hub
+    or a network down) is tried again after RETRY_S."""
+    return math.inf if identity.startswith("folder:") and not error.retryable else RETRY_S
+
+
+class LazySpeech:
+    """Brings up the speech backend the configuration chooses on first use, once. A failure is remembered: a folder
+    that cannot be loaded is not tried again until what it holds changes (fixed, or replaced); anything else (a hub
+    or a network down) is tried again after a minute."""
 
     def __init__(self, config: SpeechConfig) -> None:
         self.config = config
-        self._backend: SpeechBackend | None = None
-        self._lock = threading.Lock()
-        self._failed: tuple[ModelError, str, float] | None = None
+        self._lazy: Lazy[SpeechBackend] = Lazy(self._bring_up, remember=_remembered_for, key=self.identity)
 
     @property
     def enabled(self) -> bool:
@@ -107,74 +271,28 @@ class LazySpeech:
     @property
     def loaded(self) -> SpeechBackend | None:
         """The backend, if it is already up (brought up, and not closed since)."""
-        return self._backend
+        return self._lazy.loaded
 
     @property
     def label(self) -> str:
-        if self._backend is not None:
-            return self._backend.model_id
+        backend = self._lazy.loaded
+        if backend is not None:
+            return backend.model_id
         if self.config.endpoint:
-            from llava_video_mcp.tools.backends.remote import endpoint_host
+            from llava_video_mcp.tools.backends.engine import endpoint_host
 
             return endpoint_host(self.config.endpoint)
         return self.config.model
 
     def identity(self) -> str:
-        """Which model hears, and how: what kept speech is keyed by. A folder counts by what it holds (its files'
-        names, sizes and times), not where it is, so a fixed or replaced folder hears again."""
-        config = self.config
-        if config.endpoint:
-            return f"{config.endpoint} {config.model}"
-        model = resolved_model(config)
-        folder = _local_folder(model)
-        if folder is not None and folder.is_dir():
-            model = f"folder:{folder_identity(folder)}"
-        return f"{model} {resolved_engine(config)}"
+        """Which model hears, and how: what kept speech is keyed by (the chosen row's `identity`)."""
+        return chosen_engine(self.config).identity(self.config)
 
     def get(self, on_download: DownloadProgress | None = None) -> SpeechBackend:
-        with self._lock:
-            if self._backend is not None:
-                return self._backend
-            identity = self.identity()
-            if self._failed is not None:
-                error, failed_identity, when = self._failed
-                settled = identity.startswith("folder:") and not error.retryable  # a folder fails until it changes
-                if failed_identity == identity and (settled or time.monotonic() - when < self.RETRY_S):
-                    raise error
-            try:
-                self._backend = self._bring_up(on_download)
-            except ModelError as exc:
-                self._failed = (exc, identity, time.monotonic())
-                raise
-            self._failed = None
-            return self._backend
+        return self._lazy.get(on_download)[0]
 
     def _bring_up(self, on_download: DownloadProgress | None) -> SpeechBackend:
-        config = self.config
-        if config.endpoint:
-            remote = RemoteSpeech(
-                config.endpoint,
-                config.named,
-                api_key=config.api_key,
-                timeout_s=config.request_timeout_s,
-                retries=config.request_retries,
-                max_concurrency=config.max_concurrent_requests,
-            )
-            remote.connect()
-            return remote
-        model = resolved_model(config)
-        folder = _local_folder(model)
-        source = str(folder) if folder is not None else local_snapshot(model, on_download, flag="--asr-model")
-        engine = resolved_engine(config)
-        store = config.store
-        if store is None:
-            from llava_video_mcp.tools.media.sources import default_cache_dir
-
-            store = default_cache_dir() / "speech-models"
-        return load_whisper(str(folder) if folder else model, source, engine, pick_device(config.device), store)
+        return chosen_engine(self.config).bring_up(self.config, on_download)
 
     def close(self) -> None:
-        with self._lock:
-            if self._backend is not None:
-                self._backend.close()
-                self._backend = None
+        self._lazy.close()

@@ -1,23 +1,22 @@
 """`RemoteSpeech`: an OpenAI-compatible `/v1/audio/transcriptions` endpoint (vLLM serves Whisper there) through the
 `openai` SDK: `verbose_json` segments where the engine gives them; an engine that returns text only (`transformers
-serve`) gives one segment per block. Blocks run concurrently up to `--max-concurrent-requests`.
+serve`) gives one segment per block. Blocks run concurrently up to `--max-concurrent-requests`. The client, its
+bounds, its credentials, the cancellation of a request and the mapping of its failures are `engine.py`'s, shared with
+the vision engine; this module keeps the request's and the reply's shape.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from llava_video_mcp.tools.backends.base import API_KEY_VARIABLE
 from llava_video_mcp.tools.backends.speech.base import SAMPLE_RATE, SpeechBackend, Transcription, wav_bytes
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import ModelError
@@ -44,41 +43,30 @@ class RemoteSpeech(SpeechBackend):
     ) -> None:
         import openai
 
-        from llava_video_mcp.tools.backends.remote import BoundedTransport, endpoint_host, engine_client
+        from llava_video_mcp.tools.backends.engine import Engine, EngineFlags
 
         self._openai = openai
         # What an engine sends is bounded as for the vision model's engine: 16 MB a reply, and a body still
         # arriving `timeout_s` after its headers is cut (a transcription is sent whole, not streamed). Each request
         # has a connection of its own, shut when its call is cancelled.
-        self._transport = BoundedTransport(body_deadline_s=timeout_s, fresh_connections=True)
-        self._client = engine_client(
-            endpoint, api_key=api_key, timeout_s=timeout_s, retries=retries, transport=self._transport
+        self._engine = Engine(
+            endpoint,
+            EngineFlags("speech", "--asr-endpoint", "--asr-model"),
+            api_key=api_key,
+            timeout_s=timeout_s,
+            retries=retries,
+            body_deadline_s=timeout_s,
+            fresh_connections=True,
         )
-        self.endpoint = endpoint_host(endpoint)
+        self.endpoint = self._engine.host
         self.model_id = model or ""
         self.device = "remote"
         self.blocks_at_once = max_concurrency
 
-    @property
-    def _where(self) -> str:
-        return f"The speech endpoint {self.endpoint} (--asr-endpoint)"
-
     def connect(self) -> None:
         """The served speech model: the one named, or the first the engine lists."""
-        if self.model_id:
-            return
-        with self._explained(None):
-            listed = read_reply(self._client.models.with_raw_response.list().content)
-        entries = listed.get("data") if isinstance(listed, dict) else None
-        if not isinstance(entries, list):
-            raise ModelError(
-                f"{self._where} answered, but not as an OpenAI-compatible engine (it sent a web page or other data, "
-                "not a list of models). Check the URL: it is the engine's base URL, usually ending in /v1."
-            )
-        served = [entry["id"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("id"), str)]
-        if not served:
-            raise ModelError(f"{self._where} serves no model.")
-        self.model_id = served[0]
+        if not self.model_id:
+            self.model_id = self._engine.served()[0]
 
     def transcribe(
         self,
@@ -93,7 +81,7 @@ class RemoteSpeech(SpeechBackend):
         def one(block: np.ndarray) -> list[TimedText]:
             if cancel is not None:
                 cancel.check()
-            with self._transport.cut_on(cancel):
+            with self._engine.cut_on(cancel):
                 heard = self._request(block, language)
             with lock:
                 done[0] += 1
@@ -111,8 +99,8 @@ class RemoteSpeech(SpeechBackend):
         started = time.monotonic()
         # The raw reply, read here: the SDK would build a typed object per segment (a reply of 100,000 segments
         # held hundreds of MB), and takes a web page for a transcription of nothing.
-        with self._explained(length):
-            reply = self._client.audio.transcriptions.with_raw_response.create(
+        with self._engine.explained(f"hearing a {length:.0f} s block", model=self.model_id):
+            reply = self._engine.client.audio.transcriptions.with_raw_response.create(
                 model=self.model_id,
                 file=("block.wav", wav_bytes(block), "audio/wav"),
                 response_format="verbose_json",
@@ -122,56 +110,15 @@ class RemoteSpeech(SpeechBackend):
         transcription = read_reply(reply)
         if not is_transcription(transcription):
             raise ModelError(
-                f"{self._where} sent a reply that is not a transcription ({_what(reply)}, not JSON with a `text` "
-                "field), so nothing was heard. Check that the URL is an OpenAI-compatible speech server's, usually "
-                "ending in /v1; the call can be retried.",
+                f"{self._engine.where} sent a reply that is not a transcription ({_what(reply)}, not JSON with a "
+                "`text` field), so nothing was heard. Check that the URL is an OpenAI-compatible speech server's, "
+                "usually ending in /v1; the call can be retried.",
                 retryable=True,
             )
         return heard_in(transcription, length)
 
-    @contextmanager
-    def _explained(self, length: float | None) -> Iterator[None]:
-        """The SDK's errors (after its retries) and the transport's cuts as errors that say what to change;
-        `length` is the block's, None while listing the models."""
-        from llava_video_mcp.tools.backends.remote import ResponseCut
-
-        try:
-            yield
-        except ResponseCut as exc:
-            raise self._cut(exc, length) from exc
-        except self._openai.APIStatusError as exc:
-            status = exc.status_code
-            hint = {401: f", and {API_KEY_VARIABLE}", 404: ", and the URL: it is the engine's base URL, usually ending "
-                    "in /v1"}.get(status, "")  # fmt: skip
-            raise ModelError(
-                f"{self._where} failed with HTTP {status}. Check its log{hint}; the call can be retried.",
-                retryable=status >= 500 or status == 429,
-            ) from exc
-        except self._openai.OpenAIError as exc:
-            if isinstance(exc.__cause__, ResponseCut):  # the SDK wraps what the transport raised
-                raise self._cut(exc.__cause__, length) from exc
-            raise ModelError(
-                f"{self._where} could not be reached or sent no answer ({type(exc).__name__}). Check that it runs; "
-                "the call can be retried.",
-                retryable=True,
-            ) from exc
-
-    def _cut(self, exc: Exception, length: float | None) -> ModelError:
-        from llava_video_mcp.tools.backends.remote import MAX_RESPONSE_BYTES, ResponseTooLarge
-
-        what = (
-            f"more than {MAX_RESPONSE_BYTES // 2**20} MB"
-            if isinstance(exc, ResponseTooLarge)
-            else "a reply still arriving at the request timeout"
-        )
-        doing = "for one 30 s block, far more than a transcription takes" if length else "for its list of models"
-        return ModelError(
-            f"{self._where} sent {what} {doing}, so it was cut. Check that it is an OpenAI-compatible speech server.",
-            retryable=True,
-        )
-
     def close(self) -> None:
-        self._client.close()
+        self._engine.close()
 
 
 MAX_SEGMENTS_PER_BLOCK = 256
@@ -185,31 +132,9 @@ reply of 100,000 segments costs a pointer each, not a dictionary."""
 def read_reply(content: bytes) -> Any:
     """An engine's JSON reply as plain data (None when it is not JSON), with at most `_MAX_REPLY_OBJECTS` objects
     and `_MAX_REPLY_NUMBERS` numbers built: those beyond are null."""
-    objects = numbers = 0
-    outermost: list[tuple[str, Any]] | None = None
+    from llava_video_mcp.tools.backends.engine import read_json
 
-    def an_object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | None:
-        nonlocal objects, outermost
-        objects += 1
-        outermost = pairs  # objects end inner first: the last is the outermost
-        return dict(pairs) if objects <= _MAX_REPLY_OBJECTS else None
-
-    def a_number(kind: Callable[[str], float]) -> Callable[[str], float | None]:
-        def read(text: str) -> float | None:
-            nonlocal numbers
-            numbers += 1
-            return kind(text) if numbers <= _MAX_REPLY_NUMBERS else None
-
-        return read
-
-    try:
-        value = json.loads(content, object_pairs_hook=an_object, parse_float=a_number(float),
-                           parse_int=a_number(int))  # fmt: skip
-    except (ValueError, RecursionError):
-        return None
-    if value is None and outermost is not None:
-        return dict(outermost)  # the reply itself, past the count: its segments beyond it are null
-    return value
+    return read_json(content, max_objects=_MAX_REPLY_OBJECTS, max_numbers=_MAX_REPLY_NUMBERS)
 
 
 def is_transcription(reply: Any) -> bool:
