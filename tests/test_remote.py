@@ -131,8 +131,9 @@ async def test_four_calls_at_once_are_in_flight_together(engine: ServedModel, tm
     assert len(answers) == 4
     assert all(a.timings.queue_s < 0.5 for a in answers)
     # The SDK's pool opens another connection only while the others carry a request: 4 open at once means the
-    # engine saw 4 requests at once, and the server did not make them take turns.
-    assert counter.most_open == 4
+    # engine saw 4 requests at once, and the server did not make them take turns (on a loaded machine a request
+    # the SDK retries may open one more).
+    assert counter.most_open >= 4
 
 
 async def test_calls_beyond_the_limit_wait_and_say_so(fake: MisbehavingEngine, tmp_path: Path, h264_mp4: Path) -> None:
