@@ -153,6 +153,11 @@ async def test_a_side_out_of_range_or_with_nothing_to_size_is_refused(
         assert result.is_error
         assert said in error_text(result)
         assert 'return_frames="frames"' in error_text(result)
+    for asked in ({"return_frames": "frames"}, {"return_frames": "sheet"}, {"frame_max_side": 800}):
+        result = await with_model.call_tool("describe_video", {"source": str(terminal), "coverage": "full"} | asked)
+        assert result.is_error  # never a silent answer without the frames asked for
+        assert 'coverage="full" answers from notes' in error_text(result), error_text(result)
+        assert 'coverage="sampled"' in error_text(result)
     answered, found = await images(with_model, "describe_video", source=str(terminal), num_frames=2,
                                    return_frames="frames", frame_max_side=1280, **QUIET)  # fmt: skip
     assert answered["answer"]

@@ -152,6 +152,12 @@ class VideoQA:
                 'none). Ask with coverage="sampled" (up to 32 frames, returned as images) over parts of the range '
                 "with start_s/end_s, or start the server with a model."
             )
+        if coverage == "full" and (evidence != "none" or frame_max_side is not None):
+            raise LimitError(
+                'coverage="full" answers from notes on every window of the range and returns no frames, so '
+                "return_frames and frame_max_side do not apply to it. Leave them out, or ask with "
+                'coverage="sampled" (start_s/end_s for a moment) to get the frames seen.'
+            )
         if coverage == "full":
             watch = FullWatch(self.stages, self.windows, progress, cancel)
             return watch.answer(source, asked, plan, transcript, max_new_tokens)
