@@ -280,30 +280,14 @@ class MomentSearch:
         chosen = self._said(heard, query)[:most]
         if len(chosen) < most:
             return None
-        self.progress(1, 2, f"Found {plural(len(chosen), 'moment')} in the words said; taking their frames")
         for candidate in chosen:
             candidate.start_s, candidate.end_s = max(candidate.start_s, start), min(candidate.end_s, end)
-            candidate.frames = self._frames(video, (), candidate, 2, clock)
-        self.progress(2, 2, "Done")
         note = (
             f"find_moments: the words said hold {plural(len(chosen), 'moment')} (max_moments={most}), so no frame "
             "was watched and no model ran; ask for more moments to have the frames watched too."
         )
-        seen = video_info(
-            video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,
-            note=" ".join(n for n in (note, stream_notes(info), *notes_of(heard)) if n),
-            said=self.tracks.transcript(heard),
-            fields=self.tracks.fields(heard),
-        )  # fmt: skip
-        answered = MomentsAnswer(
-            query=query,
-            moments=_moments(chosen),
-            videos=[seen],
-            model=None,
-            timings=clock.timings(),
-            tokens=TokenCounts(prompt=None, generated=0),
-        )
-        return answered, chosen
+        framing = f"Found {plural(len(chosen), 'moment')} in the words said; taking their frames"
+        return self._unjudged(video, info, start, end, heard, query, chosen, 2, framing, note, clock), chosen
 
     def _frames_only(
         self,
@@ -329,10 +313,6 @@ class MomentSearch:
             if not any(c.start_s < start + (i + 1) * step and c.end_s > start + i * step for c in worded)
         ]
         chosen = worded + spread
-        self.progress(1, 2, f"Taking the frames of {plural(len(chosen), 'candidate range')}")
-        for candidate in chosen:
-            candidate.frames = self._frames(video, (), candidate, SPREAD_FRAMES, clock)
-        self.progress(2, 2, "Done")
         said_part = (
             f"the words said hold {plural(len(worded), 'moment')} of the query (listed first); " if worded else ""
         )
@@ -342,13 +322,37 @@ class MomentSearch:
             "as images labelled M<n> (the moment's number) and their time, for you to judge. Ask again with "
             "start_s/end_s around a candidate to see more of it (describe_video returns up to 32 frames)."
         )
+        framing = f"Taking the frames of {plural(len(chosen), 'candidate range')}"
+        answered = self._unjudged(video, info, start, end, heard, query, chosen, SPREAD_FRAMES, framing, note, clock)
+        return answered, chosen
+
+    def _unjudged(
+        self,
+        video: LocalVideo,
+        info: StreamInfo,
+        start: float,
+        end: float,
+        heard: list[TrackText],
+        query: str,
+        chosen: list[_Candidate],
+        frames_each: int,
+        framing: str,
+        note: str,
+        clock: Clock,
+    ) -> MomentsAnswer:
+        """The answer no model judged: `chosen` as they are, `frames_each` frames decoded for each (`framing` says
+        so in the progress), `note` saying why."""
+        self.progress(1, 2, framing)
+        for candidate in chosen:
+            candidate.frames = self._frames(video, (), candidate, frames_each, clock)
+        self.progress(2, 2, "Done")
         seen = video_info(
             video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,
             note=" ".join(n for n in (note, stream_notes(info), *notes_of(heard)) if n),
             said=self.tracks.transcript(heard),
             fields=self.tracks.fields(heard),
         )  # fmt: skip
-        answered = MomentsAnswer(
+        return MomentsAnswer(
             query=query,
             moments=_moments(chosen),
             videos=[seen],
@@ -356,7 +360,6 @@ class MomentSearch:
             timings=clock.timings(),
             tokens=TokenCounts(prompt=None, generated=0),
         )
-        return answered, chosen
 
     def _candidates(
         self, watching: Watching, notes: Sequence[WindowNotes], query: str, most: int, clock: Clock
