@@ -40,11 +40,11 @@ def on_screen_track(settings: Settings) -> OnScreenTrack:
     try:
         engine = load_engine(choice, OcrOptions(device=pick_device(settings.device)))
     except ModelError as exc:
-        return OnScreenTrack(None, f"No on-screen text was read: {exc}")
+        return OnScreenTrack(None, f"No on-screen text was read: {exc}", settings.ocr_max_frames)
     if engine is None and choice == "auto":
         return OnScreenTrack(None, "No on-screen text was read: no OCR engine is installed (pip install rapidocr "
-                             "onnxruntime, or put tesseract on PATH).")  # fmt: skip
-    return OnScreenTrack(engine)
+                             "onnxruntime, or put tesseract on PATH).", settings.ocr_max_frames)  # fmt: skip
+    return OnScreenTrack(engine, max_frames=settings.ocr_max_frames)
 
 
 def build(settings: Settings, model: ModelProvider | None = None) -> Components:

@@ -35,6 +35,7 @@ from llava_video_mcp.tools.backends.speech.loader import (
     engine_help,
     read_model,
 )
+from llava_video_mcp.tools.limits import MAX_SCREEN_FRAMES
 
 if TYPE_CHECKING:
     from llava_video_mcp.tools.answer import WindowOptions
@@ -196,6 +197,15 @@ class Settings(BaseModel):
             group="on-screen text",
         ),
     ] = "auto"
+    ocr_max_frames: Annotated[
+        int,
+        Field(ge=1, le=10_000),
+        Flag(
+            "frames a call reads on screen in one video, at most (about a second of CPU each): a longer range is "
+            "read in 30 s parts spread over it, and a later call reads on from what was kept",
+            group="on-screen text",
+        ),
+    ] = MAX_SCREEN_FRAMES
     cache_dir: Annotated[
         Path, Flag("where downloaded videos, and what is derived from videos, are kept", group="downloads and cache")
     ] = Field(default_factory=lambda: _default_cache_dir())

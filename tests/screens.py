@@ -3,6 +3,7 @@ videos showing them in turn."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from fractions import Fraction
@@ -46,25 +47,36 @@ def terminal_picture(width: int = 1280, height: int = 720) -> Image.Image:
 
 def textured(shift: int, width: int = 1280, height: int = 720) -> Image.Image:
     """A moving, text-free picture: blurred noise under a sky, panning."""
+    return _texture(width, height).crop((shift, 0, shift + width, height))
+
+
+@functools.cache
+def _texture(width: int, height: int) -> Image.Image:
     rng = np.random.default_rng(5)
     noise = rng.integers(0, 255, (height // 8 + 2, width // 8 + 60, 3), dtype=np.uint8)
     base = Image.fromarray(noise).resize((width + 480, height), Image.Resampling.BICUBIC)
-    return base.filter(ImageFilter.GaussianBlur(4)).crop((shift, 0, shift + width, height))
+    return base.filter(ImageFilter.GaussianBlur(4))
 
 
-def screen_video(path: Path, shows: list[tuple[float, Callable[[int], Image.Image]]], fps: int = 2) -> Path:
-    """An H.264 720p video showing each picture maker from its start time (frame i of the whole video passed)."""
+def screen_video(
+    path: Path,
+    shows: list[tuple[float, Callable[[int], Image.Image]]],
+    fps: int = 2,
+    size: tuple[int, int] = (1280, 720),
+) -> Path:
+    """An H.264 video (720p unless `size` says) showing each picture maker from its start time (frame i of the whole
+    video passed)."""
     seconds = shows[-1][0]
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        (stream.width, stream.height), stream.pix_fmt = size, "yuv420p"
         stream.options = {"preset": "veryfast"}
         pictures: dict[int, Image.Image] = {}
         for i in range(round(seconds * fps)):
             maker = next(make for start, make in reversed(shows[:-1]) if i / fps >= start)
             key = id(maker) * 1000 + (i if maker is textured_maker else 0)
             picture = pictures.setdefault(key, maker(i))
-            frame = av.VideoFrame.from_image(picture)
+            frame = av.VideoFrame.from_image(picture if picture.size == size else picture.resize(size))
             frame.pts = i
             frame.time_base = Fraction(1, fps)
             for packet in stream.encode(frame):

@@ -16,6 +16,7 @@ from mcp import Client
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.checks import check
+from llava_video_mcp.server.components import on_screen_track
 from llava_video_mcp.server.settings import ConfigError, Settings
 from llava_video_mcp.tools.backends import Ready
 from llava_video_mcp.tools.backends.fake import FakeBackend
@@ -26,7 +27,7 @@ from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.media import LocalVideo
 from llava_video_mcp.tools.timeline import TrackText
 from llava_video_mcp.tools.tracks import TranscriptOptions
-from llava_video_mcp.tools.tracks.on_screen import OnScreenTrack
+from llava_video_mcp.tools.tracks.on_screen import OnScreenTrack, spread
 from tests.screens import (
     SLIDE,
     TERMINAL,
@@ -190,6 +191,34 @@ def test_calls_on_one_video_take_turns_cancellably_and_other_videos_are_read_mea
     again = track.read(video, 0.0, 8.0, TranscriptOptions())
     assert gated.reads == reads  # the turn's holder kept what it read
     assert [c.text for c in again.cues] == [c.text for c in first[0].cues]
+
+
+def test_a_call_reads_at_most_its_frames_spread_over_the_range_and_the_next_reads_on(tmp_path: Path) -> None:
+    # Two minutes of a moving picture: a frame read every 3 s, ten in each 30 s part.
+    moving = screen_video(tmp_path / "moving.mp4", [(0.0, textured_maker), (120.0, textured_maker)], fps=1,
+                          size=(320, 180))  # fmt: skip
+    counted = Counted()
+    track = OnScreenTrack(counted, max_frames=15)
+    video = local(moving, tmp_path / "store")
+    notes = []
+    for _ in range(4):
+        before = counted.reads
+        notes.append(track.read(video, 0.0, 120.0, TranscriptOptions()).note)
+        assert counted.reads - before <= 15  # never more than a call's frames
+    # the first and the last part first, then the middle ones; a part the frames did not cover is read whole later
+    assert [note and note.split(":")[0] for note in notes] == [
+        "On-screen text was read in 1 of the range's 4 parts of 30 s, spread over it",
+        "On-screen text was read in 2 of the range's 4 parts of 30 s, spread over it",
+        "On-screen text was read in 3 of the range's 4 parts of 30 s, spread over it",
+        None,
+    ]
+    assert "--ocr-max-frames" in (notes[0] or "")
+    assert "ask again to read on" in (notes[0] or "")
+    reads = counted.reads
+    assert track.read(video, 0.0, 120.0, TranscriptOptions()).note is None
+    assert counted.reads == reads  # all of it kept
+    assert spread([0, 1, 2, 3, 4, 5, 6, 7, 8]) == [0, 8, 4, 2, 6, 1, 3, 5, 7]
+    assert on_screen_track(Settings(ocr_engine="rapidocr", ocr_max_frames=7)).max_frames == 7
 
 
 def test_without_an_engine_or_when_skipped_nothing_is_read(talk: Path, tmp_path: Path) -> None:

@@ -15,3 +15,5 @@ than the context the frames need."""
 MIN_RETURNED_SIDE, MAX_RETURNED_SIDE = 64, 1920
 """The long side, in pixels, a call may ask its returned frames at (`frame_max_side`): 1920 holds a 1080p frame
 whole, as the on-screen text track reads it; a 4K frame is decoded down to it."""
+MAX_SCREEN_FRAMES = 40
+"""Frames a call reads on screen in one video, at most (--ocr-max-frames; see tracks.on_screen)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ from llava_video_mcp.tools.backends.ocr.reading import MIN_CHANGED, PIXEL_STEP, 
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
 from llava_video_mcp.tools.frames import probe, sample_frames
+from llava_video_mcp.tools.limits import MAX_SCREEN_FRAMES
 from llava_video_mcp.tools.media import LocalVideo, Needs
 from llava_video_mcp.tools.progress import Progress, no_progress
 from llava_video_mcp.tools.timeline import TimedText, TrackText, clock, in_range
@@ -48,6 +50,10 @@ MIN_GAP_S = 3.0
 """Where the picture keeps changing, a frame is read at most this often, unless it is a new picture."""
 CUT_LEVELS = 20.0
 """A frame whose coarse layout moved by this many levels (of 255) on average is a new picture: read at once."""
+MAX_FRAMES_A_CALL = MAX_SCREEN_FRAMES
+"""Frames a call reads on screen in one video, at most (--ocr-max-frames): about a second of CPU each, so a long
+moving picture (a frame read every MIN_GAP_S) cannot make a first call last minutes. A longer range is read in
+30 s parts spread over it; a later call reads on from what was kept."""
 _FORMAT = 1
 """Part of every block's key: a change in how frames are read makes earlier blocks stale."""
 
@@ -62,10 +68,14 @@ class OnScreenTrack(Track):
     field: ClassVar[str | None] = "on_screen_text"
     timing: ClassVar[str] = "read_s"
 
-    def __init__(self, engine: OcrEngine | None, missing: str | None = None) -> None:
+    def __init__(
+        self, engine: OcrEngine | None, missing: str | None = None, max_frames: int = MAX_FRAMES_A_CALL
+    ) -> None:
         self.engine = engine
         self.missing = missing
         """Why there is no engine (a sentence for the note), when that is worth saying."""
+        self.max_frames = max_frames
+        """Frames a call reads in one video, at most (`MAX_FRAMES_A_CALL`)."""
         self.turns = TurnsByName()
         """Calls reading the same video's unread blocks take turns: the second reads what the first kept. Calls on
         other videos read at the same time (the engine serialises its own frames where it must)."""
@@ -93,11 +103,19 @@ class OnScreenTrack(Track):
         try:
             duration_s = probe(video.path).duration_s
             reading = _Reading(self.engine, video, duration_s, progress, cancel)
-            lines = reading.lines(start_s, min(end_s, duration_s), self.turns)
+            lines, unread = reading.lines(start_s, min(end_s, duration_s), self.turns, self.max_frames)
         except (ModelError, DecodeError) as exc:
             log.warning("on-screen text was not read: %s", exc)
             return self.nothing(f"No on-screen text was read: {exc}")
-        return TrackText(self.name, self.heading, lines, None, None, time.perf_counter() - started)
+        note = None
+        if unread:
+            parts = math.ceil(min(end_s, duration_s) / BLOCK_S) - max(int(start_s // BLOCK_S), 0)
+            note = (
+                f"On-screen text was read in {parts - unread} of the range's {parts} parts of {BLOCK_S:.0f} s, "
+                f"spread over it: a call reads at most {self.max_frames} frames of a video (--ocr-max-frames). "
+                "What was read is kept: ask again to read on, or narrow start_s/end_s."
+            )
+        return TrackText(self.name, self.heading, lines, note, None, time.perf_counter() - started)
 
 
 class _Reading:
@@ -121,34 +139,44 @@ class _Reading:
         self.key = BlockStore.key(_FORMAT, engine.name, engine.min_confidence, video.path.name, stat.st_size,
                                   stat.st_mtime_ns)  # fmt: skip
 
-    def lines(self, start_s: float, end_s: float, turns: TurnsByName) -> list[TimedText]:
+    def lines(self, start_s: float, end_s: float, turns: TurnsByName, max_frames: int) -> tuple[list[TimedText], int]:
+        """The lines of the range, and how many of its blocks were left unread (`max_frames` read, at most)."""
         if end_s <= start_s:
-            return []
+            return [], 0
         blocks = range(max(int(start_s // BLOCK_S), 0), math.ceil(end_s / BLOCK_S))
         kept: dict[int, list[TimedText]] = {}
         for number in blocks:
             if (block := self.store.get(self.key, number, self.duration_s)) is not None:
                 kept[number] = block
+        unread = 0
         if len(kept) < len(blocks):
             with turns.taken(f"{self.video.path}:{self.key}", self.cancel, lambda: self._waiting(len(blocks))):
-                for done, number in enumerate(blocks):
-                    if number in kept:
-                        continue
+                left = max_frames
+                for number in spread([n for n in blocks if n not in kept]):
                     block = self.store.get(self.key, number, self.duration_s)  # kept by the call before, maybe
                     if block is None:
-                        self.progress(done, len(blocks), f"Reading on-screen text {clock(number * BLOCK_S)}")
-                        block = self._read(number)
+                        read = None
+                        if left > 0:
+                            self.progress(len(kept), len(blocks), f"Reading on-screen text {clock(number * BLOCK_S)}")
+                            read = self._read(number, left)
+                        if read is None:  # the call's frames are spent: this block is left whole for a later call
+                            unread += 1
+                            left = 0
+                            continue
+                        block, used = read
+                        left -= used
                         self.store.put(self.key, number, block)
                     kept[number] = block
         self.progress(len(blocks), len(blocks), "Read on-screen text")
-        return in_range(_joined([line for number in blocks for line in kept[number]]), start_s, end_s)
+        lines = [line for number in blocks for line in kept.get(number, ())]
+        return in_range(_joined(lines), start_s, end_s), unread
 
     def _waiting(self, total: int) -> None:
         self.progress(0, max(total, 1), "Waiting for another call that is reading this video's screen")
 
-    def _read(self, number: int) -> list[TimedText]:
+    def _read(self, number: int, left: int) -> tuple[list[TimedText], int] | None:
         """Block `number`: a frame every READ_EVERY_S (each standing for the second around it), read where it
-        changed, lines merged across its frames."""
+        changed, lines merged across its frames; with the frames read. None when it needs more than `left`."""
         first = number * BLOCK_S
         last = min(first + BLOCK_S, self.duration_s)
         count = max(1, math.ceil((last - first) / READ_EVERY_S))
@@ -157,21 +185,42 @@ class _Reading:
         read_at: tuple[float, np.ndarray] | None = None
         before: np.ndarray | None = None
         shown: tuple[OcrLine, ...] = ()
+        used = 0
         for frame in sampled.frames:
             if self.cancel is not None:
                 self.cancel.check()
             thumb = thumbnail(frame.image)
             read = _worth_reading(frame.timestamp_s, thumb, read_at, before)
             if read:
+                if used == left:
+                    return None
+                used += 1
                 shown = tuple(rows(self.engine.read(frame.image)))
                 read_at = (frame.timestamp_s, thumb)
             frames.append(FrameLines(frame.timestamp_s, shown, read=read))
             before = thumb
         half = (last - first) / count / 2
-        return [
+        lines = [
             TimedText(max(line.start_s - half, first), min(line.end_s + half, last), line.text, line.confidence)
             for line in merge_lines(frames)
         ]
+        return lines, used
+
+
+def spread(numbers: Sequence[int]) -> list[int]:
+    """`numbers` in an order that covers their span evenly wherever it stops: the first, the last, then the middle
+    of each gap, the widest gaps first."""
+    if len(numbers) <= 2:
+        return list(numbers)
+    order = [0, len(numbers) - 1]
+    gaps = deque([(0, len(numbers) - 1)])
+    while gaps:
+        low, high = gaps.popleft()
+        if high - low >= 2:
+            middle = (low + high) // 2
+            order.append(middle)
+            gaps.extend([(low, middle), (middle, high)])
+    return [numbers[i] for i in order]
 
 
 def _worth_reading(
