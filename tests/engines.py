@@ -181,6 +181,8 @@ class Script:
     """Sent after `stream_lines` again and again, until the client hangs up (or 2 million times, or 120 s)."""
     models_page: str | None = None
     """Sent as text/html for every GET, as a web server that is not an engine would."""
+    models_status: int = 200
+    """Of every GET (the list of models): 404 as a server at a URL without /v1 answers."""
 
 
 class MisbehavingEngine:
@@ -217,6 +219,9 @@ class MisbehavingEngine:
                     self.send_header("Content-Length", str(len(page)))
                     self.end_headers()
                     self.wfile.write(page)
+                    return
+                if engine.script.models_status != 200:
+                    self._json(engine.script.models_status, {"error": {"message": "Not Found"}})
                     return
                 models = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in engine.script.models]
                 self._json(200, {"object": "list", "data": models})

@@ -53,6 +53,8 @@ class ScriptedSpeechEngine:
     def __init__(self) -> None:
         self.reply: tuple[int, str, bytes] = (200, "application/json", json.dumps(SPEECH).encode())
         self.models: tuple[str, bytes] = ("application/json", json.dumps({"data": [{"id": "whisper"}]}).encode())
+        self.models_status = 200
+        self.gets = 0
         self.hold = False
         self.received = threading.Event()
         self.release = threading.Event()
@@ -72,7 +74,8 @@ class ScriptedSpeechEngine:
 
             def do_GET(self) -> None:
                 engine.authorization.append(self.headers.get("Authorization"))
-                self._send(200, *engine.models)
+                engine.gets += 1
+                self._send(engine.models_status, *engine.models)
 
             def do_POST(self) -> None:
                 engine.authorization.append(self.headers.get("Authorization"))
@@ -306,6 +309,36 @@ async def test_an_engine_that_lists_no_models_as_json_is_a_note(tmp_path: Path, 
             with anyio.fail_after(120):
                 answer = await describe(client, state, source=str(talk))
     assert "(--asr-endpoint) answered, but not as an OpenAI-compatible engine" in (answer.videos[0].note or "")
+
+
+def test_a_404_for_the_list_of_models_stops_the_start_naming_the_v1_suffix(tmp_path: Path) -> None:
+    """A URL without /v1 answers 404 to /models: said at once, never asked again and again."""
+    vision = MisbehavingEngine()
+    vision.script = Script(models_status=404)
+    with vision.running():
+        refused = subprocess.run(
+            [server_command(), "--endpoint", vision.url, "--asr-model", "none", "--ocr-engine", "none",
+             "--cache-dir", str(tmp_path / "v"), "--request-retries", "0"],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    assert refused.returncode == 2
+    said = refused.stderr.strip().splitlines()[-1]
+    assert "answered 404 while listing the served models" in said, refused.stderr
+    assert "/v1 suffix" in said
+    assert "Check --endpoint" in said
+    assert len([path for path, _, _ in vision.requests if path.endswith("/models")]) <= 2
+
+
+async def test_a_404_for_the_speech_engines_models_is_a_note_asked_once(tmp_path: Path, talk: Path) -> None:
+    speech = ScriptedSpeechEngine()
+    with speech.running():
+        speech.models_status = 404
+        state = Served(settings_for(tmp_path / "s", "auto", asr_endpoint=speech.url, request_retries=0))
+        async with Client(build_server(state.settings, Ready(state.vision))) as client:
+            with anyio.fail_after(120):
+                answer = await describe(client, state, source=str(talk))
+    assert "(--asr-endpoint) answered 404 while listing the served models" in (answer.videos[0].note or "")
+    assert speech.gets <= 2
 
 
 # 7. Text and memory from an engine are bounded

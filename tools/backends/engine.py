@@ -191,6 +191,11 @@ class Engine:
                 f"{API_KEY_VARIABLE} to a key the engine accepts (vLLM: its --api-key), and restart the server."
             ) from exc
         except openai.NotFoundError as exc:
+            if not model:  # the list of models itself: nothing to list again (that would ask the same 404 again)
+                raise ModelError(
+                    f"{where} answered 404 while {doing} ({_body(exc)}): the URL may lack its /v1 suffix, or it "
+                    f"is no OpenAI-compatible engine. Check {flags.endpoint}."
+                ) from exc
             raise ModelError(
                 f"{where} answered 404 while {doing} ({_body(exc)}): the model '{model}' may no longer be served "
                 f"({self._served_now()}), or the URL lacks its /v1 suffix. Check {flags.endpoint} and {flags.model}."
