@@ -201,8 +201,8 @@ class Settings(BaseModel):
         int,
         Field(ge=1, le=10_000),
         Flag(
-            "frames a call reads on screen in one video, at most (about a second of CPU each): a longer range is "
-            "read in 30 s parts spread over it, and a later call reads on from what was kept",
+            "frames a call reads on screen in one video, at most, or one 30 s part whatever it holds (about a "
+            "second of CPU a frame): a longer range is read in parts spread over it, and a later call reads on",
             group="on-screen text",
         ),
     ] = MAX_SCREEN_FRAMES

@@ -204,7 +204,7 @@ def test_a_call_reads_at_most_its_frames_spread_over_the_range_and_the_next_read
     for _ in range(4):
         before = counted.reads
         notes.append(track.read(video, 0.0, 120.0, TranscriptOptions()).note)
-        assert counted.reads - before <= 15  # never more than a call's frames
+        assert counted.reads - before <= 15  # never more than a call's frames; none spent on a part that did not fit
     # the first and the last part first, then the middle ones; a part the frames did not cover is read whole later
     assert [note and note.split(":")[0] for note in notes] == [
         "On-screen text was read in 1 of the range's 4 parts of 30 s, spread over it",
@@ -218,6 +218,13 @@ def test_a_call_reads_at_most_its_frames_spread_over_the_range_and_the_next_read
     assert track.read(video, 0.0, 120.0, TranscriptOptions()).note is None
     assert counted.reads == reads  # all of it kept
     assert spread([0, 1, 2, 3, 4, 5, 6, 7, 8]) == [0, 8, 4, 2, 6, 1, 3, 5, 7]
+    # fewer frames than one part needs: each call still reads one part whole, so every call reads on
+    few = Counted()
+    little = OnScreenTrack(few, max_frames=3)
+    assert (little.read(local(moving, tmp_path / "few"), 0.0, 120.0, TranscriptOptions()).note or "").startswith(
+        "On-screen text was read in 1 of the range's 4 parts"
+    )
+    assert few.reads == 10  # the part's frames, none read for a part that did not fit
     assert on_screen_track(Settings(ocr_engine="rapidocr", ocr_max_frames=7)).max_frames == 7
 
 

@@ -30,7 +30,7 @@ from llava_video_mcp.tools.backends.ocr import FrameLines, OcrEngine, OcrLine, m
 from llava_video_mcp.tools.backends.ocr.reading import MIN_CHANGED, PIXEL_STEP, normalised, rows, thumbnail
 from llava_video_mcp.tools.cancel import CancelToken
 from llava_video_mcp.tools.errors import DecodeError, ModelError
-from llava_video_mcp.tools.frames import probe, sample_frames
+from llava_video_mcp.tools.frames import SampledFrame, probe, sample_frames
 from llava_video_mcp.tools.limits import MAX_SCREEN_FRAMES
 from llava_video_mcp.tools.media import LocalVideo, Needs
 from llava_video_mcp.tools.progress import Progress, no_progress
@@ -51,9 +51,10 @@ MIN_GAP_S = 3.0
 CUT_LEVELS = 20.0
 """A frame whose coarse layout moved by this many levels (of 255) on average is a new picture: read at once."""
 MAX_FRAMES_A_CALL = MAX_SCREEN_FRAMES
-"""Frames a call reads on screen in one video, at most (--ocr-max-frames): about a second of CPU each, so a long
-moving picture (a frame read every MIN_GAP_S) cannot make a first call last minutes. A longer range is read in
-30 s parts spread over it; a later call reads on from what was kept."""
+"""Frames a call reads on screen in one video, at most (--ocr-max-frames), or one 30 s part whatever it holds (so
+every call reads on): about a second of CPU each, so a long moving picture (a frame read every MIN_GAP_S) cannot
+make a first call last minutes. A longer range is read in 30 s parts spread over it, a part only when its frames
+fit; a later call reads on from what was kept."""
 _FORMAT = 1
 """Part of every block's key: a change in how frames are read makes earlier blocks stale."""
 
@@ -112,8 +113,8 @@ class OnScreenTrack(Track):
             parts = math.ceil(min(end_s, duration_s) / BLOCK_S) - max(int(start_s // BLOCK_S), 0)
             note = (
                 f"On-screen text was read in {parts - unread} of the range's {parts} parts of {BLOCK_S:.0f} s, "
-                f"spread over it: a call reads at most {self.max_frames} frames of a video (--ocr-max-frames). "
-                "What was read is kept: ask again to read on, or narrow start_s/end_s."
+                f"spread over it: a call reads up to {self.max_frames} frames of a video, or one part "
+                "(--ocr-max-frames). What was read is kept: ask again to read on, or narrow start_s/end_s."
             )
         return TrackText(self.name, self.heading, lines, note, None, time.perf_counter() - started)
 
@@ -158,7 +159,7 @@ class _Reading:
                         read = None
                         if left > 0:
                             self.progress(len(kept), len(blocks), f"Reading on-screen text {clock(number * BLOCK_S)}")
-                            read = self._read(number, left)
+                            read = self._read(number, left, whole=left == max_frames)  # a call's first is read whole
                         if read is None:  # the call's frames are spent: this block is left whole for a later call
                             unread += 1
                             left = 0
@@ -174,31 +175,35 @@ class _Reading:
     def _waiting(self, total: int) -> None:
         self.progress(0, max(total, 1), "Waiting for another call that is reading this video's screen")
 
-    def _read(self, number: int, left: int) -> tuple[list[TimedText], int] | None:
+    def _read(self, number: int, left: int, whole: bool) -> tuple[list[TimedText], int] | None:
         """Block `number`: a frame every READ_EVERY_S (each standing for the second around it), read where it
-        changed, lines merged across its frames; with the frames read. None when it needs more than `left`."""
+        changed, lines merged across its frames; with the frames read. Which frames are read is known from their
+        thumbnails before any is read: None, and nothing read, when they are more than `left` (unless `whole`)."""
         first = number * BLOCK_S
         last = min(first + BLOCK_S, self.duration_s)
         count = max(1, math.ceil((last - first) / READ_EVERY_S))
         sampled = sample_frames(self.video.path, count, start_s=first, end_s=last, min_side=READ_SIDE)
-        frames: list[FrameLines] = []
+        chosen: list[tuple[SampledFrame, bool]] = []
         read_at: tuple[float, np.ndarray] | None = None
         before: np.ndarray | None = None
-        shown: tuple[OcrLine, ...] = ()
-        used = 0
         for frame in sampled.frames:
-            if self.cancel is not None:
-                self.cancel.check()
             thumb = thumbnail(frame.image)
             read = _worth_reading(frame.timestamp_s, thumb, read_at, before)
             if read:
-                if used == left:
-                    return None
-                used += 1
-                shown = tuple(rows(self.engine.read(frame.image)))
                 read_at = (frame.timestamp_s, thumb)
-            frames.append(FrameLines(frame.timestamp_s, shown, read=read))
+            chosen.append((frame, read))
             before = thumb
+        used = sum(read for _, read in chosen)
+        if used > left and not whole:
+            return None
+        frames: list[FrameLines] = []
+        shown: tuple[OcrLine, ...] = ()
+        for frame, read in chosen:
+            if self.cancel is not None:
+                self.cancel.check()
+            if read:
+                shown = tuple(rows(self.engine.read(frame.image)))
+            frames.append(FrameLines(frame.timestamp_s, shown, read=read))
         half = (last - first) / count / 2
         lines = [
             TimedText(max(line.start_s - half, first), min(line.end_s + half, last), line.text, line.confidence)
