@@ -226,6 +226,22 @@ def test_a_password_is_never_shown_at_start_either(tmp_path: Path, vision: str) 
         assert "someone" not in out.stderr
 
 
+async def test_an_api_key_an_engine_echoes_is_never_quoted(tmp_path: Path, h264_mp4: Path) -> None:
+    """A proxy before the engine answers 500 and repeats the request's Authorization header in its body."""
+    key = "sk-live-0123456789abcdef"
+    engine = MisbehavingEngine()
+    engine.script = Script(chat_status=500, chat_body={"error": {"message": f"upstream refused Bearer {key}"}})
+    with engine.running():
+        settings = Settings(ocr_engine="none", endpoint=engine.url, api_key=key, cache_dir=tmp_path / "c",
+                            request_retries=0)  # fmt: skip
+        async with Client(build_server(settings)) as client:
+            with anyio.fail_after(120):
+                result = await client.call_tool("describe_video", {"source": str(h264_mp4), "num_frames": 1})
+    assert result.is_error
+    assert "upstream refused Bearer [hidden]" in error_text(result), error_text(result)
+    assert key not in error_text(result)
+
+
 @pytest.mark.parametrize("flag", ["--endpoint", "--asr-endpoint"])
 def test_a_query_string_is_refused_without_being_shown(flag: str) -> None:
     """The SDK adds the engine's paths after the base URL, query and all (`/v1?key=...models`): a query cannot

@@ -124,6 +124,10 @@ class Engine:
     ) -> None:
         self.flags = flags
         self.host = endpoint_host(endpoint)
+        parts = urlsplit(endpoint)
+        given = (api_key, parts.password, parts.username)
+        self._secrets = {form for secret in given if secret for form in (secret, unquote(secret)) if len(form) >= 4}
+        """Never quoted back, should an engine (or a proxy before it) echo them in an error body."""
         self.where = f"The {flags.noun} endpoint {self.host} ({flags.endpoint})"
         self.timeout_s = timeout_s
         self.transport = BoundedTransport(body_deadline_s, fresh_connections=fresh_connections)
@@ -181,7 +185,7 @@ class Engine:
             if isinstance(exc.__cause__, ResponseCut):  # the SDK wraps what the transport raised
                 raise self._cut(exc.__cause__, doing) from exc
             raise ModelError(
-                f"{where} could not be reached, or dropped the connection, while {doing} ({_reason(exc)}). Check "
+                f"{where} could not be reached, or dropped the connection, while {doing} ({self._reason(exc)}). Check "
                 "that the engine is running; the call can be retried.",
                 retryable=True,
             ) from exc
@@ -193,15 +197,15 @@ class Engine:
         except openai.NotFoundError as exc:
             if not model:  # the list of models itself: nothing to list again (that would ask the same 404 again)
                 raise ModelError(
-                    f"{where} answered 404 while {doing} ({_body(exc)}): the URL may lack its /v1 suffix, or it "
+                    f"{where} answered 404 while {doing} ({self._body(exc)}): the URL may lack its /v1 suffix, or it "
                     f"is no OpenAI-compatible engine. Check {flags.endpoint}."
                 ) from exc
             raise ModelError(
-                f"{where} answered 404 while {doing} ({_body(exc)}): the model '{model}' may no longer be served "
+                f"{where} answered 404 while {doing} ({self._body(exc)}): the model '{model}' may no longer be served "
                 f"({self._served_now()}), or the URL lacks its /v1 suffix. Check {flags.endpoint} and {flags.model}."
             ) from exc
         except openai.BadRequestError as exc:
-            detail = _body(exc)
+            detail = self._body(exc)
             if bad_request is not None and (own := bad_request(detail)) is not None:
                 raise own from exc
             raise ModelError(f"{where} rejected the request ({detail}).") from exc
@@ -213,7 +217,7 @@ class Engine:
             ) from exc
         except openai.APIStatusError as exc:
             raise ModelError(
-                f"{where} failed with HTTP {exc.status_code} while {doing} ({_body(exc)}), even after retries. "
+                f"{where} failed with HTTP {exc.status_code} while {doing} ({self._body(exc)}), even after retries. "
                 "Check the serving engine's log; the call can be retried.",
                 retryable=exc.status_code >= 500,
             ) from exc
@@ -221,7 +225,7 @@ class Engine:
             if isinstance(exc.__cause__, ResponseCut):
                 raise self._cut(exc.__cause__, doing) from exc
             raise ModelError(
-                f"{where} sent a malformed response while {doing} ({_reason(exc)}). Check that it is an "
+                f"{where} sent a malformed response while {doing} ({self._reason(exc)}). Check that it is an "
                 "OpenAI-compatible server (its URL usually ends in /v1); the call can be retried.",
                 retryable=True,
             ) from exc
@@ -237,6 +241,18 @@ class Engine:
             "retried.",
             retryable=True,
         )
+
+    def _body(self, exc: openai.APIStatusError) -> str:
+        return self._quoted(_body(exc))
+
+    def _reason(self, exc: BaseException) -> str:
+        return self._quoted(_reason(exc))
+
+    def _quoted(self, text: str) -> str:
+        """The engine's words with the key and the URL's user and password left out."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[hidden]")
+        return text
 
     def _served_now(self) -> str:
         try:
