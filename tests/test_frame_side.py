@@ -32,6 +32,7 @@ from llava_video_mcp.tools.backends.fake import FakeBackend
 from llava_video_mcp.tools.backends.ocr import RapidOcr
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.frames import SampledFrame, sample_frames
+from llava_video_mcp.tools.media import LocalImage
 from tests.screens import TERMINAL, recall, screen_video, terminal_picture
 from tests.support import error_text
 
@@ -231,3 +232,17 @@ def test_a_cancelled_call_stops_before_decoding_again(terminal: Path) -> None:
     seen = sample_frames(terminal, 2, min_side=384).frames
     with pytest.raises(Cancelled):
         AtSide(1280, cancel).add_video(terminal, None, (1280, 720), seen, ["a", "b"])
+
+
+def test_an_image_gone_damaged_since_the_model_took_it_is_returned_as_the_model_saw_it(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (1600, 1200), (20, 40, 200)).save(photo)
+    picture = Image.new("RGB", (512, 384), (20, 40, 200))  # as the model took it
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)  # damaged on disk after that
+    image = LocalImage(str(photo), photo, 1600, 1200, "png", None, from_cache=False, fetch_s=0.0)
+    sized = AtSide(1200, None)
+    sized.add_image(image, picture, "Image 1")
+    shown = sized.shown()
+    [data] = shown.images
+    assert Image.open(io.BytesIO(data)).width == 512
+    assert "could not be decoded again" in (shown.note or "")

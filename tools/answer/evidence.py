@@ -228,7 +228,10 @@ class AtSide:
         """A still image (`picture`: as the model took it), read again from its file where the side asks more."""
         target = min(self.side, max(image.width, image.height))
         if max(picture.size) < target:
-            picture = image_for_model(image, _shorter_side(target, (image.width, image.height)))
+            try:
+                picture = image_for_model(image, _shorter_side(target, (image.width, image.height)))
+            except (DecodeError, LimitError):  # changed or removed since the model took it: as the model saw it
+                self._as_seen += 1
         self._add(picture, text)
 
     def shown(self) -> Shown:
