@@ -122,6 +122,9 @@ def resolved_model(config: SpeechConfig) -> str:
 
 
 def _local_folder(model: str) -> Path | None:
+    """The folder `model` names, when it names one (never the working directory for an empty name)."""
+    if not model.strip():
+        return None
     local = Path(model).expanduser()
     return local if model.startswith((".", "/", "~")) or local.exists() else None
 
