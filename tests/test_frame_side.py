@@ -226,6 +226,18 @@ def test_frames_over_the_byte_budget_are_made_smaller_alike_and_say_so(tmp_path:
     assert "fewer frames" in shown.note
 
 
+def test_many_large_frames_are_made_smaller_as_they_come_not_held_whole_first(tmp_path: Path) -> None:
+    frames = [SampledFrame(float(i), noise(i, (1920, 1080))) for i in range(14)]  # about 20 MB at 1920 px
+    sized = AtSide(1920, None)
+    sized.add_video(tmp_path / "unread.mp4", None, (1920, 1080), frames, [label(f.timestamp_s) for f in frames])
+    shown = sized.shown()
+    assert len(shown.images) == 14
+    assert sum(len(data) for data in shown.images) <= IMAGES_MAX_BYTES
+    widths = {Image.open(io.BytesIO(data)).width for data in shown.images}
+    assert max(widths) - min(widths) <= 2  # alike, those made before the shrink and after it
+    assert "at most" in (shown.note or "")
+
+
 def test_a_cancelled_call_stops_before_decoding_again(terminal: Path) -> None:
     cancel = CancelToken()
     cancel.cancel()

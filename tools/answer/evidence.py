@@ -42,6 +42,9 @@ LABEL_HEIGHT = 14
 IMAGES_MAX_BYTES = 4_000_000
 """A call's frames at an asked side, all together: 4 MB of JPEG (about 5.3 MB as base64 on the wire), eight 1080p
 frames of a screen or about as many of a camera; more frames are made smaller to fit."""
+HELD_MAX_BYTES = 4 * IMAGES_MAX_BYTES
+"""What a call holds of its frames' JPEGs while they are made: past it, those made are made smaller alike, and so are
+the frames still to come (80 frames of find_moments at 1920 px would otherwise be held whole first)."""
 DECODE_BATCH = 8
 """Frames decoded again at an asked side at a time: at 1920 px, 50 MB of pictures at most before they are JPEGs."""
 
@@ -205,6 +208,9 @@ class AtSide:
         self._jpegs: list[bytes] = []
         self._labels: list[str] = []
         self._as_seen = 0
+        self._scale = 1.0
+        """Of `side`, the frames are made at: below 1 once what is held passed HELD_MAX_BYTES."""
+        self._held = 0
         """Frames that could not be decoded again, so returned as the model saw them."""
 
     def add_video(
@@ -243,14 +249,14 @@ class AtSide:
                 f"{self._as_seen} of the returned frames could not be decoded again at frame_max_side="
                 f"{self.side}, so they are as the model saw them."
             )
-        images, total, scale = self._jpegs, sum(len(data) for data in self._jpegs), 1.0
-        while total > IMAGES_MAX_BYTES and self.side * scale > MIN_RETURNED_SIDE:
+        images, total, scale = self._jpegs, self._held, 1.0
+        while total > IMAGES_MAX_BYTES and self.side * self._scale * scale > MIN_RETURNED_SIDE:
             if self.cancel is not None:
                 self.cancel.check()
             scale *= math.sqrt(IMAGES_MAX_BYTES / total) * 0.95
             images = [self._smaller(data, text, scale) for data, text in zip(self._jpegs, self._labels, strict=True)]
             total = sum(len(data) for data in images)
-        if scale < 1.0:
+        if self._scale * scale < 1.0:
             largest = max(_picture_side(data) for data in images)
             notes.append(
                 f"The {len(images)} frames at frame_max_side={self.side} came to more than the "
@@ -262,8 +268,18 @@ class AtSide:
     def _add(self, picture: Image.Image, text: str) -> None:
         if self.cancel is not None:
             self.cancel.check()
-        self._jpegs.append(sized_jpeg(picture, text, self.side))
+        made = sized_jpeg(picture, text, max(MIN_RETURNED_SIDE, round(self.side * self._scale)))
+        self._jpegs.append(made)
         self._labels.append(text)
+        self._held += len(made)
+        while self._held > HELD_MAX_BYTES and self.side * self._scale > MIN_RETURNED_SIDE:
+            if self.cancel is not None:
+                self.cancel.check()
+            self._scale *= 0.7
+            self._jpegs = [
+                self._smaller(data, label, 0.7) for data, label in zip(self._jpegs, self._labels, strict=True)
+            ]
+            self._held = sum(len(data) for data in self._jpegs)
 
     @staticmethod
     def _smaller(data: bytes, text: str, scale: float) -> bytes:
