@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ImageContent, TextContent
+from PIL import Image
 
 from llava_video_mcp.server.app import build_server
 from llava_video_mcp.server.settings import Settings
@@ -38,6 +41,21 @@ async def call(client: Client, tool: str, **arguments: Any) -> VideoAnswer:
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, error_text(result)
     return VideoAnswer.model_validate(result.structured_content)
+
+
+async def with_images(client: Client, tool: str, **arguments: Any) -> tuple[dict[str, Any], list[Image.Image]]:
+    """A call that succeeds: its structured result, and the images it returned."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, error_text(result)
+    assert result.structured_content is not None
+    return result.structured_content, images_of(result)
+
+
+def images_of(result: CallToolResult) -> list[Image.Image]:
+    """The images a call returned (JPEGs, every one)."""
+    blocks = [block for block in result.content if isinstance(block, ImageContent)]
+    assert all(block.mime_type == "image/jpeg" for block in blocks)
+    return [Image.open(io.BytesIO(base64.b64decode(block.data))) for block in blocks]
 
 
 def error_text(result: CallToolResult) -> str:

@@ -5,7 +5,6 @@ per-source ranges in compare_videos."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import re
@@ -18,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, ImageContent, TextContent
+from mcp.types import ImageContent, TextContent
 from PIL import Image, ImageChops, ImageStat
 
 from llava_video_mcp.server.app import build_server
@@ -37,7 +36,7 @@ from llava_video_mcp.tools.backends.transformers import TransformersBackend
 from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.frames import sample_frames
 from tests.httpserver import LoopbackServer
-from tests.support import GUIDE, call, error_text, frames_of
+from tests.support import GUIDE, call, error_text, frames_of, images_of
 
 pytestmark = pytest.mark.anyio
 
@@ -286,12 +285,6 @@ async def test_a_bug_is_an_error_with_an_incident_id_and_the_server_keeps_servin
 
 
 # Evidence frames
-
-
-def images_of(result: CallToolResult) -> list[Image.Image]:
-    blocks = [block for block in result.content if isinstance(block, ImageContent)]
-    assert all(block.mime_type == "image/jpeg" for block in blocks)
-    return [Image.open(io.BytesIO(base64.b64decode(block.data))) for block in blocks]
 
 
 def difference(a: Image.Image, b: Image.Image) -> float:

@@ -4,8 +4,6 @@ the calling agent to look at, through the real MCP client in memory and through 
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import re
 from collections.abc import AsyncIterator
@@ -14,8 +12,6 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, ImageContent
-from PIL import Image
 from pydantic import ValidationError
 
 from llava_video_mcp.server.app import build_server
@@ -24,7 +20,7 @@ from llava_video_mcp.server.settings import Settings
 from llava_video_mcp.tools.backends import LazyBackend
 from tests.media import cut_scenes, with_subtitles
 from tests.screens import SLIDE, TERMINAL, recall, screen_video, slide_picture, terminal_picture, textured_maker
-from tests.support import error_text, run
+from tests.support import error_text, run, with_images
 
 pytestmark = pytest.mark.anyio
 
@@ -65,21 +61,6 @@ async def client(tmp_path: Path, no_model_built: None) -> AsyncIterator[Client]:
         yield connected
 
 
-async def called(client: Client, tool: str, **arguments: Any) -> tuple[dict[str, Any], list[Image.Image]]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, error_text(result)
-    assert result.structured_content is not None
-    return result.structured_content, images_of(result)
-
-
-def images_of(result: CallToolResult) -> list[Image.Image]:
-    return [
-        Image.open(io.BytesIO(base64.b64decode(block.data)))
-        for block in result.content
-        if isinstance(block, ImageContent) and block.mime_type == "image/jpeg"
-    ]
-
-
 async def test_the_tools_say_there_is_no_model_and_frames_come_back_as_images(client: Client) -> None:
     tools = {tool.name: tool.description or "" for tool in (await client.list_tools()).tools}
     for name, description in tools.items():
@@ -92,7 +73,7 @@ async def test_the_tools_say_there_is_no_model_and_frames_come_back_as_images(cl
 
 
 async def test_describe_returns_frames_words_and_text_on_screen_and_no_answer(client: Client, talk: Path) -> None:
-    result, images = await called(client, "describe_video", source=str(talk), num_frames=6)
+    result, images = await with_images(client, "describe_video", source=str(talk), num_frames=6)
     assert "answer" not in result
     assert "model" not in result
     assert "attached as images for you to look at" in result["note"]
@@ -109,14 +90,15 @@ async def test_describe_returns_frames_words_and_text_on_screen_and_no_answer(cl
     assert recall(TERMINAL, shown) >= 0.9
     assert result["timings"]["model_load_s"] == 0
     assert result["tokens"] == {"generated": 0, "reused": 0}
-    sheet, _ = await called(client, "describe_video", source=str(talk), num_frames=3, return_frames="sheet")
+    sheet, _ = await with_images(client, "describe_video", source=str(talk), num_frames=3, return_frames="sheet")
     assert len(sheet["videos"][0]["frames"]) == 3  # frames style all the same
 
 
 async def test_scenes_asked_for_are_given_frame_by_frame(client: Client, tmp_path: Path) -> None:
     cuts = cut_scenes(tmp_path / "scenes.mp4", [4.0, 6.0, 5.0])
-    result, images = await called(client, "describe_video", source=str(tmp_path / "scenes.mp4"), num_frames=3,
-                                  sampling="scenes")  # fmt: skip
+    result, images = await with_images(
+        client, "describe_video", source=str(tmp_path / "scenes.mp4"), num_frames=3, sampling="scenes"
+    )
     frames = result["videos"][0]["frames"]
     assert [frame["scene"] for frame in frames] == [1, 2, 3]
     assert [frame["timestamp_s"] < cut for frame, cut in zip(frames, [*cuts, 99.0], strict=True)] == [True] * 3
@@ -124,7 +106,7 @@ async def test_scenes_asked_for_are_given_frame_by_frame(client: Client, tmp_pat
 
 
 async def test_compare_returns_each_videos_frames_labelled_and_no_answer(client: Client, talk: Path) -> None:
-    result, images = await called(
+    result, images = await with_images(
         client, "compare_videos", sources=[str(talk), {"source": str(talk), "start_s": 40.0}], question="Same room?",
         frames_per_video=2,
     )  # fmt: skip
@@ -137,14 +119,16 @@ async def test_compare_returns_each_videos_frames_labelled_and_no_answer(client:
 
 
 async def test_find_moments_answers_from_words_else_gives_candidates_to_judge(client: Client, talk: Path) -> None:
-    worded, images = await called(client, "find_moments", source=str(talk), query="the database refused",
-                                  max_moments=1)  # fmt: skip
+    worded, images = await with_images(
+        client, "find_moments", source=str(talk), query="the database refused", max_moments=1
+    )
     [moment] = worded["moments"]
     assert 44.0 <= moment["start_s"] < moment["end_s"] <= 46.0
     assert moment["basis"] == ["subtitles"]
     assert len(images) == len(moment["frames"]) == 2
-    judged, images = await called(client, "find_moments", source=str(talk), query="the database refused",
-                                  max_moments=3)  # fmt: skip
+    judged, images = await with_images(
+        client, "find_moments", source=str(talk), query="the database refused", max_moments=3
+    )
     moments = judged["moments"]
     assert moments[0]["basis"] == ["subtitles"]  # the words first
     spread = moments[1:]

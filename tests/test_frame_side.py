@@ -9,12 +9,11 @@ import base64
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, ImageContent
+from mcp.types import ImageContent
 from PIL import Image
 
 from llava_video_mcp.server.app import build_server
@@ -34,7 +33,7 @@ from llava_video_mcp.tools.cancel import Cancelled, CancelToken
 from llava_video_mcp.tools.frames import SampledFrame, sample_frames
 from llava_video_mcp.tools.media import LocalImage
 from tests.screens import TERMINAL, recall, screen_video, terminal_picture
-from tests.support import error_text
+from tests.support import error_text, images_of, with_images
 
 pytestmark = pytest.mark.anyio
 
@@ -81,21 +80,6 @@ async def with_model(tmp_path: Path) -> AsyncIterator[Client]:
         yield connected
 
 
-async def images(client: Client, tool: str, **arguments: Any) -> tuple[dict[str, Any], list[Image.Image]]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, error_text(result)
-    assert result.structured_content is not None
-    return result.structured_content, images_of(result)
-
-
-def images_of(result: CallToolResult) -> list[Image.Image]:
-    return [
-        Image.open(io.BytesIO(base64.b64decode(block.data)))
-        for block in result.content
-        if isinstance(block, ImageContent) and block.mime_type == "image/jpeg"
-    ]
-
-
 def pictures(found: list[Image.Image]) -> list[tuple[int, int]]:
     """Each image's picture size: the label's band below it taken off."""
     return [(image.width, image.height - LABEL_HEIGHT) for image in found]
@@ -114,8 +98,9 @@ async def test_by_default_the_frames_are_the_models_as_before(looking: Client, t
 
 
 async def test_frames_at_the_sources_own_size_can_be_read(looking: Client, terminal: Path) -> None:
-    result, found = await images(looking, "describe_video", source=str(terminal), num_frames=2, frame_max_side=1280,
-                                 **QUIET)  # fmt: skip
+    result, found = await with_images(
+        looking, "describe_video", source=str(terminal), num_frames=2, frame_max_side=1280, **QUIET
+    )
     assert pictures(found) == [(1280, 720)] * 2
     times = [frame["timestamp_s"] for frame in result["videos"][0]["frames"]]
     assert len(times) == 2
@@ -125,18 +110,24 @@ async def test_frames_at_the_sources_own_size_can_be_read(looking: Client, termi
 
 
 async def test_no_frame_is_made_larger_than_its_source(looking: Client, terminal: Path) -> None:
-    _, found = await images(looking, "describe_video", source=str(terminal), num_frames=2, frame_max_side=1920, **QUIET)
+    _, found = await with_images(
+        looking, "describe_video", source=str(terminal), num_frames=2, frame_max_side=1920, **QUIET
+    )
     assert pictures(found) == [(1280, 720)] * 2
 
 
 async def test_a_side_between_the_models_and_the_sources_is_decoded_to_it(looking: Client, terminal: Path) -> None:
-    _, found = await images(looking, "describe_video", source=str(terminal), num_frames=2, frame_max_side=1000, **QUIET)
+    _, found = await with_images(
+        looking, "describe_video", source=str(terminal), num_frames=2, frame_max_side=1000, **QUIET
+    )
     assert [width for width, _ in pictures(found)] == [1000, 1000]
     assert all(abs(height - 1000 * 720 / 1280) <= 1 for _, height in pictures(found))
 
 
 async def test_a_smaller_side_scales_the_models_frames_down(looking: Client, terminal: Path) -> None:
-    _, found = await images(looking, "describe_video", source=str(terminal), num_frames=3, frame_max_side=320, **QUIET)
+    _, found = await with_images(
+        looking, "describe_video", source=str(terminal), num_frames=3, frame_max_side=320, **QUIET
+    )
     assert pictures(found) == [(320, 180)] * 3
 
 
@@ -159,21 +150,28 @@ async def test_a_side_out_of_range_or_with_nothing_to_size_is_refused(
         assert result.is_error  # never a silent answer without the frames asked for
         assert 'coverage="full" answers from notes' in error_text(result), error_text(result)
         assert 'coverage="sampled"' in error_text(result)
-    answered, found = await images(with_model, "describe_video", source=str(terminal), num_frames=2,
-                                   return_frames="frames", frame_max_side=1280, **QUIET)  # fmt: skip
+    answered, found = await with_images(
+        with_model,
+        "describe_video",
+        source=str(terminal),
+        num_frames=2,
+        return_frames="frames",
+        frame_max_side=1280,
+        **QUIET,
+    )
     assert answered["answer"]
     assert pictures(found) == [(1280, 720)] * 2
 
 
 async def test_a_still_image_is_read_again_from_its_file_upright(looking: Client, photo: Path) -> None:
-    result, [image] = await images(looking, "describe_video", source=str(photo), frame_max_side=1000)
+    result, [image] = await with_images(looking, "describe_video", source=str(photo), frame_max_side=1000)
     assert result["videos"][0]["kind"] == "image"
     assert pictures([image]) == [(750, 1000)]  # 1200x1600 as displayed, to 1000 on the long side
     top, bottom = image.getpixel((375, 100)), image.getpixel((375, 900))
     assert isinstance(top, tuple)
     assert isinstance(bottom, tuple)
     assert (top[2] > 150 > top[0], bottom[0] > 150 > bottom[2]) == (True, True)  # turned by its EXIF: blue on top
-    _, [small] = await images(looking, "describe_video", source=str(photo))
+    _, [small] = await with_images(looking, "describe_video", source=str(photo))
     assert max(pictures([small])[0]) < 1000  # as the model took it, by default
 
 
@@ -181,23 +179,38 @@ async def test_a_still_image_is_read_again_from_its_file_upright(looking: Client
 
 
 async def test_compare_returns_each_sources_frames_at_the_side(looking: Client, terminal: Path, photo: Path) -> None:
-    result, found = await images(looking, "compare_videos", sources=[str(terminal), str(photo)], question="Same?",
-                                 frames_per_video=2, frame_max_side=1200, **QUIET)  # fmt: skip
+    result, found = await with_images(
+        looking,
+        "compare_videos",
+        sources=[str(terminal), str(photo)],
+        question="Same?",
+        frames_per_video=2,
+        frame_max_side=1200,
+        **QUIET,
+    )
     assert [len(video.get("frames") or []) for video in result["videos"]] == [2, 0]
     assert pictures(found) == [(1200, 675), (1200, 675), (900, 1200)]
 
 
 async def test_find_moments_returns_the_moments_frames_at_the_side(with_model: Client, terminal: Path) -> None:
-    result, found = await images(with_model, "find_moments", source=str(terminal), query="the terminal",
-                                 max_moments=1, return_frames="frames", frame_max_side=1280)  # fmt: skip
+    result, found = await with_images(
+        with_model,
+        "find_moments",
+        source=str(terminal),
+        query="the terminal",
+        max_moments=1,
+        return_frames="frames",
+        frame_max_side=1280,
+    )
     frames = [time for moment in result["moments"] for time in moment["frames"]]
     assert frames
     assert pictures(found) == [(1280, 720)] * len(frames)
 
 
 async def test_find_moments_without_a_model_sizes_its_candidates(looking: Client, terminal: Path) -> None:
-    result, found = await images(looking, "find_moments", source=str(terminal), query="the terminal",
-                                 frame_max_side=640)  # fmt: skip
+    result, found = await with_images(
+        looking, "find_moments", source=str(terminal), query="the terminal", frame_max_side=640
+    )
     assert len(found) == sum(len(moment["frames"]) for moment in result["moments"]) > 0
     assert set(pictures(found)) == {(640, 360)}
 
