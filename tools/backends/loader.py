@@ -92,7 +92,7 @@ class LazyBackend:
         if backend is not None:
             return backend.model_id
         if self.config.endpoint:
-            from llava_video_mcp.tools.backends.remote import endpoint_host
+            from llava_video_mcp.tools.backends.engine import endpoint_host
 
             return self.config.model or endpoint_host(self.config.endpoint)
         return self.config.model or DEFAULT_MODEL
