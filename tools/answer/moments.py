@@ -103,6 +103,28 @@ _NUMBERS_FIRST = re.compile(r"^\s*(?:frames?\s*)?\d+(?:\s*(?:,|and|&|-|to)\s*\d+
 """The frame numbers a reply starts with, taken off its description."""
 
 
+@dataclass(frozen=True)
+class _Unwatched:
+    """A search before any window is watched: the video, its range, what its tracks hold, the query and how many
+    moments it asks for."""
+
+    video: LocalVideo
+    info: StreamInfo
+    start: float
+    end: float
+    heard: list[TrackText]
+    query: str
+    most: int
+    clock: Clock
+
+    def worded(self, said: list[_Candidate]) -> list[_Candidate]:
+        """The first `most` moments the words hold, kept within the range (a cue may reach past it)."""
+        chosen = said[: self.most]
+        for candidate in chosen:
+            candidate.start_s, candidate.end_s = max(candidate.start_s, self.start), min(candidate.end_s, self.end)
+        return chosen
+
+
 @dataclass
 class _Candidate:
     start_s: float
@@ -215,7 +237,8 @@ class MomentSearch:
             reading = self.tracks if too_long is None else self.tracks.idle(WITH_TRANSCRIPT)
             heard = reading.read_all(video, start, end, WITH_TRANSCRIPT, span(self.progress, 0, 1, 2), self.cancel)
             clock.spent(self.tracks.timings(heard))
-            worded = self._said_enough(video, info, start, end, heard, asked, max_moments, clock)
+            unwatched = _Unwatched(video, info, start, end, heard, asked, max_moments, clock)
+            worded = self._said_enough(unwatched)
             if worded is not None:
                 answered, chosen = worded
                 return _with_evidence(answered, self._evidence(video, info, chosen, shows, frame_max_side))
@@ -228,7 +251,7 @@ class MomentSearch:
                     )
                 raise too_long
             if self.stages.looking_only:
-                answered, chosen = self._frames_only(video, info, start, end, heard, asked, max_moments, clock)
+                answered, chosen = self._frames_only(unwatched)
                 return _with_evidence(answered, self._evidence(video, info, chosen, shows, frame_max_side))
             # Notes of any earlier watch of these windows serve a search, whatever its frame count; what is said
             # in the range was heard above.
@@ -264,48 +287,25 @@ class MomentSearch:
             )
         return SeenImage(media.title), image_for_model(media, self.stages.frame_side)
 
-    def _said_enough(
-        self,
-        video: LocalVideo,
-        info: StreamInfo,
-        start: float,
-        end: float,
-        heard: list[TrackText],
-        query: str,
-        most: int,
-        clock: Clock,
-    ) -> tuple[MomentsAnswer, list[_Candidate]] | None:
+    def _said_enough(self, search: _Unwatched) -> tuple[MomentsAnswer, list[_Candidate]] | None:
         """The answer from the words alone when they hold `most` moments: no model loaded, no window watched (the
         frames behind each moment are decoded, nothing more); else None."""
-        chosen = self._said(heard, query)[:most]
-        if len(chosen) < most:
+        chosen = search.worded(self._said(search.heard, search.query))
+        if len(chosen) < search.most:
             return None
-        for candidate in chosen:
-            candidate.start_s, candidate.end_s = max(candidate.start_s, start), min(candidate.end_s, end)
         note = (
-            f"find_moments: the words said hold {plural(len(chosen), 'moment')} (max_moments={most}), so no frame "
-            "was watched and no model ran; ask for more moments to have the frames watched too."
+            f"find_moments: the words said hold {plural(len(chosen), 'moment')} (max_moments={search.most}), so no "
+            "frame was watched and no model ran; ask for more moments to have the frames watched too."
         )
         framing = f"Found {plural(len(chosen), 'moment')} in the words said; taking their frames"
-        return self._unjudged(video, info, start, end, heard, query, chosen, 2, framing, note, clock), chosen
+        return self._unjudged(search, chosen, 2, framing, note), chosen
 
-    def _frames_only(
-        self,
-        video: LocalVideo,
-        info: StreamInfo,
-        start: float,
-        end: float,
-        heard: list[TrackText],
-        query: str,
-        most: int,
-        clock: Clock,
-    ) -> tuple[MomentsAnswer, list[_Candidate]]:
+    def _frames_only(self, search: _Unwatched) -> tuple[MomentsAnswer, list[_Candidate]]:
         """Without a model (`--model none`), when the words hold fewer than `most` moments: those moments, then
         ranges spread evenly over the rest, each with its frames, for the calling agent to judge."""
-        worded = self._said(heard, query)[:most]
-        for candidate in worded:
-            candidate.start_s, candidate.end_s = max(candidate.start_s, start), min(candidate.end_s, end)
-        count = min(SPREAD_RANGES, max(most, math.ceil((end - start) / SPREAD_S - 1e-9)))
+        worded = search.worded(self._said(search.heard, search.query))
+        start, end = search.start, search.end
+        count = min(SPREAD_RANGES, max(search.most, math.ceil((end - start) / SPREAD_S - 1e-9)))
         step = (end - start) / count
         spread = [
             _Candidate(start + i * step, start + (i + 1) * step, ["frames"], _UNJUDGED)
@@ -323,37 +323,26 @@ class MomentSearch:
             "start_s/end_s around a candidate to see more of it (describe_video returns up to 32 frames)."
         )
         framing = f"Taking the frames of {plural(len(chosen), 'candidate range')}"
-        answered = self._unjudged(video, info, start, end, heard, query, chosen, SPREAD_FRAMES, framing, note, clock)
-        return answered, chosen
+        return self._unjudged(search, chosen, SPREAD_FRAMES, framing, note), chosen
 
     def _unjudged(
-        self,
-        video: LocalVideo,
-        info: StreamInfo,
-        start: float,
-        end: float,
-        heard: list[TrackText],
-        query: str,
-        chosen: list[_Candidate],
-        frames_each: int,
-        framing: str,
-        note: str,
-        clock: Clock,
+        self, search: _Unwatched, chosen: list[_Candidate], frames_each: int, framing: str, note: str
     ) -> MomentsAnswer:
         """The answer no model judged: `chosen` as they are, `frames_each` frames decoded for each (`framing` says
         so in the progress), `note` saying why."""
+        video, info, heard, clock = search.video, search.info, search.heard, search.clock
         self.progress(1, 2, framing)
         for candidate in chosen:
             candidate.frames = self._frames(video, (), candidate, frames_each, clock)
         self.progress(2, 2, "Done")
         seen = video_info(
-            video, info, start_s=start, end_s=end, frames_requested=0, frames=[], frames_from_cache=False,
-            note=" ".join(n for n in (note, stream_notes(info), *notes_of(heard)) if n),
+            video, info, start_s=search.start, end_s=search.end, frames_requested=0, frames=[],
+            frames_from_cache=False, note=" ".join(n for n in (note, stream_notes(info), *notes_of(heard)) if n),
             said=self.tracks.transcript(heard),
             fields=self.tracks.fields(heard),
         )  # fmt: skip
         return MomentsAnswer(
-            query=query,
+            query=search.query,
             moments=_moments(chosen),
             videos=[seen],
             model=None,
